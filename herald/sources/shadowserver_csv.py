@@ -1,0 +1,446 @@
+"""Shadowserver-format CSV reports: header-driven reading and column typing.
+
+Format: RFC 4180 CSV with a header row, as Shadowserver delivers it (``"timestamp","ip",...``),
+file names ``YYYY-MM-DD-<type>-<details>.csv`` (``schema/shadowserver/report-filename.md``) or
+``<type>.csv``.  Columns may come in any order; columns of the type that the file lacks are null;
+columns the file has beyond the type's are kept as strings after the type's columns.
+
+Typing rules (Herald's, documented in ``docs/input.md``):
+
+- ``timestamp``: ``YYYY-MM-DD HH:MM:SS`` (also ``T`` separator, fractional seconds, a ``Z``,
+  ``+00:00`` or `` UTC`` suffix), taken as UTC.  Empty or unparseable: the row is quarantined.
+- integer columns (ports, ASNs, NAICS, ...; see :mod:`herald.schema.registry`): decimal digits.
+  Anything else non-empty: quarantined.
+- IP columns (``src_ip``, ``ip``, ``dst_ip``, ...): a valid IPv4 or IPv6 address is rewritten in
+  canonical form (IPv6 per RFC 5952).  Other text (a CIDR in ``blocklist``, a malformed address) is
+  kept as given, as IntelMQ keeps it; such an event cannot be routed by address and counts as
+  unrouted unless its ASN or country routes it.
+- every other column: a string; empty strings become null.
+
+Only the ``timestamp`` column is required in the header.  Columns that IntelMQ 3.5.0 requires
+(for example ``port`` of ``malware_url``) are optional here: IntelMQ rejects such older files' rows,
+Herald accepts them with the column null.
+
+Rows with more fields than the header are quarantined with their physical line number.  Rows with
+fewer fields are read with the missing trailing columns empty (IntelMQ does the same; real
+Shadowserver files have them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import mmap
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from herald.errors import InputError
+from herald.ipaddr import parse_ips
+from herald.schema.registry import IP_COLUMNS, TIMESTAMP_TYPE, Registry, ReportType, default_registry
+
+#: ``YYYY-MM-DD-<type>-...csv`` or ``<type>.csv`` (report-filename.md, "Sample regular expression 2").
+FILENAME_RE = re.compile(r"^(?:(?P<date>\d{4}-\d{2}-\d{2})-)?(?P<type>[A-Za-z0-9_]+)(?:-[^/]*)?\.csv$")
+
+#: Columns of the quarantine table.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("line", pa.int64()),
+        ("field", pa.string()),
+        ("reason", pa.string()),
+        ("value", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+_INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
+_TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+
+#: Default bytes per CSV block read at once (bounds memory per batch).
+DEFAULT_BLOCK_SIZE = 16 << 20
+
+
+def type_from_filename(path: str | os.PathLike) -> tuple[str | None, str | None]:
+    """Report type and date from a Shadowserver file name.
+
+    Returns:
+        ``(type, date)``: the type name (``None`` when the name does not match) and the
+        ``YYYY-MM-DD`` report date (``None`` when the name has none).
+    """
+    m = FILENAME_RE.match(Path(path).name)
+    if not m:
+        return None, None
+    return m.group("type"), m.group("date")
+
+
+@dataclass
+class Quarantine:
+    """Rows of one input that could not be read, with their reasons.
+
+    Attributes:
+        path: the input file.
+        rows: list of dicts with the keys of :data:`QUARANTINE_SCHEMA`.
+    """
+
+    path: str
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, line: int | None, fld: str | None, reason: str, value: str | None = None,
+            raw: str | None = None) -> None:
+        """Record one quarantined row (``line`` is 1-based and physical, header is line 1)."""
+        self.rows.append({"file": self.path, "line": line, "field": fld, "reason": reason,
+                          "value": value, "raw": raw})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_table(self) -> pa.Table:
+        """The rows as an Arrow table of :data:`QUARANTINE_SCHEMA`, sorted by line."""
+        rows = sorted(self.rows, key=lambda r: (r["line"] or 0))
+        return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+
+
+class RecordIndex:
+    """Physical position of every CSV record of a file, computed on demand.
+
+    A vectorized scan (numpy over the file's bytes, quote-aware: a newline inside double quotes
+    does not end a record, RFC 4180 section 2.6) finds each record's byte offset, first physical
+    line and field count.  Used only when a row must be quarantined, so clean files never pay for it.
+    """
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                data = np.zeros(0, dtype=np.uint8)
+                self._bytes = b""
+            else:
+                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                self._bytes = mm
+                data = np.frombuffer(mm, dtype=np.uint8)
+        quote = data == 0x22
+        inside = (np.cumsum(quote, dtype=np.int64) & 1).astype(bool)
+        nl = (data == 0x0A)
+        ends = np.flatnonzero(nl & ~inside)
+        if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
+            ends = np.append(ends, len(data))
+        starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
+        # Skip a UTF-8 BOM at the start.
+        if len(data) >= 3 and bytes(data[:3]) == b"\xef\xbb\xbf":
+            starts[0] = 3
+        nl_before = np.concatenate(([0], np.cumsum(nl, dtype=np.int64)))
+        lines = nl_before[starts] + 1
+        commas = (data == 0x2C) & ~inside
+        comma_cum = np.concatenate(([0], np.cumsum(commas, dtype=np.int64)))
+        fields = comma_cum[ends] - comma_cum[starts] + 1
+        lengths = ends - starts
+        # Records that are empty (or only "\r") are skipped by the CSV reader.
+        blank = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, max(len(data) - 1, 0))] == 0x0D))
+        keep = ~blank
+        self.starts = starts[keep]
+        self.ends = ends[keep]
+        self.lines = lines[keep]
+        self.fields = fields[keep]
+
+    def raw(self, i: int) -> str:
+        """Text of record ``i`` (0 is the header), without its line ending."""
+        return bytes(self._bytes[self.starts[i]:self.ends[i]]).decode("utf-8", "replace").rstrip("\r")
+
+    def data_records(self, ncols: int) -> np.ndarray:
+        """Indices of the data records (header excluded) whose field count equals ``ncols``."""
+        idx = np.arange(1, len(self.starts))
+        return idx[self.fields[1:] == ncols]
+
+    def bad_records(self, ncols: int) -> np.ndarray:
+        """Indices of data records whose field count differs from ``ncols``."""
+        idx = np.arange(1, len(self.starts))
+        return idx[self.fields[1:] != ncols]
+
+
+@dataclass
+class ParsedFile:
+    """A Shadowserver CSV file read and typed.
+
+    Attributes:
+        path: the file.
+        report_type: its :class:`ReportType`.
+        report_date: the ``YYYY-MM-DD`` date from the file name, or ``None``.
+        table: the normalized table: the type's columns in schema order with the types of
+            :attr:`ReportType.column_types`, then any further columns of the file as strings.
+            One row per good record, in file order.
+        quarantine: the rows that could not be read.
+        rows_in: data records in the file (good + quarantined).
+        header: the column names as in the file.
+        record_order: ``int64[rows]`` file record number of each row of ``table`` when rows were
+            recovered out of order (short rows), else ``None``.
+    """
+
+    path: str
+    report_type: ReportType
+    report_date: str | None
+    table: pa.Table
+    quarantine: Quarantine
+    rows_in: int
+    header: list[str]
+    record_order: np.ndarray | None = None
+
+
+def resolve_type(path: str | os.PathLike, report_type: str | None, registry: Registry) -> ReportType:
+    """The report type of ``path``: ``report_type`` when given, else from the file name.
+
+    Raises:
+        InputError: when neither gives a type.
+        UnknownReportType: when the type is not registered (names the file and the type).
+    """
+    name = report_type or type_from_filename(path)[0]
+    if not name:
+        raise InputError("cannot tell the report type from the file name; "
+                         "name it YYYY-MM-DD-<type>-....csv or pass --type", str(path))
+    return registry.get(name, source=str(path))
+
+
+def read_header(path: str) -> list[str]:
+    """Column names of the CSV file's first record ([] for an empty file)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 20)
+    if not head.strip():
+        return []
+    text = head.decode("utf-8-sig", errors="replace")
+    return next(csv.reader(io.StringIO(text)))
+
+
+def read_file(path: str | os.PathLike, report_type: str | None = None,
+              registry: Registry | None = None, block_size: int = DEFAULT_BLOCK_SIZE) -> ParsedFile:
+    """Read and type a whole Shadowserver CSV file.
+
+    Memory: the file's typed table (about the CSV's size).  Use :func:`iter_file` for files larger
+    than memory.
+
+    Raises:
+        InputError: unreadable file, missing ``timestamp`` column, or no type (see
+            :func:`resolve_type`).
+        UnknownReportType: the type is not registered.
+    """
+    batches = []
+    it = iter_file(path, report_type, registry, block_size)
+    meta = next(it)
+    for b in it:
+        batches.append(b)
+    schema = meta.table.schema
+    table = pa.Table.from_batches(batches, schema=schema) if batches else meta.table
+    if meta.record_order is not None and table.num_rows == len(meta.record_order):
+        table = table.take(pa.array(np.argsort(meta.record_order, kind="stable")))
+    meta.table = table
+    return meta
+
+
+def iter_file(path: str | os.PathLike, report_type: str | None = None,
+              registry: Registry | None = None,
+              block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator:
+    """Stream a Shadowserver CSV file as typed record batches.
+
+    Yields first a :class:`ParsedFile` whose ``table`` is empty (it carries the schema, the type
+    and the quarantine object, which fills up as the batches are consumed, and ``rows_in``, final
+    once the iterator is exhausted), then ``pyarrow.RecordBatch`` objects of the normalized schema.
+
+    Raises:
+        see :func:`read_file`.
+    """
+    registry = registry or default_registry()
+    path = str(path)
+    rtype = resolve_type(path, report_type, registry)
+    report_date = type_from_filename(path)[1]
+    try:
+        header = read_header(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"cannot read CSV header: {exc}", path) from exc
+    quarantine = Quarantine(path)
+    if header:
+        dups = sorted({h for h in header if header.count(h) > 1})
+        if dups:
+            raise InputError(f"duplicate column names in header: {', '.join(dups)}", path, 1)
+        if "timestamp" in rtype.columns and "timestamp" not in header:
+            raise InputError("required column 'timestamp' is missing from the header", path, 1, "timestamp")
+    extra_cols = [h for h in header if h not in rtype.column_types]
+    schema = pa.schema(list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extra_cols])
+    meta = ParsedFile(path, rtype, report_date, schema.empty_table(), quarantine, 0, header)
+    yield meta
+    if not header:
+        return
+
+    bad_rows: list[str] = []
+
+    def on_invalid(row) -> str:
+        bad_rows.append(row.text)
+        return "skip"
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_size, use_threads=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"cannot read CSV: {exc}", path) from exc
+
+    index: RecordIndex | None = None
+    good_seen = 0
+    pending: list[tuple[int, str, str, str]] = []  # (good row number, field, reason, value)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read CSV: {exc}", path) from exc
+        typed, problems = normalize_batch(batch, rtype, extra_cols)
+        for (row, fld, reason, value) in problems:
+            pending.append((good_seen + row, fld, reason, value))
+        good_seen += batch.num_rows
+        if typed.num_rows:
+            yield typed
+
+    recovered = 0
+    if pending or bad_rows:
+        index = RecordIndex(path)
+        ncols = len(header)
+        good_idx = index.data_records(ncols)
+        for gi, fld, reason, value in pending:
+            rec = int(good_idx[gi]) if gi < len(good_idx) else None
+            quarantine.add(int(index.lines[rec]) if rec is not None else None, fld, reason, value,
+                           index.raw(rec) if rec is not None else None)
+        bad_recs = index.bad_records(ncols)
+        short_recs, short_rows = [], []
+        for rec in bad_recs:
+            rec = int(rec)
+            text = index.raw(rec)
+            fields = next(csv.reader(io.StringIO(text)), [])
+            if len(fields) < ncols:
+                # A short row: its trailing columns are missing.  Shadowserver files have these
+                # (scan_rdp sample); IntelMQ reads them with the missing columns empty, so does Herald.
+                short_recs.append(rec)
+                short_rows.append(fields + [""] * (ncols - len(fields)))
+            else:
+                quarantine.add(int(index.lines[rec]), None,
+                               f"expected {ncols} fields, found {len(fields)}", None, text)
+        if len(bad_recs) != len(bad_rows):
+            # The quote-aware scan and Arrow's parser disagree (for example a stray quote in an
+            # unquoted field): report what Arrow rejected so that nothing is lost silently.
+            found = {index.raw(int(r)) for r in bad_recs}
+            for text in bad_rows:
+                if text not in found:
+                    quarantine.add(None, None, "malformed CSV record", None, text)
+        if short_rows:
+            cols = list(zip(*short_rows))
+            batch = pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in cols], names=header)
+            typed, problems = normalize_batch(batch, rtype, extra_cols)
+            bad_set = set()
+            for (row, fld, reason, value) in problems:
+                rec = short_recs[row]
+                bad_set.add(row)
+                quarantine.add(int(index.lines[rec]), fld, reason, value, index.raw(rec))
+            recovered = len(short_rows)
+            # File order of every yielded row, so that read_file can restore it.
+            good_ok = np.ones(len(good_idx), dtype=bool)
+            for gi, *_ in pending:
+                if gi < len(good_idx):
+                    good_ok[gi] = False
+            meta.record_order = np.concatenate(
+                [good_idx[good_ok], np.array([r for i, r in enumerate(short_recs) if i not in bad_set],
+                                             dtype=np.int64)])
+            if typed.num_rows:
+                yield typed
+    meta.rows_in = good_seen + len(bad_rows)
+
+
+def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[str]
+                    ) -> tuple[pa.RecordBatch, list[tuple[int, str, str, str]]]:
+    """Type one batch of string columns (see the module docstring for the rules).
+
+    Args:
+        batch: ``N`` rows, every column ``string``, empty values as ``""``.
+        rtype: the report type.
+        extra_cols: the file's columns that are not the type's, in file order.
+
+    Returns:
+        ``(typed, problems)``: ``typed`` holds the good rows (schema order, then ``extra_cols``);
+        ``problems`` lists ``(row index in batch, field, reason, value)`` for each bad row (its first
+        problem only).
+    """
+    n = batch.num_rows
+    names = batch.schema.names
+    bad = np.zeros(n, dtype=bool)
+    problems: list[tuple[int, str, str, str]] = []
+    out: dict[str, pa.Array] = {}
+
+    def flag(mask: np.ndarray, col: pa.Array, fld: str, reason: str) -> None:
+        new = mask & ~bad
+        for i in np.flatnonzero(new):
+            problems.append((int(i), fld, reason, col[int(i)].as_py()))
+        bad[:] |= mask
+
+    for col_name, typ in rtype.column_types.items():
+        if col_name not in names:
+            out[col_name] = pa.nulls(n, typ)
+            continue
+        col = batch.column(col_name)
+        empty = pc.equal(pc.utf8_length(col), 0).to_numpy(zero_copy_only=False)
+        if typ == TIMESTAMP_TYPE:
+            ts, bad_ts = _parse_timestamps(col)
+            flag(empty, col, col_name, "missing timestamp")
+            flag(bad_ts & ~empty, col, col_name, "not a timestamp (expected YYYY-MM-DD HH:MM:SS, UTC)")
+            out[col_name] = ts
+        elif pa.types.is_integer(typ):
+            ok = pc.match_substring_regex(col, _INT_RE).to_numpy(zero_copy_only=False)
+            flag(~ok & ~empty, col, col_name, "not an integer")
+            clean = pc.if_else(pa.array(ok), pc.utf8_trim_whitespace(col), pa.nulls(n, pa.string()))
+            out[col_name] = pc.cast(pc.utf8_ltrim(clean, "+"), pa.int64())
+        elif col_name in IP_COLUMNS:
+            # Valid addresses are rewritten in canonical form; other text (a CIDR in a blocklist,
+            # a malformed address) is kept as given, as IntelMQ keeps it: such an event cannot be
+            # routed by address (it may still route by ASN or country) and is not lost.
+            parsed = parse_ips(col)
+            out[col_name] = pc.if_else(pa.array(parsed.version > 0), parsed.text,
+                                       pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), col))
+        else:
+            out[col_name] = pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), col)
+    for col_name in extra_cols:
+        col = batch.column(col_name)
+        empty = pc.equal(pc.utf8_length(col), 0)
+        out[col_name] = pc.if_else(empty, pa.nulls(n, pa.string()), col)
+
+    typed = pa.RecordBatch.from_pydict(out)
+    if bad.any():
+        typed = typed.filter(pa.array(~bad))
+    return typed, problems
+
+
+def _parse_timestamps(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Parse Shadowserver timestamps (UTC).  Returns ``(timestamp[us, UTC] array, bad mask)``."""
+    s = pc.utf8_trim_whitespace(col)
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})T", r"\1 ")
+    s = pc.replace_substring_regex(s, r"(Z| ?UTC| ?\+00:?00)$", "")
+    frac = pc.extract_regex(s, r"^(?P<base>.{19})(?P<frac>\.\d{1,6})?$")
+    base = pc.struct_field(frac, "base")
+    fr = pc.struct_field(frac, "frac")
+    ok = pc.fill_null(pc.match_substring_regex(base, _TS_RE), False)
+    ts = pc.strptime(pc.if_else(ok, base, pa.nulls(len(s), pa.string())), format="%Y-%m-%d %H:%M:%S",
+                     unit="us", error_is_null=True)
+    bad = pc.is_null(ts).to_numpy(zero_copy_only=False)
+    micros = pc.fill_null(pc.cast(pc.utf8_rpad(pc.utf8_ltrim(pc.fill_null(fr, ""), "."), 6, "0"),
+                                  pa.int64(), safe=False), 0)
+    ts = pc.add(pc.cast(ts, pa.int64()), micros).cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
+    return ts, bad
