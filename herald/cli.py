@@ -1,0 +1,55 @@
+"""The ``herald`` command: thin argparse front end; each sub-command lives in herald/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from herald import __version__
+from herald.errors import HeraldError
+
+#: Modules that register sub-commands (see herald/commands/__init__.py).  One line per module.
+COMMAND_MODULES = [
+    "herald.commands.parse",
+    "herald.commands.run",
+    "herald.commands.types",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="herald",
+        description="Herald: daily per-recipient reports of infected and exposed machines.",
+    )
+    parser.add_argument("--version", action="version", version=f"herald {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point.  Returns the exit status: 0 success, 1 a failed input or check, 2 usage or
+    configuration error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HeraldError as exc:
+        print(f"herald: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

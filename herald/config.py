@@ -1,0 +1,143 @@
+"""Settings: a TOML file plus environment variables.
+
+The file (see ``examples/herald.toml``)::
+
+    [paths]              # relative to the TOML file
+    inbox = "inbox"      # input files; a run for day D reads inbox/ and inbox/D/
+    data = "var/data"    # event store (Parquet), quarantine, ledger database
+    reports = "var/reports"
+    outbox = "var/outbox"
+
+    [report]
+    tlp = "AMBER"        # TLP 2.0 label put on every report (FIRST TLP 2.0)
+    sender = "herald@example.org"
+
+    [enrich]
+    overwrite = false    # replace asn/geo values the input already has
+    ipdata = []          # optional user data sets: [{format = "ipasn", path = "..."}]
+
+    [database]
+    url = "sqlite:///..."  # default: SQLite file in the data directory; or HERALD_DATABASE_URL
+
+    [[recipients]]       # see herald.constituency.recipients
+    ...
+
+Environment variables override the file: ``HERALD_DATABASE_URL``, ``HERALD_DATA_DIR``,
+``HERALD_REPORTS_DIR``, ``HERALD_OUTBOX_DIR``, ``HERALD_INBOX_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from herald.errors import ConfigError
+
+#: TLP 2.0 labels (FIRST, https://www.first.org/tlp/).
+TLP_LABELS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
+
+
+@dataclass
+class Paths:
+    """Resolved, absolute directories."""
+
+    inbox: Path
+    data: Path
+    reports: Path
+    outbox: Path
+
+
+@dataclass
+class Settings:
+    """Everything a run needs from the configuration.
+
+    Attributes:
+        path: the TOML file, or ``None`` for settings built in code.
+        paths: resolved directories.
+        tlp: default TLP label of reports (``AMBER``).
+        sender: ``From`` address of outbox messages.
+        overwrite_enrichment: replace input ASN/country values (default keep).
+        ipdata: user-supplied IP data sets, each ``{"format": ..., "path": absolute path}``.
+        database_url: SQLAlchemy URL of the metadata database.
+        raw: the whole parsed TOML document, for sections other modules read.
+    """
+
+    path: Path | None
+    paths: Paths
+    tlp: str = "AMBER"
+    sender: str = "herald@localhost"
+    overwrite_enrichment: bool = False
+    ipdata: list[dict[str, str]] = field(default_factory=list)
+    database_url: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipients_spec(self) -> list[dict[str, Any]]:
+        """The ``[[recipients]]`` entries of the file, unvalidated."""
+        return list(self.raw.get("recipients", []))
+
+
+def load_settings(path: str | os.PathLike) -> Settings:
+    """Read a TOML configuration file.
+
+    Raises:
+        ConfigError: missing file, bad TOML (with line and column), bad values.
+    """
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return settings_from_dict(raw, base=path.parent, path=path)
+
+
+def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None) -> Settings:
+    """Build :class:`Settings` from a parsed document; relative paths are taken from ``base``.
+
+    Raises:
+        ConfigError: bad values (unknown TLP label, wrong types).
+    """
+    where = str(path) if path else "configuration"
+    p = raw.get("paths", {})
+    if not isinstance(p, dict):
+        raise ConfigError(f"{where}: [paths] must be a table")
+
+    def _dir(key: str, default: str, env: str) -> Path:
+        value = os.environ.get(env) or p.get(key, default)
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: paths.{key} must be a string")
+        return (base / value).resolve()
+
+    paths = Paths(
+        inbox=_dir("inbox", "inbox", "HERALD_INBOX_DIR"),
+        data=_dir("data", "var/data", "HERALD_DATA_DIR"),
+        reports=_dir("reports", "var/reports", "HERALD_REPORTS_DIR"),
+        outbox=_dir("outbox", "var/outbox", "HERALD_OUTBOX_DIR"),
+    )
+    report = raw.get("report", {})
+    tlp = str(report.get("tlp", "AMBER")).upper().removeprefix("TLP:")
+    if tlp not in TLP_LABELS:
+        raise ConfigError(f"{where}: report.tlp {tlp!r} is not a TLP 2.0 label ({', '.join(TLP_LABELS)})")
+    enrich = raw.get("enrich", {})
+    ipdata = []
+    for i, item in enumerate(enrich.get("ipdata", [])):
+        if not isinstance(item, dict) or "path" not in item or "format" not in item:
+            raise ConfigError(f"{where}: enrich.ipdata[{i}] needs 'format' and 'path'")
+        ipdata.append({"format": str(item["format"]), "path": str((base / item["path"]).resolve())})
+    db = raw.get("database", {})
+    url = os.environ.get("HERALD_DATABASE_URL") or db.get("url") or f"sqlite:///{paths.data / 'herald.db'}"
+    return Settings(
+        path=path,
+        paths=paths,
+        tlp=tlp,
+        sender=str(report.get("sender", "herald@localhost")),
+        overwrite_enrichment=bool(enrich.get("overwrite", False)),
+        ipdata=ipdata,
+        database_url=url,
+        raw=raw,
+    )

@@ -1,0 +1,173 @@
+"""Recipients and their filters: who receives which events.
+
+A recipient is a network owner, a national CERT or a law-enforcement partner.  Its *filters* say
+which events are its own: an event matches when its address falls in one of the recipient's CIDRs,
+or its ASN is one of the recipient's ASNs, or its country is one of the recipient's countries; and
+its report type is in ``report_types`` (when that list is not empty) and its severity is at least
+``min_severity``.
+
+TOML form (the ``[[recipients]]`` tables of the configuration file)::
+
+    [[recipients]]
+    name = "Example ISP"              # unique; its slug names report files
+    email = "abuse@example.net"
+    kind = "network_owner"            # or "national_cert", "law_enforcement"
+    asns = [64496]
+    cidrs = ["192.0.2.0/24", "2001:db8::/32"]
+    countries = []                    # ISO 3166-1 alpha-2 codes
+    report_types = []                 # empty: all types
+    min_severity = "info"             # info < low < medium < high < critical
+    tlp = "AMBER"                     # optional, overrides [report] tlp
+    pgp_fingerprint = ""              # optional
+
+Filters read from the TOML file are taken as verified (the operator wrote them); filters requested
+through the portal are ``pending`` until an admin verifies them, and only verified filters route.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from herald.errors import ConfigError
+from herald.schema.registry import SEVERITY_LEVELS
+
+KINDS = ("network_owner", "national_cert", "law_enforcement")
+
+_CC_RE = re.compile(r"^[A-Z]{2}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def slugify(name: str) -> str:
+    """File-name-safe slug of a recipient name: lowercase ASCII letters, digits and ``_``.
+
+    ``"CERT-Example (national)"`` gives ``cert_example_national``.  Hyphens are not kept because
+    ``-`` separates the parts of a Shadowserver report file name (report-filename.md).
+    """
+    ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "_", ascii_.lower()).strip("_")
+    return slug or "recipient"
+
+
+@dataclass
+class Recipient:
+    """One recipient with its verified filters.
+
+    Attributes:
+        name: unique display name.
+        email: contact address for reports.
+        kind: one of :data:`KINDS`.
+        asns: ASNs (int).
+        cidrs: networks (``ipaddress.IPv4Network`` / ``IPv6Network``), host bits cleared.
+        countries: ISO 3166-1 alpha-2 codes, upper case.
+        report_types: report-type names; empty means every type.
+        min_severity: lowest severity delivered.
+        tlp: TLP label override, or ``None``.
+        pgp_fingerprint: OpenPGP key fingerprint, or ``None``.
+        id: database id when loaded from the database, else ``None``.
+        operation: law-enforcement operation name this recipient's share is scoped to, or ``None``.
+        families: malware families (``family`` / ``infection`` column values) of the operation;
+            empty means no family restriction.
+        tags: ``tag`` values of the operation; empty means no tag restriction.
+    """
+
+    name: str
+    email: str
+    kind: str = "network_owner"
+    asns: list[int] = field(default_factory=list)
+    cidrs: list[Any] = field(default_factory=list)
+    countries: list[str] = field(default_factory=list)
+    report_types: list[str] = field(default_factory=list)
+    min_severity: str = "info"
+    tlp: str | None = None
+    pgp_fingerprint: str | None = None
+    id: int | None = None
+    operation: str | None = None
+    families: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        """File-name slug of :attr:`name` (see :func:`slugify`)."""
+        return slugify(self.name)
+
+    @property
+    def filter_label(self) -> str:
+        """Short word for the file name's ``<filter>`` part: ``asn``, ``cidr``, ``geo`` or a mix."""
+        parts = [w for w, v in (("asn", self.asns), ("cidr", self.cidrs), ("geo", self.countries)) if v]
+        return "_".join(parts) or "none"
+
+
+def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recipient:
+    """Validate one ``[[recipients]]`` table.
+
+    Raises:
+        ConfigError: naming ``where`` and the field for every invalid value.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: must be a table")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: 'name' is required")
+    where = f"{where} {name!r}"
+    email = spec.get("email", "")
+    if not isinstance(email, str) or not _EMAIL_RE.match(email):
+        raise ConfigError(f"{where}: 'email' {email!r} is not an email address")
+    kind = spec.get("kind", "network_owner")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: 'kind' {kind!r} must be one of {', '.join(KINDS)}")
+    asns = []
+    for a in spec.get("asns", []):
+        try:
+            a = int(str(a).upper().removeprefix("AS"))
+        except ValueError:
+            raise ConfigError(f"{where}: asns: {a!r} is not an AS number") from None
+        if not 0 < a < 2**32:
+            raise ConfigError(f"{where}: asns: {a} is out of range (1..4294967295, RFC 6793)")
+        asns.append(a)
+    cidrs = []
+    for c in spec.get("cidrs", []):
+        try:
+            cidrs.append(ipaddress.ip_network(str(c), strict=False))
+        except ValueError:
+            raise ConfigError(f"{where}: cidrs: {c!r} is not an IPv4 or IPv6 network") from None
+    countries = []
+    for cc in spec.get("countries", []):
+        cc = str(cc).upper()
+        if not _CC_RE.match(cc):
+            raise ConfigError(f"{where}: countries: {cc!r} is not an ISO 3166-1 alpha-2 code")
+        countries.append(cc)
+    sev = str(spec.get("min_severity", "info")).lower()
+    if sev not in SEVERITY_LEVELS:
+        raise ConfigError(f"{where}: min_severity {sev!r} must be one of {', '.join(SEVERITY_LEVELS)}")
+    types = spec.get("report_types", [])
+    if not isinstance(types, list):
+        raise ConfigError(f"{where}: report_types must be a list")
+    return Recipient(
+        name=name.strip(), email=email, kind=kind, asns=asns, cidrs=cidrs, countries=countries,
+        report_types=[str(t) for t in types], min_severity=sev,
+        tlp=spec.get("tlp"), pgp_fingerprint=spec.get("pgp_fingerprint") or None,
+        operation=spec.get("operation"), families=[str(f).lower() for f in spec.get("families", [])],
+        tags=[str(t).lower() for t in spec.get("tags", [])],
+    )
+
+
+def recipients_from_specs(specs: Iterable[dict[str, Any]], where: str = "recipients") -> list[Recipient]:
+    """Validate a list of recipient tables; names and slugs must be unique.
+
+    Raises:
+        ConfigError: on the first invalid entry or a duplicate name/slug.
+    """
+    out: list[Recipient] = []
+    seen: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        r = recipient_from_dict(spec, f"{where}[{i}]")
+        if r.slug in seen:
+            raise ConfigError(f"{where}[{i}]: recipient {r.name!r} has the same file slug "
+                              f"{r.slug!r} as {seen[r.slug]!r}")
+        seen[r.slug] = r.name
+        out.append(r)
+    return out
