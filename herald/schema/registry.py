@@ -222,7 +222,11 @@ def default_registry() -> Registry:
     The result is cached and shared; do not :meth:`Registry.add` to it, copy it instead.
     """
     severity = _data("severity.json")
-    mapping = _data("intelmq.json")
+    # intelmq.json is keyed by IntelMQ's own report name (``event_sinkhole_http``), which differs
+    # from reports.json's name for the 18 ``event4_*`` types; its ``file_name`` field is the
+    # reports.json name (IntelMQ's ShadowserverParserBot also looks mappings up by file_name).
+    mapping = {v["file_name"]: v for k, v in _data("intelmq.json").items()
+               if k != "_meta" and isinstance(v, dict) and "file_name" in v}
     types = _parse_reports(_data("reports.json"), mapping, severity, origin="shadowserver")
     types += _parse_reports(_data("herald_types.json"), {}, {}, origin="herald")
     return Registry(types)
