@@ -122,3 +122,20 @@ def parse_ips(values: pa.Array | pa.ChunkedArray) -> ParsedIPs:
 def format_v4(v4: np.ndarray) -> list[str]:
     """Dotted-quad text of a ``uint32`` array (for tests and generators, not hot paths)."""
     return [str(ipaddress.IPv4Address(int(x))) for x in v4]
+
+
+def v6_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """16-byte big-endian keys (``S16`` array of length N) from ``uint64[N]`` halves.
+
+    NumPy orders ``S16`` values bytewise, which for fixed-width big-endian keys is numeric order,
+    so ``np.sort`` and ``np.searchsorted`` work on IPv6 addresses at C speed.
+    """
+    k = np.empty((len(hi), 2), dtype=">u8")
+    k[:, 0] = hi
+    k[:, 1] = lo
+    return k.view("S16").ravel()
+
+
+def network_bounds(net) -> tuple[int, int, int]:
+    """``(version, first, last)`` integer bounds of an ``ipaddress`` network (inclusive)."""
+    return net.version, int(net.network_address), int(net.broadcast_address)

@@ -1,0 +1,366 @@
+"""The daily run: ingest -> enrich -> store -> route -> write reports and outbox messages.
+
+:func:`run_day` is what ``herald run`` calls.  For day ``D`` it reads every input of the inbox that
+belongs to ``D`` (files under ``<inbox>/D/`` and files directly in ``<inbox>`` whose names start with
+``D-``), in name order:
+
+1. *ingest*: parse each input into a typed Arrow table of its report type (Shadowserver CSV,
+   sensor Parquet, or another feed format), quarantining unreadable rows with their reasons;
+2. *enrich*: fill empty ASN and country columns from the embedded IP data (vectorized);
+3. *store*: write the events as Parquet under ``<data>/events/date=D/type=T/``, one file per input,
+   named by the input's SHA-256 (re-ingesting a file replaces, never duplicates);
+4. *route*: per report type, the distinct events of this run's inputs (identical rows within the
+   day are counted once, as ``rows_duplicate``) are matched against the recipients' filters;
+5. *report*: one CSV per recipient, type and day, and one ``.eml`` message per report in the outbox.
+
+Accounting: ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate`` where
+``rows_reported`` counts distinct events that reached at least one recipient and ``rows_unrouted``
+distinct events that reached none (they stay in the store).  Every file is written to a temporary
+name and renamed; a re-run with the same inputs and recipients rewrites byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from herald.config import Settings
+from herald.constituency.recipients import Recipient, recipients_from_specs
+from herald.deliver.eml import build_message
+from herald.errors import HeraldError, InputError
+from herald.reports.render import atomic_write, render_csv, report_filename
+from herald.route import Router
+from herald.schema.registry import Registry, ReportType, default_registry
+from herald.sources.shadowserver_csv import QUARANTINE_SCHEMA, Quarantine, iter_file, type_from_filename
+from herald.store.events import day_types, write_events
+
+log = logging.getLogger(__name__)
+
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PARQUET_RE = re.compile(r"^(?P<date>\d{4}-\d{2}-\d{2})-(?P<type>[A-Za-z0-9_]+)-.*\.parquet$")
+
+
+@dataclass
+class InputResult:
+    """What happened to one input file."""
+
+    path: str
+    sha256: str
+    report_type: str | None = None
+    format: str | None = None
+    rows_in: int = 0
+    rows_stored: int = 0
+    rows_quarantined: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """The result of a daily run; :meth:`to_dict` is the JSON summary."""
+
+    day: str
+    rows_in: int = 0
+    rows_stored: int = 0
+    rows_reported: int = 0
+    rows_unrouted: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    reports: list[dict] = field(default_factory=list)
+    inputs: list[InputResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        """``rows_in == rows_reported + rows_unrouted + rows_quarantined + rows_duplicate``."""
+        return self.rows_in == (self.rows_reported + self.rows_unrouted + self.rows_quarantined
+                                + self.rows_duplicate)
+
+    @property
+    def ok(self) -> bool:
+        """No input failed and the counts reconcile."""
+        return not self.errors and self.reconciles
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (counts, reports ``[{recipient, type, rows, path, sha256}]``, inputs,
+        errors, stage timings in seconds)."""
+        return {
+            "day": self.day,
+            "status": "ok" if self.ok else "errors",
+            "rows_in": self.rows_in,
+            "rows_stored": self.rows_stored,
+            "rows_reported": self.rows_reported,
+            "rows_unrouted": self.rows_unrouted,
+            "rows_quarantined": self.rows_quarantined,
+            "rows_duplicate": self.rows_duplicate,
+            "reconciles": self.reconciles,
+            "reports": self.reports,
+            "inputs": [vars(i) for i in self.inputs],
+            "errors": self.errors,
+            "stages_seconds": {k: round(v, 3) for k, v in self.stages.items()},
+            "paths": self.paths,
+        }
+
+
+def find_inputs(inbox: Path, day: str) -> list[Path]:
+    """The inputs of ``day``: files in ``<inbox>/<day>/`` (recursively) and files in ``<inbox>``
+    whose names start with ``<day>-``; hidden files and ``.license`` files are skipped; sorted."""
+    inbox = Path(inbox)
+    found: list[Path] = []
+    d = inbox / day
+    if d.is_dir():
+        found += [p for p in d.rglob("*") if p.is_file()]
+    if inbox.is_dir():
+        found += [p for p in inbox.iterdir() if p.is_file() and p.name.startswith(f"{day}-")]
+    return sorted(p for p in found
+                  if not p.name.startswith(".") and not p.name.endswith((".license", ".md")))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_recipients(settings: Settings) -> list[Recipient]:
+    """The recipients of the configuration file's ``[[recipients]]`` tables.
+
+    Raises:
+        ConfigError: invalid recipient entries.
+    """
+    return recipients_from_specs(settings.recipients_spec, where=f"{settings.path or 'config'}: recipients")
+
+
+def _open_input(path: Path, registry: Registry) -> tuple[ReportType, Quarantine, Iterator[pa.RecordBatch], str, Callable[[], int]]:
+    """Open one input: ``(type, quarantine, batches, format name, rows_in getter)``.
+
+    Raises:
+        InputError / UnknownReportType: the file cannot be read at all.
+    """
+    name = path.name
+    m = _PARQUET_RE.match(name)
+    if name.endswith(".parquet"):
+        if not m:
+            raise InputError("sensor Parquet files must be named YYYY-MM-DD-<type>-<sensor>-<n>.parquet",
+                             str(path))
+        rtype = registry.get(m.group("type"), source=str(path))
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"cannot read Parquet: {exc}", str(path)) from exc
+        missing = [c for c in rtype.columns if c not in table.column_names]
+        if missing:
+            raise InputError(f"columns missing: {', '.join(missing)}", str(path))
+        try:
+            table = table.select(list(rtype.columns)).cast(rtype.arrow_schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise InputError(f"columns do not have the report type's types: {exc}", str(path)) from exc
+        return rtype, Quarantine(str(path)), iter(table.to_batches()), "parquet", lambda: table.num_rows
+    ss_type, _ = type_from_filename(path)
+    if name.endswith(".csv") and ss_type and ss_type in registry:
+        it = iter_file(path, registry=registry)
+        meta = next(it)
+        return meta.report_type, meta.quarantine, it, "shadowserver", lambda: meta.rows_in
+    try:
+        from herald.sources.detect import parse_any
+    except ImportError:  # pragma: no cover - feed sources not installed
+        parse_any = None
+    if parse_any is None:
+        # No other format reader: read as Shadowserver CSV, which names the unknown type.
+        it = iter_file(path, registry=registry)
+        meta = next(it)
+        return meta.report_type, meta.quarantine, it, "shadowserver", lambda: meta.rows_in
+    parsed = parse_any(str(path))
+    return (parsed.report_type, parsed.quarantine, iter(parsed.table.to_batches()),
+            getattr(parsed, "format", "feed"), lambda: parsed.rows_in)
+
+
+class _Progress:
+    """Progress lines on stderr when it is a terminal (long runs), silent otherwise."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.monotonic()
+
+    def __call__(self, msg: str) -> None:
+        if self.enabled:
+            print(f"[{time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
+            recipients: list[Recipient] | None = None, progress: bool | None = None) -> RunSummary:
+    """Run the daily job for ``day`` (``YYYY-MM-DD``); see the module docstring.
+
+    Args:
+        settings: the configuration.
+        day: the report day.
+        registry: report types (default: bundled).
+        recipients: override the configured recipients (tests, benchmarks).
+        progress: show progress on stderr (default: when stderr is a terminal).
+
+    Returns:
+        the :class:`RunSummary`; inputs that failed are listed in ``errors`` and the rest of the run
+        goes on.
+
+    Raises:
+        ConfigError: invalid configuration or recipients.
+        HeraldError: the day string is not ``YYYY-MM-DD``.
+    """
+    if not _DAY_RE.match(day):
+        raise HeraldError(f"--date {day!r}: expected YYYY-MM-DD")
+    from herald.enrich import enrich
+    from herald.enrich.ipdata import IPData
+
+    registry = registry or default_registry()
+    show = _Progress(progress)
+    summary = RunSummary(day=day)
+    paths = settings.paths
+    summary.paths = {k: str(v) for k, v in vars(paths).items()}
+    if recipients is None:
+        recipients = load_recipients(settings)
+    t = time.monotonic()
+    ipdata = IPData.default()
+    for extra in settings.ipdata:
+        ipdata = ipdata.combine(IPData.load(extra["path"], extra["format"]))
+    router = Router(recipients)
+    summary.stages["setup"] = time.monotonic() - t
+
+    # 1-3: ingest, enrich, store.
+    t = time.monotonic()
+    stored: dict[str, list[Path]] = {}
+    inputs = find_inputs(paths.inbox, day)
+    show(f"{len(inputs)} input file(s) for {day} in {paths.inbox}")
+    qdir = paths.data / "quarantine" / day
+    for path in inputs:
+        res = InputResult(path=str(path), sha256=file_sha256(path))
+        summary.inputs.append(res)
+        try:
+            rtype, quarantine, batches, fmt, rows_in = _open_input(path, registry)
+            res.report_type, res.format = rtype.name, fmt
+            enriched = (enrich(pa.Table.from_batches([b]), rtype, ipdata,
+                               overwrite=settings.overwrite_enrichment).to_batches()
+                        for b in batches)
+            flat = (b for group in enriched for b in group)
+            schema = None
+            first = next(flat, None)
+            if first is not None:
+                schema = first.schema
+                out, n = write_events(paths.data, day, rtype.name, res.sha256,
+                                      _chain(first, flat), schema)
+                stored.setdefault(rtype.name, []).append(out)
+                res.rows_stored = n
+            res.rows_in = rows_in()
+            res.rows_quarantined = len(quarantine)
+            if len(quarantine):
+                _write_quarantine(qdir / f"{path.name}.quarantine.csv", quarantine)
+        except InputError as exc:
+            res.error = str(exc)
+            summary.errors.append(str(exc))
+            show(f"FAILED {path.name}: {exc}")
+            continue
+        summary.rows_in += res.rows_in
+        summary.rows_stored += res.rows_stored
+        summary.rows_quarantined += res.rows_quarantined
+        show(f"read {path.name}: {res.report_type}, {res.rows_in} rows, {res.rows_quarantined} quarantined")
+    summary.stages["ingest"] = time.monotonic() - t
+
+    # 4-5: route and report, per type.
+    t = time.monotonic()
+    written: set[Path] = set()
+    con = duckdb.connect()
+    for type_name in sorted(stored):
+        rtype = registry.get(type_name)
+        files = [str(p) for p in stored[type_name]]
+        table = _distinct_events(con, files, rtype)
+        total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        summary.rows_duplicate += total - table.num_rows
+        assignment = router.route(table, rtype)
+        summary.rows_reported += int(assignment.routed.sum())
+        summary.rows_unrouted += int((~assignment.routed).sum())
+        if len(assignment.recipient):
+            bounds = np.flatnonzero(np.diff(assignment.recipient)) + 1
+            starts = np.concatenate(([0], bounds))
+            ends = np.concatenate((bounds, [len(assignment.recipient)]))
+            for s, e in zip(starts, ends):
+                rcpt = router.recipients[int(assignment.recipient[s])]
+                rows = table.take(pa.array(assignment.event[s:e]))
+                written |= _write_report(settings, day, rtype, rcpt, rows, summary)
+        show(f"routed {type_name}: {table.num_rows} distinct events, "
+             f"{int(assignment.routed.sum())} reported")
+    con.close()
+    _remove_stale(paths.reports / day, written)
+    _remove_stale(paths.outbox / day, written)
+    summary.stages["route_report"] = time.monotonic() - t
+    summary.reports.sort(key=lambda r: (r["recipient"], r["type"]))
+    _write_json(paths.data / "runs" / f"{day}.json", summary.to_dict())
+    return summary
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType) -> pa.Table:
+    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order."""
+    cols = ", ".join(f'"{c}"' for c in rtype.columns)
+    rel = con.execute(f"SELECT DISTINCT {cols} FROM read_parquet(?, union_by_name=true) ORDER BY ALL",
+                      [files])
+    table = rel.fetch_arrow_table()
+    return table.cast(rtype.arrow_schema)
+
+
+def _write_report(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rows: pa.Table,
+                  summary: RunSummary) -> set[Path]:
+    paths = settings.paths
+    name = report_filename(day, rtype, rcpt)
+    data = render_csv(rows, rtype)
+    rpath = paths.reports / day / rcpt.slug / name
+    digest = atomic_write(rpath, data)
+    tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
+    msg = build_message(rcpt, rtype, day, rows.num_rows, name, data, digest, settings.sender, tlp)
+    epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
+    atomic_write(epath, msg.as_bytes())
+    summary.reports.append({"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
+                            "rows": rows.num_rows, "path": str(rpath), "sha256": digest,
+                            "message": str(epath), "tlp": tlp})
+    return {rpath, epath}
+
+
+def _remove_stale(root: Path, keep: set[Path]) -> None:
+    """Remove report/message files of the day that this run did not produce (recipients or inputs
+    changed since an earlier run of the same day)."""
+    if not root.is_dir():
+        return
+    for p in root.rglob("*"):
+        if p.is_file() and p not in keep and (p.suffix in (".csv", ".eml")):
+            p.unlink()
+
+
+def _write_quarantine(path: Path, quarantine: Quarantine) -> None:
+    import io
+    buf = io.BytesIO()
+    pacsv.write_csv(quarantine.to_table(), buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

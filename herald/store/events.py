@@ -1,0 +1,77 @@
+"""The event store: normalized, enriched events as Parquet, partitioned by day and report type.
+
+Layout (DESIGN.md, "Two stores")::
+
+    <data>/events/date=YYYY-MM-DD/type=<report type>/<input sha256[:32]>.parquet
+
+One Parquet file per input file and day, named by the SHA-256 of the input's bytes, so ingesting the
+same file again replaces the same Parquet file (idempotent) instead of adding duplicates.  Files are
+written to a temporary name in the same directory and renamed (atomic on POSIX).  DuckDB reads a
+partition with ``read_parquet`` for routing, statistics and the Reports API.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def partition_dir(data_dir: Path, day: str, report_type: str) -> Path:
+    """``<data>/events/date=<day>/type=<report_type>``."""
+    return Path(data_dir) / "events" / f"date={day}" / f"type={report_type}"
+
+
+def write_events(data_dir: Path, day: str, report_type: str, key: str,
+                 batches, schema: pa.Schema) -> tuple[Path, int]:
+    """Stream one input's events for ``day`` into the store, atomically.
+
+    Args:
+        data_dir: the data directory.
+        day: ``YYYY-MM-DD``.
+        report_type: the report type name.
+        key: the input's identity (hex SHA-256); the file is ``<key[:32]>.parquet``.
+        batches: iterable of ``pyarrow.RecordBatch`` (or a ``pyarrow.Table``) of ``schema``;
+            consumed one batch at a time, so memory stays bounded by one batch.
+        schema: the Arrow schema of the rows.
+
+    Returns:
+        ``(path, rows written)``.
+    """
+    d = partition_dir(data_dir, day, report_type)
+    d.mkdir(parents=True, exist_ok=True)
+    final = d / f"{key[:32]}.parquet"
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".parquet")
+    os.close(fd)
+    rows = 0
+    try:
+        if isinstance(batches, pa.Table):
+            batches = batches.to_batches()
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for b in batches:
+                if b.num_rows:
+                    writer.write_batch(b)
+                    rows += b.num_rows
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final, rows
+
+
+def day_types(data_dir: Path, day: str) -> list[str]:
+    """Report types that have events stored for ``day``, sorted."""
+    base = Path(data_dir) / "events" / f"date={day}"
+    if not base.is_dir():
+        return []
+    return sorted(p.name.removeprefix("type=") for p in base.iterdir()
+                  if p.is_dir() and p.name.startswith("type=") and any(p.glob("*.parquet")))
+
+
+def day_files(data_dir: Path, day: str, report_type: str) -> list[Path]:
+    """The Parquet files of one day and type, sorted by name (deterministic)."""
+    d = partition_dir(data_dir, day, report_type)
+    return sorted(d.glob("[!.]*.parquet")) if d.is_dir() else []

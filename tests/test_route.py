@@ -1,0 +1,141 @@
+"""Routing: the vectorized router must equal a naive, obviously-correct per-pair check.
+
+The property test is the "never leaks" guarantee: for random recipients (overlapping IPv4 and IPv6
+CIDRs, ASNs, countries, type and severity filters, operation scopes) and random events, the set of
+(event, recipient) pairs the router produces is exactly the set the rules allow.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from herald.constituency.recipients import Recipient
+from herald.route import Router, country_codes
+from herald.schema import SEVERITY_LEVELS, default_registry, severity_rank
+
+REG = default_registry()
+TYPES = [REG.get("event4_sinkhole_http"), REG.get("scan_http"), REG.get("event6_sinkhole_http")]
+COUNTRIES = ["AT", "DE", "US", "NL", "ZZ"]
+
+# A small address universe so that random events hit random CIDRs often.
+v4_addr = st.builds(lambda a, b: f"10.{a}.{b}.{(a * b) % 256}", st.integers(0, 7), st.integers(0, 255))
+v6_addr = st.builds(lambda a, b: str(ipaddress.IPv6Address((0x20010DB8 << 96) | (a << 80) | b)),
+                    st.integers(0, 7), st.integers(0, 2**16))
+v4_net = st.builds(lambda a, p: ipaddress.ip_network(f"10.{a}.0.0/{p}", strict=False),
+                   st.integers(0, 7), st.integers(8, 24))
+v6_net = st.builds(lambda a, p: ipaddress.ip_network(((0x20010DB8 << 96) | (a << 80), p), strict=False),
+                   st.integers(0, 7), st.sampled_from([32, 40, 48, 112, 128]))
+
+
+@st.composite
+def recipients(draw):
+    n = draw(st.integers(1, 6))
+    out = []
+    for i in range(n):
+        families = draw(st.sampled_from([[], [], ["virut"], ["necurs", "virut"]]))
+        out.append(Recipient(
+            name=f"r{i}", email=f"r{i}@x.example",
+            kind="law_enforcement" if families else "network_owner",
+            asns=draw(st.lists(st.integers(1, 6), max_size=2)),
+            cidrs=draw(st.lists(st.one_of(v4_net, v6_net), max_size=3)),
+            countries=draw(st.lists(st.sampled_from(COUNTRIES), max_size=2)),
+            report_types=draw(st.sampled_from([[], [], [TYPES[0].name], [TYPES[1].name, TYPES[2].name]])),
+            min_severity=draw(st.sampled_from(SEVERITY_LEVELS)),
+            families=families,
+        ))
+    return out
+
+
+@st.composite
+def events(draw):
+    n = draw(st.integers(0, 40))
+    return {
+        "ip": draw(st.lists(st.one_of(v4_addr, v6_addr, st.just(""), st.just("not-an-ip")),
+                            min_size=n, max_size=n)),
+        "asn": draw(st.lists(st.one_of(st.none(), st.integers(0, 8)), min_size=n, max_size=n)),
+        "geo": draw(st.lists(st.one_of(st.none(), st.sampled_from(COUNTRIES + ["at", "X"])),
+                             min_size=n, max_size=n)),
+        "severity": draw(st.lists(st.one_of(st.none(), st.sampled_from(list(SEVERITY_LEVELS) + ["bogus"])),
+                                  min_size=n, max_size=n)),
+        "family": draw(st.lists(st.sampled_from([None, "virut", "VIRUT", "necurs", "mirai"]),
+                                min_size=n, max_size=n)),
+    }
+
+
+def build_table(rtype, ev) -> pa.Table:
+    addr, asn, geo = rtype.address_column, rtype.asn_column, rtype.geo_column
+    cols = {}
+    n = len(ev["ip"])
+    for c, t in rtype.column_types.items():
+        cols[c] = pa.nulls(n, t)
+    cols[addr] = pa.array([x or None for x in ev["ip"]], pa.string())
+    cols[asn] = pa.array(ev["asn"], pa.int64())
+    cols[geo] = pa.array(ev["geo"], pa.string())
+    cols["severity"] = pa.array(ev["severity"], pa.string())
+    cols["family"] = pa.array(ev["family"], pa.string())
+    return pa.table(cols)
+
+
+def naive(rtype, ev, recips) -> set[tuple[int, int]]:
+    """The routing rules, one pair at a time with the ipaddress module."""
+    pairs = set()
+    for i in range(len(ev["ip"])):
+        try:
+            ip = ipaddress.ip_address(ev["ip"][i])
+        except ValueError:
+            ip = None
+        sev = ev["severity"][i]
+        rank = severity_rank(sev) if sev in SEVERITY_LEVELS else severity_rank(rtype.default_severity)
+        geo = (ev["geo"][i] or "").upper()
+        for j, r in enumerate(recips):
+            hit = (ip is not None and any(ip.version == net.version and ip in net for net in r.cidrs)) \
+                or (ev["asn"][i] is not None and ev["asn"][i] in r.asns) \
+                or (geo in r.countries)
+            if not hit:
+                continue
+            if r.report_types and rtype.name not in r.report_types:
+                continue
+            if rank < severity_rank(r.min_severity):
+                continue
+            if r.families and (ev["family"][i] or "").lower() not in r.families:
+                continue
+            pairs.add((i, j))
+    return pairs
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recips=recipients(), ev=events(), tidx=st.integers(0, len(TYPES) - 1))
+def test_router_equals_naive_rules(recips, ev, tidx):
+    rtype = TYPES[tidx]
+    table = build_table(rtype, ev)
+    a = Router(recips).route(table, rtype)
+    got = set(zip(a.event.tolist(), a.recipient.tolist()))
+    assert got == naive(rtype, ev, recips)
+    # routed flags agree with the pairs
+    assert a.routed.tolist() == [any(p[0] == i for p in got) for i in range(table.num_rows)]
+    # pairs are unique and sorted by recipient, then event
+    keys = list(zip(a.recipient.tolist(), a.event.tolist()))
+    assert keys == sorted(set(keys))
+
+
+def test_nested_and_overlapping_cidrs_of_different_recipients():
+    r = [Recipient("outer", "o@x.example", cidrs=[ipaddress.ip_network("192.0.2.0/24")]),
+         Recipient("inner", "i@x.example", cidrs=[ipaddress.ip_network("192.0.2.128/25")]),
+         Recipient("v6", "v@x.example", cidrs=[ipaddress.ip_network("2001:db8::/127")])]
+    rtype = REG.get("scan_http")
+    ev = {"ip": ["192.0.2.1", "192.0.2.200", "192.0.3.1", "2001:db8::1", "2001:db8::2"],
+          "asn": [None] * 5, "geo": [None] * 5, "severity": [None] * 5, "family": [None] * 5}
+    a = Router(r).route(build_table(rtype, ev), rtype)
+    assert set(zip(a.event.tolist(), a.recipient.tolist())) == {(0, 0), (1, 0), (1, 1), (3, 2)}
+    assert a.routed.tolist() == [True, True, False, True, False]
+
+
+def test_country_codes():
+    codes = country_codes(pa.array(["AT", "at", None, "A", "A1", "ZZ"]))
+    assert codes.tolist() == [0 * 26 + 19, 19, -1, -1, -1, 25 * 26 + 25]
+    assert np.all(country_codes(pa.array([], pa.string())) == [])
