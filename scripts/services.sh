@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Start the local services Herald's tests talk to, when they are not running: PostgreSQL
+# (127.0.0.1:5432, trust auth).  Idempotent.  Commands from the machine notes (.library/env).
+set -uo pipefail
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
