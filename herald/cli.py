@@ -14,6 +14,7 @@ from herald.errors import HeraldError
 COMMAND_MODULES = [
     "herald.commands.parse",
     "herald.commands.run",
+    "herald.commands.sinkhole",
     "herald.commands.types",
 ]
 
