@@ -652,11 +652,15 @@ def _force_base64(value: str) -> str | None:
     return value
 
 
+_ABSOLUTE_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]")
+
+
 def _http_host_and_url(value: str, row: dict[str, str]) -> str:
     """A full URL from host and path columns: host from ``cc_dns``, ``http_host``, ``hostname`` or
     ``ip`` (first non-empty), path from ``url`` or ``http_url`` without a leading request method
     and trailing protocol (``GET /x HTTP/1.1`` -> ``/x``), scheme from ``application`` (http or
-    https, default http).  Without host or path, ``value`` unchanged."""
+    https, default http).  Without host or path, ``value`` unchanged.  A path column that already
+    holds an absolute URL is returned unchanged (Herald's fix of IntelMQ 3.5.0, see docs/intelmq.md)."""
     host = ""
     for col in ("cc_dns", "http_host", "hostname", "ip"):
         if not host and col in row:
@@ -668,6 +672,11 @@ def _http_host_and_url(value: str, row: dict[str, str]) -> str:
     else:
         path = ""
     if host and path:
+        if _ABSOLUTE_URL_RE.match(path):
+            # Herald's deliberate difference: the column already holds a full URL (malware_url,
+            # sandbox_url: "http://203.0.113.1:8080/x").  IntelMQ 3.5.0 would cut the scheme and
+            # prepend a host again ("http://<ip>//203.0.113.1:8080/x"); Herald keeps the URL.
+            return path
         path = re.sub(r"^[^/]*", "", path)
         path = re.sub(r"\s.*$", "", path)
         scheme = row["application"] if row.get("application") in ("http", "https") else "http"
