@@ -58,7 +58,7 @@ USER_ROLES = ("recipient", "admin")
 AUDIT_MIN_RETENTION_DAYS = 365
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "w001"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -356,6 +356,30 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Migration w001 (herald.web.keys): HMAC verification needs the secret itself, so it is kept
+    # encrypted with the server key (never in the database in clear, never in the TOML).
+    label: Mapped[str | None] = mapped_column(String(200))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    #: The previous secret stays valid until ``prev_valid_until`` after a rotation.
+    prev_secret_enc: Mapped[str | None] = mapped_column(Text)
+    prev_secret_hash: Mapped[str | None] = mapped_column(String(255))
+    prev_valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Opt-in: requests must carry a fresh ``timestamp`` and a never-seen ``nonce``.
+    replay_protection: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                    server_default=sa.false())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiNonceRow(Base):
+    """A nonce seen on a replay-protected API key (migration w001); kept a few minutes."""
+
+    __tablename__ = "api_nonces"
+    __table_args__ = (UniqueConstraint("key_id", "nonce"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class UserRow(Base):
@@ -374,6 +398,8 @@ class UserRow(Base):
     #: Argon2id PHC string; never the password.
     password_hash: Mapped[str] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(128))
+    #: TOTP secret encrypted with the server key (migration w001); ``totp_secret`` stays unused.
+    totp_secret_enc: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16), default="recipient")
     recipient_id: Mapped[int | None] = mapped_column(
         ForeignKey("recipients.id", ondelete="CASCADE"), index=True)
