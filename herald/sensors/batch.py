@@ -4,7 +4,8 @@ A sensor adds one row per observation with :meth:`EventBatcher.add`.  Rows are k
 written when ``batch_rows`` rows are buffered (all report types together) or when the oldest buffered
 row is ``batch_seconds`` old, whichever comes first, and on :meth:`EventBatcher.close`.
 
-Files go to ``<inbox>/<YYYY-MM-DD>/<YYYY-MM-DD>-<report type>-<sensor>-<uuid hex>.parquet`` where the
+Files go to ``<inbox>/<YYYY-MM-DD>/<YYYY-MM-DD>-<report type>-<sensor>-<seq>.parquet`` (``seq``: 16 hex
+digits of the write time in microseconds, then 16 random hex digits) where the
 date is the UTC day of the rows' ``timestamp`` (a batch that spans midnight becomes one file per day).
 Each file is written to a hidden temporary name in the same folder (``.<name>.tmp``), fsynced, renamed
 with :func:`os.replace` and the folder is fsynced, so a reader sees whole files or nothing.
@@ -174,7 +175,7 @@ class EventBatcher:
             done = 0
             for day, drows in sorted(by_day.items()):
                 folder = self.inbox / day
-                path = folder / f"{day}-{rtype.name}-{self.sensor}-{uuid.uuid4().hex}.parquet"
+                path = folder / f"{day}-{rtype.name}-{self.sensor}-{self._seq()}.parquet"
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
                     write_atomic(rows_to_table(rtype, drows), path)
@@ -194,6 +195,12 @@ class EventBatcher:
         if written:
             log.info("sinkhole %s: wrote %d file(s), %d rows total", self.sensor, len(written), self.rows_written)
         return written
+
+    @staticmethod
+    def _seq() -> str:
+        # 32 hex digits: write time in microseconds (sorts files in write order) + 64 random bits
+        # (unique across processes and restarts).
+        return f"{now_us():016x}{uuid.uuid4().hex[:16]}"
 
     def close(self) -> None:
         """Flush everything (call on shutdown).
