@@ -1,0 +1,557 @@
+"""Vectorized IP range tables: sorted, non-overlapping address ranges with an integer payload.
+
+DESIGN.md: "IP lookups are range joins."  A :class:`RangeTable` holds, per address family, sorted
+non-overlapping inclusive ranges and one non-negative ``int64`` payload per range (an index into
+whatever the caller keeps: an ASN table, a country list, a subscription list).  IPv4 addresses are
+``uint32``; IPv6 addresses are pairs of ``uint64`` (high and low 64 bits of the big-endian 128-bit
+address), exactly as :func:`herald.ipaddr.parse_ips` produces them.
+
+Lookup (:meth:`RangeTable.lookup`) never loops over rows in Python.  For IPv4 it packs each key with
+its row number into one ``uint64`` (``address << 32 | row``), sorts that with NumPy's SIMD sort,
+finds where every range boundary falls among the sorted keys (``searchsorted`` of the *boundaries*
+into the keys, so the work is O(ranges * log rows + rows)), expands the payloads with ``np.repeat``
+and scatters them back to row order.  Sorting first is the DESIGN.md performance note ("sort the IPs
+before searchsorted: 8x faster"); searching boundaries into keys instead of keys into boundaries
+turns the per-row binary search into a linear pass.  IPv6 uses the same plan with 16-byte
+big-endian ``S16`` keys, which NumPy compares bytewise (numeric order for fixed-width big-endian).
+Large IPv4 inputs are split into chunks that run on threads (NumPy releases the GIL in sort,
+searchsorted and fancy indexing).
+
+Building from overlapping ranges (CIDR prefixes that nest, subscriptions that overlap) goes through
+:func:`flatten_ranges`: "most specific wins", that is the smallest covering range, which for CIDR
+prefixes is longest-prefix match (RFC 1812 section 5.2.4.3), with an optional *tier* that ranks whole
+sources above others (user data over bundled data).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herald.ipaddr import ParsedIPs, parse_ips
+
+#: Largest IPv4 address as an integer.
+V4_MAX = (1 << 32) - 1
+_U64_MAX = np.uint64((1 << 64) - 1)
+
+#: Rows per chunk above which IPv4 lookups are split over threads.
+THREAD_CHUNK = 1 << 20
+
+
+def _u64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.uint64)
+
+
+def s16_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """16-byte big-endian keys of 128-bit values.
+
+    Args:
+        hi, lo: ``uint64[N]`` high and low halves.
+
+    Returns:
+        ``S16[N]`` array.  NumPy compares ``S16`` values bytewise, which for fixed-width big-endian
+        keys is numeric order, so ``np.sort``/``np.searchsorted`` work on them at C speed.
+    """
+    k = np.empty((len(hi), 2), dtype=">u8")
+    k[:, 0] = hi
+    k[:, 1] = lo
+    return k.view("S16").ravel()
+
+
+def _from_s16(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pair = np.ascontiguousarray(keys).view(">u8").reshape(-1, 2)
+    return pair[:, 0].astype(np.uint64), pair[:, 1].astype(np.uint64)
+
+
+def _add1(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit ``x + 1`` (wraps at 2**128)."""
+    lo1 = lo + np.uint64(1)
+    return hi + (lo1 == 0).astype(np.uint64), lo1
+
+
+def _sub1(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit ``x - 1`` (wraps at 0)."""
+    return hi - (lo == 0).astype(np.uint64), lo - np.uint64(1)
+
+
+def _less(ahi, alo, bhi, blo) -> np.ndarray:
+    return (ahi < bhi) | ((ahi == bhi) & (alo < blo))
+
+
+def prefix_masks(bits: np.ndarray) -> np.ndarray:
+    """``uint64`` masks with the top ``bits`` bits set, for ``bits`` in 0..64 (vectorized)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    shift = np.clip(64 - bits, 0, 63).astype(np.uint64)
+    mask = ~((np.uint64(1) << shift) - np.uint64(1))
+    mask[bits <= 0] = 0
+    mask[bits >= 64] = _U64_MAX
+    return mask
+
+
+def flatten_ranges(start_hi: np.ndarray, start_lo: np.ndarray, end_hi: np.ndarray, end_lo: np.ndarray,
+                   payload: np.ndarray, tier: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn possibly overlapping inclusive ranges into sorted non-overlapping ones.
+
+    Each address gets the payload of one covering range: the one of highest ``tier``; among those,
+    the smallest (most specific: longest-prefix match for CIDR prefixes); among equal sizes, the
+    one given last.  Adjacent output ranges with the same payload are merged.  Works on 128-bit
+    values given as ``(hi, lo)`` ``uint64`` pairs; IPv4 callers pass ``hi = 0``.
+
+    Method (vectorized): every start and every ``end + 1`` is a boundary; the sorted distinct
+    boundaries cut the space into elementary segments; each range covers a run of segments; the
+    (range, segment) pairs are expanded with ``np.repeat`` and ``np.maximum.at`` keeps, per segment,
+    the winning range.  Memory is O(sum of segments covered per range), which for nested CIDR
+    prefixes is at most (prefix nesting depth) x (number of prefixes).
+
+    Args:
+        start_hi, start_lo, end_hi, end_lo: ``uint64[N]`` inclusive bounds.
+        payload: ``int64[N]``, values >= 0.
+        tier: optional ``int64[N]``; higher wins regardless of size.
+
+    Returns:
+        ``(start_hi, start_lo, end_hi, end_lo, payload)`` of the flattened table, sorted by start.
+
+    Raises:
+        ValueError: when a range's start is above its end or a payload is negative.
+    """
+    start_hi, start_lo, end_hi, end_lo = map(_u64, (start_hi, start_lo, end_hi, end_lo))
+    payload = np.asarray(payload, dtype=np.int64)
+    n = len(payload)
+    if not (len(start_hi) == len(start_lo) == len(end_hi) == len(end_lo) == n):
+        raise ValueError("flatten_ranges: arrays must have the same length")
+    if n == 0:
+        e = np.zeros(0, dtype=np.uint64)
+        return e, e, e.copy(), e.copy(), np.zeros(0, dtype=np.int64)
+    bad = _less(end_hi, end_lo, start_hi, start_lo)
+    if bad.any():
+        raise ValueError(f"flatten_ranges: range {int(np.argmax(bad))} has its start above its end")
+    if (payload < 0).any():
+        raise ValueError("flatten_ranges: payloads must be >= 0")
+    tier = np.zeros(n, dtype=np.int64) if tier is None else np.asarray(tier, dtype=np.int64)
+
+    e1_hi, e1_lo = _add1(end_hi, end_lo)
+    overflow = (end_hi == _U64_MAX) & (end_lo == _U64_MAX)  # range reaches 2**128 - 1
+    s_key = s16_keys(start_hi, start_lo)
+    e_key = s16_keys(e1_hi[~overflow], e1_lo[~overflow])
+    bounds = np.sort(np.concatenate((s_key, e_key)))
+    distinct = np.ones(len(bounds), dtype=bool)
+    distinct[1:] = bounds[1:] != bounds[:-1]
+    bounds = bounds[distinct]
+    k = len(bounds)
+    first = np.searchsorted(bounds, s_key)
+    stop = np.full(n, k, dtype=np.int64)
+    stop[~overflow] = np.searchsorted(bounds, e_key)
+
+    # Rank ranges so that a higher rank wins: tier ascending, then size descending, then input order.
+    size_hi = end_hi - start_hi - (end_lo < start_lo).astype(np.uint64)
+    size_lo = end_lo - start_lo
+    order = np.lexsort((np.arange(n), ~size_lo, ~size_hi, tier))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+
+    counts = stop - first
+    total = int(counts.sum())
+    offsets = np.cumsum(counts) - counts
+    seg = np.arange(total, dtype=np.int64) - np.repeat(offsets - first, counts)
+    best = np.full(k, -1, dtype=np.int64)
+    np.maximum.at(best, seg, np.repeat(rank, counts))
+
+    covered = np.flatnonzero(best >= 0)
+    seg_payload = payload[order[best[covered]]]
+    new_run = np.ones(len(covered), dtype=bool)
+    new_run[1:] = (covered[1:] != covered[:-1] + 1) | (seg_payload[1:] != seg_payload[:-1])
+    run_first = covered[new_run]
+    run_last = covered[np.append(new_run[1:], True)]
+
+    b_hi, b_lo = _from_s16(bounds)
+    nxt_hi = np.append(b_hi[1:], _U64_MAX)
+    nxt_lo = np.append(b_lo[1:], _U64_MAX)
+    seg_end_hi, seg_end_lo = _sub1(nxt_hi, nxt_lo)
+    # The last segment can only be covered by a range that reaches 2**128 - 1.
+    seg_end_hi[-1] = _U64_MAX
+    seg_end_lo[-1] = _U64_MAX
+    return (b_hi[run_first], b_lo[run_first], seg_end_hi[run_last], seg_end_lo[run_last],
+            seg_payload[new_run])
+
+
+def parse_prefixes(values: pa.Array | pa.ChunkedArray | Sequence[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse CIDR prefix text (``192.0.2.0/24``, ``2001:db8::/32``) into inclusive bounds.
+
+    Host bits below the prefix length are cleared (``192.0.2.7/24`` is ``192.0.2.0/24``), as
+    pyasn's radix tree and ``ipaddress.ip_network(strict=False)`` do.  A bare address is a /32 or
+    /128.
+
+    Args:
+        values: N strings (Arrow string array or a sequence).
+
+    Returns:
+        ``(version, start_hi, start_lo, end_hi, end_lo)``: ``int8[N]`` 4, 6, or -1 where the text
+        is not a prefix; ``uint64[N]`` bounds (IPv4 in ``lo`` with ``hi = 0``).
+    """
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(list(values), type=pa.string())
+    parts = pc.split_pattern(pc.utf8_trim_whitespace(values), "/")
+    nparts = pc.fill_null(pc.list_value_length(parts), 0).to_numpy(zero_copy_only=False)
+    n = len(nparts)
+    addr = pc.list_element(pc.if_else(pa.array(nparts >= 1), parts, pa.nulls(n, parts.type)), 0) \
+        if n else pa.array([], pa.string())
+    parsed = parse_ips(addr if n else pa.array([], pa.string()))
+    version = parsed.version.astype(np.int8).copy()
+    version[(nparts < 1) | (nparts > 2)] = -1
+    plen = np.where(version == 6, 128, 32).astype(np.int64)
+    two = nparts == 2
+    if two.any():
+        ltxt = pc.list_element(pc.if_else(pa.array(two), parts, pa.nulls(n, parts.type)), 1)
+        okl = pc.fill_null(pc.match_substring_regex(ltxt, r"^\d{1,3}$"), False).to_numpy(zero_copy_only=False)
+        version[two & ~okl] = -1
+        lens = pc.fill_null(pc.cast(pc.if_else(pa.array(okl), ltxt, pa.nulls(n, pa.string())), pa.int64()),
+                            0).to_numpy(zero_copy_only=False)
+        plen = np.where(two & okl, lens, plen)
+    version[(version == 4) & (plen > 32)] = -1
+    version[(version == 6) & (plen > 128)] = -1
+    version[version == 0] = -1
+
+    start_hi = np.zeros(n, dtype=np.uint64)
+    start_lo = np.zeros(n, dtype=np.uint64)
+    end_hi = np.zeros(n, dtype=np.uint64)
+    end_lo = np.zeros(n, dtype=np.uint64)
+    m4 = version == 4
+    if m4.any():
+        mask = prefix_masks(plen[m4] + 32)  # a v4 prefix of length L is the top 32+L bits of a u64
+        a = parsed.v4[m4].astype(np.uint64)
+        start_lo[m4] = a & mask
+        end_lo[m4] = (a & mask) | (~mask & np.uint64(V4_MAX))
+    m6 = version == 6
+    if m6.any():
+        L = plen[m6]
+        mh = prefix_masks(np.clip(L, 0, 64))
+        ml = prefix_masks(np.clip(L - 64, 0, 64))
+        hi = parsed.v6_hi[m6]
+        lo = parsed.v6_lo[m6]
+        start_hi[m6] = hi & mh
+        start_lo[m6] = lo & ml
+        end_hi[m6] = (hi & mh) | ~mh
+        end_lo[m6] = (lo & ml) | ~ml
+    return version, start_hi, start_lo, end_hi, end_lo
+
+
+class RangeTable:
+    """Sorted, non-overlapping inclusive IPv4 and IPv6 ranges, each with an ``int64`` payload >= 0.
+
+    Attributes (read-only NumPy arrays):
+        v4_start, v4_end: ``uint32[R4]`` inclusive bounds, sorted, ``v4_start[i] > v4_end[i-1]``.
+        v4_payload: ``int64[R4]``.
+        v6_start_hi, v6_start_lo, v6_end_hi, v6_end_lo: ``uint64[R6]`` halves of the bounds.
+        v6_payload: ``int64[R6]``.
+
+    Build one directly from non-overlapping ranges, or with :meth:`from_ranges` /
+    :meth:`from_prefixes` from overlapping ones.  Look up with :meth:`lookup`.
+
+    Raises:
+        ValueError: from the constructor when arrays differ in length, a range is reversed,
+            ranges are unsorted or overlap, or a payload is negative.
+    """
+
+    def __init__(self, v4_start=(), v4_end=(), v4_payload=(), v6_start_hi=(), v6_start_lo=(),
+                 v6_end_hi=(), v6_end_lo=(), v6_payload=()) -> None:
+        self.v4_start = np.ascontiguousarray(v4_start, dtype=np.uint32)
+        self.v4_end = np.ascontiguousarray(v4_end, dtype=np.uint32)
+        self.v4_payload = np.ascontiguousarray(v4_payload, dtype=np.int64)
+        self.v6_start_hi = _u64(v6_start_hi)
+        self.v6_start_lo = _u64(v6_start_lo)
+        self.v6_end_hi = _u64(v6_end_hi)
+        self.v6_end_lo = _u64(v6_end_lo)
+        self.v6_payload = np.ascontiguousarray(v6_payload, dtype=np.int64)
+        self._check()
+        for a in self._arrays():
+            a.flags.writeable = False
+        self._prepare()
+
+    def _arrays(self):
+        return (self.v4_start, self.v4_end, self.v4_payload, self.v6_start_hi, self.v6_start_lo,
+                self.v6_end_hi, self.v6_end_lo, self.v6_payload)
+
+    def _check(self) -> None:
+        if not len(self.v4_start) == len(self.v4_end) == len(self.v4_payload):
+            raise ValueError("RangeTable: IPv4 arrays differ in length")
+        if not (len(self.v6_start_hi) == len(self.v6_start_lo) == len(self.v6_end_hi)
+                == len(self.v6_end_lo) == len(self.v6_payload)):
+            raise ValueError("RangeTable: IPv6 arrays differ in length")
+        if (self.v4_payload < 0).any() or (self.v6_payload < 0).any():
+            raise ValueError("RangeTable: payloads must be >= 0 (-1 means 'no range')")
+        if (self.v4_end < self.v4_start).any():
+            raise ValueError("RangeTable: an IPv4 range has its start above its end")
+        if (self.v4_start[1:] <= self.v4_end[:-1]).any():
+            raise ValueError("RangeTable: IPv4 ranges must be sorted and must not overlap "
+                             "(use RangeTable.from_ranges)")
+        if _less(self.v6_end_hi, self.v6_end_lo, self.v6_start_hi, self.v6_start_lo).any():
+            raise ValueError("RangeTable: an IPv6 range has its start above its end")
+        if (~_less(self.v6_end_hi[:-1], self.v6_end_lo[:-1], self.v6_start_hi[1:], self.v6_start_lo[1:])).any():
+            raise ValueError("RangeTable: IPv6 ranges must be sorted and must not overlap "
+                             "(use RangeTable.from_ranges)")
+
+    def _prepare(self) -> None:
+        """Boundary arrays for lookup: each range's start, plus ``end + 1`` where a gap follows."""
+        s = self.v4_start.astype(np.uint64)
+        e1 = self.v4_end.astype(np.uint64) + np.uint64(1)
+        gap = np.append(e1[:-1] < s[1:], e1[-1:] <= V4_MAX) if len(s) else np.zeros(0, bool)
+        b, p = _interleave(s, e1, gap, self.v4_payload)
+        self._v4_bounds = b << np.uint64(32)  # compared with packed (address << 32 | row) keys
+        self._v4_values = np.concatenate(([-1], p)).astype(np.int64)
+        e1_hi, e1_lo = _add1(self.v6_end_hi, self.v6_end_lo)
+        if len(e1_hi):
+            nxt = _less(e1_hi[:-1], e1_lo[:-1], self.v6_start_hi[1:], self.v6_start_lo[1:])
+            last = not (self.v6_end_hi[-1] == _U64_MAX and self.v6_end_lo[-1] == _U64_MAX)
+            gap6 = np.append(nxt, last)
+        else:
+            gap6 = np.zeros(0, bool)
+        hi, p6 = _interleave(self.v6_start_hi, e1_hi, gap6, self.v6_payload)
+        lo, _ = _interleave(self.v6_start_lo, e1_lo, gap6, self.v6_payload)
+        self._v6_bounds = s16_keys(hi, lo)
+        self._v6_values = np.concatenate(([-1], p6)).astype(np.int64)
+
+    # ----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_ranges(cls, v4_start=(), v4_end=(), v4_payload=(), v6_start_hi=(), v6_start_lo=(),
+                    v6_end_hi=(), v6_end_lo=(), v6_payload=(), v4_tier=None,
+                    v6_tier=None) -> "RangeTable":
+        """Build from ranges that may overlap (see :func:`flatten_ranges` for who wins).
+
+        Args: as the constructor (any order, overlaps allowed), plus optional ``int64`` tiers
+            (higher tier wins over any lower-tier range).
+
+        Raises:
+            ValueError: a reversed range, a negative payload, or an IPv4 bound above 2**32 - 1.
+        """
+        s4 = _u64(v4_start)
+        e4 = _u64(v4_end)
+        if len(e4) and (e4.max() > V4_MAX or s4.max() > V4_MAX):
+            raise ValueError("RangeTable.from_ranges: IPv4 bound above 255.255.255.255")
+        z = np.zeros(len(s4), dtype=np.uint64)
+        _, a4, _, b4, p4 = flatten_ranges(z, s4, z, e4, v4_payload, v4_tier)
+        r6 = flatten_ranges(v6_start_hi, v6_start_lo, v6_end_hi, v6_end_lo, v6_payload, v6_tier)
+        return cls(a4, b4, p4, *r6)
+
+    @classmethod
+    def from_bounds(cls, version: np.ndarray, start_hi: np.ndarray, start_lo: np.ndarray,
+                    end_hi: np.ndarray, end_lo: np.ndarray, payload: np.ndarray,
+                    tier: np.ndarray | None = None) -> "RangeTable":
+        """Build from mixed-family rows as returned by :func:`parse_prefixes`.
+
+        Rows with ``version`` 4 are IPv4 (bounds in ``lo``), 6 are IPv6; other rows are ignored.
+        Overlaps are resolved by :func:`flatten_ranges`.
+        """
+        version = np.asarray(version)
+        payload = np.asarray(payload, dtype=np.int64)
+        m4, m6 = version == 4, version == 6
+        t = None if tier is None else np.asarray(tier, dtype=np.int64)
+        return cls.from_ranges(start_lo[m4], end_lo[m4], payload[m4], start_hi[m6], start_lo[m6],
+                               end_hi[m6], end_lo[m6], payload[m6],
+                               None if t is None else t[m4], None if t is None else t[m6])
+
+    @classmethod
+    def from_prefixes(cls, prefixes: pa.Array | Sequence[str], payload: Sequence[int] | np.ndarray
+                      ) -> "RangeTable":
+        """Build from CIDR prefixes (longest prefix wins; equal prefixes: the last one wins).
+
+        Args:
+            prefixes: N prefix strings (``198.51.100.0/24``, ``2001:db8::/32``, or bare addresses).
+            payload: N ints >= 0.
+
+        Raises:
+            ValueError: naming the first row (0-based) that is not a prefix.
+        """
+        version, sh, sl, eh, el = parse_prefixes(prefixes)
+        bad = np.flatnonzero(version < 0)
+        if len(bad):
+            vals = prefixes if not isinstance(prefixes, (pa.Array, pa.ChunkedArray)) else prefixes.to_pylist()
+            raise ValueError(f"row {int(bad[0])}: {vals[int(bad[0])]!r} is not an IP prefix")
+        return cls.from_bounds(version, sh, sl, eh, el, np.asarray(payload, dtype=np.int64))
+
+    def overlay(self, other: "RangeTable") -> "RangeTable":
+        """A table where ``other``'s ranges win wherever they exist and ours fill the rest."""
+        return RangeTable.from_ranges(
+            np.concatenate((self.v4_start, other.v4_start)), np.concatenate((self.v4_end, other.v4_end)),
+            np.concatenate((self.v4_payload, other.v4_payload)),
+            np.concatenate((self.v6_start_hi, other.v6_start_hi)),
+            np.concatenate((self.v6_start_lo, other.v6_start_lo)),
+            np.concatenate((self.v6_end_hi, other.v6_end_hi)),
+            np.concatenate((self.v6_end_lo, other.v6_end_lo)),
+            np.concatenate((self.v6_payload, other.v6_payload)),
+            np.repeat([0, 1], [len(self.v4_start), len(other.v4_start)]),
+            np.repeat([0, 1], [len(self.v6_payload), len(other.v6_payload)]),
+        )
+
+    def map_payload(self, mapping: np.ndarray) -> "RangeTable":
+        """A table with each payload ``p`` replaced by ``mapping[p]``; ranges mapped to a negative
+        value are dropped (then adjacent equal payloads are merged)."""
+        mapping = np.asarray(mapping, dtype=np.int64)
+        p4 = mapping[self.v4_payload]
+        p6 = mapping[self.v6_payload]
+        k4, k6 = p4 >= 0, p6 >= 0
+        return RangeTable.from_ranges(self.v4_start[k4], self.v4_end[k4], p4[k4], self.v6_start_hi[k6],
+                                      self.v6_start_lo[k6], self.v6_end_hi[k6], self.v6_end_lo[k6], p6[k6])
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def n_v4(self) -> int:
+        """Number of IPv4 ranges."""
+        return len(self.v4_start)
+
+    @property
+    def n_v6(self) -> int:
+        """Number of IPv6 ranges."""
+        return len(self.v6_payload)
+
+    def __len__(self) -> int:
+        return self.n_v4 + self.n_v6
+
+    def __repr__(self) -> str:
+        return f"RangeTable(v4={self.n_v4} ranges, v6={self.n_v6} ranges)"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RangeTable):
+            return NotImplemented
+        return all(np.array_equal(a, b) for a, b in zip(self._arrays(), other._arrays()))
+
+    # ----------------------------------------------------------------------------------------------
+    def lookup(self, parsed: ParsedIPs, threads: int | None = None) -> np.ndarray:
+        """Payload of the range holding each address.
+
+        Args:
+            parsed: N parsed addresses (:func:`herald.ipaddr.parse_ips`).
+            threads: threads for large IPv4 inputs (default: CPU count, at most 4).
+
+        Returns:
+            ``int64[N]``: the payload, or -1 where no range holds the address or the row is empty or
+            not an address.
+        """
+        n = len(parsed)
+        out = np.full(n, -1, dtype=np.int64)
+        version = parsed.version
+        m4 = version == 4
+        c4 = int(np.count_nonzero(m4))
+        if c4 == n and n:
+            out = self.lookup_v4(parsed.v4, threads)
+        elif c4:
+            idx = np.flatnonzero(m4)
+            out[idx] = self.lookup_v4(parsed.v4[idx], threads)
+        m6 = version == 6
+        if m6.any():
+            idx = np.flatnonzero(m6)
+            out[idx] = self.lookup_v6(parsed.v6_hi[idx], parsed.v6_lo[idx])
+        return out
+
+    def lookup_v4(self, addresses: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Payloads (``int64[N]``, -1 for none) of ``uint32[N]`` IPv4 addresses."""
+        keys = np.ascontiguousarray(addresses, dtype=np.uint32)
+        n = len(keys)
+        out = np.empty(n, dtype=np.int64)
+        if not self.n_v4:
+            out.fill(-1)
+            return out
+        threads = threads or min(os.cpu_count() or 1, 4)
+        if threads <= 1 or n < 2 * THREAD_CHUNK:
+            self._lookup_v4_chunk(keys, out)
+            return out
+        chunks = min(threads, -(-n // THREAD_CHUNK))
+        edges = np.linspace(0, n, chunks + 1).astype(np.int64)
+        with ThreadPoolExecutor(chunks) as ex:
+            futures = [ex.submit(self._lookup_v4_chunk, keys[a:b], out[a:b])
+                       for a, b in zip(edges[:-1], edges[1:])]
+            for f in futures:
+                f.result()
+        return out
+
+    def _lookup_v4_chunk(self, keys: np.ndarray, out: np.ndarray) -> None:
+        n = len(keys)
+        packed = keys.astype(np.uint64)
+        packed <<= np.uint64(32)
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        # For each boundary, the first sorted key at or above it; keys between two boundaries take
+        # the value of the lower one (values[0] = -1 is "below the first boundary").
+        pos = np.searchsorted(packed, self._v4_bounds, side="left")
+        counts = np.diff(pos, prepend=0, append=n)
+        values = np.repeat(self._v4_values, counts)
+        packed &= np.uint64(0xFFFFFFFF)
+        out[packed.astype(np.intp)] = values
+
+    def lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Payloads (``int64[N]``, -1 for none) of IPv6 addresses given as ``uint64[N]`` halves."""
+        n = len(hi)
+        out = np.empty(n, dtype=np.int64)
+        if not self.n_v6:
+            out.fill(-1)
+            return out
+        keys = s16_keys(_u64(hi), _u64(lo))
+        order = np.argsort(keys)
+        pos = np.searchsorted(keys[order], self._v6_bounds, side="left")
+        counts = np.diff(pos, prepend=0, append=n)
+        out[order] = np.repeat(self._v6_values, counts)
+        return out
+
+    # ----------------------------------------------------------------------------------------------
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """Arrays for ``np.savez`` under ``prefix`` (delta-encoded: sorted starts as differences,
+        ends as span lengths, which compress far better).  Inverse: :meth:`from_arrays`."""
+        s4 = self.v4_start
+        d4 = np.diff(s4, prepend=np.uint32(0)).astype(np.uint32)
+        shi = np.diff(self.v6_start_hi, prepend=np.uint64(0)).astype(np.uint64)
+        span_hi, span_lo = (self.v6_end_hi - self.v6_start_hi
+                            - (self.v6_end_lo < self.v6_start_lo).astype(np.uint64),
+                            self.v6_end_lo - self.v6_start_lo)
+        return {
+            f"{prefix}v4_start_delta": d4,
+            f"{prefix}v4_span": (self.v4_end - s4).astype(np.uint32),
+            f"{prefix}v4_payload": _small_int(self.v4_payload),
+            f"{prefix}v6_start_hi_delta": shi,
+            f"{prefix}v6_start_lo": self.v6_start_lo,
+            f"{prefix}v6_span_hi": span_hi,
+            f"{prefix}v6_span_lo": span_lo,
+            f"{prefix}v6_payload": _small_int(self.v6_payload),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> "RangeTable":
+        """Inverse of :meth:`to_arrays`.
+
+        Raises:
+            KeyError: an array is missing.  ValueError: the arrays do not form a valid table.
+        """
+        s4 = np.cumsum(arrays[f"{prefix}v4_start_delta"], dtype=np.uint64).astype(np.uint32)
+        e4 = s4 + arrays[f"{prefix}v4_span"].astype(np.uint32)
+        shi = np.cumsum(arrays[f"{prefix}v6_start_hi_delta"], dtype=np.uint64)
+        slo = _u64(arrays[f"{prefix}v6_start_lo"])
+        lo = slo + _u64(arrays[f"{prefix}v6_span_lo"])
+        hi = shi + _u64(arrays[f"{prefix}v6_span_hi"]) + (lo < slo).astype(np.uint64)
+        return cls(s4, e4, arrays[f"{prefix}v4_payload"], shi, slo, hi, lo, arrays[f"{prefix}v6_payload"])
+
+
+def _small_int(a: np.ndarray) -> np.ndarray:
+    if len(a) == 0 or a.max() < (1 << 31):
+        return a.astype(np.int32)
+    return a.astype(np.int64)
+
+
+def _interleave(start: np.ndarray, after: np.ndarray, gap: np.ndarray, payload: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Boundaries ``start[0], (after[0] if gap[0]), start[1], ...`` with payloads (-1 for gaps)."""
+    n = len(start)
+    extra = np.cumsum(gap) - gap
+    pos = np.arange(n) + extra
+    total = n + int(gap.sum())
+    b = np.empty(total, dtype=start.dtype)
+    p = np.empty(total, dtype=np.int64)
+    b[pos] = start
+    p[pos] = payload
+    b[pos[gap] + 1] = after[gap]
+    p[pos[gap] + 1] = -1
+    return b, p
