@@ -611,3 +611,32 @@ def get(cols: dict[str, pa.Array], key: str, n: int) -> pa.Array:
     """``cols[key]``, or an all-empty string column of length ``n`` when the key is absent."""
     col = cols.get(key)
     return col if col is not None else const("", n)
+
+
+_UTC_ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z| ?UTC| ?\+00:?00)?$"
+
+
+def iso_times(col: pa.Array, tz: dt.tzinfo = dt.timezone.utc) -> tuple[pa.Array, np.ndarray]:
+    """ISO 8601 times with any UTC offset (``2018-06-19T13:02:55+02:00``) -> UTC text.
+
+    Values already in UTC (no offset, ``Z``, ``+00:00``) pass through as they are (vectorized); the rest
+    are parsed by :func:`datetime.datetime.fromisoformat` once per distinct value.  A value without
+    an offset is in ``tz`` (default UTC).
+
+    Returns ``(text, bad)`` as the other converters.
+    """
+    s = pc.utf8_trim_whitespace(pc.fill_null(pc.cast(col, pa.string()), ""))
+    utc_ok = pc.match_substring_regex(s, _UTC_ISO).to_numpy(zero_copy_only=False)
+    is_utc = dt.timezone.utc == tz or tz is None
+    if is_utc and utc_ok.all():
+        return s, np.zeros(len(s), dtype=bool)
+
+    def parse(v: str) -> dt.datetime:
+        t = dt.datetime.fromisoformat(v.replace(" UTC", "+00:00"))
+        return t if t.tzinfo is not None else t.replace(tzinfo=tz)
+
+    text, bad = strptime_distinct(s, parse)
+    if is_utc:
+        text = pc.if_else(pa.array(utc_ok), s, text)
+        bad = bad & ~utc_ok
+    return text, bad
