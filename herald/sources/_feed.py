@@ -40,7 +40,7 @@ ADDRESS_MODES = ("ip", "network", "optional")
 #: Values that feeds use for "no value" in text formats (Spamhaus CERT ``-`` and ``?``).
 DASH_NULLS = frozenset({"-", "?"})
 
-_HOST_RE = r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$"
+_HOST_RE = r"^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$"
 
 
 def get_type(name: str, registry: Registry | None, path: str) -> ReportType:
@@ -361,6 +361,7 @@ def is_valid_hostname(col: pa.Array) -> np.ndarray:
     Empty values count as valid (they are nulls)."""
     s = pc.fill_null(col, "")
     ok = pc.match_substring_regex(s, _HOST_RE).to_numpy(zero_copy_only=False)
+    ok &= pc.less_equal(pc.utf8_length(s), 254).to_numpy(zero_copy_only=False)
     return ok | pc.equal(pc.utf8_length(s), 0).to_numpy(zero_copy_only=False)
 
 
