@@ -1,0 +1,237 @@
+"""Tell an input file's format and parse it: the single entry point for every inbox file.
+
+:func:`detect_format` looks at the file's first 64 KiB (JSON keys, comment banners, header lines,
+field separators) and only falls back to the file name when the content does not decide (an empty
+list, for example).  :func:`parse_any` dispatches to the format's parser.
+
+Format names (``--format`` of ``herald ingest``):
+
+=================  ================================================  ===============================
+format             parser                                            report type
+=================  ================================================  ===============================
+shadowserver       :mod:`herald.sources.shadowserver_csv`            from the file name / --type
+abusech_feodo      :mod:`herald.sources.abusech` (CSV and JSON)      herald_c2_server
+spamhaus_drop      :mod:`herald.sources.spamhaus` (text and JSON)    herald_drop_network
+spamhaus_asndrop   :mod:`herald.sources.spamhaus` (text and JSON)    herald_drop_asn
+spamhaus_cert      :mod:`herald.sources.spamhaus`                    herald_spamhaus_cert
+cymru              :mod:`herald.sources.cymru` (both layouts)        herald_cymru_cap
+ctip               :mod:`herald.sources.ctip` (Interflow and Azure)  event4_microsoft_sinkhole_http
+blocklistde        :mod:`herald.sources.blocklists`                  blocklist
+dshield            :mod:`herald.sources.blocklists`                  blocklist
+dataplane          :mod:`herald.sources.blocklists`                  blocklist
+bambenek           :mod:`herald.sources.blocklists`                  herald_c2_server
+intelmq            :mod:`herald.sources.intelmq_json`                by feed.name, else
+                                                                     herald_intelmq_event
+generic_csv        :mod:`herald.sources.generic_csv` + mapping       the mapping's report_type
+zoneh              generic_csv + ``mappings/zoneh.toml``             compromised_website
+cert_eu            generic_csv + ``mappings/cert_eu.toml``           herald_intelmq_event
+=================  ================================================  ===============================
+
+Module names are accepted as aliases (``abusech``, ``spamhaus``, ``blocklists``): the module then
+tells the variant itself.  Shodan stream JSON and HTML pages (Feodo Tracker's browse table) are
+recognised and rejected with an :class:`~herald.errors.InputError` that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from herald.errors import InputError
+from herald.schema.registry import default_registry
+from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, spamhaus
+from herald.sources import shadowserver_csv
+from herald.sources.shadowserver_csv import ParsedFile
+
+#: Every format name :func:`detect_format` can return.
+FORMATS = ("shadowserver", "abusech_feodo", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert", "cymru",
+           "ctip", "blocklistde", "dshield", "dataplane", "bambenek", "intelmq", "generic_csv", "zoneh",
+           "cert_eu")
+
+#: Accepted by :func:`parse_any` besides :data:`FORMATS`.
+ALIASES = {"abusech": "abusech_feodo", "feodo": "abusech_feodo", "spamhaus": "spamhaus",
+           "blocklists": "blocklists", "microsoft_ctip": "ctip", "intelmq_json": "intelmq",
+           "generic": "generic_csv", "shadowserver_csv": "shadowserver"}
+
+#: Recognised but unsupported (see docs/feeds.md).
+UNSUPPORTED = {"shodan": "Shodan stream JSON is not supported (see docs/feeds.md)",
+               "html": "HTML pages are not supported; use the feed's CSV or JSON download"}
+
+_SNIFF = 64 << 10
+_CYMRU_RE = re.compile(r"^[A-Za-z_]+\|[0-9A-Fa-f:.]+\|\d*\|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\|")
+_IP_LINE = re.compile(r"^[0-9A-Fa-f:.]+$")
+
+
+def _json_keys(text: str) -> set[str]:
+    """Keys of the first JSON object of ``text`` (array or JSON lines); empty when unreadable."""
+    s = text.lstrip()
+    if s.startswith("["):
+        s = s[1:].lstrip()
+    if not s.startswith("{"):
+        return set()
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(s)
+    except ValueError:
+        # A sniffed prefix may cut the object: take the keys that are visible.
+        return set(re.findall(r'"([^"\\]{1,80})"\s*:', s[:4096]))
+    return set(obj) if isinstance(obj, dict) else set()
+
+
+def _from_json(keys: set[str]) -> str | None:
+    if "ip_address" in keys and keys & {"malware", "last_online", "as_number"}:
+        return "abusech_feodo"
+    if keys & {"networksourceipv4", "indicatorthreattype", "DataFeed", "DateTimeReceivedUtc"}:
+        return "ctip"
+    if "cidr" in keys and "sblid" in keys:
+        return "spamhaus_drop"
+    if "asn" in keys and ({"asname", "rir", "domain"} & keys) and "ip" not in keys:
+        return "spamhaus_asndrop"
+    if any(k.startswith(("source.", "time.", "classification.", "feed.")) for k in keys):
+        return "intelmq"
+    if {"hash", "ip", "port", "data"} <= keys or "_shodan" in keys:
+        return "shodan"
+    return None
+
+
+def _from_text(text: str) -> str | None:
+    lines = text.splitlines()
+    head = "\n".join(lines[:40])
+    low = head.lower()
+    if low.lstrip().startswith(("<!doctype html", "<html")):
+        return "html"
+    if "feodo tracker" in low or '"first_seen_utc","dst_ip"' in low:
+        return "abusech_feodo"
+    data = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", ";"))]
+    first = data[0] if data else ""
+    if any(ln.strip().startswith(";") for ln in lines[:10]) or re.match(r"^AS\d+\s*;", first):
+        v = spamhaus.detect_variant("", text.encode("utf-8"))
+        return {"drop": "spamhaus_drop", "drop_json": "spamhaus_drop", "asndrop": "spamhaus_asndrop",
+                "asndrop_json": "spamhaus_asndrop", "cert": "spamhaus_cert"}[v]
+    if "#category|address|asn|timestamp" in head.replace(" ", "") or "format:report|ip|asn" in \
+            low.replace(" ", "") or _CYMRU_RE.match(first):
+        return "cymru"
+    bl = blocklists.detect_variant("", lines[:200])
+    if bl in ("bambenek", "dshield", "dataplane"):
+        return bl
+    header = first.lower()
+    if header.startswith(('"add_date","accept_date"', "add_date,accept_date")):
+        return "zoneh"
+    if header.startswith("feed code,source ip"):
+        return "cert_eu"
+    if re.match(r'^"?timestamp"?\s*,', header):
+        return "shadowserver"
+    if first and all(_IP_LINE.match(ln) for ln in data[:50]):
+        return "blocklistde"
+    return None
+
+
+def _from_name(path: str) -> str | None:
+    name = Path(path).name.lower()
+    for key, fmt in (("feodo", "abusech_feodo"), ("asndrop", "spamhaus_asndrop"),
+                     ("spamhaus_cert", "spamhaus_cert"), ("drop", "spamhaus_drop"), ("cymru", "cymru"),
+                     ("ctip", "ctip"), ("blocklistde", "blocklistde"), ("blocklist.de", "blocklistde"),
+                     ("dshield", "dshield"), ("dataplane", "dataplane"), ("bambenek", "bambenek"),
+                     ("intelmq", "intelmq"), ("zoneh", "zoneh"), ("cert_eu", "cert_eu"),
+                     ("shodan", "shodan")):
+        if key in name:
+            return fmt
+    rtype, _ = shadowserver_csv.type_from_filename(path)
+    if rtype and rtype in default_registry():
+        return "shadowserver"
+    if name.endswith(".jsonl"):
+        return "intelmq"
+    return None
+
+
+def detect_format(path: str) -> str:
+    """The format of ``path``: one of :data:`FORMATS` (or ``shodan``/``html``, which
+    :func:`parse_any` rejects).
+
+    Content first (first 64 KiB), file name second; a ``<stem>.toml`` mapping beside an otherwise
+    unrecognised file means ``generic_csv``.
+
+    Raises:
+        InputError: the file cannot be read, or neither content nor name tells the format.
+    """
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", path) from exc
+    text = head.decode("utf-8-sig", errors="replace")
+    fmt = None
+    stripped = text.lstrip()
+    if stripped[:1] in ("[", "{"):
+        fmt = _from_json(_json_keys(stripped))
+    if fmt is None and stripped:
+        fmt = _from_text(text)
+    if fmt is None:
+        fmt = _from_name(path)
+    if fmt is None and Path(path).with_suffix(".toml").exists():
+        fmt = "generic_csv"  # a mapping beside the file (generic_csv.parse finds it)
+    if fmt is None:
+        raise InputError("cannot tell the file's format from its content or name; pass --format "
+                         f"(one of {', '.join(FORMATS)}) or a --mapping for generic CSV", path)
+    return fmt
+
+
+def _preset(name: str) -> Path:
+    return Path(str(resources.files("herald.sources").joinpath("mappings", f"{name}.toml")))
+
+
+def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
+    """Parse ``path`` in format ``fmt`` (detected when ``None``; a ``mapping`` option alone means
+    ``generic_csv``).
+
+    Args:
+        fmt: a name of :data:`FORMATS` or :data:`ALIASES`.
+        opts: passed to the parser: ``registry``, ``report_type`` (Shadowserver, IntelMQ),
+            ``mapping`` (generic CSV), ``observed_at`` (lists without times), ``variant``.
+
+    Returns:
+        :class:`ParsedFile`: a table of exactly the report type's Arrow schema (plus any extra string
+        columns) and the quarantine; ``rows_in == table.num_rows + len(quarantine)``.
+
+    Raises:
+        InputError: unreadable, empty or unrecognised file, an unsupported format, or a file the
+            parser cannot read at all (with line and field where known).
+        ConfigError: an invalid generic-CSV mapping.
+    """
+    path = str(path)
+    if fmt is None:
+        fmt = "generic_csv" if opts.get("mapping") else detect_format(path)
+    fmt = ALIASES.get(fmt, fmt)
+    if fmt in UNSUPPORTED:
+        raise InputError(UNSUPPORTED[fmt], path)
+    registry = opts.get("registry")
+    if fmt == "shadowserver":
+        return shadowserver_csv.read_file(path, opts.get("report_type"), registry)
+    if fmt == "abusech_feodo":
+        return abusech.parse(path, **opts)
+    if fmt in ("spamhaus", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert"):
+        if fmt != "spamhaus" and "variant" not in opts:
+            v = spamhaus.detect_variant(path)
+            want = {"spamhaus_drop": ("drop", "drop_json"), "spamhaus_asndrop": ("asndrop", "asndrop_json"),
+                    "spamhaus_cert": ("cert",)}[fmt]
+            opts["variant"] = v if v in want else want[0]
+        return spamhaus.parse(path, **opts)
+    if fmt == "cymru":
+        return cymru.parse(path, **opts)
+    if fmt == "ctip":
+        return ctip.parse(path, **opts)
+    if fmt in ("blocklists", "blocklistde", "dshield", "dataplane", "bambenek"):
+        if fmt != "blocklists":
+            opts.setdefault("variant", fmt)
+        return blocklists.parse(path, **opts)
+    if fmt == "intelmq":
+        return intelmq_json.parse(path, **opts)
+    if fmt in ("zoneh", "cert_eu"):
+        opts.setdefault("mapping", _preset(fmt))
+        return generic_csv.parse(path, **opts)
+    if fmt == "generic_csv":
+        return generic_csv.parse(path, **opts)
+    raise InputError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})", path)
