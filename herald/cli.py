@@ -12,6 +12,7 @@ from herald.errors import HeraldError
 
 #: Modules that register sub-commands (see herald/commands/__init__.py).  One line per module.
 COMMAND_MODULES = [
+    "herald.commands.ingest",
     "herald.commands.parse",
     "herald.commands.run",
     "herald.commands.sinkhole",
