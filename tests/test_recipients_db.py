@@ -194,3 +194,21 @@ def test_conflicts(db):
     repo.disable_recipient(db, "B", actor="t", reason="gone")
     repo.reject_filter(db, pending.id, actor="t", reason="not theirs")
     assert {c.kind for c in repo.conflicts(db)} == {"cidr_overlap"}
+
+
+def test_conflicts_with_ipdata_table(db):
+    """The CIDR-in-ASN check also takes Herald's IPData (vectorized look-up)."""
+    import pyarrow as pa
+
+    class Table:  # the IPData.lookup interface: addresses in, an Arrow table with "asn" out
+        def lookup(self, values, columns=("asn",)):
+            asns = [64496 if v.startswith("192.0.2.") else None for v in values]
+            return pa.table({"asn": pa.array(asns, pa.int64())})
+
+    repo.import_recipients(db, [
+        {"name": "A", "email": "a@a.example", "asns": [64496]},
+        {"name": "C", "email": "c@c.example", "cidrs": ["192.0.2.0/25", "198.51.100.0/24"]},
+    ])
+    found = repo.conflicts(db, ipdata=Table())
+    assert [(c.kind, c.claims[0].value, c.claims[1].recipient) for c in found] == [
+        ("cidr_in_asn", "192.0.2.0/25", "A")]

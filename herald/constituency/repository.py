@@ -562,7 +562,7 @@ def _update(row: RecipientRow, r: Recipient, tlp: str | None, spec: dict[str, An
 
 # --- conflicts ----------------------------------------------------------------------------------
 
-def conflicts(db: Database, ipdata: Callable[[str], int | None] | None = None,
+def conflicts(db: Database, ipdata: Callable[[str], int | None] | Any = None,
               states: tuple[str, ...] = ("verified", "pending")) -> list[Conflict]:
     """Overlapping claims between *enabled network owners* (national CERTs and law enforcement
     receive overlapping copies by design, so they are not checked).
@@ -572,8 +572,8 @@ def conflicts(db: Database, ipdata: Callable[[str], int | None] | None = None,
     address is originated by an ASN another network owner claims.
 
     Args:
-        ipdata: a function from an address (text) to the ASN originating it, or ``None`` when
-            unknown (for instance a bound ``lookup`` of :mod:`herald.enrich`).
+        ipdata: a function from an address (text) to the ASN originating it (``None`` when
+            unknown), or a :class:`herald.enrich.ipdata.IPData` (its vectorized ``lookup``).
         states: filter states taken as claims; default verified and pending, so an admin sees a
             conflict before verifying a request.
 
@@ -616,10 +616,15 @@ def conflicts(db: Database, ipdata: Callable[[str], int | None] | None = None,
             open_.append((start, end, c, rid))
 
     if ipdata is not None:
-        for net, c, rid in nets:
+        addrs = [str(a) for net, _, _ in nets for a in (net.network_address, net.broadcast_address)]
+        if hasattr(ipdata, "lookup"):
+            # herald.enrich.ipdata.IPData: one vectorized look-up for every address.
+            found = ipdata.lookup(addrs, columns=("asn",)).column("asn").to_pylist() if addrs else []
+        else:
+            found = [ipdata(a) for a in addrs]
+        for i, (net, c, rid) in enumerate(nets):
             seen: set[int] = set()
-            for addr in (net.network_address, net.broadcast_address):
-                asn = ipdata(str(addr))
+            for asn in found[2 * i:2 * i + 2]:
                 if asn is None or int(asn) in seen:
                     continue
                 seen.add(int(asn))
