@@ -1,0 +1,1 @@
+"""Herald web: Reports API, recipient portal and admin console (see herald.web.app)."""

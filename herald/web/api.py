@@ -1,0 +1,338 @@
+"""The Reports API: Shadowserver's ``/api2/`` methods, and report downloads at ``/dl/<id>``.
+
+Every method is an HTTP POST of a JSON object carrying ``apikey``; the ``HMAC2`` header is the
+lowercase hex HMAC-SHA256 of the exact body bytes keyed with the key's secret (as Shadowserver's
+``call-api.py``).  Order of checks: per-address rate limit, body size and JSON, key and signature
+(401), replay protection for keys that opted in (401), per-key rate limit (429), then the method.
+A caller only ever sees its own recipient's reports and events (:mod:`herald.web.catalog`).
+
+Report ids are Fernet tokens (encrypted and authenticated with the server key, see
+:mod:`herald.web.crypto`) naming recipient, day and file; they expire after ``download_ttl``
+seconds, cannot be forged or altered, and are useless to another recipient's key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from herald.constituency.repository import load_recipients
+from herald.constituency.recipients import Recipient
+from herald.web.app import WebState, dumps
+from herald.web.catalog import (
+    MAX_QUERY_LIMIT, RequestError, ReportEntry, _as_list, parse_dates, query_events,
+)
+from herald.web.crypto import InvalidToken
+from herald.web.keys import Caller, remember_nonce, verify_request
+
+router = APIRouter()
+
+#: Largest request body accepted.
+MAX_BODY = 64 * 1024
+_DL_LABEL = "download"
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status, self.headers = message, status, headers
+
+
+def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _state(request: Request) -> WebState:
+    return request.app.state.herald
+
+
+def client_ip(request: Request) -> str:
+    """The client's address (the socket peer; Herald does not trust forwarding headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def check_ip_rate(request: Request) -> None:
+    """Raise :class:`ApiError` 429 when the client address is over its rate."""
+    st = _state(request)
+    ip = client_ip(request)
+    if not st.ip_limiter.allow(ip):
+        raise ApiError("rate limit exceeded for your address", 429,
+                       {"Retry-After": str(st.ip_limiter.retry_after(ip))})
+
+
+async def _authenticate(request: Request) -> tuple[Caller, dict[str, Any]]:
+    st = _state(request)
+    check_ip_rate(request)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError("request body too large", 413)
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ApiError("request body must be a JSON object")
+    key_id = doc.get("apikey")
+    if not isinstance(key_id, str) or not key_id:
+        raise ApiError("apikey is required", 401)
+    caller = verify_request(st.db, st.server_key, key_id, body, request.headers.get("HMAC2", ""))
+    if caller is None:
+        raise ApiError("invalid apikey or HMAC2 signature", 401)
+    if caller.replay_protection:
+        _check_replay(st, caller, doc)
+    if not st.key_limiter.allow(caller.key_id):
+        raise ApiError("rate limit exceeded for this apikey", 429,
+                       {"Retry-After": str(st.key_limiter.retry_after(caller.key_id))})
+    return caller, doc
+
+
+def _check_replay(st: WebState, caller: Caller, doc: dict[str, Any]) -> None:
+    ts, nonce = doc.get("timestamp"), doc.get("nonce")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise ApiError("this apikey requires a numeric 'timestamp' (Unix seconds) in the body", 401)
+    if abs(time.time() - float(ts)) > st.config.replay_window:
+        raise ApiError(f"timestamp outside the accepted window of {st.config.replay_window} s", 401)
+    if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
+        raise ApiError("this apikey requires a 'nonce' of 8-128 characters [A-Za-z0-9_.:-]", 401)
+    keep = timedelta(seconds=2 * st.config.replay_window)
+    if not remember_nonce(st.db, caller.key_id, nonce, keep):
+        raise ApiError("nonce already used", 401)
+
+
+def _routing_recipient(st: WebState, caller: Caller) -> Recipient:
+    """The caller's recipient with its verified filters (what the daily run routes with)."""
+    for r in load_recipients(st.db):
+        if r.id == caller.recipient_id:
+            return r
+    raise ApiError("recipient disabled", 401)
+
+
+def download_token(st: WebState, entry: ReportEntry, recipient_id: int) -> str:
+    """An opaque, expiring report id for ``entry``."""
+    payload = json.dumps({"r": recipient_id, "d": entry.day, "f": entry.file},
+                         separators=(",", ":"))
+    return st.server_key.encrypt(_DL_LABEL, payload)
+
+
+def resolve_token(st: WebState, token: str) -> tuple[int, str, str] | None:
+    """``(recipient_id, day, file)`` of a valid, unexpired report id, else ``None``."""
+    if not isinstance(token, str) or len(token) > 1024:
+        return None
+    try:
+        doc = json.loads(st.server_key.decrypt(_DL_LABEL, token, ttl=st.config.download_ttl))
+        return int(doc["r"]), str(doc["d"]), str(doc["f"])
+    except (InvalidToken, ValueError, KeyError, TypeError, UnicodeError):
+        return None
+
+
+def _recipient_row(st: WebState, recipient_id: int):
+    from herald.store.db import RecipientRow
+
+    with st.db.session() as s:
+        row = s.get(RecipientRow, recipient_id)
+        if row is None or row.disabled:
+            return None
+        s.expunge(row)
+        return row
+
+
+def serve_report(st: WebState, token: str, recipient_id: int | None = None) -> Response:
+    """The CSV of report id ``token``; 404 when invalid, expired, or (with ``recipient_id``)
+    another recipient's."""
+    found = resolve_token(st, token)
+    if found is None or (recipient_id is not None and found[0] != recipient_id):
+        return _error("no such report (unknown or expired id)", 404)
+    row = _recipient_row(st, found[0])
+    entry = st.catalog.report_file(row, found[1], found[2]) if row else None
+    if entry is None:
+        return _error("no such report (unknown or expired id)", 404)
+    return Response(entry.path.read_bytes(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{entry.file}"',
+                             "Cache-Control": "no-store"})
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+def _body_schema(fields: dict[str, Any]) -> dict:
+    props = {"apikey": {"type": "string", "description": "your API key"}}
+    props.update(fields)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["apikey"], "properties": props}}}},
+        "parameters": [{"name": "HMAC2", "in": "header", "required": True,
+                        "schema": {"type": "string"},
+                        "description": "hex HMAC-SHA256 of the body with the key's secret"}]}
+
+
+_DATE = {"type": "string", "description": "YYYY-MM-DD or YYYY-MM-DD:YYYY-MM-DD"}
+_STRS = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+
+
+def method(path: str, summary: str, fields: dict[str, Any] | None = None):
+    """Register an API method at ``/api2/<path>``: the handler gets ``(request, state, caller,
+    body)`` after authentication and returns a JSON-able value or a Response."""
+
+    def deco(fn: Callable) -> Callable:
+        async def endpoint(request: Request):
+            try:
+                caller, body = await _authenticate(request)
+                result = fn(request, _state(request), caller, body)
+            except ApiError as exc:
+                return _error(exc.message, exc.status, exc.headers)
+            except RequestError as exc:
+                return _error(str(exc), exc.status)
+            if isinstance(result, Response):
+                return result
+            return Response(dumps(result), media_type="application/json")
+
+        endpoint.__name__ = fn.__name__
+        endpoint.__doc__ = fn.__doc__
+        router.add_api_route(f"/api2/{path}", endpoint, methods=["POST"], summary=summary,
+                             tags=["Reports API"], openapi_extra=_body_schema(fields or {}))
+        return fn
+
+    return deco
+
+
+@method("test/ping", "Check connectivity and credentials")
+def ping(request, st, caller, body):
+    """``{"pong": "YYYY-MM-DD HH:MM:SS"}`` (UTC)."""
+    return {"pong": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+
+
+@method("key/info", "Information about the calling key")
+def key_info(request, st, caller, body):
+    """The key id, its recipient, subscribed report names, expiry and replay protection."""
+    return {"apikey": caller.key_id, "recipient": caller.recipient, "reports": [caller.slug],
+            "expires": caller.expires_at.strftime("%Y-%m-%d %H:%M:%S") if caller.expires_at
+            else None, "replay_protection": caller.replay_protection,
+            "rate_limit_per_minute": st.config.rate_per_key}
+
+
+@method("reports/subscribed", "Report names (subscriptions) of the caller")
+def subscribed(request, st, caller, body):
+    """``[<report name>]``: Herald has one per recipient, its slug."""
+    return [caller.slug]
+
+
+def _entries(st: WebState, caller: Caller, body: dict[str, Any]) -> list[ReportEntry]:
+    names = _as_list(body.get("reports", body.get("report")), "reports")
+    if names and caller.slug not in names:
+        return []
+    days = parse_dates(body.get("date"), None) if body.get("date") else None
+    types = _as_list(body.get("type"), "type")
+    row = _recipient_row(st, caller.recipient_id)
+    return st.catalog.reports(row, days, types or None) if row else []
+
+
+@method("reports/types", "Report types the caller has reports of",
+        {"date": _DATE, "detail": {"type": "boolean"}})
+def types(request, st, caller, body):
+    """Sorted type names; with ``detail``, objects ``{type, title, taxonomy, url}``."""
+    names = sorted({e.type for e in _entries(st, caller, body)})
+    if not body.get("detail"):
+        return names
+    out = []
+    for n in names:
+        t = st.registry.get(n) if n in st.registry else None
+        out.append({"type": n, "title": t.title if t else n, "taxonomy": t.taxonomy if t else None,
+                    "url": t.url if t else None})
+    return out
+
+
+@method("reports/list", "Reports that can be downloaded",
+        {"reports": _STRS, "date": _DATE, "type": _STRS, "limit": {"type": "integer"}})
+def list_reports(request, st, caller, body):
+    """``[{id, file, type, report, timestamp, url}]``, newest first; ``id`` expires."""
+    limit = body.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ApiError("limit must be a positive integer")
+    base = str(request.base_url)
+    out = []
+    for e in _entries(st, caller, body)[:limit]:
+        token = download_token(st, e, caller.recipient_id)
+        out.append({"id": token, "file": e.file, "type": e.type, "report": e.slug,
+                    "timestamp": e.day, "url": f"{base}dl/{token}"})
+    return out
+
+
+@method("reports/download", "Download one report (CSV) by id", {"id": {"type": "string"}})
+def download(request, st, caller, body):
+    """The report's CSV bytes; 404 for an unknown, expired or foreign id."""
+    token = body.get("id")
+    if not isinstance(token, str) or not token:
+        raise ApiError("id is required")
+    return serve_report(st, token, caller.recipient_id)
+
+
+@method("reports/query", "Query the caller's own events", {
+    "query": {"type": "object", "description": "field: value; must include one of your own "
+                                               "asn, geo or ip"},
+    "date": _DATE, "type": _STRS, "facet": {"type": "string"},
+    "sort": {"type": "string"}, "limit": {"type": "integer", "maximum": MAX_QUERY_LIMIT},
+    "page": {"type": "integer", "minimum": 1}})
+def query(request, st, caller, body):
+    """Events as objects, or ``{value: count}`` with ``facet``."""
+    return query_events(st.catalog, _routing_recipient(st, caller), body)
+
+
+@method("reports/stats", "Row counts of the caller's reports",
+        {"date": _DATE, "report": _STRS, "type": _STRS})
+def stats(request, st, caller, body):
+    """``[{date, report, type, value}]``: rows per day and type (default: the last 7 run days)."""
+    if not body.get("date"):
+        days = st.catalog.run_days()[:7]
+        body = dict(body, date=f"{days[-1]}:{days[0]}") if days else body
+    entries = _entries(st, caller, body) if body.get("date") else []
+    out = [{"date": e.day, "report": e.slug, "type": e.type, "value": e.rows} for e in entries]
+    return sorted(out, key=lambda r: (r["date"], r["type"]))
+
+
+@method("reports/schema", "JSON schema of a report type", {"type": {"type": "string"}})
+def schema(request, st, caller, body):
+    """A JSON Schema object describing one row of the type (column order kept)."""
+    name = body.get("type")
+    if not isinstance(name, str) or name not in st.registry:
+        raise ApiError(f"unknown report type {name!r}", 404)
+    return type_schema(st.registry.get(name))
+
+
+def type_schema(rtype) -> dict:
+    """JSON Schema (draft 2020-12) of one row of ``rtype``."""
+    import pyarrow as pa
+
+    props = {}
+    for col, typ in rtype.column_types.items():
+        if pa.types.is_timestamp(typ):
+            props[col] = {"type": "string", "format": "date-time"}
+        elif pa.types.is_integer(typ):
+            props[col] = {"type": ["integer", "null"]}
+        else:
+            props[col] = {"type": ["string", "null"]}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": rtype.title,
+            "description": f"{rtype.name}: {rtype.taxonomy} / {rtype.classification_type}",
+            "type": "object", "properties": props, "x-column-order": list(rtype.columns)}
+
+
+@router.get("/dl/{token}", tags=["Reports API"], summary="Download a report by id (no apikey)")
+def dl(token: str, request: Request):
+    """Plain GET download: the id itself is the (expiring, unguessable) credential."""
+    try:
+        check_ip_rate(request)
+    except ApiError as exc:
+        return _error(exc.message, exc.status, exc.headers)
+    return serve_report(_state(request), token)
+
+
+@router.post("/api2/{path:path}", include_in_schema=False)
+def unknown_method(path: str):
+    """Any other method: 404."""
+    return _error(f"unknown method {path!r}", 404)

@@ -1,0 +1,130 @@
+"""The web application: Reports API (``/api2/``), downloads (``/dl/``), portal and admin console.
+
+:func:`create_app` builds one FastAPI application from the settings.  ``herald serve`` runs it
+with uvicorn.  The ``[web]`` table of the configuration file tunes it (all optional)::
+
+    [web]
+    rate_per_key = 120        # API requests per minute and key (token bucket; 0: no limit)
+    rate_per_ip = 300         # API and login requests per minute and client address
+    download_ttl = 86400      # seconds a report id (download token) stays valid
+    session_max_age = 28800   # seconds a portal session lasts
+    secure_cookies = false    # true behind HTTPS: session cookie only over TLS
+    replay_window = 300       # seconds: oldest accepted timestamp of replay-protected keys
+    rotation_grace_days = 7   # how long a rotated API secret stays valid
+
+Secrets are not configured here: see :mod:`herald.web.crypto` for the server key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from herald.config import Settings
+from herald.schema.registry import Registry, default_registry
+from herald.store.db import Database, open_db
+from herald.web.catalog import Catalog
+from herald.web.crypto import ServerKey
+from herald.web.ratelimit import RateLimiter
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass
+class WebConfig:
+    """The ``[web]`` settings (see the module docstring)."""
+
+    rate_per_key: float = 120
+    rate_per_ip: float = 300
+    download_ttl: int = 86400
+    session_max_age: int = 8 * 3600
+    secure_cookies: bool = False
+    replay_window: int = 300
+    rotation_grace_days: float = 7
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WebConfig":
+        """Read ``settings.raw["web"]``; unknown keys are ignored."""
+        raw = settings.raw.get("web", {}) if isinstance(settings.raw, dict) else {}
+        kwargs = {k: type(getattr(cls, k))(v) for k, v in raw.items() if hasattr(cls, k)}
+        return cls(**kwargs)
+
+
+@dataclass
+class WebState:
+    """Everything a request handler needs, stored on ``app.state.herald``."""
+
+    settings: Settings
+    db: Database
+    server_key: ServerKey
+    registry: Registry
+    config: WebConfig
+    catalog: Catalog
+    key_limiter: RateLimiter
+    ip_limiter: RateLimiter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def create_app(settings: Settings, db: Database | None = None, server_key: ServerKey | None = None,
+               registry: Registry | None = None, config: WebConfig | None = None) -> FastAPI:
+    """The Herald web application.
+
+    Args:
+        settings: configuration (paths, database URL, ``[web]``).
+        db: an open metadata database (default: ``open_db(settings.database_url)``).
+        server_key: default :meth:`ServerKey.load` from the environment or the data directory.
+        registry: report types (default: bundled).
+        config: override ``[web]``.
+
+    Raises:
+        StoreError / ConfigError: the database or the server key cannot be opened.
+    """
+    from herald.web import admin, api, portal
+
+    db = db or open_db(settings.database_url)
+    server_key = server_key or ServerKey.load(settings.paths.data)
+    registry = registry or default_registry()
+    config = config or WebConfig.from_settings(settings)
+    state = WebState(settings, db, server_key, registry, config, Catalog(settings, db, registry),
+                     RateLimiter(config.rate_per_key), RateLimiter(config.rate_per_ip))
+    app = FastAPI(
+        title="Herald Reports API",
+        version="1.0",
+        description=(
+            "Shadowserver-compatible Reports API. Every call is an HTTP POST of a JSON object "
+            "with an `apikey` field; the `HMAC2` header carries the lowercase hex "
+            "HMAC-SHA256 of the exact request body bytes keyed with the key's secret. "
+            "Errors are `{\"error\": \"...\"}` with a 4xx/5xx status. See docs/api.md."),
+        docs_url=None, redoc_url=None,
+    )
+    app.state.herald = state
+    app.add_middleware(SessionMiddleware, secret_key=server_key.subkey("session").hex(),
+                       session_cookie="herald_session", max_age=config.session_max_age,
+                       same_site="strict", https_only=config.secure_cookies)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc):  # noqa: ANN001 - FastAPI signature
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc):  # noqa: ANN001
+        return JSONResponse({"error": "invalid request"}, status_code=400)
+
+    app.include_router(api.router)
+    app.include_router(portal.router)
+    app.include_router(admin.router)
+    return app
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes of an API response."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()

@@ -1,0 +1,241 @@
+"""Portal users: Argon2id passwords, lockout after repeated failures, optional TOTP.
+
+Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106).  After
+:data:`MAX_FAILURES` wrong passwords in a row an account is locked for :data:`LOCKOUT`; a locked
+account refuses even the right password until then.  TOTP secrets (RFC 6238, pyotp) are encrypted
+with the server key like API secrets.  Logins, failures, lockouts and changes are audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyotp
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.exc import IntegrityError
+
+from herald.errors import ConfigError
+from herald.store import audit
+from herald.store.db import USER_ROLES, Database, NotFound, RecipientRow, UserRow, utcnow
+from herald.web.crypto import InvalidToken, ServerKey
+
+#: Consecutive failures before a lockout.
+MAX_FAILURES = 5
+#: How long a lockout lasts.
+LOCKOUT = timedelta(minutes=15)
+#: Shortest password accepted.
+MIN_PASSWORD = 10
+
+_TOTP_LABEL = "totp-secret"
+_hasher = PasswordHasher()
+#: Verified against when the e-mail is unknown, so timing does not reveal which accounts exist.
+_DUMMY_HASH = _hasher.hash("herald-dummy-password")
+
+
+@dataclass(frozen=True)
+class User:
+    """A portal user (never the password hash or TOTP secret)."""
+
+    id: int
+    email: str
+    role: str
+    recipient_id: int | None
+    recipient: str | None
+    totp_enabled: bool
+    disabled: bool
+
+
+class LoginError(Exception):
+    """A login failed; :attr:`reason` is ``invalid``, ``locked``, ``totp_required`` or
+    ``totp_invalid``.  Only ``totp_required`` may be shown as such to the person logging in."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _user(row: UserRow, name: str | None) -> User:
+    return User(row.id, row.email, row.role, row.recipient_id, name,
+                row.totp_secret_enc is not None, bool(row.disabled))
+
+
+def _name(s, row: UserRow) -> str | None:
+    if row.recipient_id is None:
+        return None
+    r = s.get(RecipientRow, row.recipient_id)
+    return r.name if r else None
+
+
+def add_user(db: Database, email: str, password: str, role: str, actor: str,
+             recipient: int | str | None = None) -> User:
+    """Create a portal user.
+
+    Raises:
+        ConfigError: bad role, short password, missing recipient for a recipient user, or the
+            e-mail is taken.
+        NotFound: no such recipient.
+    """
+    email = email.strip().lower()
+    if "@" not in email:
+        raise ConfigError(f"{email!r} is not an e-mail address")
+    if role not in USER_ROLES:
+        raise ConfigError(f"role must be one of {', '.join(USER_ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(f"password too short (at least {MIN_PASSWORD} characters)")
+    if role == "recipient" and recipient is None:
+        raise ConfigError("a recipient user needs --recipient")
+    try:
+        with db.session() as s:
+            rid = None
+            if recipient is not None:
+                from herald.web.keys import _recipient
+
+                rid = _recipient(s, recipient).id
+            row = UserRow(email=email, password_hash=_hasher.hash(password), role=role,
+                          recipient_id=rid, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            audit.record(s, actor, "user.add", "user", row.id, None,
+                         {"email": email, "role": role, "recipient_id": rid})
+            return _user(row, _name(s, row))
+    except IntegrityError:
+        raise ConfigError(f"user {email!r} already exists") from None
+
+
+def get_user(db: Database, user_id: int) -> User | None:
+    """The user with this id, or ``None``."""
+    with db.session() as s:
+        row = s.get(UserRow, int(user_id))
+        return _user(row, _name(s, row)) if row else None
+
+
+def list_users(db: Database) -> list[User]:
+    """Every user, by e-mail."""
+    with db.session() as s:
+        return [_user(r, _name(s, r)) for r in s.scalars(sa.select(UserRow).order_by(UserRow.email))]
+
+
+def authenticate(db: Database, server_key: ServerKey, email: str, password: str,
+                 totp_code: str | None = None, ip: str | None = None) -> User:
+    """Check a login.
+
+    Returns:
+        the :class:`User` on success (failure counter reset, ``last_login_at`` set).
+
+    Raises:
+        LoginError: wrong e-mail or password (``invalid``, also for disabled users), account locked
+            (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``).
+    """
+    user, error = _check_login(db, server_key, (email or "").strip().lower(), password, totp_code,
+                               ip)
+    if error:
+        raise LoginError(error)
+    return user
+
+
+def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
+                 totp_code: str | None, ip: str | None) -> tuple[User | None, str | None]:
+    # Failures are returned, not raised, so the failure counter and audit entry are committed.
+    now = utcnow()
+    with db.session() as s:
+        row = s.scalars(sa.select(UserRow).where(UserRow.email == email)).one_or_none()
+        if row is None:
+            try:
+                _hasher.verify(_DUMMY_HASH, password or "")
+            except VerificationError:
+                pass
+            audit.record(s, email or "?", "user.login_failed", "user", None, "unknown user",
+                         {"ip": ip})
+            return None, "invalid"
+        if row.locked_until is not None and row.locked_until > now:
+            audit.record(s, email, "user.login_failed", "user", row.id, "locked", {"ip": ip})
+            return None, "locked"
+        try:
+            ok = _hasher.verify(row.password_hash, password or "")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        if not ok or row.disabled:
+            row.failed_attempts = (row.failed_attempts or 0) + 1
+            reason = "bad password" if ok is False else "disabled"
+            if row.failed_attempts >= MAX_FAILURES:
+                row.locked_until = now + LOCKOUT
+                row.failed_attempts = 0
+                audit.record(s, email, "user.locked", "user", row.id,
+                             f"{MAX_FAILURES} failed logins", {"ip": ip, "until": row.locked_until})
+            else:
+                audit.record(s, email, "user.login_failed", "user", row.id, reason, {"ip": ip})
+            return None, "invalid"
+        if row.totp_secret_enc:
+            if not totp_code:
+                return None, "totp_required"
+            if not _totp_ok(server_key, row.totp_secret_enc, totp_code):
+                row.failed_attempts = (row.failed_attempts or 0) + 1
+                if row.failed_attempts >= MAX_FAILURES:
+                    row.locked_until = now + LOCKOUT
+                    row.failed_attempts = 0
+                audit.record(s, email, "user.login_failed", "user", row.id, "bad TOTP code",
+                             {"ip": ip})
+                return None, "totp_invalid"
+        if _hasher.check_needs_rehash(row.password_hash):
+            row.password_hash = _hasher.hash(password)
+        row.failed_attempts = 0
+        row.locked_until = None
+        row.last_login_at = now
+        audit.record(s, email, "user.login", "user", row.id, None, {"ip": ip})
+        return _user(row, _name(s, row)), None
+
+
+def _totp_ok(server_key: ServerKey, enc: str, code: str) -> bool:
+    try:
+        secret = server_key.decrypt(_TOTP_LABEL, enc)
+    except InvalidToken:
+        return False
+    return pyotp.TOTP(secret).verify(str(code).strip(), valid_window=1)
+
+
+def new_totp_secret() -> str:
+    """A random base32 TOTP secret."""
+    return pyotp.random_base32()
+
+
+def totp_uri(secret: str, email: str) -> str:
+    """The ``otpauth://`` provisioning URI for authenticator apps."""
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Herald")
+
+
+def enable_totp(db: Database, server_key: ServerKey, user_id: int, secret: str, code: str) -> bool:
+    """Turn TOTP on for a user once ``code`` proves the authenticator has ``secret``.
+
+    Returns:
+        ``False`` (and nothing changes) when the code is wrong.
+    """
+    if not pyotp.TOTP(secret).verify(str(code).strip(), valid_window=1):
+        return False
+    with db.session() as s:
+        row = s.get(UserRow, int(user_id))
+        if row is None:
+            raise NotFound(f"no user {user_id}")
+        row.totp_secret_enc = server_key.encrypt(_TOTP_LABEL, secret)
+        audit.record(s, row.email, "user.totp_enable", "user", row.id)
+    return True
+
+
+def set_password(db: Database, user_id: int, password: str, actor: str) -> None:
+    """Replace a user's password (and clear any lockout).
+
+    Raises:
+        ConfigError: the password is too short.
+        NotFound: no such user.
+    """
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(f"password too short (at least {MIN_PASSWORD} characters)")
+    with db.session() as s:
+        row = s.get(UserRow, int(user_id))
+        if row is None:
+            raise NotFound(f"no user {user_id}")
+        row.password_hash = _hasher.hash(password)
+        row.failed_attempts, row.locked_until = 0, None
+        audit.record(s, actor, "user.password", "user", row.id)
