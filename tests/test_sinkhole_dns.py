@@ -93,6 +93,25 @@ def test_a_and_aaaa_over_udp_and_tcp(tmp_path):
     assert server.stats["answered"] == 12
 
 
+def test_repeated_questions_each_recorded_with_their_own_id(tmp_path):
+    """Responses are cached by question bytes; every repeat must still be answered with its own ID
+    and recorded."""
+    bg, server, cfg = _start(tmp_path)
+    port = bg.port("dns-udp")
+    try:
+        for qid in (1, 2, 0xFFFF):
+            for qname in ("rep.evil-c2.example", "nope.test"):
+                q = dns.message.make_query(qname, "A", id=qid)
+                raw = _udp_raw(port, q.to_wire())
+                r = dns.message.from_wire(raw)
+                assert r.id == qid and q.is_response(r)
+                assert r.rcode() == (dns.rcode.NOERROR if "evil" in qname else dns.rcode.REFUSED)
+    finally:
+        bg.stop()
+    assert (server.stats["answered"], server.stats["refused"]) == (3, 3)
+    assert read_inbox(cfg.inbox).column("query").to_pylist() == ["rep.evil-c2.example"] * 3
+
+
 def test_unknown_names_refused_and_not_recorded(tmp_path):
     bg, server, cfg = _start(tmp_path)
     port = bg.port("dns-udp")

@@ -55,16 +55,26 @@ def rows_to_table(rtype: ReportType, rows: list[dict[str, Any]]) -> pa.Table:
         pyarrow.ArrowInvalid / ArrowTypeError: a value does not fit its column type.
     """
     schema = rtype.arrow_schema
+    n = len(rows)
+    present: set[str] = set()
+    for r in rows:
+        present.update(r)
     arrays = []
     for f in schema:
+        if f.name not in present:
+            arrays.append(pa.nulls(n, f.type))  # most of the ~40 columns: cheap
+            continue
         values = [r.get(f.name) for r in rows]
-        # Column types are derived from the schema (registry), so a sensor may hand "1" for an
-        # int64 column or 1 for a string column; convert rather than lose the batch.
-        if pa.types.is_integer(f.type):
-            values = [int(v) if isinstance(v, str) else v for v in values]
-        elif pa.types.is_string(f.type):
-            values = [v if v is None or isinstance(v, str) else str(v) for v in values]
-        arrays.append(pa.array(values, type=f.type))
+        try:
+            arrays.append(pa.array(values, type=f.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Column types are derived from the schema (registry), so a sensor may hand "1" for an
+            # int64 column or 1 for a string column; convert rather than lose the batch.
+            if pa.types.is_integer(f.type):
+                values = [int(v) if isinstance(v, str) else v for v in values]
+            elif pa.types.is_string(f.type):
+                values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+            arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
