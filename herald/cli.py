@@ -13,10 +13,14 @@ from herald.errors import HeraldError
 #: Modules that register sub-commands (see herald/commands/__init__.py).  One line per module.
 COMMAND_MODULES = [
     "herald.commands.ingest",
+    "herald.commands.ipdata",
     "herald.commands.parse",
     "herald.commands.run",
+    "herald.commands.serve",
     "herald.commands.sinkhole",
     "herald.commands.types",
+    "herald.commands.users",
+    "herald.commands.apikeys",
 ]
 
 
