@@ -38,7 +38,7 @@ import pyarrow.csv as pacsv
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from herald.enrich.iprange import RangeTable  # noqa: E402
+from herald.enrich.iprange import RangeTable, unique_inverse  # noqa: E402
 from herald.enrich.ipdata import IPData, _atomic_write  # noqa: E402
 from herald.ipaddr import parse_ips  # noqa: E402
 
@@ -100,7 +100,7 @@ def build(dirs: dict[str, Path]) -> IPData:
 
     asn_all = pa.concat_tables(asn_tabs)
     asn_num = pc.cast(asn_all["asn"], pa.int64()).to_numpy()
-    asns, payload = np.unique(asn_num, return_inverse=True)
+    asns, payload = unique_inverse(asn_num)
     # One name per AS number (the 2026-06-17 data has exactly one); take the last row's.
     last = np.zeros(len(asns), dtype=np.int64)
     last[payload] = np.arange(len(payload))

@@ -1,0 +1,113 @@
+"""Enrichment: fill a report's ASN and country columns from its address column.
+
+- :mod:`herald.enrich.iprange`: :class:`RangeTable`, the vectorized range join.
+- :mod:`herald.enrich.ipdata`: :class:`IPData`, the bundled IP -> ASN / AS name / country table
+  (ip-location-db, CC BY 4.0; see ``data/ATTRIBUTION.md``) and loaders for user data.
+- :func:`enrich`: the pipeline stage, a pure function (Arrow table in, Arrow table out, no I/O).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herald.enrich.ipdata import IPData
+from herald.enrich.iprange import RangeTable
+from herald.ipaddr import parse_ips
+from herald.schema.registry import ReportType
+
+__all__ = ["IPData", "RangeTable", "enrich"]
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table[name]
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def enrich(table: pa.Table, rtype: ReportType, ipdata: IPData, overwrite: bool = False) -> pa.Table:
+    """Fill ``rtype.asn_column`` (``asn``/``src_asn``) and ``rtype.geo_column`` (``geo``/``src_geo``)
+    from the address in ``rtype.address_column`` (``ip``/``src_ip``).
+
+    Rules:
+
+    - A value is *empty* when it is null, or ``0`` for the ASN (Shadowserver writes 0 for "no AS";
+      AS 0 is never an origin AS, RFC 7607), or ``""`` for the country.
+    - ``overwrite=False`` (default): only empty values are filled; existing values are kept.
+    - ``overwrite=True``: every row whose address has a value in ``ipdata`` gets that value; rows
+      without one keep what they had (a lookup miss never erases input data).
+    - Rows whose address is empty or not an IP address (for example a CIDR in ``blocklist``) are
+      left as they are.
+    - A type without an address column, or without both an ASN and a country column, is returned
+      unchanged.  If the type has the column but ``table`` lacks it, it is appended (typed as the
+      type declares it: ``int64`` ASN, ``string`` country).
+
+    Args:
+        table: events of ``rtype`` (Arrow table, N rows).
+        rtype: the report type (:class:`herald.schema.registry.ReportType`).
+        ipdata: the data to use (e.g. :meth:`IPData.default`, or combined with user data).
+        overwrite: replace values the input already has.
+
+    Returns:
+        A table with the same rows, columns and column order (plus any appended column).
+        Pure: no I/O, ``table`` is not modified.
+    """
+    addr_col = rtype.address_column
+    targets = [(c, key) for c, key in ((rtype.asn_column, "asn"), (rtype.geo_column, "cc")) if c]
+    if addr_col is None or addr_col not in table.column_names or not targets or table.num_rows == 0:
+        return table
+    n = table.num_rows
+    for c, _ in targets:
+        if c not in table.column_names:
+            table = table.append_column(pa.field(c, rtype.column_types.get(c, pa.string())),
+                                        pa.nulls(n, rtype.column_types.get(c, pa.string())))
+
+    current = {c: _column(table, c) for c, _ in targets}
+    empty = {c: _empty(current[c], key) for c, key in targets}
+    if overwrite:
+        need = np.ones(n, dtype=bool)
+    else:
+        need = np.zeros(n, dtype=bool)
+        for m in empty.values():
+            need |= m
+        if not need.any():
+            return table
+    addresses = _column(table, addr_col)
+    rows = None
+    if not need.all():
+        rows = np.flatnonzero(need)
+        addresses = addresses.take(pa.array(rows))
+    found = ipdata.lookup(parse_ips(addresses), columns=[key for _, key in targets])
+
+    for c, key in targets:
+        new = found[key].combine_chunks() if isinstance(found[key], pa.ChunkedArray) else found[key]
+        old = current[c]
+        if rows is not None:
+            # Scatter the looked-up values back to full length (nulls elsewhere).
+            idx = np.full(n, -1, dtype=np.int64)
+            idx[rows] = np.arange(len(rows))
+            new = new.take(pa.array(idx, mask=idx < 0))
+        if new.type != old.type:
+            new = new.cast(old.type)
+        has_new = pc.is_valid(new)
+        if overwrite:
+            take_new = has_new
+        else:
+            take_new = pc.and_(has_new, pa.array(empty[c]))
+        merged = pc.if_else(take_new, new, old)
+        i = table.column_names.index(c)
+        table = table.set_column(i, table.schema.field(i), merged)
+    return table
+
+
+def _empty(values: pa.Array, key: str) -> np.ndarray:
+    """``bool[N]``: null, or 0 (ASN) / "" (country)."""
+    null = pc.is_null(values)
+    if key == "asn" and pa.types.is_integer(values.type):
+        zero = pc.equal(values, 0)
+    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        t = pc.utf8_trim_whitespace(values)
+        zero = pc.or_(pc.equal(t, ""), pc.equal(t, "0")) if key == "asn" else pc.equal(t, "")
+    else:
+        zero = pa.nulls(len(values), pa.bool_())
+    return pc.or_(null, pc.fill_null(zero, False)).to_numpy(zero_copy_only=False)

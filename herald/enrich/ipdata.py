@@ -29,16 +29,16 @@ import os
 import re
 import tempfile
 import zipfile
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herald.enrich.iprange import RangeTable, parse_prefixes, prefix_masks
+from herald.enrich.iprange import RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
 from herald.errors import ConfigError, InputError
 from herald.ipaddr import ParsedIPs, parse_ips
 
@@ -294,7 +294,7 @@ class IPData:
                 "licence": "user-supplied", "url": None}
         meta.update(_handle_bad(path, data_idx, bad, reasons, data, strict))
         keep = ~bad
-        asns, payload = np.unique(asn[keep], return_inverse=True)
+        asns, payload = unique_inverse(asn[keep])
         table = RangeTable.from_bounds(version[keep], sh[keep], sl[keep], eh[keep], el[keep], payload)
         meta["records"] = int(keep.sum())
         return cls(table, asns, pa.nulls(len(asns), pa.string()), RangeTable(), pa.array([], pa.string()), meta)
@@ -476,17 +476,23 @@ class IPData:
 
     # ----------------------------------------------------------------------------------------------
     def lookup(self, values: pa.Array | pa.ChunkedArray | ParsedIPs | Iterable[str],
-               threads: int | None = None) -> pa.Table:
+               threads: int | None = None,
+               columns: Sequence[str] = ("asn", "as_name", "cc")) -> pa.Table:
         """ASN, AS name and country of each address.
 
         Args:
             values: N IP address strings (Arrow array, or a Python sequence), or the
                 :class:`~herald.ipaddr.ParsedIPs` of them.  Empty and invalid values give nulls.
             threads: passed to :meth:`RangeTable.lookup`.
+            columns: the columns wanted, in order (skipping ``as_name`` saves copying N strings).
 
         Returns:
-            Arrow table of :data:`LOOKUP_SCHEMA` with N rows: ``asn`` (``int64``, null if unknown),
-            ``as_name`` (``string``), ``cc`` (``string``, two letters, upper case).
+            Arrow table of :data:`LOOKUP_SCHEMA` (or the chosen ``columns``) with N rows: ``asn``
+            (``int64``, null if unknown), ``as_name`` (``string``), ``cc`` (``string``, two
+            letters, upper case).
+
+        Raises:
+            ValueError: an unknown name in ``columns``.
         """
         if isinstance(values, ParsedIPs):
             parsed = values
@@ -494,20 +500,41 @@ class IPData:
             if not isinstance(values, (pa.Array, pa.ChunkedArray)):
                 values = pa.array(list(values), type=pa.string())
             parsed = parse_ips(values)
-        ai = self.asn_ranges.lookup(parsed, threads)
-        ci = self.cc_ranges.lookup(parsed, threads)
-        if len(self.asns):
-            asn = self._asn_out[np.maximum(ai, 0)]
-            asn[ai < 0] = -1
-        else:
-            asn = np.full(len(ai), -1, dtype=np.int64)
+        unknown_cols = set(columns) - set(LOOKUP_SCHEMA.names)
+        if unknown_cols:
+            raise ValueError(f"IPData.lookup: unknown columns {sorted(unknown_cols)}")
+        joined, asn_ext, ai_ext, ci_ext = self._joined
+        j = joined.lookup(parsed, threads)
+        # Index -1 (no range) picks the last element of each *_ext array, which is -1.
+        asn = asn_ext[j]
+        ai = ai_ext[j]
+        ci = ci_ext[j]
+        out = []
         unknown = asn < 0
-        asn_arr = pa.array(asn, type=pa.int64(), mask=unknown)
-        ai_arr = pa.array(ai, type=pa.int64(), mask=unknown)
-        names = self.as_names.take(ai_arr) if len(self.asns) else pa.nulls(len(ai), pa.string())
-        cc = self.ccs.take(pa.array(ci, type=pa.int64(), mask=ci < 0)) if len(self.ccs) \
-            else pa.nulls(len(ci), pa.string())
-        return pa.Table.from_arrays([asn_arr, names, cc], schema=LOOKUP_SCHEMA)
+        for name in columns:
+            if name == "asn":
+                out.append(pa.array(asn, type=pa.int64(), mask=unknown))
+            elif name == "as_name":
+                out.append(self.as_names.take(pa.array(ai, type=pa.int64(), mask=unknown))
+                           if len(self.asns) else pa.nulls(len(ai), pa.string()))
+            else:
+                out.append(self.ccs.take(pa.array(ci, type=pa.int64(), mask=ci < 0))
+                           if len(self.ccs) else pa.nulls(len(ci), pa.string()))
+        return pa.Table.from_arrays(out, schema=pa.schema([LOOKUP_SCHEMA.field(c) for c in columns]))
+
+    @cached_property
+    def _joined(self) -> tuple[RangeTable, np.ndarray, np.ndarray, np.ndarray]:
+        """ASN and country tables joined (built on first lookup), so one sort serves both.
+
+        Returns ``(table, asn, asn index, cc index)``: per joined payload, the AS number (-1 for
+        unknown or AS 0), the index into :attr:`asns`/:attr:`as_names` (-1 likewise) and the index
+        into :attr:`ccs` (-1 for none); each array has one extra trailing -1 for payload -1.
+        """
+        joined, asn_of, cc_of = join_tables(self.asn_ranges, self.cc_ranges)
+        asn = np.where(asn_of >= 0, self._asn_out[np.maximum(asn_of, 0)], -1) if len(self.asns) \
+            else np.full(len(asn_of), -1, np.int64)
+        ai = np.where(asn >= 0, asn_of, -1)
+        return joined, np.append(asn, -1), np.append(ai, -1), np.append(cc_of, -1)
 
     def info(self, today: dt.date | None = None) -> dict[str, Any]:
         """Provenance and size of the data.
