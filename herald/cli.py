@@ -22,6 +22,12 @@ COMMAND_MODULES = [
     "herald.commands.types",
     "herald.commands.users",
     "herald.commands.apikeys",
+    "herald.commands.db",
+    "herald.commands.recipients",
+    "herald.commands.runs",
+    "herald.commands.audit",
+    "herald.commands.purge",
+    "herald.commands.operations",
 ]
 
 

@@ -58,7 +58,7 @@ USER_ROLES = ("recipient", "admin")
 AUDIT_MIN_RETENTION_DAYS = 365
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "w001"
+HEAD_REVISION = "d001"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -337,6 +337,17 @@ class OutboxRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Delivery columns (migration d001, herald/deliver/outbox.py).
+    rcpt_to: Mapped[str | None] = mapped_column(String(320))
+    day: Mapped[date | None] = mapped_column(Date, index=True)
+    report_type: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str | None] = mapped_column(Text)
+    tlp: Mapped[str | None] = mapped_column(String(16))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    protection: Mapped[str | None] = mapped_column(String(16))
+    hold_reason: Mapped[str | None] = mapped_column(String(32))
+    smtp_phase: Mapped[str | None] = mapped_column(String(16))
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiKeyRow(Base):
@@ -565,6 +576,17 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def connect_db(url: str) -> Database:
+    """A :class:`Database` for ``url`` without checking or migrating its schema (for
+    ``herald db upgrade|status``; other code uses :func:`open_db`).
+
+    Raises:
+        StoreError: bad URL or missing driver (the database is not contacted yet).
+    """
+    engine = create_engine(url)
+    return Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
 def open_db(url: str, upgrade: bool | None = None) -> Database:
     """Open the metadata database at ``url``.
 
@@ -582,8 +604,8 @@ def open_db(url: str, upgrade: bool | None = None) -> Database:
         StoreError: bad URL, unreachable database, or (when not upgrading) a schema that is not at
             :data:`HEAD_REVISION` — the message says to run ``herald db upgrade``.
     """
-    engine = create_engine(url)
-    db = Database(url=url, engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+    db = connect_db(url)
+    engine = db.engine
     if upgrade is None:
         upgrade = engine.dialect.name == "sqlite"
     try:
