@@ -365,6 +365,22 @@ def is_valid_hostname(col: pa.Array) -> np.ndarray:
     return ok | pc.equal(pc.utf8_length(s), 0).to_numpy(zero_copy_only=False)
 
 
+def impossible_dates(col: pa.Array) -> np.ndarray:
+    """``bool[N]``: text starting ``YYYY-MM-DD`` whose date does not exist (``2024-02-30``).
+
+    Arrow's ``strptime`` rolls such dates over (``2024-03-01``) instead of failing, so the day is
+    checked by formatting the parsed date back and comparing.
+    """
+    s = pc.utf8_trim_whitespace(pc.fill_null(col, ""))
+    head = pc.utf8_slice_codeunits(s, 0, 10)
+    shaped = pc.match_substring_regex(head, r"^\d{4}-\d{2}-\d{2}$")
+    parsed = pc.strptime(pc.if_else(shaped, head, pa.nulls(len(s), pa.string())), format="%Y-%m-%d",
+                         unit="s", error_is_null=True)
+    back = pc.strftime(parsed, format="%Y-%m-%d")
+    same = pc.fill_null(pc.equal(back, head), False).to_numpy(zero_copy_only=False)
+    return shaped.to_numpy(zero_copy_only=False) & ~same
+
+
 def _network_ok(values: list[str]) -> dict[str, bool]:
     out = {}
     for v in values:
@@ -429,6 +445,9 @@ def finish(path: str, rtype: ReportType, cols: dict[str, pa.Array], lines: np.nd
 
     for chk in checks:
         flag(np.asarray(chk.mask, dtype=bool), chk.field, chk.reason, chk.values)
+    if "timestamp" in strs:
+        flag(impossible_dates(strs["timestamp"]), "timestamp", "not a timestamp (no such date)",
+             strs["timestamp"])
 
     addr = rtype.address_column
     if addr is not None:

@@ -139,7 +139,7 @@ def _finish(path, rtype, cols, lines, raws, q, header, rows_in=None) -> ParsedFi
         shape = pc.match_substring_regex(col, rx).to_numpy(zero_copy_only=False)
         parsed = pc.strptime(pc.if_else(pa.array(shape), col, pa.nulls(n, pa.string())), format=fmt,
                              unit="s", error_is_null=True)
-        okv = pc.is_valid(parsed).to_numpy(zero_copy_only=False)
+        okv = pc.is_valid(parsed).to_numpy(zero_copy_only=False) & ~_feed.impossible_dates(col)
         checks.append(_feed.Check(~empty & ~okv, fld, f"not a time (expected {what}, UTC)", col))
     last_ts = pc.if_else(pc.equal(pc.utf8_length(last), 0), "", pc.binary_join_element_wise(last, "00:00:00", " "))
     ts = pc.if_else(pc.greater(first, last_ts), first, last_ts)
