@@ -1,59 +1,78 @@
 """Ready-to-send report messages (``.eml``, RFC 5322 with a MIME attachment, RFC 2045/2183).
 
-With no SMTP relay configured, the daily run writes one message per report into the outbox folder::
+The daily run writes one message per report into the outbox folder, for inspection and for sites
+without an SMTP relay::
 
     <outbox>/YYYY-MM-DD/<recipient slug>/<report file name>.eml
 
-Each message carries the report as an attachment and a plain-text body saying what the report is,
-how many events it holds, the date and the TLP label.  Messages are deterministic (the
-``Message-ID`` is derived from the report's identity and content, ``Date`` is the report day), so a
-re-run writes byte-identical files and a later sender can use the ``Message-ID`` as its idempotency
-key.
+The messages are composed by :mod:`herald.deliver.compose` — the same subject, headers, body
+template and ``Message-ID`` as the messages :mod:`herald.deliver.outbox` queues for SMTP, but
+without OpenPGP protection.  They are deterministic (``Date`` is the report day, the
+``Message-ID`` is derived from the report's identity and content), so a re-run writes
+byte-identical files.
 """
 
 from __future__ import annotations
 
-import hashlib
+from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime
-from datetime import datetime, timezone
+from email.parser import BytesParser
+from pathlib import Path
 
 from herald.constituency.recipients import Recipient
+from herald.deliver import compose as _compose
 from herald.schema.registry import ReportType
 
-_BODY = """\
-Dear {name},
-
-attached is Herald's {title} report for {day} (report type "{rtype}").
-It lists {rows} event(s) observed on networks you are responsible for
-(your filters: {filters}).
-
-Report type documentation: {url}
-
-TLP:{tlp}. The attached data concerns infected or exposed machines and contains
-IP addresses, which are personal data. Use it only to remedy the problems it
-describes, and share it only as TLP:{tlp} permits (FIRST TLP 2.0).
-
--- 
-Herald
-This message was generated automatically.
-"""
+#: Attachments above this many bytes are zipped by default (``[mail] zip_above``).
+DEFAULT_ZIP_ABOVE = 1 << 20
 
 
-def subject(rtype: ReportType, day: str, tlp: str) -> str:
-    """``[Herald] <Report Name> Report <date> [TLP:<label>]`` (Shadowserver's subject shape)."""
-    return f"[Herald] {rtype.title} Report {day} [TLP:{tlp}]"
+def subject(rtype: ReportType, day: str, tlp: str, recipient: Recipient | None = None) -> str:
+    """``[Herald] <Area> <Report Name> Report <date> [TLP:<label>]`` (Shadowserver's subject shape;
+    the area is the recipient's filter area, e.g. ``AS64496``)."""
+    area = _compose.area(recipient) if recipient is not None else ""
+    return _compose.subject(area, _compose.report_title(rtype.title), day, tlp).replace("  ", " ")
 
 
 def message_id(recipient: Recipient, rtype: ReportType, day: str, sha256: str, domain: str) -> str:
     """Deterministic ``Message-ID`` (RFC 5322 section 3.6.4) of one report message."""
-    h = hashlib.sha256(f"{recipient.slug}|{rtype.name}|{day}|{sha256}".encode()).hexdigest()[:32]
-    return f"<{day}.{rtype.name}.{h}@{domain}>"
+    return _compose.message_id(recipient.slug, rtype.name, day, sha256, domain)
+
+
+def compose_report(recipient: Recipient, rtype: ReportType, day: str, rows: int, filename: str,
+                   data: bytes, sha256: str, sender: str, tlp: str, *,
+                   zip_above: int = DEFAULT_ZIP_ABOVE, templates: _compose.Templates | None = None,
+                   language: str = "en", extra: list[_compose.Attachment] | None = None,
+                   xarf_name: str | None = None, xarf_count: int = 0,
+                   unsubscribe_url: str | None = None,
+                   unsubscribe_mailto: str | None = None) -> _compose.Composed:
+    """The composed (unprotected) message of one report; see :func:`build_message`."""
+    att, zipped = _compose.maybe_zip(filename, data, day, zip_above)
+    part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title), rows=rows,
+                               filename=att.filename, zipped=zipped, url=rtype.url, sha256=sha256,
+                               xarf=xarf_name, xarf_count=xarf_count)
+    spec = _compose.MessageSpec(
+        recipient=recipient, day=day, tlp=tlp, sender=sender, template="report", key=rtype.name,
+        content_sha256=sha256, reports=[part], attachments=[att] + list(extra or []),
+        language=language, unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto)
+    return _compose.compose(spec, templates or _default_templates())
+
+
+_TEMPLATES: _compose.Templates | None = None
+
+
+def _default_templates() -> _compose.Templates:
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        _TEMPLATES = _compose.Templates()
+    return _TEMPLATES
 
 
 def build_message(recipient: Recipient, rtype: ReportType, day: str, rows: int, filename: str,
-                  data: bytes, sha256: str, sender: str, tlp: str) -> EmailMessage:
-    """The message for one report.
+                  data: bytes, sha256: str, sender: str, tlp: str, *,
+                  zip_above: int = DEFAULT_ZIP_ABOVE,
+                  templates_dir: Path | None = None) -> EmailMessage:
+    """The message for one report (unsigned; the outbox signs/encrypts its own copy).
 
     Args:
         recipient: who receives it.
@@ -65,24 +84,13 @@ def build_message(recipient: Recipient, rtype: ReportType, day: str, rows: int, 
         sha256: hex digest of ``data``.
         sender: ``From`` address.
         tlp: TLP 2.0 label without the ``TLP:`` prefix.
+        zip_above: attach as ZIP when ``data`` is larger (bytes).
+        templates_dir: the operator's template directory, if any.
+
+    Returns:
+        an :class:`email.message.EmailMessage` whose ``as_bytes()`` round-trips the composed bytes.
     """
-    filters = ", ".join(
-        part for part in (
-            "ASNs " + " ".join(f"AS{a}" for a in recipient.asns) if recipient.asns else "",
-            "networks " + " ".join(str(c) for c in recipient.cidrs) if recipient.cidrs else "",
-            "countries " + " ".join(recipient.countries) if recipient.countries else "",
-        ) if part
-    ) or "none"
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = recipient.email
-    msg["Subject"] = subject(rtype, day, tlp)
-    msg["Date"] = format_datetime(datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
-    msg["Message-ID"] = message_id(recipient, rtype, day, sha256, sender.rpartition("@")[2] or "localhost")
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Herald-Report-Type"] = rtype.name
-    msg["X-Herald-TLP"] = f"TLP:{tlp}"
-    msg.set_content(_BODY.format(name=recipient.name, title=rtype.title, day=day, rtype=rtype.name,
-                                 rows=rows, filters=filters, url=rtype.url or "n/a", tlp=tlp))
-    msg.add_attachment(data, maintype="text", subtype="csv", filename=filename)
-    return msg
+    templates = _compose.Templates(templates_dir) if templates_dir else None
+    composed = compose_report(recipient, rtype, day, rows, filename, data, sha256, sender, tlp,
+                              zip_above=zip_above, templates=templates)
+    return BytesParser(policy=policy.default).parsebytes(composed.as_bytes())

@@ -1,0 +1,277 @@
+"""SMTP client for one relay (RFC 5321), with STARTTLS (RFC 3207) or implicit TLS (RFC 8314),
+AUTH (RFC 4954), a per-relay rate limit and a hook before the end of the message data.
+
+:meth:`Relay.send` runs one mail transaction (``MAIL``, ``RCPT``, ``DATA``) on a connection that
+is opened on demand and reused for the next message.  The message data is written *without* its
+terminating ``<CRLF>.<CRLF>`` first; then the caller's ``before_eod`` hook runs (the outbox
+records the phase ``eod`` in the database), and only then is the terminator sent.  A relay takes
+responsibility for a message only once it has the terminator and has answered ``250``, and a
+connection that ends earlier cancels the transaction (RFC 5321 sections 3.3 and 3.8) — so a crash
+*before* the hook can be resent safely, and only a crash *after* it leaves an unknown outcome.
+
+Replies are classified (RFC 5321 section 4.2.1): ``2yz`` sent, ``4yz`` temporary (retry),
+``5yz`` permanent (failed).  A refused or lost connection is temporary.  A connection lost after
+the terminator was sent, or no reply to it, is :attr:`Outcome.UNKNOWN`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from herald.deliver.settings import SmtpSettings
+
+
+class Outcome(enum.Enum):
+    """What became of one delivery attempt."""
+
+    SENT = "sent"
+    RETRY = "retry"          # temporary: 4yz, refused or lost connection before the end of data
+    FAILED = "failed"        # permanent: 5yz
+    UNKNOWN = "unknown"      # the end of data was sent, no reply was recorded
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The result of :meth:`Relay.send`.
+
+    Attributes:
+        outcome: see :class:`Outcome`.
+        stage: the SMTP step that decided it (``connect``, ``MAIL``, ``RCPT``, ``DATA``,
+            ``end of data``).
+        reply: the relay's reply (``"550 5.1.1 no such user"``) or the connection error.
+        relay_error: the relay itself is unusable (cannot connect, TLS or AUTH failed): the
+            caller should stop this batch.
+    """
+
+    outcome: Outcome
+    stage: str
+    reply: str
+    relay_error: bool = False
+
+    def describe(self) -> str:
+        """A sentence for ``herald outbox``."""
+        what = {"RCPT": "recipient refused", "MAIL": "sender refused", "DATA": "DATA refused",
+                "end of data": "message refused", "connect": "relay unavailable"}.get(self.stage, self.stage)
+        if self.outcome is Outcome.SENT:
+            return f"accepted: {self.reply}"
+        if self.outcome is Outcome.UNKNOWN:
+            return f"outcome unknown after end of data: {self.reply}"
+        kind = "temporary" if self.outcome is Outcome.RETRY else "permanent"
+        return f"{what} ({kind}): {self.reply}"
+
+
+def _reply(code: int, msg: bytes | str) -> str:
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _classify(code: int) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome.SENT
+    if 400 <= code < 500:
+        return Outcome.RETRY
+    return Outcome.FAILED
+
+
+_DOT_RE = re.compile(rb"^\.", re.MULTILINE)
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """Message data for ``DATA`` (RFC 5321 section 4.5.2): CRLF line endings, lines starting with
+    ``.`` doubled, ending with CRLF; the terminating ``.<CRLF>`` is *not* included."""
+    data = re.sub(rb"\r?\n", b"\r\n", data)
+    data = _DOT_RE.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+class RateLimiter:
+    """At most ``rate`` message starts per second (0: unlimited); :meth:`wait` sleeps as needed."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.clock, self.sleep = clock, sleep
+        self.next = 0.0
+
+    def wait(self) -> None:
+        """Block until the next message may start."""
+        now = self.clock()
+        if now < self.next:
+            self.sleep(self.next - now)
+            now = self.next
+        self.next = now + self.interval
+
+
+class RelayUnavailable(Exception):
+    """Connecting, TLS or AUTH failed (carries the reply or error text)."""
+
+
+class Relay:
+    """A connection to the configured relay, opened on demand and reused.
+
+    Args:
+        settings: the ``[smtp]`` table.
+        password: the relay password (from the environment or a file), or ``None``.
+    """
+
+    def __init__(self, settings: SmtpSettings, password: str | None = None) -> None:
+        self.settings = settings
+        self.password = password
+        self.conn: smtplib.SMTP | None = None
+        self.limiter = RateLimiter(settings.rate_per_second)
+
+    def _context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(
+            cafile=str(self.settings.tls_ca_file) if self.settings.tls_ca_file else None)
+        return ctx
+
+    def connect(self) -> smtplib.SMTP:
+        """Open, secure and authenticate the connection (if not open yet).
+
+        Raises:
+            RelayUnavailable: connection refused or lost, TLS failure, STARTTLS not offered, AUTH
+                refused.
+        """
+        if self.conn is not None:
+            return self.conn
+        s = self.settings
+        conn: smtplib.SMTP | None = None
+        try:
+            if s.security == "tls":
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            conn.ehlo()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise RelayUnavailable(f"{s.host}:{s.port} does not offer STARTTLS; refusing "
+                                           f"to send in clear text (security = \"starttls\")")
+                code, msg = conn.starttls(context=self._context())
+                conn.ehlo()
+            if s.username:
+                if self.password is None:
+                    raise RelayUnavailable("smtp.username is set but no password "
+                                           "(password_env or password_file)")
+                conn.login(s.username, self.password)
+        except RelayUnavailable:
+            _close(conn)
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            _close(conn)
+            raise RelayUnavailable(f"authentication failed: {_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except smtplib.SMTPResponseException as exc:
+            _close(conn)
+            raise RelayUnavailable(_reply(exc.smtp_code, exc.smtp_error)) from None
+        except ssl.SSLError as exc:
+            _close(conn)
+            raise RelayUnavailable(f"TLS failed with {s.host}:{s.port}: {exc}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _close(conn)
+            raise RelayUnavailable(f"cannot connect to {s.host}:{s.port}: {exc}") from None
+        self.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """``QUIT`` and close (errors ignored)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                _close(conn)
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        _close(conn)
+
+    def _reset(self) -> None:
+        """``RSET`` after a refused transaction, so the connection can carry the next one."""
+        if self.conn is None:
+            return
+        try:
+            code, _ = self.conn.rset()
+            if code != 250:
+                self._drop()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def send(self, mail_from: str, rcpt_to: str, data: bytes,
+             before_eod: Callable[[], None] = lambda: None) -> Attempt:
+        """One mail transaction: ``MAIL FROM:<mail_from>``, ``RCPT TO:<rcpt_to>``, ``DATA``.
+
+        Args:
+            mail_from: envelope sender (RFC 5321 reverse-path; bounces go there).
+            rcpt_to: envelope recipient.
+            data: the message, CRLF line endings.
+            before_eod: called after the data and before its terminator; if it raises, the
+                connection is dropped without the terminator (the relay discards the transaction)
+                and the exception propagates.
+
+        Returns:
+            the :class:`Attempt`.
+        """
+        self.limiter.wait()
+        try:
+            conn = self.connect()
+        except RelayUnavailable as exc:
+            return Attempt(Outcome.RETRY, "connect", str(exc), relay_error=True)
+        stage = "MAIL"
+        try:
+            code, msg = conn.mail(mail_from)
+            if code != 250:
+                self._reset()
+                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+            stage = "RCPT"
+            code, msg = conn.rcpt(rcpt_to)
+            if code not in (250, 251):
+                self._reset()
+                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+            stage = "DATA"
+            code, msg = conn.docmd("DATA")
+            if code != 354:
+                self._reset()
+                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+            conn.send(dot_stuff(data))
+        except (OSError, smtplib.SMTPException) as exc:
+            # Before the terminator: the relay cancels the transaction (RFC 5321 section 3.8).
+            self._drop()
+            return Attempt(Outcome.RETRY, stage, f"connection lost: {exc}")
+        try:
+            before_eod()
+        except BaseException:
+            self._drop()
+            raise
+        stage = "end of data"
+        try:
+            conn.send(b".\r\n")
+            code, msg = conn.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            return Attempt(Outcome.UNKNOWN, stage, f"no reply to the end of data: {exc}")
+        if code != 250:
+            self._reset()
+            return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+        return Attempt(Outcome.SENT, stage, _reply(code, msg))
+
+
+def _close(conn: smtplib.SMTP | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except OSError:
+        pass
+
+
+def local_hostname() -> str:
+    """This host's name for ``EHLO``."""
+    return socket.getfqdn()

@@ -1,0 +1,1 @@
+"""Templates shipped with Herald (mail bodies under ``mail/``)."""
