@@ -259,12 +259,12 @@ def test_malformed_responses_and_other_opcodes(tmp_path):
 
 
 def test_rate_limit_per_client(tmp_path):
-    bg, server, cfg = _start(tmp_path, rate_per_client=0.5, rate_burst=3)
+    bg, server, cfg = _start(tmp_path, rate_per_client=0.1, rate_burst=3)
     port = bg.port("dns-udp")
     answered = 0
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for i in range(10):  # a burst of 10, far faster than the 0.5 q/s refill
+            for i in range(10):  # a burst of 10, far faster than the 0.1 q/s refill
                 s.sendto(dns.message.make_query(f"r{i}.evil-c2.example", "A").to_wire(), (LO, port))
             s.settimeout(0.5)
             for _ in range(10):
@@ -400,3 +400,23 @@ def test_cli_dns_sigterm_flushes_everything(tmp_path, repo_root):
     assert proc.returncode == 0, err
     assert "25 rows written" in out
     assert read_inbox(tmp_path / "inbox", "event4_sinkhole_dns").num_rows == 25
+
+
+def test_address_helpers_and_ipv6_dns_clients(tmp_path):
+    from herald.sensors.runtime import canonical_ip, event_type
+
+    assert canonical_ip("::ffff:192.0.2.1") == "192.0.2.1"
+    assert canonical_ip("2001:DB8:0:0::1%eth0") == "2001:db8::1"
+    reg = default_registry()
+    assert event_type(reg, "sinkhole_http", "2001:db8::1").name == "event6_sinkhole_http"
+    assert event_type(reg, "sinkhole_http", "192.0.2.1").name == "event4_sinkhole_http"
+    # No event6_sinkhole_dns in the Shadowserver schema: IPv6 DNS clients share the event4 type.
+    assert "event6_sinkhole_dns" not in reg
+    cfg = _config(tmp_path)
+    b = EventBatcher(cfg.inbox, "t1_dns", 10, 5)
+    out = DnsSinkhole(cfg, b).handle(dns.message.make_query("evil-c2.example", "A").to_wire(),
+                                      "2001:db8::7", 5353, "udp")
+    assert _addresses(dns.message.from_wire(out)) == ["192.0.2.10", "192.0.2.11"]
+    b.close()
+    [row] = read_inbox(cfg.inbox, "event4_sinkhole_dns").to_pylist()
+    assert (row["src_ip"], row["src_port"]) == ("2001:db8::7", 5353)

@@ -328,8 +328,8 @@ def test_process_kill_9_loses_at_most_one_batch(tmp_path, repo_root):
     try:
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 20
-        while sum(answered) < 500 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 15
+        while sum(answered) < 400 and time.monotonic() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -341,9 +341,28 @@ def test_process_kill_9_loses_at_most_one_batch(tmp_path, repo_root):
             proc.kill()
             proc.wait()
     sent = sum(answered)
-    assert sent >= 500
+    assert sent > 2 * batch  # at least two batches went through before the kill
     stored = count_rows(tmp_path / "inbox")
     read_inbox(tmp_path / "inbox")  # every file is whole and has the right schema
     # A request is recorded before it is answered; at most one request per client was in flight.
     assert sent - batch <= stored <= sent + len(threads)
     assert stored % batch == 0  # only whole batches reach the disk (no time flush within 600 s)
+
+
+def test_expect_100_continue_and_ipv6_client_rows(tmp_path):
+    bg, server, cfg = _start(tmp_path, max_body_bytes=1000)
+    try:
+        with socket.create_connection((LO, bg.port("http")), timeout=5) as s:
+            s.sendall(b"POST /up HTTP/1.1\r\nHost: evil-c2.example\r\nContent-Length: 10\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+            assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body is sent
+            s.sendall(b"0123456789")
+            assert s.recv(100).startswith(b"HTTP/1.1 200 OK\r\n")
+        # IPv6 clients cannot be reached on 127.0.0.1: record one directly to check the type choice.
+        bg.call(lambda: server._record("http", "2001:db8::5", 4444, "2001:db8::1", 80, None, None, "/v6",
+                                       "HTTP/1.1", {"host": "evil-c2.example"}))
+    finally:
+        bg.stop()
+    assert [r["http_url"] for r in _rows(cfg)] == ["/up"]
+    [v6] = read_inbox(cfg.inbox, "event6_sinkhole_http").to_pylist()
+    assert (v6["src_ip"], v6["src_port"], v6["family"]) == ("2001:db8::5", 4444, "emotet")

@@ -327,7 +327,7 @@ def load_sinkhole_config(settings: Settings) -> SinkholeConfig:
         batch_rows=_num("batch_rows", 1000, int, 1, strict=False),
         batch_seconds=_num("batch_seconds", 5.0),
         rate_per_client=rate,
-        rate_burst=_num("rate_burst", max(1.0, 2 * rate)),
+        rate_burst=_num("rate_burst", max(1.0, 2 * rate), float, 1, strict=False),
         rate_table_size=_num("rate_table_size", 100_000, int),
         tcp_idle_timeout=_num("tcp_idle_timeout", 10.0),
         max_connections=_num("max_connections", 10_000, int),

@@ -206,6 +206,12 @@ class HttpSinkhole:
                     return  # clean end of the connection between requests
                 method, target, version, headers = head
                 keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+                if (version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
+                        and ("transfer-encoding" in headers
+                             or headers.get("content-length", "x").isdigit()
+                             and 0 < int(headers["content-length"]) <= cfg.max_body_bytes)):
+                    # The client waits for this before sending the body (RFC 9110 section 10.1.1).
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 async with asyncio.timeout(cfg.body_timeout):
                     await self._discard_body(reader, headers)
             except _Reject as rej:
