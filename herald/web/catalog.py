@@ -114,6 +114,14 @@ class Catalog:
         self.settings = settings
         self.db = db
         self.registry = registry
+        self._duck: duckdb.DuckDBPyConnection | None = None
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB cursor (one per call: cursors of one connection are thread-safe to use
+        side by side; opening a connection per query costs ~80 ms)."""
+        if self._duck is None:
+            self._duck = duckdb.connect()
+        return self._duck.cursor()
 
     # --- reports ------------------------------------------------------------------------------
 
@@ -220,7 +228,7 @@ class Catalog:
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         sql += " ORDER BY ALL"
-        con = duckdb.connect()
+        con = self._cursor()
         try:
             try:
                 rel = con.sql(sql, params=params)
