@@ -218,11 +218,22 @@ class DnsSinkhole:
         """
         loop = asyncio.get_running_loop()
         bound = []
-        for host, port in self.config.dns_listen:
-            transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
+        for host, want in self.config.dns_listen:
+            # With port 0 the UDP port is chosen by the system and TCP must get the same number;
+            # another process may hold it for TCP, so try a few ports.
+            for attempt in range(1 if want else 20):
+                transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self),
+                                                                   local_addr=(host, want))
+                port = transport.get_extra_info("sockname")[1]
+                try:
+                    server = await asyncio.start_server(self._tcp_client, host, port, limit=TCP_MAX + 2)
+                except OSError:
+                    transport.close()
+                    if want or attempt == 19:
+                        raise
+                    continue
+                break
             self._transports.append(transport)
-            port = transport.get_extra_info("sockname")[1]
-            server = await asyncio.start_server(self._tcp_client, host, port, limit=TCP_MAX + 2)
             self._tcp_servers.append(server)
             bound += [("dns-udp", host, port), ("dns-tcp", host, port)]
             log.info("DNS sinkhole listening on %s port %d (UDP, TCP)", host, port)
