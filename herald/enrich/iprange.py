@@ -179,7 +179,7 @@ def flatten_ranges(start_hi: np.ndarray, start_lo: np.ndarray, end_hi: np.ndarra
     new_run = np.ones(len(covered), dtype=bool)
     new_run[1:] = (covered[1:] != covered[:-1] + 1) | (seg_payload[1:] != seg_payload[:-1])
     run_first = covered[new_run]
-    run_last = covered[np.append(new_run[1:], True)]
+    run_last = covered[np.append(new_run[1:], True)[:len(new_run)]]
 
     b_hi, b_lo = _from_s16(bounds)
     nxt_hi = np.append(b_hi[1:], _U64_MAX)
@@ -388,28 +388,30 @@ class RangeTable:
         return cls.from_bounds(version, sh, sl, eh, el, np.asarray(payload, dtype=np.int64))
 
     def overlay(self, other: "RangeTable") -> "RangeTable":
-        """A table where ``other``'s ranges win wherever they exist and ours fill the rest."""
-        return RangeTable.from_ranges(
-            np.concatenate((self.v4_start, other.v4_start)), np.concatenate((self.v4_end, other.v4_end)),
-            np.concatenate((self.v4_payload, other.v4_payload)),
-            np.concatenate((self.v6_start_hi, other.v6_start_hi)),
-            np.concatenate((self.v6_start_lo, other.v6_start_lo)),
-            np.concatenate((self.v6_end_hi, other.v6_end_hi)),
-            np.concatenate((self.v6_end_lo, other.v6_end_lo)),
-            np.concatenate((self.v6_payload, other.v6_payload)),
-            np.repeat([0, 1], [len(self.v4_start), len(other.v4_start)]),
-            np.repeat([0, 1], [len(self.v6_payload), len(other.v6_payload)]),
-        )
+        """A table where ``other``'s ranges win wherever they exist and ours fill the rest.
+
+        Computed with :func:`join_tables` (lookups of every boundary), not a general flatten, so it
+        is fast for large tables.  Adjacent pieces with the same payload are merged.
+        """
+        joined, mine, theirs = join_tables(self, other)
+        return joined.map_payload(np.where(theirs >= 0, theirs, mine))
 
     def map_payload(self, mapping: np.ndarray) -> "RangeTable":
-        """A table with each payload ``p`` replaced by ``mapping[p]``; ranges mapped to a negative
-        value are dropped (then adjacent equal payloads are merged)."""
+        """A table with each payload ``p`` replaced by ``mapping[p]``.
+
+        Ranges mapped to a negative value are dropped; adjacent ranges that end up with the same
+        payload are merged.  No re-flattening is needed: a subset of non-overlapping ranges does
+        not overlap.
+        """
         mapping = np.asarray(mapping, dtype=np.int64)
         p4 = mapping[self.v4_payload]
         p6 = mapping[self.v6_payload]
-        k4, k6 = p4 >= 0, p6 >= 0
-        return RangeTable.from_ranges(self.v4_start[k4], self.v4_end[k4], p4[k4], self.v6_start_hi[k6],
-                                      self.v6_start_lo[k6], self.v6_end_hi[k6], self.v6_end_lo[k6], p6[k6])
+        k4 = _merge_mask(self.v4_start.astype(np.uint64), self.v4_end.astype(np.uint64),
+                         np.zeros(self.n_v4, np.uint64), np.zeros(self.n_v4, np.uint64), p4)
+        k6 = _merge_mask(self.v6_start_lo, self.v6_end_lo, self.v6_start_hi, self.v6_end_hi, p6)
+        return RangeTable(self.v4_start[k4[0]], self.v4_end[k4[1]], p4[k4[0]],
+                          self.v6_start_hi[k6[0]], self.v6_start_lo[k6[0]], self.v6_end_hi[k6[1]],
+                          self.v6_end_lo[k6[1]], p6[k6[0]])
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -547,6 +549,20 @@ class RangeTable:
         return cls(s4, e4, arrays[f"{prefix}v4_payload"], shi, slo, hi, lo, arrays[f"{prefix}v6_payload"])
 
 
+def _merge_mask(start_lo: np.ndarray, end_lo: np.ndarray, start_hi: np.ndarray, end_hi: np.ndarray,
+                payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the first and last range of each run of contiguous ranges with one payload,
+    ignoring ranges whose payload is negative."""
+    idx = np.flatnonzero(payload >= 0)
+    new = np.ones(len(idx), dtype=bool)
+    if len(idx) > 1:
+        a, b = idx[:-1], idx[1:]
+        n_hi, n_lo = _add1(end_hi[a], end_lo[a])
+        contiguous = (n_hi == start_hi[b]) & (n_lo == start_lo[b]) & ~((end_hi[a] == _U64_MAX) & (end_lo[a] == _U64_MAX))
+        new[1:] = ~contiguous | (payload[a] != payload[b])
+    return idx[new], idx[np.append(new[1:], True)[:len(new)]]
+
+
 def _small_int(a: np.ndarray) -> np.ndarray:
     if len(a) == 0 or a.max() < (1 << 31):
         return a.astype(np.int32)
@@ -615,7 +631,7 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
         idx = np.flatnonzero(keep)
         new = np.ones(len(idx), dtype=bool)
         new[1:] = (idx[1:] != idx[:-1] + 1) | (pay[idx[1:]] != pay[idx[:-1]])
-        return idx[new], idx[np.append(new[1:], True)]
+        return idx[new], idx[np.append(new[1:], True)[:len(new)]]
 
     f4, l4 = runs((pa4 >= 0) | (pb4 >= 0), p4)
     f6, l6 = runs((pa6 >= 0) | (pb6 >= 0), p6)
