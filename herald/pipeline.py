@@ -322,10 +322,11 @@ def _chain(first, rest):
 def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType) -> pa.Table:
     """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order."""
     cols = ", ".join(f'"{c}"' for c in rtype.columns)
-    rel = con.execute(f"SELECT DISTINCT {cols} FROM read_parquet(?, union_by_name=true) ORDER BY ALL",
-                      [files])
-    table = rel.fetch_arrow_table()
-    return table.cast(rtype.arrow_schema)
+    paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    rel = con.sql(f"SELECT DISTINCT {cols} FROM read_parquet({paths}, union_by_name=true) ORDER BY ALL")
+    # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table.
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return fetch().cast(rtype.arrow_schema)
 
 
 def _write_report(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rows: pa.Table,

@@ -157,7 +157,7 @@ def test_cli_run_summary_json_and_exit_status(repo_root, tmp_path, capsys):
     assert any("phish_url" in e for e in data["errors"])
     assert len(data["reports"]) > 5
     q = (tmp_path / "data/quarantine" / DAY / "scan_ssl.csv.quarantine.csv").read_text()
-    assert ",3,timestamp," in q
+    assert ',3,"timestamp","not a timestamp' in q
     err = capsys.readouterr().err
     assert "phish_url" in err
 

@@ -39,7 +39,9 @@ def for_csv(table: pa.Table, rtype: ReportType) -> pa.Table:
     for name, typ in rtype.column_types.items():
         col = table.column(name) if name in table.column_names else pa.nulls(table.num_rows, typ)
         if typ == TIMESTAMP_TYPE:
-            col = pc.strftime(col, format="%Y-%m-%d %H:%M:%S", locale="C")
+            # whole seconds, as Shadowserver writes them (strftime's %S would add the fraction)
+            col = pc.strftime(pc.cast(col, pa.timestamp("s", tz="UTC"), safe=False),
+                              format="%Y-%m-%d %H:%M:%S", locale="C")
         cols.append(col)
     return pa.Table.from_arrays(cols, names=list(rtype.column_types))
 
