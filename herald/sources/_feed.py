@@ -494,7 +494,7 @@ def null_dashes(col: pa.Array, nulls: Iterable[str] = DASH_NULLS) -> pa.Array:
 
 def const(value: str | None, n: int) -> pa.Array:
     """A string column of ``n`` copies of ``value`` (``None`` -> empty)."""
-    return pa.array([value or ""] * n, pa.string())
+    return pa.repeat(pa.scalar(value or "", pa.string()), n)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,8 +571,82 @@ def data_lines(lines: Sequence[str], comment: str = "#") -> list[tuple[int, str]
     return out
 
 
-def json_lines_columns(path: str, data: bytes, quarantine: Quarantine
-                       ) -> tuple[dict[str, pa.Array], np.ndarray, list[str]]:
+class LazyLines:
+    """Text of physical lines of a byte buffer, decoded only when asked for (the quarantine needs
+    the raw text of bad records only).  ``obj[i]`` is the ``i``-th selected line."""
+
+    def __init__(self, data: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+        self._data, self._starts, self._ends = data, starts, ends
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i: int) -> str:
+        return self._data[int(self._starts[i]):int(self._ends[i])].decode("utf-8", "replace").rstrip("\r")
+
+
+def _line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-based numbers, start and end offsets of the non-blank lines of ``data`` (vectorized)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 0x0A)
+    ends = np.append(nl, len(arr)) if not len(nl) or nl[-1] != len(arr) - 1 else nl
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    has_text = ends > starts
+    # Lines of white space only are rare and short: check the short ones one by one.
+    for i in np.flatnonzero(has_text & (ends - starts <= 16)):
+        if not data[starts[i]:ends[i]].strip():
+            has_text[i] = False
+    numbers = np.arange(1, len(starts) + 1, dtype=np.int64)
+    return numbers[has_text], starts[has_text], ends[has_text]
+
+
+class _TextColumns(dict):
+    """Column name -> Arrow array, cast to text on first access (only the columns a parser uses)."""
+
+    def _text(self, key: str) -> pa.Array:
+        col = dict.__getitem__(self, key)
+        if not pa.types.is_string(col.type):
+            col = _as_text(col)
+            dict.__setitem__(self, key, col)
+        return col
+
+    def __getitem__(self, key: str) -> pa.Array:
+        return self._text(key)
+
+    def get(self, key, default=None):
+        return self._text(key) if key in self else default
+
+
+def _no_timestamps(typ: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        return pa.string()
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(typ.field(i).name, _no_timestamps(typ.field(i).type))
+                          for i in range(typ.num_fields)])
+    if pa.types.is_list(typ):
+        return pa.list_(_no_timestamps(typ.value_type))
+    return typ
+
+
+def _has_timestamp(schema: pa.Schema) -> bool:
+    return any(_no_timestamps(f.type) != f.type for f in schema)
+
+
+def _as_text(col: pa.Array) -> pa.Array:
+    if pa.types.is_null(col.type):
+        return pa.nulls(len(col), pa.string())
+    if pa.types.is_boolean(col.type):
+        return pc.if_else(col, "true", "false")
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_string(col.type) \
+            or pa.types.is_large_string(col.type):
+        # Arrow writes floats as JSON does (48.2 -> "48.2", 16.0 -> "16"), like to_text.
+        return pc.cast(col, pa.string())
+    # Lists and objects: as compact JSON text, like to_text.
+    return pa.array([to_text(v) if v is not None else None for v in col.to_pylist()], pa.string())
+
+
+def json_lines_columns(path: str, data: bytes, quarantine: Quarantine, string_fields: Sequence[str] = ()
+                       ) -> tuple[dict[str, pa.Array], np.ndarray, Sequence[str]]:
     """Read a JSON-lines file into string columns, nested objects flattened to dotted names.
 
     Fast path: Arrow's JSON reader (vectorized; one object per line).  When Arrow rejects the file
@@ -581,43 +655,37 @@ def json_lines_columns(path: str, data: bytes, quarantine: Quarantine
 
     Returns:
         ``(columns, lines, raws)``: dotted key -> ``string`` array (missing/null -> null; numbers as
-        text; arrays as compact JSON), the 1-based line of each record and its text.
+        text; arrays as compact JSON; converted when first looked up), the 1-based line of each
+        record and its text.  ``string_fields``: top-level keys known to hold text that Arrow would
+        take for timestamps (``time.source``); declaring them saves a second read.
     """
     import io
 
     import pyarrow.json as pajson
 
-    text = data.decode("utf-8-sig", errors="replace")
-    all_lines = text.splitlines()
-    lines = np.asarray([i for i, s in enumerate(all_lines, 1) if s.strip()], dtype=np.int64)
-    raws = [all_lines[i - 1] for i in lines]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    lines, starts, ends = _line_spans(data)
     try:
-        table = pajson.read_json(io.BytesIO(text.encode("utf-8")),
-                                 read_options=pajson.ReadOptions(use_threads=True, block_size=16 << 20))
+        ropts = pajson.ReadOptions(use_threads=True, block_size=16 << 20)
+        hint = pajson.ParseOptions(explicit_schema=pa.schema([(k, pa.string()) for k in string_fields]),
+                                   unexpected_field_behavior="infer")
+        table = pajson.read_json(io.BytesIO(data), read_options=ropts, parse_options=hint)
+        if _has_timestamp(table.schema):
+            # Arrow infers timestamps from ISO-looking strings ("2022-11-15" becomes midnight):
+            # read again with those fields declared as strings, so values stay as written.
+            schema = pa.schema([pa.field(f.name, _no_timestamps(f.type)) for f in table.schema])
+            table = pajson.read_json(io.BytesIO(data), read_options=ropts,
+                                     parse_options=pajson.ParseOptions(explicit_schema=schema))
         if table.num_rows != len(lines):
             raise pa.ArrowInvalid("record count differs from non-blank line count")
         while any(pa.types.is_struct(f.type) for f in table.schema):
             table = table.flatten()
-        cols = {}
-        for name in table.column_names:
-            col = table.column(name).combine_chunks()
-            if pa.types.is_null(col.type):
-                cols[name] = pa.nulls(len(col), pa.string())
-            elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or \
-                    pa.types.is_struct(col.type):
-                cols[name] = pa.array([to_text(v) if v is not None else None for v in col.to_pylist()],
-                                      pa.string())
-            elif pa.types.is_boolean(col.type):
-                cols[name] = pc.if_else(col, "true", "false")
-            elif pa.types.is_floating(col.type):
-                cols[name] = pa.array([to_text(v) if v is not None else None for v in col.to_pylist()],
-                                      pa.string())
-            else:
-                cols[name] = pc.cast(col, pa.string())
-        return cols, lines, raws
+        cols = _TextColumns((name, table.column(name).combine_chunks()) for name in table.column_names)
+        return cols, lines, LazyLines(data, starts, ends)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
-    recs = read_json_lines(path, quarantine, text)
+    recs = read_json_lines(path, quarantine, data.decode("utf-8", errors="replace"))
     flat = [flatten(r) for r in recs.records]
     keys: dict[str, None] = {}
     for r in flat:

@@ -105,7 +105,9 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
         out["timestamp"] = pc.fill_null(ts, "")
         out["tlp"] = pc.utf8_upper(_feed.get(cols, "TLP", n))
         conf = pc.utf8_lower(pc.fill_null(_feed.get(cols, "ThreatConfidence", n), ""))
-        mapped = pa.array([CONFIDENCE.get(v, v) for v in conf.to_pylist()], pa.string())
+        mapped = conf
+        for word, num in CONFIDENCE.items():
+            mapped = pc.if_else(pc.equal(conf, word), num, mapped)
         out["confidence"] = mapped
         checks = [_feed.Check(bad, "DateTimeReceivedUtc", "not a Windows NT time (100 ns ticks since 1601)",
                               _feed.get(cols, "DateTimeReceivedUtc", n))]

@@ -35,6 +35,9 @@ from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 DEFAULT_TYPE = "herald_intelmq_event"
 
+#: IntelMQ's DateTime fields (harmonization.conf), read as text.
+TIME_FIELDS = ("time.source", "time.observation")
+
 #: Column of ``herald_intelmq_event`` -> harmonization fields, first non-empty wins.
 DEFAULT_MAPPING: dict[str, tuple[str, ...]] = {
     "timestamp": ("time.source", "time.observation"),
@@ -162,7 +165,7 @@ def parse(path: str, *, registry: Registry | None = None, report_type: str | Non
         lines = recs.lines[np.asarray(good, dtype=bool)]
         raws = [r for r, g in zip(recs.raws, good) if g]
     else:
-        cols, lines, raws = _feed.json_lines_columns(path, data, q)
+        cols, lines, raws = _feed.json_lines_columns(path, data, q, TIME_FIELDS)
     n = len(lines)
     if report_type is None:
         feed = cols.get("feed.name")
