@@ -387,10 +387,18 @@ def test_cli_dns_sigterm_flushes_everything(tmp_path, repo_root):
         line = proc.stdout.readline()
         assert line.startswith("listening dns-udp 127.0.0.1 "), line + proc.stderr.read()
         port = int(line.split()[-1])
+        assert proc.stdout.readline() == f"listening dns-tcp 127.0.0.1 {port}\n"
         for i in range(25):
             r = dns.query.udp(dns.message.make_query(f"n{i}.evil-c2.example", "A"), LO, port=port, timeout=2)
             assert r.rcode() == dns.rcode.NOERROR
         assert inbox_files(tmp_path / "inbox") == []  # nothing flushed yet (batch of 1000, 600 s)
+        # SIGHUP reloads the domains: a newly added domain is answered, and the answer is not stale.
+        q_new = dns.message.make_query("www.new-c2.example", "A")
+        assert dns.query.udp(q_new, LO, port=port, timeout=2).rcode() == dns.rcode.REFUSED
+        toml.write_text(toml.read_text() + '[[sinkhole.domains]]\nname = "new-c2.example"\nfamily = "dridex"\n')
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stdout.readline().startswith("reloaded 2 sinkholed domains")
+        assert dns.query.udp(q_new, LO, port=port, timeout=2).rcode() == dns.rcode.NOERROR
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     finally:
@@ -398,8 +406,9 @@ def test_cli_dns_sigterm_flushes_everything(tmp_path, repo_root):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "25 rows written" in out
-    assert read_inbox(tmp_path / "inbox", "event4_sinkhole_dns").num_rows == 25
+    assert "26 rows written" in out
+    families = read_inbox(tmp_path / "inbox", "event4_sinkhole_dns").column("family").to_pylist()
+    assert families == ["emotet"] * 25 + ["dridex"]
 
 
 def test_address_helpers_and_ipv6_dns_clients(tmp_path):

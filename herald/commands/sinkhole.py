@@ -23,7 +23,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Start the sensor; prints ``listening <protocol> <host> <port>`` lines to stdout when ready and a
-    summary line on exit.  Returns 0 after a clean shutdown (everything flushed).
+    summary line on exit.  SIGHUP reloads the sinkholed domains.  Returns 0 after a clean shutdown
+    (everything flushed).
 
     Raises:
         ConfigError: bad configuration, no listener configured.
@@ -31,7 +32,7 @@ def run(args) -> int:
     """
     # Imported here so that other commands do not need dnspython.
     from herald.sensors.batch import EventBatcher
-    from herald.sensors.config import load_sinkhole_config, parse_listen
+    from herald.sensors.config import load_sinkhole_config, load_sinkhole_domains, parse_listen
     from herald.sensors.runtime import run_forever
 
     settings = load_settings(args.config)
@@ -63,6 +64,12 @@ def run(args) -> int:
         for proto, host, port in bound:
             print(f"listening {proto} {host} {port}", flush=True)
 
-    run_forever([server], batcher, ready)
+    def reload():
+        # SIGHUP: read the domains again (TOML file and registered providers, e.g. operations).
+        domains = load_sinkhole_domains(load_settings(args.config))
+        server.set_domains(domains)
+        print(f"reloaded {len(domains)} sinkholed domains", flush=True)
+
+    run_forever([server], batcher, ready, reload)
     print(f"stopped: {batcher.rows_written} rows written, {server.stats}", flush=True)
     return 0

@@ -112,19 +112,31 @@ async def serve(servers: Sequence[SensorServer], batcher: EventBatcher, stop: as
 
 
 def run_forever(servers: Sequence[SensorServer], batcher: EventBatcher,
-                on_ready: Callable[[list[tuple[str, str, int]]], Any] | None = None) -> None:
+                on_ready: Callable[[list[tuple[str, str, int]]], Any] | None = None,
+                on_reload: Callable[[], Any] | None = None) -> None:
     """Serve in the current thread until SIGTERM or SIGINT, then flush everything and return.
+
+    SIGHUP calls ``on_reload()`` on the loop (the sinkhole command reloads the domains); an error
+    it raises is logged and the old state kept.
 
     Raises:
         OSError: a listener could not bind.
         StoreError: the final flush failed.
     """
 
+    def reload() -> None:
+        try:
+            on_reload()
+        except Exception:  # a bad edit of the configuration must not stop the sensor
+            log.exception("reload failed; keeping the previous configuration")
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if on_reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, reload)
         await serve(servers, batcher, stop, on_ready)
 
     asyncio.run(main())

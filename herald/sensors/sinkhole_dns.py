@@ -88,6 +88,12 @@ class DnsSinkhole:
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._tcp_conns: set[asyncio.Task] = set()
 
+    def set_domains(self, domains: list[SinkholeDomain]) -> None:
+        """Replace the sinkholed domains (SIGHUP reload); cached responses are dropped."""
+        self.domains = DomainTable(domains)
+        self._cache.clear()
+        self._soa.clear()
+
     # -- message handling ---------------------------------------------------------------------
 
     def _soa_for(self, zone: str) -> dns.rdata.Rdata:

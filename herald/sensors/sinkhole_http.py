@@ -118,6 +118,11 @@ class HttpSinkhole:
         self._resp_close = (head + "Connection: close\r\n\r\n").encode("latin-1")
         self._body = body
 
+    def set_domains(self, domains) -> None:
+        """Replace the sinkholed domains (SIGHUP reload); open connections use them from their
+        next request."""
+        self.domains = DomainTable(domains)
+
     async def start(self) -> list[tuple[str, str, int]]:
         """Listen on ``http_listen`` and ``https_listen``; returns ``("http"|"https", host, port)``.
 
