@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "herald.commands.audit",
     "herald.commands.purge",
     "herald.commands.operations",
+    "herald.commands.send",
+    "herald.commands.outbox",
 ]
 
 

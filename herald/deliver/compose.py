@@ -302,7 +302,10 @@ def compose(spec: MessageSpec, templates: Templates) -> Composed:
 
 def fold_headers(headers: list[tuple[str, str]]) -> bytes:
     """Header fields folded and encoded for SMTP (RFC 5322 section 2.2.3, RFC 2047), CRLF endings."""
-    return b"".join(_POLICY.fold_binary(name, value) for name, value in headers)
+    # Folding at 78 characters would move long values (List-Unsubscribe, Message-ID) to a
+    # continuation line; RFC 5322 section 2.1.1 allows up to 998, which keeps them on one line.
+    pol = _POLICY.clone(max_line_length=998)
+    return b"".join(pol.fold_binary(name, value) for name, value in headers)
 
 
 def _generate(part: MIMEPart) -> bytes:
