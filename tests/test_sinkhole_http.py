@@ -237,11 +237,16 @@ def test_huge_headers_bad_requests_and_large_bodies(tmp_path):
             b"HTTP/1.1 400 ")
         big = exchange(b"POST /upload HTTP/1.1\r\nHost: evil-c2.example\r\nContent-Length: 100000\r\n\r\n")
         assert big.startswith(b"HTTP/1.1 413 ")
+        chunks = exchange(b"POST /chunks HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + b"3e8\r\n"
+                          + b"z" * 1000 + b"\r\n1\r\nz\r\n0\r\n\r\n")
+        assert chunks.startswith(b"HTTP/1.1 413 ")  # 1001 bytes in chunks
+        assert exchange(b"POST /badchunk HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").startswith(
+            b"HTTP/1.1 400 ")
     finally:
         bg.stop()
-    # Only the request with a body too large is still a bot calling in with a valid header.
-    assert [r["http_url"] for r in _rows(cfg)] == ["/upload"]
-    assert server.stats["rejected"] == 6
+    # Requests with a complete, valid header are bots calling in, whatever their body.
+    assert [r["http_url"] for r in _rows(cfg)] == ["/upload", "/chunks", "/badchunk"]
+    assert server.stats["rejected"] == 8
 
 
 def test_connection_limit_per_client(tmp_path):

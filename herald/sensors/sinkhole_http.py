@@ -1,7 +1,8 @@
 """HTTP(S) sinkhole: accepts any request on the configured ports and records it (asyncio streams).
 
-Every well-formed HTTP/1.x request becomes an ``event4_sinkhole_http`` row (``event6_sinkhole_http``
-for IPv6 clients) and gets a small fixed response (default: empty ``200 OK``).  Message syntax follows
+Every HTTP/1.x request with a well-formed header becomes an ``event4_sinkhole_http`` row
+(``event6_sinkhole_http`` for IPv6 clients), recorded when the header is complete (before the body is
+read and before the response), and gets a small fixed response (default: empty ``200 OK``).  Message syntax follows
 RFC 9112 (HTTP/1.1, formerly RFC 7230): request line, header fields, ``Content-Length`` or chunked
 bodies (read and discarded), persistent connections.  Bare LF line ends are accepted (RFC 9112
 section 2.2 allows it) because bots send them.
@@ -210,6 +211,9 @@ class HttpSinkhole:
                 if head is None:
                     return  # clean end of the connection between requests
                 method, target, version, headers = head
+                # Recorded as soon as the header is complete: a bot whose body is too large, malformed
+                # or too slow has still called in.  Always before the response is sent.
+                self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers)
                 keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
                 if (version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
                         and ("transfer-encoding" in headers
@@ -221,14 +225,10 @@ class HttpSinkhole:
                     await self._discard_body(reader, headers)
             except _Reject as rej:
                 self.stats["rejected"] += 1
-                if rej.status == 413:
-                    # A request with a body too large is still a bot calling in: record it.
-                    self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers)
                 writer.write(f"{_status_line(rej.status)}Content-Length: 0\r\nConnection: close\r\n\r\n"
                              .encode("latin-1"))
                 await writer.drain()
                 return
-            self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers)
             last = not keep or i == cfg.max_requests_per_connection - 1
             writer.write(self._resp_close if last else self._resp_keep)
             if method != "HEAD" and self._body:
