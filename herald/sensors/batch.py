@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -33,6 +34,13 @@ from herald.errors import StoreError
 from herald.schema.registry import ReportType
 
 log = logging.getLogger(__name__)
+
+#: Names of the files the sensors write: ``<day>-<report type>-<sensor>-<seq>.parquet``.  Report
+#: types, sensor names and ``seq`` contain no ``-``, so the name splits unambiguously; the daily run
+#: can match inbox files with this pattern.
+INBOX_NAME_RE = re.compile(
+    r"^(?P<day>\d{4}-\d{2}-\d{2})-(?P<rtype>[A-Za-z0-9_]+)-(?P<sensor>[A-Za-z0-9_.]+)-(?P<seq>[0-9a-f]{32})\.parquet$"
+)
 
 
 def now_us() -> int:

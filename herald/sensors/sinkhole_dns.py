@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 UDP_MAX = 512
 #: Largest TCP message, bytes (two-byte length prefix, RFC 1035 section 4.2.2).
 TCP_MAX = 65_535
+#: Longest query (bytes) whose response is cached; real queries are far shorter.
+CACHE_MAX_QUERY = 512
 _IN = dns.rdataclass.IN
 
 
@@ -170,6 +172,8 @@ class DnsSinkhole:
 
     def _remember(self, key: tuple[str, bytes], out: bytes, rdtype: int, qname_text: str,
                   domain: SinkholeDomain | None, truncated: bool) -> None:
+        if len(key[1]) > CACHE_MAX_QUERY or len(out) > UDP_MAX:
+            return  # keeps the cache under cache_size * ~1 KB whatever clients send over TCP
         if len(self._cache) >= self.cache_size:
             del self._cache[next(iter(self._cache))]  # oldest first
         self._cache[key] = (out[2:], rdtype, qname_text, domain, truncated)

@@ -5,7 +5,6 @@ Not used by the sensors themselves.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ import pyarrow.parquet as pq
 
 from herald.config import Settings, settings_from_dict
 from herald.schema.registry import default_registry
+from herald.sensors.batch import INBOX_NAME_RE
 
-#: Names the sensors give their inbox files: ``<day>-<report type>-<sensor>-<uuid hex>.parquet``.
-INBOX_NAME_RE = re.compile(
-    r"^(?P<day>\d{4}-\d{2}-\d{2})-(?P<rtype>[a-z0-9_]+)-(?P<sensor>[A-Za-z0-9_.]+)-(?P<seq>[0-9a-f]{32})\.parquet$"
-)
+__all__ = ["INBOX_NAME_RE", "sinkhole_settings", "inbox_files", "read_inbox", "count_rows"]
+
 
 
 def sinkhole_settings(base: Path, sinkhole: dict[str, Any]) -> Settings:
