@@ -458,9 +458,10 @@ def finish(path: str, rtype: ReportType, cols: dict[str, pa.Array], lines: np.nd
         empty = parsed.version == 0
         invalid = parsed.version < 0
         if address in ("network", "optional") and invalid.any():
+            # Networks are checked once per distinct value (a DROP list is all networks).
             cand = sorted(set(col.filter(pa.array(invalid)).to_pylist()))
-            ok = _network_ok(cand)
-            good_net = np.array([ok.get(v, False) for v in col.to_pylist()], dtype=bool) & invalid
+            good = [v for v, ok in _network_ok(cand).items() if ok]
+            good_net = pc.is_in(col, value_set=pa.array(good, pa.string())).to_numpy(zero_copy_only=False)
             invalid &= ~good_net
         if address != "optional":
             flag(empty, addr, "missing IP address", col)

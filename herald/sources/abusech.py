@@ -114,11 +114,9 @@ def parse_json(path: str, *, registry: Registry | None = None, _data: bytes | No
     lines = recs.lines[good]
     raws = [r for r, g in zip(recs.raws, good) if g]
     cols = {}
-    for key, name in ALIASES.items():
-        if name in cols:
-            continue
-        present = [k for k, v in ALIASES.items() if v == name]
-        vals = [next((_feed.to_text(r[k]) for k in present if r.get(k) is not None), "") for r in records]
+    for name in dict.fromkeys(ALIASES.values()):
+        keys = [k for k, v in ALIASES.items() if v == name]
+        vals = [next((_feed.to_text(r[k]) for k in keys if r.get(k) is not None), "") for r in records]
         cols[name] = pa.array(vals, pa.string())
     return _finish(path, rtype, cols, lines, raws, q, None, rows_in=len(recs.records))
 

@@ -89,7 +89,8 @@ def _from_json(keys: set[str]) -> str | None:
         return "spamhaus_drop"
     if "asn" in keys and ({"asname", "rir", "domain"} & keys) and "ip" not in keys:
         return "spamhaus_asndrop"
-    if any(k.startswith(("source.", "time.", "classification.", "feed.")) for k in keys):
+    if any(k.startswith(("source.", "time.", "classification.", "feed.")) for k in keys) or \
+            {"classification", "time"} <= keys:  # hierarchical IntelMQ output: nested objects
         return "intelmq"
     if {"hash", "ip", "port", "data"} <= keys or "_shodan" in keys:
         return "shodan"

@@ -109,7 +109,8 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
 
 
 @lru_cache(maxsize=8)
-def _feed_index(registry_id: int, registry: Registry) -> dict[str, str]:
+def _feed_index(registry: Registry) -> dict[str, str]:
+    """Lower-cased type name, title and IntelMQ ``feed_name`` -> type name (first registered wins)."""
     idx: dict[str, str] = {}
     for t in registry:
         for key in (t.name, t.title, (t.intelmq or {}).get("feed_name")):
@@ -125,7 +126,7 @@ def resolve_type(feed_names: list[str | None], registry: Registry, default_type:
     if len(distinct) == 1:
         name = next(iter(distinct))
         if name:
-            hit = _feed_index(id(registry), registry).get(name.lower())
+            hit = _feed_index(registry).get(name.lower())
             if hit:
                 return hit
     return default_type

@@ -206,15 +206,13 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
     odd_local = pc.and_(pc.invert(plain), pc.greater(pc.utf8_length(c["local_port"]), 0))
     src_port = pc.if_else(pc.is_valid(pc.struct_field(lp, "port")), port, c["local_port"])
     remote_ok = parse_ips(c["remote_ip"]).version > 0
-    remote_odd = (~remote_ok) & pc.greater(pc.utf8_length(c["remote_ip"]), 0).to_numpy(zero_copy_only=False)
-    details = []
-    for i in range(n):
-        parts = []
-        if odd_local[i].as_py():
-            parts.append(f"local_port={c['local_port'][i].as_py()}")
-        if remote_odd[i]:
-            parts.append(f"remote_ip={c['remote_ip'][i].as_py()}")
-        details.append(";".join(parts))
+    remote_odd = pc.and_(pa.array(~remote_ok), pc.greater(pc.utf8_length(c["remote_ip"]), 0))
+    # detail: the odd values kept verbatim, "local_port=...;remote_ip=..." (either may be absent).
+    part_l = pc.if_else(odd_local, pc.binary_join_element_wise("local_port", c["local_port"], "="), "")
+    part_r = pc.if_else(remote_odd, pc.binary_join_element_wise("remote_ip", c["remote_ip"], "="), "")
+    both = pc.and_(pc.greater(pc.utf8_length(part_l), 0), pc.greater(pc.utf8_length(part_r), 0))
+    detail = pc.if_else(both, pc.binary_join_element_wise(part_l, part_r, ";"),
+                        pc.binary_join_element_wise(part_l, part_r, ""))
     out = {
         "timestamp": pc.fill_null(ts, ""),
         "src_ip": c["ip"],
@@ -226,7 +224,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "dst_port": c["remote_port"],
         "src_port": src_port,
         "protocol": pc.utf8_lower(c["protocol"]),
-        "detail": pa.array(details, pa.string()),
+        "detail": detail,
         "source": _feed.const("spamhaus-cert", n),
     }
     checks = [_feed.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)", c["lastseen"])]
