@@ -96,6 +96,8 @@ POOL = [query_wire(0, f"host{i}.evil-c2.example", 1 if i % 4 else 28) for i in r
 
 async def dns_client(port: int, deadline: float, lat: list[float], counts: dict, k: int,
                      unique: bool = False) -> None:
+    """One UDP client: query, wait for the answer (``TIMEOUT`` s), repeat until ``deadline``.
+    Appends latencies (seconds) to ``lat`` and counts to ``counts``."""
     loop = asyncio.get_running_loop()
     transport, proto = await loop.create_datagram_endpoint(_Dns, remote_addr=(LO, port))
     try:
@@ -124,6 +126,7 @@ async def dns_client(port: int, deadline: float, lat: list[float], counts: dict,
 
 
 async def http_client(port: int, deadline: float, lat: list[float], counts: dict, k: int) -> None:
+    """One keep-alive HTTP/1.1 client: request, read the response header, repeat until ``deadline``."""
     reader, writer = await asyncio.open_connection(LO, port)
     try:
         i = 0

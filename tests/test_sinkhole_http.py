@@ -30,7 +30,7 @@ from herald.sensors.batch import EventBatcher
 from herald.sensors.config import load_sinkhole_config
 from herald.sensors.runtime import BackgroundSensor
 from herald.sensors.sinkhole_http import HttpSinkhole
-from herald.sensors.testing import count_rows, inbox_files, read_inbox, sinkhole_settings
+from herald.sensors.testing import count_rows, read_inbox, sinkhole_settings
 
 LO = "127.0.0.1"
 DOMAINS = [
