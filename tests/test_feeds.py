@@ -65,6 +65,7 @@ SAMPLES = [
     ("abusech_feodotracker_ipblocklist.json", "abusech_feodo", "herald_c2_server", 4, 4),
     ("abusech_feodotracker_ipblocklist_2024-04-04.csv", "abusech_feodo", "herald_c2_server", 28, 28),
     ("bambenek_c2-ipmasterlist.txt", "bambenek", "herald_c2_server", 1, 1),
+    ("html_table_feodotracker.html", "abusech_feodo", "herald_c2_server", 2, 2),
     ("blocklistde_imap.txt", "blocklistde", "blocklist", 6, 6),
     ("cert_eu_example.csv", "cert_eu", "herald_intelmq_event", 2, 2),
     ("cymru_certname_20190327.txt", "cymru", "herald_cymru_cap", 35, 35),
@@ -92,15 +93,16 @@ def test_every_sample_parses(feeds, name, fmt, rtype, rows_in, n):
 
 def test_all_sample_files_are_covered(feeds):
     covered = {s[0] for s in SAMPLES} | {"generic_sample_report.csv", "generic_invalid_sample_report.csv",
-                                          "shodan_tests.json", "html_table_feodotracker.html"}
+                                          "shodan_tests.json"}
     assert {p.name for p in feeds.iterdir()} == covered
 
 
-@pytest.mark.parametrize("name,message", [("shodan_tests.json", "Shodan"),
-                                          ("html_table_feodotracker.html", "HTML")])
-def test_unsupported_samples_are_rejected_clearly(feeds, name, message):
-    with pytest.raises(InputError, match=message):
-        parse_any(str(feeds / name))
+def test_unsupported_formats_are_rejected_clearly(feeds, tmp_path):
+    with pytest.raises(InputError, match="Shodan stream JSON is not supported"):
+        parse_any(str(feeds / "shodan_tests.json"))
+    page = write(tmp_path, "page.html", "<!DOCTYPE html>\n<html><body><table></table></body></html>\n")
+    with pytest.raises(InputError, match="HTML pages are not supported"):
+        parse_any(page)
 
 
 def test_herald_types_are_registered():
@@ -139,6 +141,20 @@ def test_feodo_json_values(feeds):
     assert last["first_seen"] is None and last["hostname"] is None
     assert last["timestamp"] == ts(2022, 11, 15) and last["asn"] == 9318
     assert last["as_name"] == "SKB-AS SK Broadband Co Ltd" and last["family"] == "Dridex"
+
+
+def test_feodo_html_browse_table(feeds, tmp_path):
+    path = feeds / "html_table_feodotracker.html"
+    r = rows(check(abusech.parse(str(path))))
+    assert r[0] == dict(r[0], ip="94.177.255.18", family="Dridex", status="online", asn=199883,
+                        as_name="ARUBACLOUDLTD-ASN", geo="GB", timestamp=ts(2021, 5, 10, 14, 56, 5))
+    assert r[1] == dict(r[1], ip="203.114.109.124", status="offline", asn=131293, geo="TH")
+    # A row with a cell missing is quarantined with the line of its <tr>.
+    text = path.read_text(encoding="utf-8").replace('<td><img src="feodotracker_files/th.png" title="TH"> TH</td>', "")
+    p = check(abusech.parse(write(tmp_path, "feodo.html", text)))
+    assert p.table.num_rows == 1
+    (q,) = p.quarantine.rows
+    assert (q["line"], q["reason"]) == (96, "expected 6 table cells, found 5")
 
 
 FEODO_HEADER = '"first_seen_utc","dst_ip","dst_port","c2_status","last_online","malware"\n'

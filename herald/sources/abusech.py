@@ -7,6 +7,11 @@ Source: https://feodotracker.abuse.ch/blocklist/ (``ipblocklist.csv``, ``ipblock
   ``"first_seen_utc","dst_ip","dst_port","c2_status","last_online","malware"`` and one row per C2,
   then ``# END <n> entries``.  Older files (2019-2021) named the columns ``Firstseen,DstIP,DstPort,
   LastOnline,Malware``; both are accepted, case-insensitively.
+- HTML (the "Browse" page, https://feodotracker.abuse.ch/browse/, saved): the table
+  ``botnet_c2s`` with columns ``Firstseen (UTC)``, ``Host``, ``Malware``, ``Status``,
+  ``Network (ASN)`` (``AS199883 ARUBACLOUDLTD-ASN``) and ``Country``; read with
+  :mod:`html.parser` (the page is small).  ``first_seen`` is then also the event time (the page has
+  no last-online date).
 - JSON: an array of objects with ``ip_address``, ``port``, ``status``, ``hostname``, ``as_number``,
   ``as_name``, ``country``, ``first_seen``, ``last_online``, ``malware``; any key may be absent or null
   (the sample lacks ``first_seen`` for one entry).
@@ -23,6 +28,8 @@ snapshots deduplicate.
 """
 
 from __future__ import annotations
+
+from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
@@ -65,7 +72,10 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
     path = str(path)
     data = _feed.read_bytes(path)
     if fmt is None:
-        fmt = "json" if data.lstrip()[:1] == b"[" else "csv"
+        head = data.lstrip()[:1]
+        fmt = "json" if head == b"[" else "html" if head == b"<" else "csv"
+    if fmt == "html":
+        return parse_html(path, registry=registry, _data=data)
     if fmt == "json":
         return parse_json(path, registry=registry, _data=data)
     return parse_csv(path, registry=registry, _data=data)
@@ -119,6 +129,74 @@ def parse_json(path: str, *, registry: Registry | None = None, _data: bytes | No
         vals = [next((_feed.to_text(r[k]) for k in keys if r.get(k) is not None), "") for r in records]
         cols[name] = pa.array(vals, pa.string())
     return _finish(path, rtype, cols, lines, raws, q, None, rows_in=len(recs.records))
+
+
+class _TableRows(HTMLParser):
+    """Rows (line of ``<tr>``, cell texts) of the ``<tbody>`` of the table with id ``table_id``."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.table_id, self.depth, self.in_body = table_id, 0, False
+        self.rows: list[tuple[int, list[str]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            if self.depth or dict(attrs).get("id") == self.table_id:
+                self.depth += 1
+        elif self.depth == 1 and tag == "tbody":
+            self.in_body = True
+        elif self.in_body and tag == "tr":
+            self.rows.append((self.getpos()[0], []))
+        elif self.in_body and tag == "td" and self.rows:
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.depth:
+            self.depth -= 1
+            self.in_body = self.in_body and self.depth > 0
+        elif tag == "tbody":
+            self.in_body = False
+        elif tag == "td" and self.cell is not None:
+            self.rows[-1][1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def parse_html(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
+    """Parse a saved Feodo Tracker "Browse" page (see the module docstring).
+
+    Raises:
+        InputError: unreadable or empty file, or no ``botnet_c2s`` table in it.
+    """
+    path = str(path)
+    rtype = _feed.get_type(REPORT_TYPE, registry, path)
+    text = (_data if _data is not None else _feed.read_bytes(path)).decode("utf-8", errors="replace")
+    parser = _TableRows("botnet_c2s")
+    parser.feed(text)
+    parser.close()
+    if not parser.rows and 'id="botnet_c2s"' not in text:
+        raise InputError("no Feodo Tracker table (id botnet_c2s) in the HTML page", path)
+    q = Quarantine(path)
+    names = ["first_seen", "ip", "family", "status", "network", "geo"]
+    lines, raws, cols = [], [], {c: [] for c in names}
+    for line, cells in parser.rows:
+        if len(cells) != len(names):
+            q.add(line, None, f"expected {len(names)} table cells, found {len(cells)}", None, " | ".join(cells))
+            continue
+        lines.append(line)
+        raws.append(" | ".join(cells))
+        for c, v in zip(names, cells):
+            cols[c].append(v)
+    n = len(lines)
+    out = {c: pa.array(v, pa.string()) for c, v in cols.items() if c != "network"}
+    net = pc.extract_regex(pa.array(cols["network"], pa.string()), r"^AS(?P<asn>\d+)\s*(?P<name>.*)$")
+    out["asn"] = pc.fill_null(pc.struct_field(net, "asn"), "")
+    out["as_name"] = pc.fill_null(pc.struct_field(net, "name"), "")
+    return _finish(path, rtype, out, np.asarray(lines, dtype=np.int64), raws, q, None, rows_in=n + len(q))
 
 
 def _looks_like_data(text: str) -> bool:

@@ -10,7 +10,7 @@ Format names (``--format`` of ``herald ingest``):
 format             parser                                            report type
 =================  ================================================  ===============================
 shadowserver       :mod:`herald.sources.shadowserver_csv`            from the file name / --type
-abusech_feodo      :mod:`herald.sources.abusech` (CSV and JSON)      herald_c2_server
+abusech_feodo      :mod:`herald.sources.abusech` (CSV, JSON, HTML)   herald_c2_server
 spamhaus_drop      :mod:`herald.sources.spamhaus` (text and JSON)    herald_drop_network
 spamhaus_asndrop   :mod:`herald.sources.spamhaus` (text and JSON)    herald_drop_asn
 spamhaus_cert      :mod:`herald.sources.spamhaus`                    herald_spamhaus_cert
@@ -28,8 +28,8 @@ cert_eu            generic_csv + ``mappings/cert_eu.toml``           herald_inte
 =================  ================================================  ===============================
 
 Module names are accepted as aliases (``abusech``, ``spamhaus``, ``blocklists``): the module then
-tells the variant itself.  Shodan stream JSON and HTML pages (Feodo Tracker's browse table) are
-recognised and rejected with an :class:`~herald.errors.InputError` that says so.
+tells the variant itself.  Shodan stream JSON and HTML pages other than Feodo Tracker's browse
+table are recognised and rejected with an :class:`~herald.errors.InputError` that says so.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _from_text(text: str) -> str | None:
     head = "\n".join(lines[:40])
     low = head.lower()
     if low.lstrip().startswith(("<!doctype html", "<html")):
-        return "html"
+        return "abusech_feodo" if 'id="botnet_c2s"' in text else "html"
     if "feodo tracker" in low or '"first_seen_utc","dst_ip"' in low:
         return "abusech_feodo"
     data = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", ";"))]
