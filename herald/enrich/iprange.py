@@ -209,12 +209,15 @@ def parse_prefixes(values: pa.Array | pa.ChunkedArray | Sequence[str]
     """
     if not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pa.array(list(values), type=pa.string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    n = len(values)
+    if n == 0:
+        e = np.zeros(0, dtype=np.uint64)
+        return np.zeros(0, dtype=np.int8), e, e.copy(), e.copy(), e.copy()
     parts = pc.split_pattern(pc.utf8_trim_whitespace(values), "/")
     nparts = pc.fill_null(pc.list_value_length(parts), 0).to_numpy(zero_copy_only=False)
-    n = len(nparts)
-    addr = pc.list_element(pc.if_else(pa.array(nparts >= 1), parts, pa.nulls(n, parts.type)), 0) \
-        if n else pa.array([], pa.string())
-    parsed = parse_ips(addr if n else pa.array([], pa.string()))
+    parsed = parse_ips(pc.list_element(parts, 0))  # a null list gives a null (empty) address
     version = parsed.version.astype(np.int8).copy()
     version[(nparts < 1) | (nparts > 2)] = -1
     plen = np.where(version == 6, 128, 32).astype(np.int64)
