@@ -636,9 +636,10 @@ def _convert_date(value: str) -> str | None:
 
 
 def _convert_date_utc(value: str) -> str | None:
-    # IntelMQ appends "+00:00" and parses fuzzily: an empty value then becomes midnight of the
-    # day IntelMQ runs.  Herald parses the value itself with UTC as default zone: empty -> None.
-    return parse_datetime(value) if value.strip() else None
+    # IntelMQ appends "+00:00" (the last zone of a text wins, so the time is read as UTC even when
+    # the value has its own offset) and parses fuzzily: an empty value then becomes midnight of
+    # the day IntelMQ runs.  Herald gives no value for an empty column (docs/intelmq.md).
+    return parse_datetime(value + "+00:00") if value.strip() else None
 
 
 def _force_base64(value: str) -> str | None:
