@@ -147,3 +147,14 @@ def test_json_columns_round_trip_dates_and_nested_values(db):
     with db.session() as s:
         summary = s.scalar(sa.select(RunRow.summary))
     assert summary == {"day": "2026-01-02", "stages": [{"rows_in": 3}]}
+
+
+def test_ddl_is_transactional(db):
+    """A migration that fails half-way leaves no half schema (SQLite: Herald emits BEGIN itself,
+    because Python's sqlite3 would autocommit DDL)."""
+    with pytest.raises(RuntimeError):
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO half_done (id) VALUES (1)")
+            raise RuntimeError("migration step failed")
+    assert "half_done" not in sa.inspect(db.engine).get_table_names()

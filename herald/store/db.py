@@ -564,16 +564,27 @@ def create_engine(url: str) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot use database URL {parsed!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # Python's sqlite3 module opens transactions itself, and only before INSERT/UPDATE/DELETE:
+    # DDL would autocommit statement by statement, so a failed migration would leave half a
+    # schema.  Turn that off and let SQLAlchemy's "begin" emit BEGIN (_sqlite_begin).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys = ON")
     cur.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable in WAL mode except for the last commits before a power loss.
+    cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA busy_timeout = 30000")
     cur.close()
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def connect_db(url: str) -> Database:
