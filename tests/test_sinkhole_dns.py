@@ -429,3 +429,26 @@ def test_address_helpers_and_ipv6_dns_clients(tmp_path):
     b.close()
     [row] = read_inbox(cfg.inbox, "event4_sinkhole_dns").to_pylist()
     assert (row["src_ip"], row["src_port"]) == ("2001:db8::7", 5353)
+
+
+def test_domains_from_active_operations(tmp_path):
+    from herald.constituency.operations import add_operation
+    from herald.store.db import open_db
+
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    db = open_db(url)
+    add_operation(db, "op-x", "2020-01-01", "test", families=["Emotet"], tags=["takedown-x"],
+                  sinkholed_domains=["db-c2.example", "evil-c2.example"])
+    add_operation(db, "op-old", "2020-01-01", "test", families=["zeus"], sinkholed_domains=["old-c2.example"],
+                  end_date="2020-12-31")
+    add_operation(db, "op-multi", "2020-01-01", "test", families=["a", "b"], sinkholed_domains=["multi.example"])
+    db.engine.dispose()
+    settings = sinkhole_settings(tmp_path, {"operations": True, "domains": DOMAINS})
+    settings.database_url = url
+    got = {d.name: (d.family, d.tag, d.operation, d.source) for d in load_sinkhole_domains(settings)}
+    assert got["db-c2.example"] == ("emotet", "takedown-x", "op-x", "operation op-x")
+    assert got["evil-c2.example"][3] == "toml"  # the TOML entry wins
+    assert got["multi.example"] == (None, None, "op-multi", "operation op-multi")  # ambiguous family
+    assert "old-c2.example" not in got  # ended operation
+    settings.raw["sinkhole"]["operations"] = False
+    assert "db-c2.example" not in {d.name for d in load_sinkhole_domains(settings)}

@@ -16,6 +16,7 @@ Example (every key is optional except at least one listener of the sensor you ru
     batch_seconds = 5                     # ... or age of the oldest buffered row, seconds
     rate_per_client = 20                  # DNS queries per second per client address
     rate_burst = 40                       # bucket size; default 2 * rate_per_client
+    operations = false                    # also sinkhole the domains of active operations (database)
 
     [[sinkhole.domains]]
     name = "evil-c2.example"              # the domain and all its subdomains
@@ -26,10 +27,10 @@ Example (every key is optional except at least one listener of the sensor you ru
     addresses = ["192.0.2.10"]            # optional: HTTP requests to these local addresses
                                           # with no known Host/SNI count for this domain
 
-Domains come from :func:`load_sinkhole_domains`: the TOML list, then every provider registered with
-:func:`register_domain_provider`.  That is the hook for law-enforcement *operations* kept in the
-metadata database: their module registers a provider ``(settings) -> iterable of SinkholeDomain``
-and the sensors pick the domains up without a change here.
+Domains come from :func:`load_sinkhole_domains`: the TOML list, then (with ``operations = true``)
+the sinkholed domains of the law-enforcement operations active today in the metadata database
+(:mod:`herald.sensors.operations`), then every provider registered with
+:func:`register_domain_provider` ``(settings) -> iterable of SinkholeDomain`` for other sources.
 """
 
 from __future__ import annotations
@@ -101,9 +102,12 @@ def _where(settings: Settings) -> str:
 
 
 def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
-    """Every sinkholed domain: ``[[sinkhole.domains]]`` of the TOML file, then the registered providers.
+    """Every sinkholed domain: ``[[sinkhole.domains]]`` of the TOML file, then the domains of the
+    operations active today when ``[sinkhole] operations = true`` (see
+    :mod:`herald.sensors.operations`), then the registered providers.
 
     Raises:
+        StoreError: the operations could not be read from the metadata database.
         ConfigError: an entry without ``name``, a name that is not a DNS name, a duplicate name in the
             TOML list, a bad ``addresses`` value.
     """
@@ -139,7 +143,12 @@ def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
             name=name, family=_opt("family"), tag=_opt("tag"), operation=_opt("operation"),
             infection=_opt("infection") or _opt("family"), addresses=addresses, source="toml",
         )
-    for provider in DOMAIN_PROVIDERS:
+    providers = list(DOMAIN_PROVIDERS)
+    if section.get("operations", False) is True:
+        from herald.sensors.operations import operations_domains
+
+        providers.insert(0, operations_domains)
+    for provider in providers:
         pname = getattr(provider, "__qualname__", repr(provider))
         for d in provider(settings):
             if d.name in out:
