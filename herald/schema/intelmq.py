@@ -725,32 +725,70 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 # The export.
 # ---------------------------------------------------------------------------------------------
 
+#: Column names of Herald's own report types (``herald_types.json``) and the IntelMQ field each
+#: fills in the generic mapping, with the conversion function (Shadowserver's conventions of
+#: intelmq.json: ``ip``/``src_ip`` the source, ``dst_*`` the destination).
+_GENERIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("source.ip", "ip", "validate_ip"), ("source.network", "ip", "validate_network"),
+    ("source.ip", "src_ip", "validate_ip"), ("source.network", "src_ip", "validate_network"),
+    ("source.port", "port", "convert_int"), ("source.port", "src_port", "convert_int"),
+    ("source.asn", "asn", "invalidate_zero"), ("source.asn", "src_asn", "invalidate_zero"),
+    ("source.as_name", "as_name", "validate_to_none"),
+    ("source.geolocation.cc", "geo", None), ("source.geolocation.cc", "src_geo", None),
+    ("source.geolocation.region", "region", None), ("source.geolocation.region", "src_region", None),
+    ("source.geolocation.city", "city", None), ("source.geolocation.city", "src_city", None),
+    ("source.reverse_dns", "hostname", None), ("source.fqdn", "src_hostname", "validate_fqdn"),
+    ("source.url", "url", None), ("source.url", "src_url", None),
+    ("destination.ip", "dst_ip", "validate_ip"), ("destination.port", "dst_port", "convert_int"),
+    ("destination.asn", "dst_asn", "invalidate_zero"), ("destination.geolocation.cc", "dst_geo", None),
+    ("destination.fqdn", "dst_hostname", "validate_fqdn"), ("destination.url", "dst_url", None),
+    ("protocol.transport", "protocol", None), ("protocol.application", "application", None),
+    ("malware.name", "infection", "validate_to_none"), ("malware.name", "family", "validate_to_none"),
+    ("severity", "severity", "validate_to_none"),
+    ("extra.source.naics", "naics", "invalidate_zero"), ("extra.source.sector", "sector", "validate_to_none"),
+    ("classification.taxonomy", "taxonomy", None), ("classification.type", "classification_type", None),
+    ("classification.identifier", "classification_identifier", None),
+    ("event_description.text", "description", None), ("feed.provider", "feed_provider", None),
+)
+
+#: Herald classification names that IntelMQ 3.5.0 spells differently (RSIT 'blacklist').
+_CLASSIFICATION_ALIASES = {"blocklist": "blacklist"}
+
+
 def _fallback_mapping(rtype: ReportType) -> dict[str, Any]:
-    """A mapping for a type without an intelmq.json entry (Herald's own types): event time,
-    address, port, ASN and country to their IntelMQ fields, the type's classification as
-    constants, every other column to ``extra``."""
-    required = [["time.source", "timestamp", "add_UTC_to_timestamp"]] if "timestamp" in rtype.columns else []
-    optional = []
-    addr = rtype.address_column
-    if addr:
-        side = "source"
-        optional.append([f"{side}.ip", addr, "validate_ip"])
-        port = "src_port" if addr == "src_ip" else "port"
-        if port in rtype.columns:
-            optional.append([f"{side}.port", port, "convert_int"])
-    if rtype.asn_column:
-        optional.append(["source.asn", rtype.asn_column, "invalidate_zero"])
-    if rtype.geo_column:
-        optional.append(["source.geolocation.cc", rtype.geo_column])
+    """The mapping of a type without an intelmq.json entry (Herald's own types).
+
+    ``timestamp`` is ``time.source``; the columns of :data:`_GENERIC_COLUMNS` fill their IntelMQ
+    fields; every other column goes to ``extra``.  The type's taxonomy, classification type and
+    name are ``default_fields``: used when the row has no value of its own (unlike
+    ``constant_fields``, which always win, as in IntelMQ).
+    """
+    cols = set(rtype.columns)
+    required = [["time.source", "timestamp", "add_UTC_to_timestamp"]] if "timestamp" in cols else []
+    optional = [[key, col] + ([func] if func else []) for key, col, func in _GENERIC_COLUMNS if col in cols]
     return {
         "feed_name": rtype.title,
         "url": rtype.url,
         "required_fields": required,
         "optional_fields": optional,
-        "constant_fields": {"classification.identifier": rtype.name,
-                            "classification.taxonomy": rtype.taxonomy,
-                            "classification.type": rtype.classification_type},
+        "default_fields": {
+            "classification.identifier": rtype.name,
+            "classification.taxonomy": _CLASSIFICATION_ALIASES.get(rtype.taxonomy, rtype.taxonomy),
+            "classification.type": _CLASSIFICATION_ALIASES.get(rtype.classification_type,
+                                                               rtype.classification_type),
+        },
     }
+
+
+def _fixed_fields(fields: dict[str, Any] | None) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """Sanitized constant (or default) fields, and those no IntelMQ field accepts (for extra)."""
+    good, bad = [], {}
+    for key, value in (fields or {}).items():
+        try:
+            good.append((key, sanitize_value(key, value)))
+        except (InvalidValue, InvalidKey):
+            bad[key.replace(".", "_")] = value
+    return good, bad
 
 
 def _raw_column(col: pa.ChunkedArray | pa.Array) -> list[str]:
@@ -811,7 +849,9 @@ def to_intelmq(table: pa.Table, rtype: ReportType) -> Iterator[dict[str, Any]]:
     mapping = rtype.intelmq or _fallback_mapping(rtype)
     required = _items(mapping, "required_fields")
     optional = _items(mapping, "optional_fields")
-    constants = [(k, sanitize_value(k, v)) for k, v in (mapping.get("constant_fields") or {}).items()]
+    constants, bad_constants = _fixed_fields(mapping.get("constant_fields"))
+    defaults, bad_defaults = _fixed_fields(mapping.get("default_fields"))
+    fixed_extra = {**bad_constants, **bad_defaults}
     feed_name = mapping.get("feed_name") or rtype.title
     doc = mapping.get("url") or rtype.url
 
@@ -819,17 +859,17 @@ def to_intelmq(table: pa.Table, rtype: ReportType) -> Iterator[dict[str, Any]]:
     columns = [_raw_column(table.column(i)) for i in range(table.num_columns)]
     for values in zip(*columns):
         row = dict(zip(names, values))
-        yield _event(row, names, required, optional, constants, feed_name, doc)
+        yield _event(row, names, required, optional, constants, defaults, fixed_extra, feed_name, doc)
 
 
-def _event(row: dict[str, str], names: list[str], required, optional, constants,
-           feed_name: str, doc: str | None) -> dict[str, Any]:
+def _event(row: dict[str, str], names: list[str], required, optional, constants, defaults,
+           fixed_extra: dict[str, Any], feed_name: str, doc: str | None) -> dict[str, Any]:
     event: dict[str, Any] = {}
     if feed_name:
         event["feed.name"] = feed_name
     if doc:
         event["feed.documentation"] = doc
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(fixed_extra)
     # Columns whose value has not been used yet; what is left at the end goes to extra.
     pending = list(names)
 
@@ -890,6 +930,9 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
         if value is None:
             event.pop(key, None)
         else:
+            event[key] = value
+    for key, value in defaults:
+        if value is not None and key not in event:
             event[key] = value
 
     for col in pending:
