@@ -501,6 +501,16 @@ class RangeTable:
         packed &= np.uint64(0xFFFFFFFF)
         out[packed.astype(np.intp)] = values
 
+    def _lookup_sorted_v4(self, keys: np.ndarray) -> np.ndarray:
+        """Payloads of already sorted ``uint32`` keys (no sort, no scatter)."""
+        pos = np.searchsorted(keys.astype(np.uint64) << np.uint64(32), self._v4_bounds, side="left")
+        return np.repeat(self._v4_values, np.diff(pos, prepend=0, append=len(keys)))
+
+    def _lookup_sorted_v6(self, keys: np.ndarray) -> np.ndarray:
+        """Payloads of already sorted ``S16`` keys."""
+        pos = np.searchsorted(keys, self._v6_bounds, side="left")
+        return np.repeat(self._v6_values, np.diff(pos, prepend=0, append=len(keys)))
+
     def lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """Payloads (``int64[N]``, -1 for none) of IPv6 addresses given as ``uint64[N]`` halves."""
         n = len(hi)
@@ -603,8 +613,8 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
     e4 = np.concatenate((a.v4_end, b.v4_end)).astype(np.uint64) + np.uint64(1)
     bnd = np.concatenate((a.v4_start, b.v4_start)).astype(np.uint64)
     bnd = unique_inverse(np.concatenate((bnd, e4[e4 <= V4_MAX])))[0].astype(np.uint32)
-    pa4 = a.lookup_v4(bnd, threads=1)
-    pb4 = b.lookup_v4(bnd, threads=1)
+    pa4 = a._lookup_sorted_v4(bnd)
+    pb4 = b._lookup_sorted_v4(bnd)
     end4 = np.append(bnd[1:].astype(np.int64) - 1, V4_MAX).astype(np.uint32) if len(bnd) \
         else np.zeros(0, np.uint32)
 
@@ -617,8 +627,8 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
     if len(k6):
         k6 = k6[np.append(True, k6[1:] != k6[:-1])]
     hi6, lo6 = _from_s16(k6)
-    pa6 = a.lookup_v6(hi6, lo6)
-    pb6 = b.lookup_v6(hi6, lo6)
+    pa6 = a._lookup_sorted_v6(k6)
+    pb6 = b._lookup_sorted_v6(k6)
     end_hi, end_lo = _sub1(np.append(hi6[1:], _U64_MAX), np.append(lo6[1:], _U64_MAX))
     if len(k6):
         end_hi[-1] = _U64_MAX
