@@ -164,6 +164,19 @@ def test_https_records_sni_and_cipher(tmp_path, cert_files):
     assert rows[0]["ssl_cipher"] and rows[0]["ssl_cipher"] == rows[1]["ssl_cipher"]
 
 
+def test_bad_certificate_is_a_config_error(tmp_path, cert_files):
+    from herald.errors import ConfigError
+
+    cert, _ = cert_files
+    wrong_key = tmp_path / "wrong.pem"
+    wrong_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    cfg = load_sinkhole_config(sinkhole_settings(tmp_path, {"https_listen": [f"{LO}:0"], "tls_cert": str(cert),
+                                                            "tls_key": str(wrong_key)}))
+    with pytest.raises(ConfigError, match="tls_cert"):
+        HttpSinkhole(cfg, EventBatcher(cfg.inbox, "x", 10, 5))
+
+
 def test_configured_response(tmp_path):
     bg, _, cfg = _start(tmp_path, http_status=404, http_body="gone", http_content_type="text/html")
     try:

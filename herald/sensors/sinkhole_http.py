@@ -39,6 +39,7 @@ import logging
 import ssl
 from typing import Any
 
+from herald.errors import ConfigError
 from herald.schema.registry import Registry, default_registry
 from herald.sensors.batch import EventBatcher, now_us
 from herald.sensors.config import DomainTable, SinkholeConfig
@@ -93,6 +94,9 @@ class HttpSinkhole:
         registry: report types (default: the bundled registry).
         tls_context: overrides the context built from ``tls_cert``/``tls_key``.
 
+    Raises:
+        ConfigError: the certificate or key cannot be loaded (or do not match).
+
     Attributes:
         stats: counters ``requests`` (recorded), ``rejected`` (400/413/431), ``timeouts``,
             ``refused_connections`` (over a connection limit).
@@ -106,7 +110,11 @@ class HttpSinkhole:
         self.domains = DomainTable(config.domains)
         self.tls_context = tls_context
         if self.tls_context is None and config.https_listen:
-            self.tls_context = make_tls_context(str(config.tls_cert), str(config.tls_key))
+            try:
+                self.tls_context = make_tls_context(str(config.tls_cert), str(config.tls_key))
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"sinkhole: cannot load tls_cert {config.tls_cert} / tls_key "
+                                  f"{config.tls_key}: {exc}") from exc
         self.stats = {"requests": 0, "rejected": 0, "timeouts": 0, "refused_connections": 0}
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: set[asyncio.Task] = set()
