@@ -182,3 +182,112 @@ def test_number_allowance_is_one_way():
     assert not _same_value(True, 1)
     assert not _same_value(1.0, 1)
     assert not _same_value(2, "3")
+
+
+# ---------------------------------------------------------------------------------------------
+# Harmonization rules the samples do not exercise.  Each case changes one column of the first
+# row of scan_http.csv; the expected fields were checked against IntelMQ 3.5.0's
+# ShadowserverParserBot run on the same row.  ``present``: fields and values that must be in the
+# event; ``absent``: fields that must not.
+# ---------------------------------------------------------------------------------------------
+
+HARMONIZATION_CASES = [
+    # An optional value invalid for its field: the raw column goes to extra.
+    ({"geo": "USA"}, {"extra.geo": "USA"}, ["source.geolocation.cc"]),
+    ({"geo": "us"}, {"source.geolocation.cc": "US"}, ["extra.geo"]),
+    ({"hostname": "Example.COM."}, {"source.reverse_dns": "example.com"}, ["extra.hostname"]),
+    ({"hostname": "1.2.3.4"}, {"extra.hostname": "1.2.3.4"}, ["source.reverse_dns"]),
+    ({"hostname": "bücher.example"}, {"source.reverse_dns": "xn--bcher-kva.example"}, ["extra.hostname"]),
+    ({"hostname": "a" * 64 + ".example"}, {"extra.hostname": "a" * 64 + ".example"}, ["source.reverse_dns"]),
+    ({"protocol": "TCP"}, {"protocol.transport": "tcp"}, ["extra.protocol"]),
+    ({"protocol": "tcpx"}, {"extra.protocol": "tcpx"}, ["protocol.transport"]),
+    ({"city": " Miami "}, {"source.geolocation.city": "Miami"}, ["extra.city"]),
+    # invalidate_zero, and the values IntelMQ ignores ("-", "N/A"): no field at all.
+    ({"asn": "0"}, {}, ["source.asn", "extra.asn"]),
+    ({"region": "-"}, {}, ["source.geolocation.region", "extra.region"]),
+    ({"city": "N/A"}, {}, ["source.geolocation.city", "extra.city"]),
+    # ... but only for harmonization fields: extra keeps them.
+    ({"server": "-"}, {"extra.server": "-"}, []),
+    ({"sic": " 737401 "}, {"extra.sic": " 737401 "}, []),
+    # Conversion functions.
+    ({"tag": "cve-2021-1234;x;cve-2020-1"},
+     {"product.vulnerabilities": "cve-2020-1;cve-2021-1234", "extra.tag": "cve-2021-1234;x;cve-2020-1"}, []),
+    ({"http_date": "Mon, 10 Jan 2022 00:01:44 +0100"}, {"extra.http_date": "2022-01-09T23:01:44+00:00"}, []),
+    ({"http_date": "not a date"}, {}, ["extra.http_date"]),
+    ({"http_code": ""}, {}, ["extra.http_code"]),
+    # validate_ip of a required field: no source.ip, the raw column goes to extra.
+    ({"ip": "0.0.0.0"}, {"extra.ip": "0.0.0.0"}, ["source.ip"]),
+]
+
+
+def _one_row_file(tmp_path: Path, changes: dict[str, str]) -> Path:
+    with open(SAMPLES_DIR / "scan_http.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        row = next(reader)
+        header = reader.fieldnames
+    row.update(changes)
+    path = tmp_path / "2018-04-19-scan_http-test.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, header, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row)
+    return path
+
+
+@pytest.mark.parametrize("changes,present,absent", HARMONIZATION_CASES,
+                         ids=[json.dumps(c[0], ensure_ascii=False)[:40] for c in HARMONIZATION_CASES])
+def test_harmonization_rule(tmp_path, capsys, changes, present, absent):
+    status, events, err = _run(capsys, _one_row_file(tmp_path, changes))
+    assert status == 0, err
+    assert len(events) == 1
+    event = events[0]
+    for key, value in present.items():
+        assert key in event and _same_value(event[key], value) and _same_value(value, event[key]), (key, event.get(key))
+    for key in absent:
+        assert key not in event, (key, event[key])
+    # The fields the change does not touch keep their values.
+    assert event["time.source"] == "2018-04-19T00:02:26+00:00"
+    assert event["classification.identifier"] == "accessible-http"
+
+
+def test_herald_keeps_rows_intelmq_rejects(tmp_path, capsys):
+    """A required value IntelMQ rejects (port 123456 is longer than source.port's 5 characters:
+    IntelMQ drops the row) is kept by Herald, raw, in extra (docs/intelmq.md)."""
+    status, events, err = _run(capsys, _one_row_file(tmp_path, {"port": "123456"}))
+    assert status == 0, err
+    assert len(events) == 1
+    assert "source.port" not in events[0]
+    assert events[0]["extra.port"] == "123456"
+    assert events[0]["source.ip"] == "75.74.78.113"
+
+
+def test_fuzzy_dates_are_not_guessed(tmp_path, capsys):
+    """IntelMQ's dateutil fuzzy parser turns "2" into the 2nd of the current month; Herald gives
+    no value for text that is not a date in a known format (docs/intelmq.md)."""
+    status, events, err = _run(capsys, _one_row_file(tmp_path, {"http_date": "2"}))
+    assert status == 0, err
+    assert "extra.http_date" not in events[0]
+
+
+def test_herald_type_generic_mapping():
+    """A Herald type (no intelmq.json entry) maps its well-known columns; 'blocklist' becomes
+    IntelMQ's 'blacklist'; other columns go to extra."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from herald.schema.intelmq import to_intelmq
+
+    rtype = default_registry().get("herald_drop_network")
+    assert rtype.intelmq is None and rtype.classification_type == "blocklist"
+    row = {c: None for c in rtype.columns}
+    row.update(timestamp=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), ip="192.0.2.0/24",
+               asn=64500, geo="nl", sblid="SBL1")
+    table = pa.Table.from_pylist([row], schema=rtype.arrow_schema)
+    (event,) = list(to_intelmq(table, rtype))
+    assert event["classification.type"] == "blacklist"
+    assert event["classification.identifier"] == "herald_drop_network"
+    assert event["source.network"] == "192.0.2.0/24" and "source.ip" not in event
+    assert event["source.asn"] == 64500 and event["source.geolocation.cc"] == "NL"
+    assert event["extra.sblid"] == "SBL1"
+    assert event["time.source"] == "2026-01-02T03:04:05+00:00"
