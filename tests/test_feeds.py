@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from herald.errors import ConfigError, InputError
 from herald.schema.registry import default_registry
-from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, spamhaus
+from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, shodan, spamhaus
 from herald.sources.detect import detect_format, parse_any
 from herald.sources.shadowserver_csv import read_file
 
@@ -79,6 +79,7 @@ SAMPLES = [
     ("spamhaus_drop.txt", "spamhaus_drop", "herald_drop_network", 2, 2),
     ("spamhaus_drop_v4.excerpt.json", "spamhaus_drop", "herald_drop_network", 25, 25),
     ("zoneh_defacement_accepted.csv", "zoneh", "compromised_website", 2, 2),
+    ("shodan_tests.json", "shodan", "herald_exposed_service", 7, 7),
 ]
 
 
@@ -92,14 +93,11 @@ def test_every_sample_parses(feeds, name, fmt, rtype, rows_in, n):
 
 
 def test_all_sample_files_are_covered(feeds):
-    covered = {s[0] for s in SAMPLES} | {"generic_sample_report.csv", "generic_invalid_sample_report.csv",
-                                          "shodan_tests.json"}
+    covered = {s[0] for s in SAMPLES} | {"generic_sample_report.csv", "generic_invalid_sample_report.csv"}
     assert {p.name for p in feeds.iterdir()} == covered
 
 
-def test_unsupported_formats_are_rejected_clearly(feeds, tmp_path):
-    with pytest.raises(InputError, match="Shodan stream JSON is not supported"):
-        parse_any(str(feeds / "shodan_tests.json"))
+def test_unsupported_formats_are_rejected_clearly(tmp_path):
     page = write(tmp_path, "page.html", "<!DOCTYPE html>\n<html><body><table></table></body></html>\n")
     with pytest.raises(InputError, match="HTML pages are not supported"):
         parse_any(page)
@@ -108,7 +106,7 @@ def test_unsupported_formats_are_rejected_clearly(feeds, tmp_path):
 def test_herald_types_are_registered():
     reg = default_registry()
     for name in ("herald_c2_server", "herald_drop_network", "herald_drop_asn", "herald_spamhaus_cert",
-                 "herald_cymru_cap", "herald_intelmq_event"):
+                 "herald_cymru_cap", "herald_intelmq_event", "herald_exposed_service"):
         t = reg.get(name)
         assert t.origin == "herald" and t.columns[0] == "timestamp" and t.address_column in ("ip", "src_ip")
     assert reg.get("herald_c2_server").default_severity == "high"
@@ -438,6 +436,31 @@ def test_bambenek_bad_rows(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+# Shodan
+
+def test_shodan(feeds):
+    r = rows(check(shodan.parse(str(feeds / "shodan_tests.json"))))
+    assert r[0] == dict(r[0], ip="240.15.82.82", port=21, protocol="tcp", hostname="mail.example.at", asn=64496,
+                        geo="AT", application="ftp", org="Example Org 1",
+                        timestamp=ts(2018, 6, 19, 13, 2, 37, 371273))
+    assert r[2] == dict(r[2], port=500, protocol="udp", tag="vpn", region="32", city="Example City")
+    ssh = r[6]
+    assert ssh == dict(ssh, product="OpenSSH", version="7.4", cpe="cpe:/a:openbsd:openssh:7.4",
+                       vulns="CVE-2017-15906;CVE-2018-15919", tag="cloud", asn=14618, geo="US")
+
+
+def test_shodan_bad_banners(tmp_path, feeds):
+    lines = (feeds / "shodan_tests.json").read_text(encoding="utf-8").splitlines()
+    lines[0] = lines[0].replace('"ip_str": "240.15.82.82"', '"ip_str": "240.15.82"')
+    lines[1] = lines[1][:100]
+    path = write(tmp_path, "shodan.json", "\n".join(lines) + "\n")
+    p = check(shodan.parse(path))
+    assert p.table.num_rows == 5
+    q = {r["line"]: (r["field"], r["reason"][:12]) for r in p.quarantine.rows}
+    assert q == {1: ("ip", "not an IP ad"), 2: (None, "invalid JSON")}
+
+
+# --------------------------------------------------------------------------------------------------
 # IntelMQ events
 
 def test_intelmq_real_output_back_to_its_type(shared_dir):
@@ -470,8 +493,10 @@ def test_intelmq_feed_name_picks_type_and_roundtrip(tmp_path, feeds):
     path.write_text("".join(json.dumps(e) + "\n" for e in to_intelmq(c2.table, c2.report_type)))
     p = check(intelmq_json.parse(str(path)))
     assert p.report_type.name == "herald_c2_server"  # feed.name "Botnet-C2-Server" is its title
-    for col in ("timestamp", "ip", "port", "asn", "geo", "family", "hostname", "first_seen"):
+    for col in ("timestamp", "ip", "port", "asn", "as_name", "geo", "hostname", "first_seen", "status"):
         assert p.table.column(col).to_pylist() == c2.table.column(col).to_pylist(), col
+    # IntelMQ's malware.name is a lower-case field (harmonization LowercaseString).
+    assert p.table.column("family").to_pylist() == ["dridex"] * 4
 
 
 def test_intelmq_time_offsets_and_bad_values(tmp_path):
@@ -624,12 +649,13 @@ def test_cli_ingest_writes_parquet(tmp_path, feeds, capsys):
     from herald.cli import main
 
     out = tmp_path / "out"
-    rc = main(["ingest", str(feeds / "spamhaus_cert.txt"), str(feeds / "shodan_tests.json"),
+    mystery = write(tmp_path, "mystery.dat", "hello\n")
+    rc = main(["ingest", str(feeds / "spamhaus_cert.txt"), mystery,
                str(feeds / "microsoft_ctip_azure.txt"), "--out", str(out)])
-    assert rc == 1  # the Shodan file is not supported; the others are written
+    assert rc == 1  # the unknown file fails; the others are written
     text = capsys.readouterr()
     assert "format=spamhaus_cert\ttype=herald_spamhaus_cert\trows=19\tquarantined=0" in text.out
-    assert "Shodan stream JSON is not supported" in text.err
+    assert "mystery.dat: cannot tell the file's format" in text.err
     t = pq.read_table(out / "spamhaus_cert.herald_spamhaus_cert.parquet")
     assert t.schema.names == default_registry().get("herald_spamhaus_cert").arrow_schema.names
     assert t.num_rows == 19 and t.column("src_ip")[0].as_py() == "109.126.64.2"

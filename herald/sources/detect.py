@@ -25,11 +25,12 @@ intelmq            :mod:`herald.sources.intelmq_json`                by feed.nam
 generic_csv        :mod:`herald.sources.generic_csv` + mapping       the mapping's report_type
 zoneh              generic_csv + ``mappings/zoneh.toml``             compromised_website
 cert_eu            generic_csv + ``mappings/cert_eu.toml``           herald_intelmq_event
+shodan             :mod:`herald.sources.shodan`                      herald_exposed_service
 =================  ================================================  ===============================
 
 Module names are accepted as aliases (``abusech``, ``spamhaus``, ``blocklists``): the module then
-tells the variant itself.  Shodan stream JSON and HTML pages other than Feodo Tracker's browse
-table are recognised and rejected with an :class:`~herald.errors.InputError` that says so.
+tells the variant itself.  HTML pages other than Feodo Tracker's browse table are recognised and
+rejected with an :class:`~herald.errors.InputError` that says so.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ from typing import Any
 
 from herald.errors import InputError
 from herald.schema.registry import default_registry
-from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, spamhaus
+from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, shodan, spamhaus
 from herald.sources import shadowserver_csv
 from herald.sources.shadowserver_csv import ParsedFile
 
 #: Every format name :func:`detect_format` can return.
 FORMATS = ("shadowserver", "abusech_feodo", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert", "cymru",
            "ctip", "blocklistde", "dshield", "dataplane", "bambenek", "intelmq", "generic_csv", "zoneh",
-           "cert_eu")
+           "cert_eu", "shodan")
 
 #: Accepted by :func:`parse_any` besides :data:`FORMATS`.
 ALIASES = {"abusech": "abusech_feodo", "feodo": "abusech_feodo", "spamhaus": "spamhaus",
@@ -57,8 +58,8 @@ ALIASES = {"abusech": "abusech_feodo", "feodo": "abusech_feodo", "spamhaus": "sp
            "generic": "generic_csv", "shadowserver_csv": "shadowserver"}
 
 #: Recognised but unsupported (see docs/feeds.md).
-UNSUPPORTED = {"shodan": "Shodan stream JSON is not supported (see docs/feeds.md)",
-               "html": "HTML pages are not supported; use the feed's CSV or JSON download"}
+UNSUPPORTED = {"html": "HTML pages are not supported (except Feodo Tracker's browse table); "
+                       "use the feed's CSV or JSON download"}
 
 _SNIFF = 64 << 10
 _CYMRU_RE = re.compile(r"^[A-Za-z_]+\|[0-9A-Fa-f:.]+\|\d*\|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\|")
@@ -148,8 +149,8 @@ def _from_name(path: str) -> str | None:
 
 
 def detect_format(path: str) -> str:
-    """The format of ``path``: one of :data:`FORMATS` (or ``shodan``/``html``, which
-    :func:`parse_any` rejects).
+    """The format of ``path``: one of :data:`FORMATS` (or ``html`` for an HTML page that is not
+    Feodo Tracker's, which :func:`parse_any` rejects).
 
     Content first (first 64 KiB), file name second; a ``<stem>.toml`` mapping beside an otherwise
     unrecognised file means ``generic_csv``.
@@ -235,4 +236,6 @@ def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
         return generic_csv.parse(path, **opts)
     if fmt == "generic_csv":
         return generic_csv.parse(path, **opts)
+    if fmt == "shodan":
+        return shodan.parse(path, **opts)
     raise InputError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})", path)

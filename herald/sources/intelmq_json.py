@@ -16,7 +16,7 @@ Report type of a file:
 
 Columns of a typed report come from the *reverse* of the type's IntelMQ mapping (``intelmq.json``;
 for Herald's own types the same generic mapping that :func:`herald.schema.intelmq.to_intelmq`
-uses): column <- its harmonization field, else ``extra.<column>``.  ``timestamp`` <- ``time.source``,
+uses, so that exported events come back): column <- its harmonization field, else ``extra.<column>``.  ``timestamp`` <- ``time.source``,
 else ``time.observation`` (UTC; any ISO 8601 offset converted).  The address column also accepts
 ``source.network`` (block lists).  Events whose address is missing or invalid are quarantined.
 """
@@ -79,20 +79,8 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
     if rtype.name == DEFAULT_TYPE:
         return DEFAULT_MAPPING
     out: dict[str, list[str]] = {c: [] for c in rtype.columns}
-    if rtype.intelmq:
-        items = rtype.intelmq.get("required_fields", []) + rtype.intelmq.get("optional_fields", [])
-    else:
-        # Same generic mapping as herald.schema.intelmq uses to export Herald's own types.
-        items = [["time.source", "timestamp"]]
-        addr = rtype.address_column
-        if addr:
-            items.append(["source.ip", addr])
-            port = "src_port" if addr == "src_ip" else "port"
-            items.append(["source.port", port])
-        if rtype.asn_column:
-            items.append(["source.asn", rtype.asn_column])
-        if rtype.geo_column:
-            items.append(["source.geolocation.cc", rtype.geo_column])
+    mapping = rtype.intelmq or _export_mapping(rtype)
+    items = mapping.get("required_fields", []) + mapping.get("optional_fields", [])
     for item in items:
         key, col = item[0], item[1]
         if col not in out or not key:
@@ -106,6 +94,25 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
         if f"extra.{col}" not in keys:
             keys.append(f"extra.{col}")
     return {c: tuple(k) for c, k in out.items()}
+
+
+def _export_mapping(rtype: ReportType) -> dict:
+    """The generic mapping :func:`herald.schema.intelmq.to_intelmq` uses to export a type without an
+    ``intelmq.json`` entry (Herald's own types), so that exported events read back into their type.
+    A minimal equivalent when that module is unavailable."""
+    try:
+        from herald.schema.intelmq import _fallback_mapping
+        return _fallback_mapping(rtype)
+    except ImportError:  # pragma: no cover - the export module is part of Herald
+        items = [["time.source", "timestamp"]]
+        addr = rtype.address_column
+        if addr:
+            items += [["source.ip", addr], ["source.port", "src_port" if addr == "src_ip" else "port"]]
+        if rtype.asn_column:
+            items.append(["source.asn", rtype.asn_column])
+        if rtype.geo_column:
+            items.append(["source.geolocation.cc", rtype.geo_column])
+        return {"optional_fields": items}
 
 
 @lru_cache(maxsize=8)

@@ -1,0 +1,80 @@
+"""Shodan stream / search banners (JSON lines) into ``herald_exposed_service``.
+
+Source: Shodan's streaming and download APIs, one banner per line
+(https://developer.shodan.io/api/banner-specification): ``ip_str``, ``port``, ``transport``,
+``timestamp`` (UTC, ISO 8601 without offset), ``asn`` (``AS64496``), ``hostnames`` (list), ``org``,
+``isp``, ``location`` (``country_code``, ``region_code``, ``city``), ``product``, ``version``,
+``cpe`` (list), ``vulns`` (object keyed by CVE id), ``tags`` (list), ``_shodan.module`` and one
+object per module (``ftp``, ``http``, ``ldap``, ...).
+
+Mapping: ip <- ip_str, port, protocol <- transport, timestamp, asn, geo/region/city <- location,
+hostname <- first of hostnames, org, isp, application <- ``_shodan.module`` (``ftp``,
+``http-simple-new``, ``ike``, ...), product, version, cpe <- cpe joined by ``;``, vulns <- CVE ids
+(sorted) joined by ``;``, tag <- tags (``vpn``, ``cloud``) joined by ``;``, source = ``shodan``.  The banner text (``data``) and the
+module objects are not kept: they are large and per-module, and a report lists services, not banners.
+
+Banners differ in shape from module to module (a key holds a string in one and a list in the next),
+so lines are decoded one by one with :mod:`json` rather than Arrow's JSON reader.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from herald.schema.registry import Registry
+from herald.sources import _feed
+from herald.sources.shadowserver_csv import ParsedFile, Quarantine
+
+REPORT_TYPE = "herald_exposed_service"
+
+
+def _first(v) -> str:
+    return _feed.to_text(v[0]) if isinstance(v, list) and v else ""
+
+
+def _joined(v) -> str:
+    if isinstance(v, dict):
+        v = sorted(v)
+    if isinstance(v, list):
+        return ";".join(_feed.to_text(x) for x in v)
+    return _feed.to_text(v)
+
+
+def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile:
+    """Parse a file of Shodan banners (see the module docstring).
+
+    Returns:
+        :class:`ParsedFile` of ``herald_exposed_service``.  Lines that are not JSON objects, and
+        banners without a valid ``ip_str`` or ``timestamp``, are quarantined.
+
+    Raises:
+        InputError: unreadable or empty file.
+    """
+    path = str(path)
+    rtype = _feed.get_type(REPORT_TYPE, registry, path)
+    q = Quarantine(path)
+    recs = _feed.read_json_lines(path, q)
+    cols: dict[str, list[str]] = {c: [] for c in (
+        "ip", "port", "protocol", "timestamp", "asn", "geo", "region", "city", "hostname", "org", "isp",
+        "application", "product", "version", "cpe", "vulns", "tag")}
+    for r in recs.records:
+        loc = r.get("location") if isinstance(r.get("location"), dict) else {}
+        meta = r.get("_shodan") if isinstance(r.get("_shodan"), dict) else {}
+        asn = _feed.to_text(r.get("asn"))
+        row = {
+            "ip": _feed.to_text(r.get("ip_str")), "port": _feed.to_text(r.get("port")),
+            "protocol": _feed.to_text(r.get("transport")), "timestamp": _feed.to_text(r.get("timestamp")),
+            "asn": asn[2:] if asn[:2].upper() == "AS" else asn,
+            "geo": _feed.to_text(loc.get("country_code")), "region": _feed.to_text(loc.get("region_code")),
+            "city": _feed.to_text(loc.get("city")), "hostname": _first(r.get("hostnames")),
+            "org": _feed.to_text(r.get("org")), "isp": _feed.to_text(r.get("isp")),
+            "application": _feed.to_text(meta.get("module")), "product": _feed.to_text(r.get("product")),
+            "version": _feed.to_text(r.get("version")), "cpe": _joined(r.get("cpe")),
+            "vulns": _joined(r.get("vulns")), "tag": _joined(r.get("tags")),
+        }
+        for c, v in row.items():
+            cols[c].append(v)
+    n = len(recs.records)
+    out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
+    out["source"] = _feed.const("shodan", n)
+    return _feed.finish(path, rtype, out, recs.lines, recs.raws, q)
