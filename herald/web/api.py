@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from herald.constituency.repository import load_recipients
 from herald.constituency.recipients import Recipient
@@ -69,10 +70,9 @@ def check_ip_rate(request: Request) -> None:
                        {"Retry-After": str(st.ip_limiter.retry_after(ip))})
 
 
-async def _authenticate(request: Request) -> tuple[Caller, dict[str, Any]]:
+def _authenticate(request: Request, body: bytes) -> tuple[Caller, dict[str, Any]]:
     st = _state(request)
     check_ip_rate(request)
-    body = await request.body()
     if len(body) > MAX_BODY:
         raise ApiError("request body too large", 413)
     try:
@@ -182,8 +182,13 @@ def method(path: str, summary: str, fields: dict[str, Any] | None = None):
 
     def deco(fn: Callable) -> Callable:
         async def endpoint(request: Request):
+            raw = await request.body()
+            # Database, crypto and file work run in the thread pool, not on the event loop.
+            return await run_in_threadpool(_handle, request, raw)
+
+        def _handle(request: Request, raw: bytes):
             try:
-                caller, body = await _authenticate(request)
+                caller, body = _authenticate(request, raw)
                 result = fn(request, _state(request), caller, body)
             except ApiError as exc:
                 return _error(exc.message, exc.status, exc.headers)

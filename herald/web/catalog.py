@@ -91,6 +91,16 @@ def parse_dates(value: Any, default_days: list[str] | None = None) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range(n)]
 
 
+def _dates(days) -> list[date]:
+    out = []
+    for d in days:
+        try:
+            out.append(date.fromisoformat(d))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
 def _as_list(value: Any, field: str) -> list[str]:
     if value is None:
         return []
@@ -115,6 +125,7 @@ class Catalog:
         self.db = db
         self.registry = registry
         self._duck: duckdb.DuckDBPyConnection | None = None
+        self._runs_cache: dict[str, tuple[tuple[int, int], list[dict]]] = {}
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB cursor (one per call: cursors of one connection are thread-safe to use
@@ -132,6 +143,27 @@ class Catalog:
             return []
         return sorted((p.stem for p in d.glob("*.json") if DAY_RE.match(p.stem)), reverse=True)
 
+    def _run_reports(self, day: str) -> list[dict]:
+        """The ``reports`` list of the run summary of ``day`` (cached while the file is
+        unchanged); empty when there is none or it is unreadable."""
+        if not DAY_RE.match(day):
+            return []
+        path = self.settings.paths.data / "runs" / f"{day}.json"
+        try:
+            st = path.stat()
+        except OSError:
+            return []
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = self._runs_cache.get(day)
+        if hit and hit[0] == stamp:
+            return hit[1]
+        try:
+            reports = json.loads(path.read_text()).get("reports", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        self._runs_cache[day] = (stamp, reports)
+        return reports
+
     def _own_path(self, slug: str, day: str, path: str | Path) -> Path | None:
         """``path`` resolved, if it is a file inside ``<reports>/<day>/<slug>/``; else ``None``."""
         base = (self.settings.paths.reports / day / slug).resolve()
@@ -144,28 +176,26 @@ class Catalog:
         return p
 
     def reports(self, recipient: RecipientRow | Any, days: list[str] | None = None,
-                types: list[str] | None = None) -> list[ReportEntry]:
+                types: list[str] | None = None, file: str | None = None) -> list[ReportEntry]:
         """The recipient's report files, by day (newest first) then type.
 
         Args:
             recipient: an object with ``id``, ``name`` and ``slug``.
             days: only these days (default: every day with a run summary).
             types: only these report types.
+            file: only the file of this name.
         """
         want_days = set(days) if days is not None else None
         want_types = set(types) if types else None
         found: dict[Path, ReportEntry] = {}
-        for day in self.run_days():
-            if want_days is not None and day not in want_days:
-                continue
-            try:
-                doc = json.loads((self.settings.paths.data / "runs" / f"{day}.json").read_text())
-            except (OSError, ValueError):
-                continue
-            for r in doc.get("reports", []):
+        for day in (sorted(want_days, reverse=True) if want_days is not None
+                    else self.run_days()):
+            for r in self._run_reports(day):
                 if r.get("recipient") != recipient.name or r.get("scope"):
                     continue
                 if want_types is not None and r.get("type") not in want_types:
+                    continue
+                if file is not None and Path(str(r.get("path", ""))).name != file:
                     continue
                 p = self._own_path(recipient.slug, day, r.get("path", ""))
                 if p is not None:
@@ -173,6 +203,8 @@ class Catalog:
                                            p.name, p, int(r.get("rows", 0)), str(r.get("sha256", "")))
         stmt = sa.select(ReportRow).where(ReportRow.recipient_id == recipient.id,
                                           ReportRow.scope == "")
+        if want_days is not None:
+            stmt = stmt.where(ReportRow.day.in_(_dates(want_days)))
         with self.db.session() as s:
             for row in s.scalars(stmt):
                 day = row.day.isoformat()
@@ -189,7 +221,7 @@ class Catalog:
         """The recipient's report ``file`` of ``day``, or ``None`` (never another's)."""
         if not DAY_RE.match(day or "") or not _FILE_RE.match(file or ""):
             return None
-        for e in self.reports(recipient, days=[day]):
+        for e in self.reports(recipient, days=[day], file=file):
             if e.file == file:
                 return e
         return None

@@ -27,6 +27,8 @@ from herald.web.crypto import InvalidToken, ServerKey
 _SECRET_LABEL = "api-secret"
 #: Default rotation grace period.
 DEFAULT_GRACE = timedelta(days=7)
+#: ``last_used_at`` is updated at most this often.
+LAST_USED_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,10 @@ def verify_request(db: Database, server_key: ServerKey, key_id: str, body: bytes
         rcpt = s.get(RecipientRow, row.recipient_id)
         if rcpt is None or rcpt.disabled:
             return None
-        row.last_used_at = now
+        # Record use at most every few minutes: a write per request would serialise the API on
+        # SQLite and bloat PostgreSQL's WAL.
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+            row.last_used_at = now
         return Caller(row.key_id, rcpt.id, rcpt.name, rcpt.slug, bool(row.replay_protection),
                       row.expires_at)
 

@@ -54,11 +54,11 @@ class Deployment:
     summary: Any
 
     def run(self, day: str = EXAMPLE_DAY):
-        """Run the pipeline again for ``day`` with the database's recipients (verified filters)."""
+        """Run the pipeline (again: ``force``) for ``day``; it routes with the database's
+        recipients and their verified filters."""
         from herald.pipeline import run_day
 
-        self.summary = run_day(self.settings, day, recipients=repository.load_recipients(self.db),
-                               progress=False)
+        self.summary = run_day(self.settings, day, progress=False, force=True)
         return self.summary
 
 
