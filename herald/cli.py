@@ -14,7 +14,6 @@ from herald.errors import HeraldError
 COMMAND_MODULES = [
     "herald.commands.ingest",
     "herald.commands.ipdata",
-    "herald.commands.ipdata",
     "herald.commands.parse",
     "herald.commands.run",
     "herald.commands.serve",

@@ -13,6 +13,12 @@ belongs to ``D`` (files under ``<inbox>/D/`` and files directly in ``<inbox>`` w
    day are counted once, as ``rows_duplicate``) are matched against the recipients' filters;
 5. *report*: one CSV per recipient, type and day, and one ``.eml`` message per report in the outbox.
 
+The run is recorded in the metadata database (SQLite by default, PostgreSQL by URL): the ledger
+(inputs with SHA-256, counts, status), every report produced, and an audit entry per report
+released.  Recipients come from the database: the configuration's ``[[recipients]]`` and
+``[[operations]]`` are imported at the start of each run (idempotent), and only verified filters
+route.
+
 Accounting: ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate`` where
 ``rows_reported`` counts distinct events that reached at least one recipient and ``rows_unrouted``
 distinct events that reached none (they stay in the store).  Every file is written to a temporary
@@ -28,6 +34,7 @@ import os
 import re
 import sys
 import time
+from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -39,7 +46,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from herald.config import Settings
-from herald.constituency.recipients import Recipient, recipients_from_specs
+from herald.constituency.recipients import Recipient
 from herald.deliver.eml import build_message
 from herald.errors import HeraldError, InputError
 from herald.reports.render import atomic_write, render_csv, report_filename
@@ -84,6 +91,9 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    skipped: bool = False
+    previous: dict = field(default_factory=dict)
+    run_id: int | None = None
 
     @property
     def reconciles(self) -> bool:
@@ -101,6 +111,7 @@ class RunSummary:
         errors, stage timings in seconds)."""
         return {
             "day": self.day,
+            "run_id": self.run_id,
             "status": "ok" if self.ok else "errors",
             "rows_in": self.rows_in,
             "rows_stored": self.rows_stored,
@@ -138,15 +149,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def load_recipients(settings: Settings) -> list[Recipient]:
-    """The recipients of the configuration file's ``[[recipients]]`` tables.
-
-    Raises:
-        ConfigError: invalid recipient entries.
-    """
-    return recipients_from_specs(settings.recipients_spec, where=f"{settings.path or 'config'}: recipients")
 
 
 def _open_input(path: Path, registry: Registry) -> tuple[ReportType, Quarantine, Iterator[pa.RecordBatch], str, Callable[[], int]]:
@@ -206,76 +208,175 @@ class _Progress:
 
 
 def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
-            recipients: list[Recipient] | None = None, progress: bool | None = None) -> RunSummary:
+            recipients: list[Recipient] | None = None, progress: bool | None = None,
+            force: bool = False, actor: str = "pipeline") -> RunSummary:
     """Run the daily job for ``day`` (``YYYY-MM-DD``); see the module docstring.
+
+    The run is recorded in the metadata database (``settings.database_url``): the configuration's
+    recipients and operations are imported first (idempotent), a ledger entry holds the inputs
+    with their SHA-256, every report released is recorded with an audit entry, and a finished day
+    is not run again unless ``force``.  A run that crashed (its ledger entry still ``running`` but
+    no process holds the day's lock) is taken over and resumes: inputs already stored are not
+    parsed again.
 
     Args:
         settings: the configuration.
         day: the report day.
         registry: report types (default: bundled).
-        recipients: override the configured recipients (tests, benchmarks).
+        recipients: override the database's recipients (benchmarks, tests).
         progress: show progress on stderr (default: when stderr is a terminal).
+        force: run a day that is already done.
+        actor: the name recorded in the ledger's audit entries.
 
     Returns:
-        the :class:`RunSummary`; inputs that failed are listed in ``errors`` and the rest of the run
-        goes on.
+        the :class:`RunSummary` (``skipped`` is set when the day was already done); inputs that
+        failed are listed in ``errors`` and the rest of the run goes on.
 
     Raises:
         ConfigError: invalid configuration or recipients.
+        RunInProgress: another process is running the same day.
         HeraldError: the day string is not ``YYYY-MM-DD``.
     """
     if not _DAY_RE.match(day):
         raise HeraldError(f"--date {day!r}: expected YYYY-MM-DD")
+    from herald.constituency.sync import routing_recipients, sync_config
+    from herald.store import ledger
+    from herald.store.db import open_db
+
+    paths = settings.paths
+    paths.data.mkdir(parents=True, exist_ok=True)
+    db = open_db(settings.database_url)
+    lock = _DayLock(paths.data / "runs" / f"{day}.lock")
+    try:
+        lock.acquire()  # raises RunInProgress when another process holds the day
+        inputs = find_inputs(paths.inbox, day)
+        hashes = [(str(p), file_sha256(p)) for p in inputs]
+        previous = ledger.last_run(db, day)
+        crashed = previous is not None and previous.status == "running"
+        if previous is not None and previous.status == "done" and not force:
+            summary = RunSummary(day=day)
+            summary.skipped = True
+            summary.previous = previous.summary or {}
+            return summary
+        if recipients is None:
+            sync_config(db, settings)
+            recipients = routing_recipients(db, day)
+        run_id = ledger.start_run(db, day, [(p, h, 0) for p, h in hashes], force=force or crashed,
+                                  actor=actor)
+        try:
+            summary = _run(settings, day, registry or default_registry(), recipients,
+                           _Progress(progress), hashes, db, run_id, resume=crashed)
+        except BaseException as exc:
+            ledger.fail_run(db, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        summary.run_id = run_id
+        ledger.finish_run(db, run_id, summary.to_dict(), counts={
+            k: summary.to_dict()[k] for k in ("rows_in", "rows_stored", "rows_reported",
+                                               "rows_unrouted", "rows_quarantined", "rows_duplicate")})
+        return summary
+    finally:
+        lock.release()
+        db.engine.dispose()
+
+
+def _checkpoint(name: str) -> None:
+    """Fault-injection point for the crash tests: when ``HERALD_KILL_AT`` equals ``name`` the
+    process kills itself with SIGKILL (no clean-up runs, as in a real crash).  Points:
+    ``ingest:<n>`` after the n-th input is stored, ``report:<n>`` after the n-th report is written,
+    ``ledger`` before the ledger is updated."""
+    if os.environ.get("HERALD_KILL_AT") == name:
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _DayLock:
+    """An exclusive ``flock`` on ``<data>/runs/<day>.lock`` for the duration of a run.
+
+    The kernel drops the lock when the process dies, so a ledger entry left ``running`` without the
+    lock held is a crashed run.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        from herald.store.ledger import RunInProgress
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            raise RunInProgress(self.path.stem, None) from None
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _run(settings: Settings, day: str, registry: Registry, recipients: list[Recipient],
+         show: "_Progress", hashes: list[tuple[str, str]], db, run_id: int, resume: bool) -> RunSummary:
     from herald.enrich import enrich
     from herald.enrich.ipdata import IPData
 
-    registry = registry or default_registry()
-    show = _Progress(progress)
     summary = RunSummary(day=day)
     paths = settings.paths
     summary.paths = {k: str(v) for k, v in vars(paths).items()}
-    if recipients is None:
-        recipients = load_recipients(settings)
     t = time.monotonic()
-    ipdata = IPData.default()
-    for extra in settings.ipdata:
-        ipdata = ipdata.combine(IPData.load(extra["path"], extra["format"]))
+    ipdata = IPData.from_specs(settings.ipdata)
     router = Router(recipients)
     summary.stages["setup"] = time.monotonic() - t
 
     # 1-3: ingest, enrich, store.
     t = time.monotonic()
     stored: dict[str, list[Path]] = {}
-    inputs = find_inputs(paths.inbox, day)
-    show(f"{len(inputs)} input file(s) for {day} in {paths.inbox}")
+    show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
     qdir = paths.data / "quarantine" / day
-    for path in inputs:
-        res = InputResult(path=str(path), sha256=file_sha256(path))
+    done_dir = paths.data / "events" / f"date={day}" / "_inputs"
+    for path_s, sha in hashes:
+        path = Path(path_s)
+        res = InputResult(path=path_s, sha256=sha)
         summary.inputs.append(res)
-        try:
-            rtype, quarantine, batches, fmt, rows_in = _open_input(path, registry)
-            res.report_type, res.format = rtype.name, fmt
-            enriched = (enrich(pa.Table.from_batches([b]), rtype, ipdata,
-                               overwrite=settings.overwrite_enrichment).to_batches()
-                        for b in batches)
-            flat = (b for group in enriched for b in group)
-            schema = None
-            first = next(flat, None)
-            if first is not None:
-                schema = first.schema
-                out, n = write_events(paths.data, day, rtype.name, res.sha256,
-                                      _chain(first, flat), schema)
-                stored.setdefault(rtype.name, []).append(out)
-                res.rows_stored = n
-            res.rows_in = rows_in()
-            res.rows_quarantined = len(quarantine)
-            if len(quarantine):
-                _write_quarantine(qdir / f"{path.name}.quarantine.csv", quarantine)
-        except InputError as exc:
-            res.error = str(exc)
-            summary.errors.append(str(exc))
-            show(f"FAILED {path.name}: {exc}")
-            continue
+        marker = done_dir / f"{sha[:32]}.json"
+        if resume and marker.exists():
+            # Stored by an earlier, interrupted run of this day: take its counts, skip the work.
+            prior = json.loads(marker.read_text())
+            for k, v in prior.items():
+                setattr(res, k, v)
+            if res.rows_stored:
+                stored.setdefault(res.report_type, []).append(Path(prior["_parquet"]))
+            res.__dict__.pop("_parquet", None)
+        else:
+            try:
+                rtype, quarantine, batches, fmt, rows_in = _open_input(path, registry)
+                res.report_type, res.format = rtype.name, fmt
+                enriched = (enrich(pa.Table.from_batches([b]), rtype, ipdata,
+                                   overwrite=settings.overwrite_enrichment).to_batches()
+                            for b in batches)
+                flat = (b for group in enriched for b in group)
+                first = next(flat, None)
+                out = None
+                if first is not None:
+                    out, n = write_events(paths.data, day, rtype.name, sha, _chain(first, flat),
+                                          first.schema)
+                    stored.setdefault(rtype.name, []).append(out)
+                    res.rows_stored = n
+                res.rows_in = rows_in()
+                res.rows_quarantined = len(quarantine)
+                if len(quarantine):
+                    _write_quarantine(qdir / f"{path.name}.quarantine.csv", quarantine)
+                _write_json(marker, {**vars(res), "_parquet": str(out) if out else None})
+                _checkpoint(f"ingest:{len(summary.inputs)}")
+            except InputError as exc:
+                res.error = str(exc)
+                summary.errors.append(str(exc))
+                show(f"FAILED {path.name}: {exc}")
+                continue
         summary.rows_in += res.rows_in
         summary.rows_stored += res.rows_stored
         summary.rows_quarantined += res.rows_quarantined
@@ -303,15 +404,51 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                 rcpt = router.recipients[int(assignment.recipient[s])]
                 rows = table.take(pa.array(assignment.event[s:e]))
                 written |= _write_report(settings, day, rtype, rcpt, rows, summary)
+                _checkpoint(f"report:{len(summary.reports)}")
         show(f"routed {type_name}: {table.num_rows} distinct events, "
              f"{int(assignment.routed.sum())} reported")
     con.close()
     _remove_stale(paths.reports / day, written)
     _remove_stale(paths.outbox / day, written)
     summary.stages["route_report"] = time.monotonic() - t
-    summary.reports.sort(key=lambda r: (r["recipient"], r["type"]))
+    summary.reports.sort(key=lambda r: (r["recipient"], r["type"], r["path"]))
+
+    # Ledger and audit: every report released is recorded (once per content).
+    t = time.monotonic()
+    _checkpoint("ledger")
+    _record_reports(db, run_id, day, summary, {r.name: r for r in recipients})
+    summary.stages["ledger"] = time.monotonic() - t
     _write_json(paths.data / "runs" / f"{day}.json", summary.to_dict())
     return summary
+
+
+def _record_reports(db, run_id: int, day: str, summary: RunSummary, by_name: dict) -> None:
+    """Record each report in the ledger; write a ``report.release`` audit entry when its content
+    is new (a re-run that rewrites identical bytes releases nothing new)."""
+    import sqlalchemy as sa
+
+    from herald.store import audit, ledger
+    from herald.store.db import ReportRow
+
+    for rep in summary.reports:
+        rcpt = by_name.get(rep["recipient"])
+        scope = rep.get("operation") or ""
+        with db.session() as s:
+            rid = rcpt.id if rcpt is not None and rcpt.id is not None else None
+            before = None
+            if rid is not None:
+                before = s.scalar(sa.select(ReportRow.sha256).filter_by(
+                    recipient_id=rid, report_type=rep["type"], day=date.fromisoformat(day), scope=scope))
+        if rcpt is None or rcpt.id is None:
+            continue  # recipients given in code (benchmarks) are not in the database
+        report_id = ledger.record_report(db, run_id, rcpt, rep["type"], day, rep["rows"], rep["sha256"],
+                                         rep["path"], scope=scope)
+        rep["report_id"] = report_id
+        if before != rep["sha256"]:
+            audit.record(db, "pipeline", "report.release", "report", report_id,
+                         None, {"recipient": rep["recipient"], "type": rep["type"], "day": day,
+                                "rows": rep["rows"], "sha256": rep["sha256"], "path": rep["path"],
+                                "scope": scope, "tlp": rep["tlp"]})
 
 
 def _chain(first, rest):
@@ -342,7 +479,8 @@ def _write_report(settings: Settings, day: str, rtype: ReportType, rcpt: Recipie
     atomic_write(epath, msg.as_bytes())
     summary.reports.append({"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
                             "rows": rows.num_rows, "path": str(rpath), "sha256": digest,
-                            "message": str(epath), "tlp": tlp})
+                            "message": str(epath), "tlp": tlp, "operation": rcpt.operation,
+                            "email": rcpt.email})
     return {rpath, epath}
 
 

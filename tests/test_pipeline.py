@@ -52,7 +52,12 @@ def expected_rows(repo_root: Path, raw: dict) -> dict[tuple[str, str], set[tuple
             geo = (row.get(geo_col) or "").upper()
             sev = (row.get("severity") or "").lower()
             rank = SEVERITY_LEVELS.index(sev if sev in SEVERITY_LEVELS else rtype.default_severity)
-            for r in raw["recipients"]:
+            shares = [r for r in raw["recipients"] if r["kind"] != "law_enforcement"]
+            for op in raw.get("operations", []):
+                for partner in op["partners"]:
+                    le = next(r for r in raw["recipients"] if r["name"] == partner["recipient"])
+                    shares.append({**le, "countries": partner["countries"], "families": op["families"]})
+            for r in shares:
                 nets = [ipaddress.ip_network(c) for c in r.get("cidrs", [])]
                 hit = (ip is not None and any(ip in n for n in nets if n.version == ip.version)) \
                     or (asn is not None and asn in r.get("asns", [])) or geo in r.get("countries", [])
@@ -113,7 +118,9 @@ def test_rerun_gives_identical_files_and_outbox_messages(repo_root, tmp_path):
     first = run_day(settings, DAY)
     files = {p: p.read_bytes() for p in (tmp_path / "reports").rglob("*") if p.is_file()}
     files |= {p: p.read_bytes() for p in (tmp_path / "outbox").rglob("*") if p.is_file()}
-    second = run_day(settings, DAY)
+    skipped = run_day(settings, DAY)
+    assert skipped.skipped and skipped.previous["rows_in"] == first.rows_in
+    second = run_day(settings, DAY, force=True)
     again = {p: p.read_bytes() for p in (tmp_path / "reports").rglob("*") if p.is_file()}
     again |= {p: p.read_bytes() for p in (tmp_path / "outbox").rglob("*") if p.is_file()}
     assert files == again and len(files) == 2 * len(first.reports)

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--date", dest="day", default=None,
                    help="report day YYYY-MM-DD (default: today, UTC)")
     p.add_argument("--summary-json", type=Path, help="also write the JSON summary here")
+    p.add_argument("--force", action="store_true",
+                   help="run again a day that is already done (the ledger keeps both runs)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show progress even when stderr is not a terminal")
     p.set_defaults(func=run)
@@ -29,7 +31,14 @@ def run(args) -> int:
     the counts do not reconcile (the other inputs are still processed)."""
     settings = load_settings(args.config)
     day = args.day or datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    summary = run_day(settings, day, progress=args.progress)
+    summary = run_day(settings, day, progress=args.progress, force=args.force)
+    if summary.skipped:
+        prev = summary.previous
+        print(f"Herald run for {day}: already done (run {prev.get('run_id')}: {prev.get('rows_in')} rows in, "
+              f"{len(prev.get('reports', []))} reports); nothing to do. Use --force to run it again.")
+        if args.summary_json and prev:
+            atomic_write(args.summary_json, (json.dumps(prev, indent=2, sort_keys=True) + "\n").encode())
+        return 0
     data = summary.to_dict()
     if args.summary_json:
         atomic_write(args.summary_json, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

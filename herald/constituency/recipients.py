@@ -96,7 +96,10 @@ class Recipient:
 
     @property
     def filter_label(self) -> str:
-        """Short word for the file name's ``<filter>`` part: ``asn``, ``cidr``, ``geo`` or a mix."""
+        """Short word for the file name's ``<filter>`` part: ``asn``, ``cidr``, ``geo`` or a mix;
+        ``op_<operation>`` for an operation's share (a partner may take part in several)."""
+        if self.operation:
+            return "op_" + slugify(self.operation)
         parts = [w for w, v in (("asn", self.asns), ("cidr", self.cidrs), ("geo", self.countries)) if v]
         return "_".join(parts) or "none"
 

@@ -1,0 +1,108 @@
+"""Bring the metadata database in line with the configuration file, and build the routing view.
+
+The configuration's ``[[recipients]]`` and ``[[operations]]`` tables are authoritative for what
+they list (see :func:`herald.constituency.repository.import_recipients`); everything else
+(portal requests, admin decisions, recipients added with ``herald recipients add``) lives only in
+the database.  The daily run calls :func:`sync_config` and then :func:`routing_recipients`.
+
+``[[operations]]`` form::
+
+    [[operations]]
+    name = "virut-takedown"
+    families = ["virut"]            # malware families (``infection``/``family`` values)
+    tags = []                       # ``tag`` values
+    domains = ["c2.virut.example"]  # sinkholed domains
+    start = "2026-11-01"
+    end = "2026-12-31"              # optional
+    partners = [{ recipient = "Operation Virut Task Force", countries = ["US", "BE", "PE"] }]
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from herald.config import Settings
+from herald.constituency import operations as ops
+from herald.constituency.recipients import Recipient
+from herald.constituency.repository import import_recipients, load_recipients
+from herald.errors import ConfigError
+from herald.store.db import Database, NotFound
+
+_OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description", "partners"}
+
+
+def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict[str, Any]:
+    """Import the configuration's recipients and operations into ``db`` (idempotent).
+
+    Returns:
+        ``{"recipients": ImportResult, "operations_added": [names]}``.
+
+    Raises:
+        ConfigError: an invalid table, naming the file and the entry; an operation whose stored
+            definition differs from the file (operations are changed with ``herald operations``).
+    """
+    where = str(settings.path or "configuration")
+    for i, spec in enumerate(settings.recipients_spec):
+        bad = {"operation", "families", "tags"} & set(spec)
+        if bad:
+            raise ConfigError(f"{where}: recipients[{i}] {spec.get('name')!r}: "
+                              f"{', '.join(sorted(bad))} belong in an [[operations]] table "
+                              f"(partners = [{{recipient = ..., countries = [...]}}])")
+    result = import_recipients(db, settings.recipients_spec, actor=actor)
+    added = []
+    for i, spec in enumerate(settings.raw.get("operations", [])):
+        label = f"{where}: operations[{i}]"
+        if not isinstance(spec, dict) or not spec.get("name"):
+            raise ConfigError(f"{label}: 'name' is required")
+        unknown = set(spec) - _OP_KEYS
+        if unknown:
+            raise ConfigError(f"{label}: unknown keys {', '.join(sorted(unknown))}")
+        name = str(spec["name"])
+        try:
+            current = ops.get_operation(db, name)
+        except NotFound:
+            current = None
+        if current is None:
+            if "start" not in spec:
+                raise ConfigError(f"{label} {name!r}: 'start' (YYYY-MM-DD) is required")
+            ops.add_operation(db, name, _date(spec["start"]), actor,
+                              families=spec.get("families", []), tags=spec.get("tags", []),
+                              sinkholed_domains=spec.get("domains", []),
+                              end_date=_date(spec.get("end")), description=spec.get("description"),
+                              reason="listed in the configuration")
+            added.append(name)
+        else:
+            want = (tuple(sorted(str(f).lower() for f in spec.get("families", []))),
+                    tuple(sorted(str(t).lower() for t in spec.get("tags", []))))
+            if (tuple(current.families), tuple(current.tags)) != want:
+                raise ConfigError(f"{label} {name!r}: families/tags differ from the stored operation "
+                                  f"({list(current.families)}, {list(current.tags)}); change it with "
+                                  f"'herald operations', not the file")
+        for j, p in enumerate(spec.get("partners", [])):
+            if not isinstance(p, dict) or "recipient" not in p or "countries" not in p:
+                raise ConfigError(f"{label} partners[{j}]: needs 'recipient' and 'countries'")
+            ops.add_partner(db, name, p["recipient"], p["countries"], actor,
+                            reason="listed in the configuration")
+    return {"recipients": result, "operations_added": added}
+
+
+def routing_recipients(db: Database, day: str | date) -> list[Recipient]:
+    """Who may receive events on ``day``: network owners and national CERTs with their verified
+    filters, plus one scoped share per (active operation, law-enforcement partner).
+
+    A law-enforcement recipient never receives data through its own network or country filters,
+    only through operations (its jurisdiction, the operation's families and tags), so that a
+    partner sees nothing outside the operations it takes part in.
+    """
+    own = [r for r in load_recipients(db) if r.kind != "law_enforcement"]
+    return own + ops.operation_recipients(db, day)
+
+
+def _date(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{value!r} is not a date (YYYY-MM-DD)") from None
