@@ -1,0 +1,11 @@
+"""Sources: one module per input format, each turning a file into a typed table of one report type.
+
+- :mod:`herald.sources.shadowserver_csv`: Shadowserver-format CSV reports.
+- :mod:`herald.sources.abusech`, :mod:`~herald.sources.spamhaus`, :mod:`~herald.sources.cymru`,
+  :mod:`~herald.sources.ctip`, :mod:`~herald.sources.blocklists`, :mod:`~herald.sources.shodan`:
+  the feeds CERTs receive besides Shadowserver (docs/feeds.md).
+- :mod:`herald.sources.intelmq_json`: IntelMQ events; :mod:`herald.sources.generic_csv`: any
+  delimited file with a TOML mapping.
+- :mod:`herald.sources.detect`: :func:`~herald.sources.detect.detect_format` and
+  :func:`~herald.sources.detect.parse_any`, the entry point for every inbox file.
+"""
