@@ -69,14 +69,23 @@ class Handler:
     data_replies: list[str | None] = field(default_factory=list)
     drop_after_data: bool = False
     block_at: str | None = None
+    block_nth: int = 1
     block_reply: str | None = None
     reached: threading.Event = field(default_factory=threading.Event)
     proceed: threading.Event = field(default_factory=threading.Event)
     received: list[Received] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
 
-    async def _block(self, stage: str) -> None:
-        if self.block_at == stage:
+    def _blocking(self, stage: str) -> bool:
+        """True at the ``block_nth`` occurrence of ``block_at`` (once)."""
+        if self.block_at != stage:
+            return False
+        self.seen[stage] = self.seen.get(stage, 0) + 1
+        return self.seen[stage] == self.block_nth
+
+    async def _block(self, stage: str, decided: bool | None = None) -> None:
+        if decided if decided is not None else self._blocking(stage):
             self.block_at = None  # once
             self.reached.set()
             await asyncio.get_running_loop().run_in_executor(None, self.proceed.wait, 30)
@@ -106,10 +115,10 @@ class Handler:
                        session.ssl is not None
                        or server.transport.get_extra_info("ssl_object") is not None,
                        session.auth_data.login.decode() if session.auth_data else None)
-        if self.block_at == "DATA":
+        if self._blocking("DATA"):
             if self.block_reply is None or self.block_reply.startswith("2"):
                 self.received.append(rec)
-            await self._block("DATA")
+            await self._block("DATA", decided=True)
             return self.block_reply or f"250 2.0.0 queued as {len(self.received)}"
         if self.data_replies:
             reply = self.data_replies.pop(0)
