@@ -176,6 +176,14 @@ def test_feodo_csv_bad_rows_are_quarantined(tmp_path):
     assert p.rows_in == 5
 
 
+def test_feodo_csv_footer_count_catches_damaged_download(tmp_path, feeds):
+    lines = (feeds / "abusech_feodotracker_ipblocklist_2024-04-04.csv").read_text().splitlines()
+    del lines[20]  # one entry lost; the footer still says 28
+    with pytest.raises(InputError, match="says 28 entries but has 27") as exc:
+        abusech.parse(write(tmp_path, "ipblocklist.csv", "\n".join(lines) + "\n"))
+    assert exc.value.line == 37
+
+
 def test_feodo_csv_missing_ip_column(tmp_path):
     path = write(tmp_path, "feodo.csv", '"first_seen_utc","dst_port","malware"\n"2024-01-01 00:00:00","1","X"\n')
     with pytest.raises(InputError) as exc:
@@ -673,3 +681,28 @@ def test_cli_ingest_mapping_and_quarantine_file(tmp_path, feeds, capsys):
     assert "format=generic_csv\ttype=blocklist\trows=2\tquarantined=2" in capsys.readouterr().out
     q = pq.read_table(out / "generic_invalid_sample_report.quarantine.parquet").to_pylist()
     assert [(r["line"], r["field"]) for r in q] == [(3, "ip"), (4, "hostname")]
+
+
+_CYMRU_GOOD = st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 4_000_000_000),
+                        st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2030, 1, 1)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.one_of(_CYMRU_GOOD, st.text(alphabet="abc xyz0123456789.:;", min_size=1, max_size=30)
+                          .filter(str.strip)), min_size=1, max_size=25))
+def test_cymru_counts_reconcile_and_order_is_kept(tmp_path_factory, entries):
+    lines, expected = [], []
+    for e in entries:
+        if isinstance(e, tuple):
+            ip, asn, when = e
+            lines.append(f"bot|{ip}|{asn}|{when:%Y-%m-%d %H:%M:%S}|family: x;|Example AS, AT")
+            expected.append((ip, asn or None, when.replace(microsecond=0, tzinfo=UTC)))
+        else:
+            lines.append(e)  # no '|': never a record
+    path = tmp_path_factory.mktemp("cymru") / "cymru_certname_20240101.txt"
+    path.write_text("#category|address|asn|timestamp|optional_information|asninfo\n" + "\n".join(lines) + "\n")
+    p = cymru.parse(str(path))
+    assert p.rows_in == len(entries) == p.table.num_rows + len(p.quarantine)
+    assert [(r["ip"], r["asn"], r["timestamp"]) for r in rows(p)] == expected
+    assert sorted(q["line"] for q in p.quarantine.rows) == [
+        i + 2 for i, e in enumerate(entries) if not isinstance(e, tuple)]

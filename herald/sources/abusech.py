@@ -5,7 +5,8 @@ Source: https://feodotracker.abuse.ch/blocklist/ (``ipblocklist.csv``, ``ipblock
 
 - CSV: ``#`` comment banner, then a quoted header
   ``"first_seen_utc","dst_ip","dst_port","c2_status","last_online","malware"`` and one row per C2,
-  then ``# END <n> entries``.  Older files (2019-2021) named the columns ``Firstseen,DstIP,DstPort,
+  then ``# END <n> entries`` (checked: a different number of data lines is an ``InputError``, the
+  sign of a damaged download).  Older files (2019-2021) named the columns ``Firstseen,DstIP,DstPort,
   LastOnline,Malware``; both are accepted, case-insensitively.
 - HTML (the "Browse" page, https://feodotracker.abuse.ch/browse/, saved): the table
   ``botnet_c2s`` with columns ``Firstseen (UTC)``, ``Host``, ``Malware``, ``Status``,
@@ -29,6 +30,7 @@ snapshots deduplicate.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -105,6 +107,14 @@ def parse_csv(path: str, *, registry: Registry | None = None, _data: bytes | Non
     names = [ALIASES.get(h.lower(), h) for h in header]
     if "ip" not in names:
         raise InputError("required column 'dst_ip' is missing from the header", path, header_line, "dst_ip")
+    # "# END <n> entries" closes a complete download; a different count means a damaged file.
+    for no in range(len(lines), 0, -1):
+        m = re.match(r"^#\s*END\s+(\d+)\s+entries", lines[no - 1].strip(), re.I)
+        if m:
+            if int(m.group(1)) != len(rows):
+                raise InputError(f"the file says {m.group(1)} entries but has {len(rows)} data lines "
+                                 "(damaged or edited download)", path, no)
+            break
     table, raws = _feed.read_delimited(path, rows, names, q)
     cols = {c: table.column(c) for c in names}
     return _finish(path, rtype, cols, table.column(_feed.LINE_COL).to_numpy(), raws, q, header)
