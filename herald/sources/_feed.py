@@ -19,7 +19,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np

@@ -35,7 +35,6 @@ kept as given, as the Shadowserver CSV source keeps such values.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from herald.schema.registry import Registry

@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herald.errors import ConfigError, InputError
-from herald.schema.registry import Registry, ReportType, default_registry
+from herald.schema.registry import Registry, default_registry
 from herald.sources import _feed
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
