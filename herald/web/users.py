@@ -8,6 +8,7 @@ with the server key like API secrets.  Logins, failures, lockouts and changes ar
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,8 +32,15 @@ MIN_PASSWORD = 10
 
 _TOTP_LABEL = "totp-secret"
 _hasher = PasswordHasher()
-#: Verified against when the e-mail is unknown, so timing does not reveal which accounts exist.
-_DUMMY_HASH = _hasher.hash("herald-dummy-password")
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash verified against when the e-mail is unknown, so timing does not reveal which
+    accounts exist (made on first use: hashing costs tens of milliseconds)."""
+    if not _dummy:
+        _dummy.append(_hasher.hash(secrets.token_hex(16)))
+    return _dummy[0]
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
         row = s.scalars(sa.select(UserRow).where(UserRow.email == email)).one_or_none()
         if row is None:
             try:
-                _hasher.verify(_DUMMY_HASH, password or "")
+                _hasher.verify(_dummy_hash(), password or "")
             except VerificationError:
                 pass
             audit.record(s, email or "?", "user.login_failed", "user", None, "unknown user",
