@@ -150,3 +150,14 @@ def test_not_utf8_is_a_clear_error(tmp_path):
     with pytest.raises(InputError) as exc:
         read_file(p)
     assert str(p) in str(exc.value)
+
+
+def test_impossible_dates_are_quarantined_not_rolled_over(tmp_path):
+    text = (HEADER + "\n"
+            '"2024-02-30 19:50:53","192.0.2.1","tcp",80,,,1,"AT",,,0,0\n'
+            '"2024-02-29 19:50:53","192.0.2.2","tcp",80,,,1,"AT",,,0,0\n'
+            '"2023-02-29 00:00:00","192.0.2.3","tcp",80,,,1,"AT",,,0,0\n'
+            '"2024-04-10 24:00:00","192.0.2.4","tcp",80,,,1,"AT",,,0,0\n')
+    parsed = read_file(write(tmp_path, "scan_http.csv", text))
+    assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.2"]
+    assert sorted(r["line"] for r in parsed.quarantine.rows) == [2, 4, 5]

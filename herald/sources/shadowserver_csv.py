@@ -439,8 +439,33 @@ def _parse_timestamps(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     ok = pc.fill_null(pc.match_substring_regex(base, _TS_RE), False)
     ts = pc.strptime(pc.if_else(ok, base, pa.nulls(len(s), pa.string())), format="%Y-%m-%d %H:%M:%S",
                      unit="us", error_is_null=True)
-    bad = pc.is_null(ts).to_numpy(zero_copy_only=False)
+    bad = pc.is_null(ts).to_numpy(zero_copy_only=False) | _impossible(base)
     micros = pc.fill_null(pc.cast(pc.utf8_rpad(pc.utf8_ltrim(pc.fill_null(fr, ""), "."), 6, "0"),
                                   pa.int64(), safe=False), 0)
     ts = pc.add(pc.cast(ts, pa.int64()), micros).cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
     return ts, bad
+
+
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _impossible(base: pa.Array) -> np.ndarray:
+    """``bool[N]``: ``YYYY-MM-DD HH:MM:SS`` text naming a date or time that does not exist
+    (``2024-02-30``, ``13:61:00``).  Arrow's ``strptime`` rolls such values over instead of failing,
+    so the fields are checked arithmetically (Gregorian leap years), without formatting back."""
+    n = len(base)
+    ok = pc.fill_null(pc.match_substring_regex(base, _TS_RE), False)
+    text = pc.if_else(ok, base, pa.scalar("2000-01-01 00:00:00"))
+
+    def field(a: int, b: int) -> np.ndarray:
+        return pc.cast(pc.utf8_slice_codeunits(text, a, b), pa.int64()).to_numpy(zero_copy_only=False)
+
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    y, mo, d = field(0, 4), field(5, 7), field(8, 10)
+    hh, mm, ss = field(11, 13), field(14, 16), field(17, 19)
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    month_ok = (mo >= 1) & (mo <= 12)
+    days = _MONTH_DAYS[np.where(month_ok, mo, 1)] + ((mo == 2) & leap)
+    valid = month_ok & (d >= 1) & (d <= days) & (hh <= 23) & (mm <= 59) & (ss <= 60)
+    return ~valid
