@@ -238,6 +238,17 @@ def _valid_ip(value: Any) -> bool:
 
 
 def _san_ip(value: Any) -> Any:
+    if isinstance(value, str):
+        return _san_ip_text(value)
+    return _san_ip_any(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _san_ip_text(value: str) -> Any:
+    return _san_ip_any(value)
+
+
+def _san_ip_any(value: Any) -> Any:
     """IPAddress sanitation: integers (also as text) become addresses, a scope id is removed,
     a single-address network (``1.2.3.4/32``) becomes its address; anything else is None."""
     if not isinstance(value, int):
@@ -281,6 +292,7 @@ def _valid_network(value: Any) -> bool:
     return True
 
 
+@lru_cache(maxsize=1 << 16)
 def _san_fqdn(value: Any) -> Any:
     """FQDN sanitation: stripped of blanks and dots, IDNA-encoded (Python's IDNA 2003 codec), lower."""
     value = _generic(value)
@@ -295,6 +307,7 @@ def _san_fqdn(value: Any) -> Any:
         return None
 
 
+@lru_cache(maxsize=1 << 16)
 def _valid_fqdn(value: Any) -> bool:
     """FQDN validity: lower case, no leading/trailing dot, no ':', not an IP address, nothing a URL
     parser would see as scheme, host, query, fragment or path separator, already IDNA-encoded."""
@@ -870,8 +883,9 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
     if doc:
         event["feed.documentation"] = doc
     extra: dict[str, Any] = dict(fixed_extra)
-    # Columns whose value has not been used yet; what is left at the end goes to extra.
-    pending = list(names)
+    # Columns whose value has not been used yet (a count: a column used by two fields is
+    # "re-added" for the second, as IntelMQ does); what is left at the end goes to extra.
+    pending = dict.fromkeys(names, 1)
 
     def put(key: str, value: Any) -> None:
         if key in event:
@@ -881,10 +895,10 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
             event[key] = clean
 
     for key, col, func, with_row in required:
-        if col not in pending:
+        if not pending.get(col):
             if col not in row:
                 continue  # Herald: a required column missing from the file is optional.
-            pending.append(col)
+            pending[col] = 1
         try:
             value = _convert(func, with_row, row[col], row)
         except (ValueError, TypeError, ArithmeticError):
@@ -897,19 +911,19 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
             continue  # IntelMQ rejects the row; Herald keeps the raw text (extra).
         except InvalidKey:
             pass  # IntelMQ drops the value (warning "Key not found").
-        pending.remove(col)
+        pending[col] -= 1
 
     for key, col, func, with_row in optional:
-        if col not in pending:
+        if not pending.get(col):
             if col not in row:
                 continue
-            pending.append(col)
+            pending[col] = 1
         try:
             value = _convert(func, with_row, row[col], row)
         except (ValueError, TypeError, ArithmeticError):
             continue  # IntelMQ rejects the row; Herald keeps the raw text (extra).
         if value is None:
-            pending.remove(col)
+            pending[col] -= 1
             continue
         if key == "extra.":
             extra[col] = value
@@ -924,7 +938,7 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
                 continue  # the raw column goes to extra
             except InvalidKey:
                 extra[key] = value
-        pending.remove(col)
+        pending[col] -= 1
 
     for key, value in constants:
         if value is None:
@@ -935,8 +949,8 @@ def _event(row: dict[str, str], names: list[str], required, optional, constants,
         if value is not None and key not in event:
             event[key] = value
 
-    for col in pending:
-        if row[col] != "":
+    for col, count in pending.items():
+        if count > 0 and row[col] != "":
             extra[col] = row[col]
     for key, value in extra.items():
         event[f"extra.{key}"] = value
