@@ -6,25 +6,30 @@ Import them in a test module with ``from tests.db_fixtures import *``.
   server at ``HERALD_TEST_PG_ADMIN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``,
   trust auth), dropped at the end of the session.  When the server is down the fixture FAILS —
   it never skips: a green run must mean both back ends were tested.
-- ``db_url`` (parametrized ``sqlite`` / ``postgresql``): an empty database per test — a SQLite file
-  in ``tmp_path``, or a fresh PostgreSQL schema selected through ``search_path``.
-- ``db``: ``db_url`` opened and migrated to the newest revision.
-- ``db_settings``: :class:`herald.config.Settings` with directories in ``tmp_path`` and ``db_url``.
+- ``backend``: the parameter, ``sqlite`` or ``postgresql``.
+- ``db_url``: an *empty* database per test — a SQLite file in ``tmp_path``, or a fresh PostgreSQL
+  schema selected through ``search_path``.  For tests of migrations and of the CLI.
+- ``db``: an open :class:`herald.store.db.Database` at the newest revision, with no rows.
+  SQLite: a copy of a file migrated once per session.  PostgreSQL: one schema migrated once per
+  session by Alembic and emptied before each test (creating ~60 tables and indexes per test costs
+  about a second on a busy server).
+- ``db_settings``: :class:`herald.config.Settings` with directories in ``tmp_path``, using ``db``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from herald.config import settings_from_dict
-from herald.store.db import open_db
+from herald.store.db import Base, open_db
 
-__all__ = ["pg_database", "db_url", "db", "db_settings", "PG_ADMIN_DSN"]
+__all__ = ["pg_database", "backend", "db_url", "db", "db_settings", "_migrated", "PG_ADMIN_DSN"]
 
 PG_ADMIN_DSN = os.environ.get("HERALD_TEST_PG_ADMIN",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -32,6 +37,18 @@ PG_ADMIN_DSN = os.environ.get("HERALD_TEST_PG_ADMIN",
 
 def _dsn(database: str) -> str:
     return PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
+
+
+def _sa_url(database: str, schema: str) -> str:
+    base = _dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}?options={quote(f'-csearch_path={schema}')}"
+
+
+def _new_schema(database: str, prefix: str) -> str:
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(_dsn(database), autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
 
 
 @pytest.fixture(scope="session")
@@ -53,22 +70,62 @@ def pg_database():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    """URL of an empty database: SQLite file, or a new schema of the session's PostgreSQL db."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'herald.db'}"
-    name = request.getfixturevalue("pg_database")
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(_dsn(name), autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = _dsn(name).replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}?options={quote(f'-csearch_path={schema}')}"
+def backend(request) -> str:
+    """``sqlite`` or ``postgresql``: each database test runs once per back end."""
+    return request.param
 
 
 @pytest.fixture
-def db(db_url):
-    """The ``db_url`` database, migrated; disposed after the test."""
-    database = open_db(db_url, upgrade=True)
+def db_url(backend, request, tmp_path) -> str:
+    """URL of an empty database: SQLite file, or a new schema of the session's PostgreSQL db."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'herald.db'}"
+    name = request.getfixturevalue("pg_database")
+    return _sa_url(name, _new_schema(name, "t"))
+
+
+@pytest.fixture(scope="session")
+def _migrated(tmp_path_factory, request):
+    """Databases migrated once per session through Alembic: ``{"sqlite": file path,
+    "postgresql": (database, schema)}`` (PostgreSQL made on first use)."""
+    out: dict[str, object] = {}
+    path = tmp_path_factory.mktemp("template") / "herald.db"
+    open_db(f"sqlite:///{path}", upgrade=True).dispose()
+    out["sqlite"] = path
+
+    def pg():
+        name = request.getfixturevalue("pg_database")
+        schema = _new_schema(name, "shared")
+        open_db(_sa_url(name, schema), upgrade=True).dispose()
+        return name, schema
+
+    out["postgresql"] = pg
+    return out
+
+
+def _empty_pg_schema(name: str, schema: str) -> None:
+    """Delete every row (alembic_version aside).  ``session_replication_role = replica``
+    (superuser only) skips triggers, including the audit-log guard — test set-up only."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with psycopg.connect(_dsn(name), options=f"-csearch_path={schema}") as conn:
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("; ".join(f'DELETE FROM "{t}"' for t in tables))
+
+
+@pytest.fixture
+def db(backend, _migrated, tmp_path):
+    """An open database at the newest schema revision and without rows; disposed afterwards."""
+    if backend == "sqlite":
+        path = tmp_path / "herald.db"
+        shutil.copyfile(_migrated["sqlite"], path)
+        url = f"sqlite:///{path}"
+    else:
+        if callable(_migrated["postgresql"]):
+            _migrated["postgresql"] = _migrated["postgresql"]()
+        name, schema = _migrated["postgresql"]
+        _empty_pg_schema(name, schema)
+        url = _sa_url(name, schema)
+    database = open_db(url, upgrade=False)  # raises unless at the head revision
     try:
         yield database
     finally:
@@ -76,9 +133,9 @@ def db(db_url):
 
 
 @pytest.fixture
-def db_settings(db_url, tmp_path, monkeypatch):
-    """Settings rooted in ``tmp_path`` using ``db_url`` (HERALD_* environment cleared)."""
+def db_settings(db, tmp_path, monkeypatch):
+    """Settings rooted in ``tmp_path`` using ``db`` (HERALD_* environment cleared)."""
     for var in ("HERALD_DATABASE_URL", "HERALD_DATA_DIR", "HERALD_REPORTS_DIR",
                 "HERALD_OUTBOX_DIR", "HERALD_INBOX_DIR"):
         monkeypatch.delenv(var, raising=False)
-    return settings_from_dict({"database": {"url": db_url}}, base=tmp_path)
+    return settings_from_dict({"database": {"url": db.url}}, base=tmp_path)

@@ -37,18 +37,22 @@ def test_migrated_schema_matches_models(db):
     assert diff == []
 
 
-def test_upgrade_is_idempotent_and_downgrade_drops_everything(db):
-    db.upgrade()
-    db.upgrade()
-    assert db.current_revision() == dbm.HEAD_REVISION
-    cfg = dbm._alembic_config(db.engine)
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "base")
-    assert _tables(db) == set()
-    assert db.current_revision() is None
-    db.upgrade()
-    assert _tables(db) == TABLES
+def test_upgrade_is_idempotent_and_downgrade_drops_everything(db_url):
+    db = open_db(db_url, upgrade=True)
+    try:
+        db.upgrade()
+        db.upgrade()
+        assert db.current_revision() == dbm.HEAD_REVISION
+        cfg = dbm._alembic_config(db.engine)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "base")
+        assert _tables(db) == set()
+        assert db.current_revision() is None
+        db.upgrade()
+        assert _tables(db) == TABLES
+    finally:
+        db.dispose()
 
 
 def test_open_db_migrates_sqlite_but_not_postgresql(db_url):
