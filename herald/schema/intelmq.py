@@ -43,7 +43,8 @@ import pyarrow as pa
 
 from herald.schema.registry import ReportType
 
-__all__ = ["to_intelmq", "HARMONIZATION", "FUNCTIONS", "sanitize_value", "InvalidValue", "InvalidKey"]
+__all__ = ["to_intelmq", "HARMONIZATION", "FUNCTIONS", "sanitize_value", "parse_datetime", "InvalidValue",
+           "InvalidKey"]
 
 _UTC = _dt.timezone.utc
 
