@@ -135,10 +135,10 @@ def test_password_is_never_read_from_the_toml_file(tmp_path):
     assert delivery_settings(settings).smtp.password() == "from-file"
 
 
-def test_temporary_failure_is_retried_with_backoff_then_sent(db_url, tmp_path):
+def test_temporary_failure_is_retried_with_backoff_then_sent(db_url, tmp_path, capsys):
     handler = Handler(data_replies=["451 4.3.0 mailbox busy, try later"])
     with SmtpServer(handler) as srv:
-        settings, _, db, _, ids = _setup(tmp_path, db_url, srv.port, smtp={"retry_base": 60})
+        settings, raw, db, _, ids = _setup(tmp_path, db_url, srv.port, smtp={"retry_base": 60})
         now = utcnow()
         res = send_due(db, settings, now=now)
         assert res.retried == ids and res.sent == []
@@ -147,6 +147,10 @@ def test_temporary_failure_is_retried_with_backoff_then_sent(db_url, tmp_path):
         assert "451 4.3.0 mailbox busy" in row.last_error and "temporary" in row.last_error
         # exponential backoff with jitter: base 60 s, first retry after 30..60 s
         assert now + timedelta(seconds=29) <= row.next_attempt_at <= now + timedelta(seconds=61)
+        cfg = tmp_path / "herald.toml"
+        cfg.write_text(tomli_w.dumps(raw))
+        assert main(["outbox", "--config", str(cfg), "--state", "queued"]) == 0
+        assert "message refused (temporary): 451 4.3.0 mailbox busy" in capsys.readouterr().out
         assert send_due(db, settings, now=now).sent == []  # not due yet
         res = send_due(db, settings, now=now + timedelta(minutes=2))
         assert res.sent == ids

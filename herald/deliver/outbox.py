@@ -637,7 +637,11 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
                     if not _update(db, oid, ("sending",), smtp_phase="eod"):
                         raise OutboxError(f"outbox {oid} is no longer 'sending'; not completing it")
 
-                attempt = relay.send(mail_from, rcpt, data, before_eod=mark_eod)
+                try:
+                    attempt = relay.send(mail_from, rcpt, data, before_eod=mark_eod)
+                except OutboxError as exc:  # an operator changed the row meanwhile
+                    result.errors.append(str(exc))
+                    continue
                 _record(db, ds, oid, mid, attempts, attempt, now, result)
                 log.info("outbox %s %s: %s", oid, attempt.outcome.value, attempt.reply)
                 if attempt.relay_error:

@@ -126,10 +126,14 @@ class Signer:
             raise KeyUnusable(problem, normalize_fingerprint(fingerprint))
 
     def check_signing_key(self) -> None:
-        """Raise :class:`PgpError` unless the signing key is present and valid."""
+        """Raise :class:`PgpError` unless the signing key is present and valid (checked once per
+        :class:`Signer`: one pass of the sender is short next to a key's lifetime)."""
+        if getattr(self, "_signing_ok", False):
+            return
         problem = self.key_problem(self.settings.signing_key or "", "S")
         if problem:
             raise PgpError(f"signing key: {problem}")
+        self._signing_ok = True
 
     def sign(self, entity: bytes) -> bytes:
         """The ``multipart/signed`` entity over ``entity`` (RFC 3156 section 5).

@@ -1,0 +1,1 @@
+"""English templates for law-enforcement recipients (package for setuptools package-data)."""
