@@ -19,6 +19,17 @@ from herald.web.testing import EXAMPLE_DAY, build_deployment
 PW = "correct horse battery"
 
 
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch):
+    """Argon2id with small costs: the tests hash dozens of passwords on a busy 2-core machine.
+    The production parameters are argon2-cffi's defaults (RFC 9106 low-memory profile)."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192,
+                                                         parallelism=1))
+    monkeypatch.setattr(users, "_dummy", [])
+
+
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory):
     root = tmp_path_factory.mktemp("portal")

@@ -108,6 +108,8 @@ def rotate(args) -> int:
     days = args.grace_days if args.grace_days is not None else cfg.rotation_grace_days
     for key_id in _pick(db, args):
         new = rotate_key(db, sk, key_id, actor(), timedelta(days=days))
-        print(f"key    {new.key_id}\nsecret {new.secret}\n(the previous secret stays valid until "
-              f"{new.info.rotating_until:%Y-%m-%d %H:%M} UTC)")
+        until = new.info.rotating_until
+        print(f"key    {new.key_id}\nsecret {new.secret}\n" + (
+            f"(the previous secret stays valid until {until:%Y-%m-%d %H:%M} UTC)" if until
+            else "(the previous secret is no longer valid)"))
     return 0
