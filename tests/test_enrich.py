@@ -539,3 +539,17 @@ def test_cli_lookup_and_info(capsys, samples):
     assert "2026-06-17" in cap.out and "CC BY 4.0" in cap.out and "ip-location-db" in cap.out
     today = dt.datetime.now(dt.timezone.utc).date()
     assert ("warning" in cap.err) == ((today - dt.date(2026, 6, 17)).days > 90)
+
+
+def test_enrich_real_shadowserver_file(default, shared_dir):
+    from herald.sources.shadowserver_csv import read_file
+
+    parsed = read_file(shared_dir / "samples" / "shadowserver" / "event4_sinkhole.csv")
+    rt, t = parsed.report_type, parsed.table
+    assert enrich(t, rt, default).equals(t)  # every row already has asn and geo: kept as given
+    blank = t.set_column(t.column_names.index("src_asn"), "src_asn", pa.nulls(t.num_rows, pa.int64()))
+    out = enrich(blank, rt, default)
+    want = default.lookup(t["src_ip"])["asn"].to_pylist()
+    assert out["src_asn"].to_pylist() == want and any(w is not None for w in want)
+    assert out["src_geo"].to_pylist() == t["src_geo"].to_pylist()  # geo was not empty: untouched
+    assert out.drop_columns(["src_asn"]).equals(t.drop_columns(["src_asn"]))
