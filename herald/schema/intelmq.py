@@ -293,8 +293,16 @@ def _valid_network(value: Any) -> bool:
     return True
 
 
-@lru_cache(maxsize=1 << 16)
 def _san_fqdn(value: Any) -> Any:
+    return _san_fqdn_text(value) if isinstance(value, str) else _san_fqdn_any(value)
+
+
+@lru_cache(maxsize=1 << 16)
+def _san_fqdn_text(value: str) -> Any:
+    return _san_fqdn_any(value)
+
+
+def _san_fqdn_any(value: Any) -> Any:
     """FQDN sanitation: stripped of blanks and dots, IDNA-encoded (Python's IDNA 2003 codec), lower."""
     value = _generic(value)
     if not isinstance(value, str):
@@ -308,8 +316,12 @@ def _san_fqdn(value: Any) -> Any:
         return None
 
 
-@lru_cache(maxsize=1 << 16)
 def _valid_fqdn(value: Any) -> bool:
+    return _valid_fqdn_text(value) if isinstance(value, str) else False
+
+
+@lru_cache(maxsize=1 << 16)
+def _valid_fqdn_text(value: str) -> bool:
     """FQDN validity: lower case, no leading/trailing dot, no ':', not an IP address, nothing a URL
     parser would see as scheme, host, query, fragment or path separator, already IDNA-encoded."""
     if not _is_text(value):
