@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -38,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herald.enrich.iprange import RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
+from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
 from herald.errors import ConfigError, InputError
 from herald.ipaddr import ParsedIPs, parse_ips
 
@@ -483,7 +484,8 @@ class IPData:
         Args:
             values: N IP address strings (Arrow array, or a Python sequence), or the
                 :class:`~herald.ipaddr.ParsedIPs` of them.  Empty and invalid values give nulls.
-            threads: passed to :meth:`RangeTable.lookup`.
+            threads: threads for inputs of more than 2**21 rows, each taking a share of the rows
+                (default: CPU count, at most 4; 1 for none).
             columns: the columns wanted, in order (skipping ``as_name`` saves copying N strings).
 
         Returns:
@@ -503,8 +505,23 @@ class IPData:
         unknown_cols = set(columns) - set(LOOKUP_SCHEMA.names)
         if unknown_cols:
             raise ValueError(f"IPData.lookup: unknown columns {sorted(unknown_cols)}")
+        schema = pa.schema([LOOKUP_SCHEMA.field(c) for c in columns])
+        n = len(parsed)
+        threads = threads or min(os.cpu_count() or 1, 4)
+        chunks = min(threads, n // THREAD_CHUNK) if threads > 1 else 1
+        if chunks <= 1:
+            return pa.Table.from_batches([self._lookup_batch(parsed, columns, schema)], schema=schema)
+        # Whole rows split over threads: the range lookup, the gathers and Arrow's take all run
+        # without the GIL.
+        edges = np.linspace(0, n, chunks + 1).astype(np.int64)
+        with ThreadPoolExecutor(chunks) as ex:
+            parts = list(ex.map(lambda ab: self._lookup_batch(_slice(parsed, ab[0], ab[1]), columns, schema),
+                                zip(edges[:-1], edges[1:])))
+        return pa.Table.from_batches(parts, schema=schema)
+
+    def _lookup_batch(self, parsed: ParsedIPs, columns: Sequence[str], schema: pa.Schema) -> pa.RecordBatch:
         joined, asn_ext, ai_ext, ci_ext = self._joined
-        j = joined.lookup(parsed, threads)
+        j = joined.lookup(parsed, threads=1)
         # Index -1 (no range) picks the last element of each *_ext array, which is -1.
         asn = asn_ext[j]
         ai = ai_ext[j]
@@ -520,7 +537,7 @@ class IPData:
             else:
                 out.append(self.ccs.take(pa.array(ci, type=pa.int64(), mask=ci < 0))
                            if len(self.ccs) else pa.nulls(len(ci), pa.string()))
-        return pa.Table.from_arrays(out, schema=pa.schema([LOOKUP_SCHEMA.field(c) for c in columns]))
+        return pa.RecordBatch.from_arrays(out, schema=schema)
 
     @cached_property
     def _joined(self) -> tuple[RangeTable, np.ndarray, np.ndarray, np.ndarray]:
@@ -576,6 +593,12 @@ class IPData:
     def __repr__(self) -> str:
         return (f"IPData({self.meta.get('source')!r}, date={self.meta.get('date')}, "
                 f"asn={self.asn_ranges!r}, cc={self.cc_ranges!r})")
+
+
+def _slice(p: ParsedIPs, a: int, b: int) -> ParsedIPs:
+    """Rows ``a:b`` of parsed addresses (views, no copies)."""
+    return ParsedIPs(p.version[a:b], p.v4[a:b], p.v6_hi[a:b], p.v6_lo[a:b],
+                     None if p.text is None else p.text.slice(a, b - a))
 
 
 def _align(keys: np.ndarray, values: pa.Array, target: np.ndarray) -> pa.Array:
