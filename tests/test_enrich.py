@@ -553,3 +553,20 @@ def test_enrich_real_shadowserver_file(default, shared_dir):
     assert out["src_asn"].to_pylist() == want and any(w is not None for w in want)
     assert out["src_geo"].to_pylist() == t["src_geo"].to_pylist()  # geo was not empty: untouched
     assert out.drop_columns(["src_asn"]).equals(t.drop_columns(["src_asn"]))
+
+
+def test_ipdata_threaded_lookup_equals_single(monkeypatch, default):
+    import herald.enrich.ipdata as ipdata_mod
+
+    rng = np.random.default_rng(11)
+    v4 = rng.integers(0, 2**32, 20_000, dtype=np.uint64)
+    texts = [str(ipaddress.IPv4Address(int(x))) for x in v4]
+    texts[::50] = [f"2a00:1450:{i:x}::1" for i in range(len(texts[::50]))]
+    texts[::77] = ["not an ip"] * len(texts[::77])
+    parsed = parse_ips(pa.array(texts, pa.string()))
+    one = default.lookup(parsed, threads=1)
+    monkeypatch.setattr(ipdata_mod, "THREAD_CHUNK", 1000)
+    monkeypatch.setattr(iprange, "THREAD_CHUNK", 1000)
+    three = default.lookup(parsed, threads=3)
+    assert three["asn"].num_chunks == 3 and three.equals(one)
+    assert one["asn"].null_count < len(texts)  # a real mix of hits and misses
