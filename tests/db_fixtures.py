@@ -4,7 +4,8 @@ Import them in a test module with ``from tests.db_fixtures import *``.
 
 - ``pg_database`` (session): a throw-away database ``herald_test_<random>`` on the PostgreSQL
   server at ``HERALD_TEST_PG_ADMIN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``,
-  trust auth), dropped at the end of the session.  When the server is down the fixture FAILS —
+  trust auth), dropped at the end of the session (in the background: DROP DATABASE waits for a
+  checkpoint).  When the server is down the fixture FAILS —
   it never skips: a green run must mean both back ends were tested.
 - ``backend``: the parameter, ``sqlite`` or ``postgresql``.
 - ``db_url``: an *empty* database per test — a SQLite file in ``tmp_path``, or a fresh PostgreSQL
@@ -21,6 +22,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from urllib.parse import quote
 
 import psycopg
@@ -62,11 +65,18 @@ def pg_database():
                     f"$(ls /etc/postgresql) main start", pytrace=False)
     name = f"herald_test_{secrets.token_hex(6)}"
     admin.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
     try:
         yield name
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        # DROP DATABASE waits for a server-wide checkpoint — up to half a minute on a busy shared
+        # server — so it runs in a detached process that outlives pytest by those seconds.
+        code = ("import psycopg, sys\n"
+                "with psycopg.connect(sys.argv[1], autocommit=True) as c:\n"
+                "    c.execute(f'DROP DATABASE IF EXISTS \"{sys.argv[2]}\" WITH (FORCE)')\n")
+        subprocess.Popen([sys.executable, "-c", code, PG_ADMIN_DSN, name],
+                         start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
