@@ -470,7 +470,7 @@ class IPData:
             "licence": " + ".join(dict.fromkeys(str(c.get("licence")) for c in comps)),
             "url": self.meta.get("url"),
             # The oldest part decides how stale the answers can be.
-            "date": None if any(d is None for d in dates) else min(dates),
+            "date": min((d for d in dates if d), default=None),
             "components": comps,
         }
         return IPData(asn_ranges, asns, names, cc_ranges, pa.array(ccs.tolist(), pa.string()), meta)
@@ -564,12 +564,13 @@ class IPData:
             ``ranges_v6`` (ASN ranges + country ranges of the family), ``asn_ranges_v4``,
             ``asn_ranges_v6``, ``cc_ranges_v4``, ``cc_ranges_v6``, ``asns``, ``ccs``,
             ``age_days`` (``None`` when the date is unknown), ``components``, and ``warning`` (only
-            when the data is older than :data:`MAX_AGE_DAYS` days or its date is unknown).
+            when the data, or the oldest dated part of a combination, is older than
+            :data:`MAX_AGE_DAYS` days, or when a part's date is unknown).
         """
         today = today or dt.datetime.now(dt.timezone.utc).date()
         counts = self._counts()
         out: dict[str, Any] = {
-            "date": self.meta.get("date"),
+            "date": self.meta.get("date"),  # of a combination: the oldest known date
             "source": self.meta.get("source"),
             "version": self.meta.get("version"),
             "licence": self.meta.get("licence"),
@@ -580,14 +581,18 @@ class IPData:
             "age_days": None,
             "components": self.meta.get("components", []),
         }
+        warnings = []
         if out["date"]:
             out["age_days"] = (today - dt.date.fromisoformat(out["date"])).days
             if out["age_days"] > MAX_AGE_DAYS:
-                out["warning"] = (f"IP data of {out['date']} is {out['age_days']} days old (more than "
-                                  f"{MAX_AGE_DAYS}); ASN and country answers may be out of date: "
-                                  "rebuild it (scripts/build_ipdata.py) or add current data ([enrich] ipdata)")
-        else:
-            out["warning"] = "the IP data's date is unknown; cannot tell whether it is current"
+                warnings.append(f"IP data of {out['date']} is {out['age_days']} days old (more than "
+                                f"{MAX_AGE_DAYS}); ASN and country answers may be out of date: rebuild it "
+                                "(scripts/build_ipdata.py) or add current data ([enrich] ipdata)")
+        undated = [str(c.get("source")) for c in out["components"] if not c.get("date")]
+        if undated:
+            warnings.append(f"the date of {', '.join(undated)} is unknown; cannot tell whether it is current")
+        if warnings:
+            out["warning"] = "; ".join(warnings)
         return out
 
     def __repr__(self) -> str:
