@@ -82,20 +82,25 @@ def test_sigkill_at_each_step_then_restart_delivers_each_report_exactly_once(ste
     _run_fault(step, f"sqlite:///{tmp_path / 'h.db'}", tmp_path, capsys)
 
 
-def test_sigkill_after_data_on_postgresql(tmp_path, request, capsys):
+@pytest.fixture
+def pg_url(pg_database) -> str:
+    """A fresh schema of the session's PostgreSQL database (as ``db_fixtures.db_url`` makes)."""
     import secrets
     from urllib.parse import quote
 
     import psycopg
 
-    from tests.db_fixtures import _dsn  # the session database, a fresh schema
-    name = request.getfixturevalue("pg_database")
+    from tests.db_fixtures import _dsn
+
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(_dsn(name), autocommit=True) as conn:
+    with psycopg.connect(_dsn(pg_database), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = _dsn(name).replace("postgresql://", "postgresql+psycopg://", 1)
-    _run_fault("after-DATA-accepted", f"{base}?options={quote(f'-csearch_path={schema}')}",
-               tmp_path, capsys)
+    base = _dsn(pg_database).replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}?options={quote(f'-csearch_path={schema}')}"
+
+
+def test_sigkill_after_data_on_postgresql(pg_url, tmp_path, capsys):
+    _run_fault("after-DATA-accepted", pg_url, tmp_path, capsys)
 
 
 def _run_fault(step: str, db_url: str, tmp_path: Path, capsys) -> None:
