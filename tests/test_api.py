@@ -1,4 +1,6 @@
-"""Reports API (herald.web.api) against the real example day, on SQLite and PostgreSQL.
+"""Reports API (herald.web.api) against the real example day, on SQLite and PostgreSQL, through
+TestClient and through a plain client signing like Shadowserver's call-api.py against a real
+uvicorn server on 127.0.0.1 (ephemeral port): only the base URL differs.
 
 The deployment runs the real pipeline on examples/ (herald.web.testing), so every report, event
 and count below is what the daily run produced.
@@ -11,6 +13,8 @@ import hmac
 import json
 import secrets
 import time
+import urllib.error
+from urllib.request import urlopen
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -25,7 +29,7 @@ from herald.web.api import download_token
 from herald.web.app import WebConfig, create_app
 from herald.constituency.recipients import slugify
 from herald.web.crypto import ServerKey
-from herald.web.testing import EXAMPLE_DAY, build_deployment
+from herald.web.testing import EXAMPLE_DAY, LiveServer, ShadowserverClient, build_deployment
 from tests.db_fixtures import _dsn, pg_database  # noqa: F401 - fixture
 
 NAMES = ["Example Cable ISP", "Alpine Hosting", "Example Mobile RO", "Example IPv6 Broadband",
@@ -347,3 +351,41 @@ def test_disabled_recipient_loses_access(dep):
         repository.enable_recipient(dep.db, "Example Cable ISP", "test")
     assert call(dep.client, k, "test/ping").status_code == 200
 
+
+
+# --- a real client against a real server -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def live(dep):
+    """uvicorn serving the deployment on 127.0.0.1 (an ephemeral port)."""
+    with LiveServer(dep.app) as server:
+        yield dep, server
+
+
+def test_list_and_download_like_call_api(live):
+    dep, server = live
+    new = keys.create_key(dep.db, dep.server_key, "CERT.at", "test")
+    client = ShadowserverClient(server.url + "api2/", new.key_id, new.secret)
+    assert "pong" in json.loads(client.call("test/ping", {}))
+    assert json.loads(client.call("reports/subscribed", {})) == ["cert_at"]
+    reports = json.loads(client.call("reports/list", {"date": EXAMPLE_DAY}))
+    want = {r["type"]: r for r in dep.summary.reports if r["recipient"] == "CERT.at"}
+    assert sorted(r["type"] for r in reports) == sorted(want)
+    for r in reports:
+        data = client.call("reports/download", {"id": r["id"]})
+        assert hashlib.sha256(data).hexdigest() == want[r["type"]]["sha256"]
+        assert r["file"].endswith(".csv") and r["file"].startswith(EXAMPLE_DAY)
+        # the list's url is a plain GET download on the same server
+        with urlopen(r["url"], timeout=30) as resp:
+            assert resp.read() == data
+            assert resp.headers["Content-Type"].startswith("text/csv")
+
+
+def test_wrong_secret_is_an_http_error_with_json(live):
+    dep, server = live
+    new = keys.create_key(dep.db, dep.server_key, "CERT.at", "test")
+    bad = ShadowserverClient(server.url + "api2/", new.key_id, "not-the-secret")
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        bad.call("reports/list", {})
+    assert exc.value.code == 401
+    assert json.loads(exc.value.read()) == {"error": "invalid apikey or HMAC2 signature"}

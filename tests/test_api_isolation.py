@@ -124,7 +124,7 @@ def _mangle(token: str, how: int, rng: random.Random) -> str:
         rng.choice([8, 44, 120, len(token)])))
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=HC)
+@settings(max_examples=700, deadline=None, suppress_health_check=HC)
 @given(data=st.data())
 def test_download_only_own(world, data):
     w = world

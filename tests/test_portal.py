@@ -19,19 +19,20 @@ from herald.web.testing import EXAMPLE_DAY, build_deployment
 PW = "correct horse battery"
 
 
-@pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def cheap_argon2():
     """Argon2id with small costs: the tests hash dozens of passwords on a busy 2-core machine.
     The production parameters are argon2-cffi's defaults (RFC 9106 low-memory profile)."""
     from argon2 import PasswordHasher
 
-    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192,
-                                                         parallelism=1))
-    monkeypatch.setattr(users, "_dummy", [])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
+        mp.setattr(users, "_dummy", [])
+        yield
 
 
 @pytest.fixture(scope="module")
-def dep(tmp_path_factory):
+def dep(tmp_path_factory, cheap_argon2):
     root = tmp_path_factory.mktemp("portal")
     d = build_deployment(root, f"sqlite:///{root / 'herald.db'}")
     users.add_user(d.db, "admin@herald.example", PW, "admin", "test")
