@@ -6,7 +6,6 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -43,10 +42,7 @@ def test_upgrade_is_idempotent_and_downgrade_drops_everything(db_url):
         db.upgrade()
         db.upgrade()
         assert db.current_revision() == dbm.HEAD_REVISION
-        cfg = dbm._alembic_config(db.engine)
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "base")
+        dbm.migrate(db.engine, "downgrade", "base")
         assert _tables(db) == set()
         assert db.current_revision() is None
         db.upgrade()
@@ -162,3 +158,29 @@ def test_ddl_is_transactional(db):
             conn.exec_driver_sql("INSERT INTO half_done (id) VALUES (1)")
             raise RuntimeError("migration step failed")
     assert "half_done" not in sa.inspect(db.engine).get_table_names()
+
+
+def test_rows_survive_migrations_down_and_up(db_url):
+    """Batch migrations (SQLite re-creates tables) keep every row and reference."""
+    db = open_db(db_url, upgrade=True)
+    try:
+        with db.session() as s:
+            r = _recipient(s)
+            s.add(ContactRow(recipient_id=r.id, email="a@example.net"))
+            s.add(FilterRow(recipient_id=r.id, kind="asn", value="64496", requested_by="t"))
+            s.add(UserRow(email="u@example.net", password_hash="x", role="recipient",
+                          recipient_id=r.id))
+            s.add(AuditRow(actor="t", action="x.y", object_type="x"))
+        dbm.migrate(db.engine, "downgrade", "0001")
+        assert db.current_revision() == "0001"
+        db.upgrade()
+        with db.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(FilterRow)) == 1
+            assert s.scalar(sa.select(sa.func.count()).select_from(ContactRow)) == 1
+            assert s.scalar(sa.select(UserRow.recipient_id)) == r.id
+            assert s.scalar(sa.select(sa.func.count()).select_from(AuditRow)) == 1
+        if db.dialect == "sqlite":
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        db.dispose()

@@ -511,7 +511,12 @@ class Database:
         self.engine.dispose()
 
 
-def _alembic_config(engine: Engine):
+def alembic_config(engine: Engine):
+    """An Alembic ``Config`` for the shipped migrations and ``engine``'s URL (no alembic.ini).
+
+    For developers: ``command.revision(alembic_config(engine), "message", autogenerate=True)``
+    with ``cfg.attributes["connection"]`` set drafts a new migration; see docs/database.md.
+    """
     from alembic.config import Config
 
     cfg = Config()
@@ -528,13 +533,42 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     Raises:
         StoreError: the database is unreachable or a migration failed.
     """
+    migrate(engine, "upgrade", revision)
+
+
+def migrate(engine: Engine, direction: str, revision: str) -> None:
+    """Run migrations ``upgrade`` or ``downgrade`` to ``revision``, in one transaction.
+
+    On SQLite, foreign keys are switched off meanwhile: Alembic's batch mode re-creates a table
+    to alter it, and dropping the old copy of a parent table with foreign keys on would run the
+    children's ``ON DELETE CASCADE`` (https://www.sqlite.org/foreignkeys.html, section 5).  The
+    references are checked (``PRAGMA foreign_key_check``) before committing.
+
+    Raises:
+        StoreError: the database is unreachable, a migration failed, or it broke a reference.
+    """
     from alembic import command
 
-    cfg = _alembic_config(engine)
+    cfg = alembic_config(engine)
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection if sqlite else None
+            if raw is not None:
+                # Outside any transaction, or SQLite ignores it.
+                raw.execute("PRAGMA foreign_keys = OFF")
+            try:
+                with conn.begin():
+                    cfg.attributes["connection"] = conn
+                    getattr(command, direction)(cfg, revision)
+                    if raw is not None:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise StoreError(f"migration to {revision} broke foreign keys: "
+                                             f"{broken[:5]}")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys = ON")
     except OperationalError as exc:
         raise StoreError(f"cannot migrate {engine.url!r}: {exc.orig}") from None
 

@@ -2,7 +2,7 @@
 
 Herald runs migrations programmatically (:func:`herald.store.db.upgrade`, ``herald db upgrade``),
 passing an open connection in ``config.attributes["connection"]``; no ``alembic.ini`` is needed.
-Developers can still use the ``alembic`` command with ``-x url=...``  (see docs/database.md).
+Developers draft new revisions with :func:`herald.store.db.alembic_config` (docs/database.md).
 """
 
 from __future__ import annotations
