@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 
 from herald.cli import main
-from herald.deliver.outbox import enqueue_reports, list_outbox, release, send_due
+from herald.deliver.outbox import enqueue_reports, list_outbox, send_due
 from herald.deliver.settings import delivery_settings
 from herald.errors import ConfigError
 from herald.store.db import open_db, utcnow

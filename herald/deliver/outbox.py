@@ -47,7 +47,7 @@ import os
 import random
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -57,16 +57,15 @@ from sqlalchemy.exc import IntegrityError
 from herald.config import Settings
 from herald.constituency.recipients import Recipient, recipients_from_specs
 from herald.deliver import compose as _compose
-from herald.deliver.eml import compose_report
 from herald.deliver.pgp import KeyUnusable, PgpError, Signer
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.deliver.smtp import Attempt, Outcome, Relay
 from herald.deliver.xarf import XarfError, reports_for_csv, to_jsonl
-from herald.errors import ConfigError, HeraldError
+from herald.errors import HeraldError
 from herald.reports.render import atomic_write
 from herald.schema.registry import default_registry
 from herald.store.db import (
-    ContactRow, Database, OutboxRow, RecipientRow, ReportRow, StoreError, utcnow,
+    ContactRow, Database, OutboxRow, RecipientRow, ReportRow, utcnow,
 )
 
 log = logging.getLogger(__name__)
