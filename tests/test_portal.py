@@ -123,10 +123,16 @@ def test_api_keys_in_the_portal(dep):
     assert c.post("/portal/keys/create", data={"label": "x"}).status_code == 403  # no CSRF
     r = c.post("/portal/keys/create", data={"csrf_token": token, "label": "intelmq"})
     assert r.status_code == 303
+    cookie = c.cookies.get("herald_session")
     page = c.get("/portal/keys").text
     key_id = re.search(r'id="new-key-id">([0-9a-f]+)<', page).group(1)
     secret = re.search(r'id="new-secret-value">([^<]+)<', page).group(1)
     assert secret not in c.get("/portal/keys").text  # shown once
+    # the (signed, readable) session cookie never carried it
+    import base64
+    payload = cookie.split(".")[0]
+    decoded = base64.b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    assert '"uid"' in decoded and secret not in decoded
     api = TestClient(dep.app)
     body, headers = _sign(key_id, secret)
     assert api.post("/api2/reports/list", content=body, headers=headers).status_code == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
@@ -70,6 +71,42 @@ async def form_checked(request: Request) -> dict[str, Any]:
 
 class _Forbidden(Exception):
     pass
+
+
+#: How long a secret waits server-side to be shown (a new API secret, a TOTP set-up secret).
+STASH_TTL = 600
+
+
+def _stash(request: Request) -> dict:
+    return _state(request).extra.setdefault("stash", {})
+
+
+def stash_put(request: Request, name: str, value: Any) -> None:
+    """Keep ``value`` server-side for this session for :data:`STASH_TTL` seconds.
+
+    The session cookie is signed, not encrypted, so secrets to be shown once (a new API secret,
+    a TOTP set-up secret) never go into it: it only holds a random handle.
+    """
+    stash = _stash(request)
+    now = time.monotonic()
+    for k in [k for k, (exp, _) in stash.items() if exp < now]:
+        del stash[k]
+    handle = request.session.get("stash") or secrets.token_urlsafe(24)
+    request.session["stash"] = handle
+    stash[(handle, name)] = (now + STASH_TTL, value)
+
+
+def stash_get(request: Request, name: str) -> Any:
+    """The value :func:`stash_put` kept under ``name`` for this session, or ``None``."""
+    item = _stash(request).get((request.session.get("stash"), name))
+    return item[1] if item and item[0] >= time.monotonic() else None
+
+
+def stash_pop(request: Request, name: str) -> Any:
+    """Like :func:`stash_get`, and forget it."""
+    value = stash_get(request, name)
+    _stash(request).pop((request.session.get("stash"), name), None)
+    return value
 
 
 def current_user(request: Request) -> users.User | None:
@@ -267,7 +304,7 @@ def keys_page(request, user):
     """The recipient's API keys."""
     st = _state(request)
     row = _recipient_row(request, user)
-    new_secret = request.session.pop("new_secret", None)
+    new_secret = stash_pop(request, "new_secret")
     return render(request, "keys.html", recipient=row, keys=apikeys.list_keys(st.db, row.id),
                   new_secret=new_secret)
 
@@ -281,7 +318,7 @@ def keys_create(request, user, form):
     new = apikeys.create_key(st.db, st.server_key, row.id, user.email,
                              label=str(form.get("label", ""))[:200] or None,
                              replay_protection=form.get("replay") == "on")
-    request.session["new_secret"] = {"key_id": new.key_id, "secret": new.secret}
+    stash_put(request, "new_secret", {"key_id": new.key_id, "secret": new.secret})
     raise Redirect("/portal/keys")
 
 
@@ -299,7 +336,7 @@ def keys_action(request, user, form):
         elif action == "rotate":
             new = apikeys.rotate_key(st.db, st.server_key, key_id, user.email,
                                      timedelta(days=st.config.rotation_grace_days), row.id)
-            request.session["new_secret"] = {"key_id": new.key_id, "secret": new.secret}
+            stash_put(request, "new_secret", {"key_id": new.key_id, "secret": new.secret})
         else:
             return HTMLResponse("<h1>404 Not Found</h1>", status_code=404)
     except (NotFound, ConfigError) as exc:
@@ -343,10 +380,10 @@ def filters_request(request, user, form):
 @page()
 def account(request, user):
     """Account page: TOTP set-up."""
-    secret = request.session.get("totp_setup")
+    secret = stash_get(request, "totp_setup")
     if not user.totp_enabled and not secret:
         secret = users.new_totp_secret()
-        request.session["totp_setup"] = secret
+        stash_put(request, "totp_setup", secret)
     uri = users.totp_uri(secret, user.email) if secret and not user.totp_enabled else None
     return render(request, "account.html", totp_secret=None if user.totp_enabled else secret,
                   totp_uri=uri)
@@ -357,10 +394,10 @@ def account(request, user):
 def account_totp(request, user, form):
     """Turn TOTP on once a code from the authenticator proves the secret was copied."""
     st = _state(request)
-    secret = request.session.get("totp_setup")
+    secret = stash_get(request, "totp_setup")
     if secret and users.enable_totp(st.db, st.server_key, user.id, secret,
                                     str(form.get("code", ""))):
-        request.session.pop("totp_setup", None)
+        stash_pop(request, "totp_setup")
         flash(request, "Two-factor authentication is on.")
     else:
         flash(request, "Wrong code; TOTP not enabled.")
