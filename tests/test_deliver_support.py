@@ -135,10 +135,10 @@ class Handler:
 class SmtpServer:
     """An aiosmtpd server on 127.0.0.1 and an ephemeral port, with :class:`Handler`."""
 
-    def __init__(self, handler: Handler | None = None, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler | None = None, host: str = "127.0.0.1", **kwargs: Any) -> None:
         self.handler = handler or Handler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller = Controller(self.handler, hostname=host, port=self.port, **kwargs)
 
     def __enter__(self) -> "SmtpServer":
         self.controller.start()

@@ -244,3 +244,15 @@ def test_rate_limit_per_relay(tmp_path):
         assert len(send_due(db, settings).sent) == 4
         assert time.monotonic() - t >= 0.3  # 4 messages at 10/s: 3 intervals of 0.1 s
     db.dispose()
+
+
+def test_auth_over_plain_text_is_refused_for_a_remote_relay(monkeypatch):
+    from herald.deliver.settings import SmtpSettings
+    from herald.deliver.smtp import Outcome, Relay
+
+    with SmtpServer(host="127.0.0.2") as srv:  # loopback, but not the literal the guard exempts
+        relay = Relay(SmtpSettings(host="127.0.0.2", port=srv.port, security="none",
+                                   username="herald", rate_per_second=0, timeout=5), "pw")
+        attempt = relay.send("a@herald.example", "b@isp.example", b"Subject: x\r\n\r\nx\r\n")
+        assert attempt.outcome is Outcome.RETRY and attempt.relay_error
+        assert "without TLS" in attempt.reply and srv.handler.commands == []

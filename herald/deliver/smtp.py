@@ -158,6 +158,11 @@ class Relay:
                 code, msg = conn.starttls(context=self._context())
                 conn.ehlo()
             if s.username:
+                if s.security == "none" and s.host not in ("localhost", "127.0.0.1", "::1"):
+                    # RFC 4954 section 4: AUTH PLAIN/LOGIN over a clear connection exposes the
+                    # password to anyone on the path.
+                    raise RelayUnavailable(f"refusing to send the password to {s.host} without TLS "
+                                           f"(security = \"none\"); use \"starttls\" or \"tls\"")
                 if self.password is None:
                     raise RelayUnavailable("smtp.username is set but no password "
                                            "(password_env or password_file)")
