@@ -4,6 +4,7 @@ file, held when that key is expired or missing.  Verified with GnuPG in the reci
 from __future__ import annotations
 
 import re
+from pathlib import Path
 import subprocess
 from email import message_from_bytes, policy
 
@@ -164,3 +165,33 @@ def test_unusable_signing_key_holds_every_message(gpg_keys, tmp_path):
     assert re.search(r"signing key: .*(expired|no OpenPGP key)", rep["delivery_reason"])
     assert list_outbox(db)[0].hold_reason == "pgp"
     db.dispose()
+
+
+def test_protected_signing_key_uses_the_passphrase_from_the_environment(tmp_path, monkeypatch):
+    home = tmp_path / "protected"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
+                    "--passphrase", "correct horse", "--quick-gen-key", "Herald <r@herald.example>",
+                    "ed25519", "sign", "0"], check=True, capture_output=True)
+    fpr = _fpr_of(home, "r@herald.example")
+    db_url = f"sqlite:///{tmp_path / 'h.db'}"
+    pgp = {"gnupghome": str(home), "signing_key": fpr, "passphrase_env": "TEST_PGP_PASS"}
+    try:
+        monkeypatch.setenv("TEST_PGP_PASS", "wrong")
+        settings, _ = make_settings(tmp_path, db_url, smtp={"port": 25}, pgp=pgp)
+        db = open_db(db_url)
+        bad = make_report(tmp_path, "CERT.at", "scan_http")
+        enqueue_reports(db, settings, [bad], DAY)
+        assert bad["delivery"] == "held" and "signing failed" in bad["delivery_reason"]
+        monkeypatch.setenv("TEST_PGP_PASS", "correct horse")
+        good = make_report(tmp_path, "Example Cable ISP", "scan_http")
+        enqueue_reports(db, settings, [good], DAY)
+        assert good["delivery"] == "queued"
+        raw = Path(list_outbox(db, ids=[good["outbox_id"]])[0].path).read_bytes()
+        signed, sig = split_signed(raw)
+        sig_file = tmp_path / "sig.asc"
+        sig_file.write_bytes(sig)
+        assert gnupg.GPG(gnupghome=str(home)).verify_data(str(sig_file), signed).valid
+        db.dispose()
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True)
