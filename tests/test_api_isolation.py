@@ -94,7 +94,12 @@ def world(tmp_path_factory):
     assert sum(len(v) for v in w.entries.values()) >= 15
     w.tokens = [(n, e, download_token(w.state, e, w.ids[n]))
                 for n in w.names for e in w.entries[n]]
-    w.own = {r.name: r for r in repository.load_recipients(dep.db)}
+    # what the daily run routes with: verified filters, operation shares for law enforcement
+    from herald.constituency.sync import routing_recipients
+    from herald.web.catalog import _union
+
+    shares = routing_recipients(dep.db, EXAMPLE_DAY)
+    w.own = {n: _union([r for r in shares if r.name == n]) for n in w.names}
     yield w
     dep.db.dispose()
 

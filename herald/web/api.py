@@ -23,7 +23,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from herald.constituency.repository import load_recipients
 from herald.constituency.recipients import Recipient
 from herald.web.app import WebState, dumps
 from herald.web.catalog import (
@@ -108,12 +107,16 @@ def _check_replay(st: WebState, caller: Caller, doc: dict[str, Any]) -> None:
         raise ApiError("nonce already used", 401)
 
 
-def _routing_recipient(st: WebState, caller: Caller) -> Recipient:
-    """The caller's recipient with its verified filters (what the daily run routes with)."""
-    for r in load_recipients(st.db):
-        if r.id == caller.recipient_id:
-            return r
-    raise ApiError("recipient disabled", 401)
+def _shares(st: WebState, caller: Caller):
+    """``day -> [Recipient]``: the caller's routing entries of a day, exactly as the daily run
+    builds them (verified filters; a law-enforcement partner gets only its operations' scoped
+    shares, never its own network filters)."""
+    from herald.constituency.sync import routing_recipients
+
+    def shares(day: str) -> list[Recipient]:
+        return [r for r in routing_recipients(st.db, day) if r.id == caller.recipient_id]
+
+    return shares
 
 
 def download_token(st: WebState, entry: ReportEntry, recipient_id: int) -> str:
@@ -286,7 +289,7 @@ def download(request, st, caller, body):
     "page": {"type": "integer", "minimum": 1}})
 def query(request, st, caller, body):
     """Events as objects, or ``{value: count}`` with ``facet``."""
-    return query_events(st.catalog, _routing_recipient(st, caller), body)
+    return query_events(st.catalog, _shares(st, caller), body)
 
 
 @method("reports/stats", "Row counts of the caller's reports",

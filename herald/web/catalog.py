@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 import numpy as np
@@ -191,7 +191,7 @@ class Catalog:
         for day in (sorted(want_days, reverse=True) if want_days is not None
                     else self.run_days()):
             for r in self._run_reports(day):
-                if r.get("recipient") != recipient.name or r.get("scope"):
+                if r.get("recipient") != recipient.name:
                     continue
                 if want_types is not None and r.get("type") not in want_types:
                     continue
@@ -201,8 +201,7 @@ class Catalog:
                 if p is not None:
                     found[p] = ReportEntry(day, str(r.get("type")), recipient.name, recipient.slug,
                                            p.name, p, int(r.get("rows", 0)), str(r.get("sha256", "")))
-        stmt = sa.select(ReportRow).where(ReportRow.recipient_id == recipient.id,
-                                          ReportRow.scope == "")
+        stmt = sa.select(ReportRow).where(ReportRow.recipient_id == recipient.id)
         if want_days is not None:
             stmt = stmt.where(ReportRow.day.in_(_dates(want_days)))
         with self.db.session() as s:
@@ -240,11 +239,13 @@ class Catalog:
         return sorted(p.name.removeprefix("type=") for p in d.iterdir()
                       if p.name.startswith("type=") and p.name.removeprefix("type=") in self.registry)
 
-    def own_events(self, recipient: Recipient, day: str, type_name: str,
+    def own_events(self, shares: list[Recipient], day: str, type_name: str,
                    where: dict[str, list[Any]] | None = None) -> pa.Table | None:
-        """The recipient's distinct events of one day and type (routed with its filters alone),
-        narrowed by ``where`` (column -> accepted values); ``None`` when the type has no data or
-        lacks a column of ``where``."""
+        """One recipient's distinct events of one day and type: the rows
+        :class:`herald.route.Router` built from its routing entries ``shares`` alone (its own
+        filters; for law enforcement, one scoped share per operation) sends it, narrowed by
+        ``where`` (column -> accepted values).  ``None`` when the type has no data or lacks a
+        column of ``where``; an empty table when ``shares`` is empty."""
         files = self._partition(day, type_name)
         if not files:
             return None
@@ -272,18 +273,9 @@ class Catalog:
         finally:
             con.close()
         table = table.cast(rtype.arrow_schema)
-        assignment = Router([recipient]).route(table, rtype)
-        return table.take(pa.array(np.sort(assignment.event)))
-
-    def event_counts(self, recipient: Recipient, days: list[str]) -> dict[str, dict[str, int]]:
-        """``{day: {type: n}}`` of the recipient's events (for the portal chart)."""
-        out: dict[str, dict[str, int]] = {}
-        for day in days:
-            for t in self.event_types(day):
-                table = self.own_events(recipient, day, t)
-                if table is not None and table.num_rows:
-                    out.setdefault(day, {})[t] = table.num_rows
-        return out
+        if not shares:
+            return table.slice(0, 0)
+        return table.filter(pa.array(Router(shares).route(table, rtype).routed))
 
 
 def _arrow(result) -> pa.Table:
@@ -300,6 +292,14 @@ def _arrow(result) -> pa.Table:
 
 #: Query fields that name a column by its scan-report name; event reports use ``src_`` names.
 _ALIASES = {"ip": "address_column", "asn": "asn_column", "geo": "geo_column"}
+
+
+def _union(shares: list[Recipient]) -> Recipient:
+    """One recipient holding the ASNs, countries and networks of all ``shares``."""
+    return Recipient(name="union", email="u@localhost",
+                     asns=sorted({a for r in shares for a in r.asns}),
+                     countries=sorted({c for r in shares for c in r.countries}),
+                     cidrs=list({c for r in shares for c in r.cidrs}))
 
 
 def _check_own(recipient: Recipient, query: dict[str, Any]) -> tuple[list, list, list]:
@@ -352,7 +352,8 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def query_events(catalog: Catalog, recipient: Recipient, body: dict[str, Any]) -> Any:
+def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
+                 body: dict[str, Any]) -> Any:
     """``reports/query``: the recipient's events matching ``body["query"]``.
 
     ``query`` maps field names to a value or a list of values; ``asn``/``geo``/``ip`` match the
@@ -360,7 +361,8 @@ def query_events(catalog: Catalog, recipient: Recipient, body: dict[str, Any]) -
     recipient's own filters, is required.  ``date`` (default: the newest run day), ``type``
     (also accepted inside ``query``), ``sort`` (``field`` or ``-field`` / ``field desc``),
     ``limit`` (default 1000, at most 10000), ``page`` (from 1) and ``facet`` (a field: returns
-    ``{value: count}``, largest first) as Shadowserver's API.
+    ``{value: count}``, largest first) as Shadowserver's API.  ``shares_of(day)`` gives the
+    caller's routing entries of a day (what the daily run routes with).
 
     Raises:
         RequestError: invalid fields (400) or a filter that is not the recipient's (403).
@@ -379,8 +381,9 @@ def query_events(catalog: Catalog, recipient: Recipient, body: dict[str, Any]) -
     for t in types:
         if not _TYPE_RE.match(t) or t not in catalog.registry:
             raise RequestError(f"unknown report type {t!r}", 404)
-    asns, geos, nets = _check_own(recipient, query)
     days = parse_dates(body.get("date"), catalog.run_days()[:1])
+    shares = {day: shares_of(day) for day in days}
+    asns, geos, nets = _check_own(_union([r for v in shares.values() for r in v]), query)
     other = {}
     for k, v in query.items():
         if k in ("asn", "geo", "ip"):
@@ -397,7 +400,7 @@ def query_events(catalog: Catalog, recipient: Recipient, body: dict[str, Any]) -
         for t in types or catalog.event_types(day):
             rtype = catalog.registry.get(t)
             where = dict(other)
-            table = catalog.own_events(recipient, day, t, where)
+            table = catalog.own_events(shares[day], day, t, where)
             if table is None or not table.num_rows:
                 continue
             table = _narrow(table, rtype, narrow, asns, geos, nets)
