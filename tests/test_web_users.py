@@ -196,3 +196,44 @@ def test_server_key_file_is_private(tmp_path, monkeypatch):
     os.chmod(f, 0o600)
     monkeypatch.setenv("HERALD_SECRET_KEY_FILE", str(f))
     assert ServerKey.load(None).subkey("x") == ServerKey(b"z" * 64).subkey("x")
+
+
+def test_herald_serve_command(tmp_path):
+    """``herald serve`` starts uvicorn on the given loopback port with the configured database."""
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from herald.web.testing import free_port
+
+    cfg = tmp_path / "herald.toml"
+    cfg.write_text('[paths]\ndata = "data"\n')
+    port = free_port()
+    env = dict(os.environ, HERALD_SECRET_KEY="k" * 40)
+    for var in ("HERALD_DATABASE_URL", "HERALD_DATA_DIR", "HERALD_SECRET_KEY_FILE"):
+        env.pop(var, None)
+    proc = subprocess.Popen([sys.executable, "-m", "herald.cli", "serve", "--config", str(cfg),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as r:
+                    assert r.status == 200 and b'name="csrf_token"' in r.read()
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "herald serve did not start"
+                time.sleep(0.2)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api2/test/ping",
+                                     data=b'{"apikey": "x"}', headers={"HMAC2": "00"})
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(req, timeout=5)
+        assert exc.value.code == 401
+        assert (tmp_path / "data" / "herald.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
