@@ -89,6 +89,7 @@ class RunSummary:
     reports: list[dict] = field(default_factory=list)
     inputs: list[InputResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     skipped: bool = False
@@ -123,6 +124,7 @@ class RunSummary:
             "reports": self.reports,
             "inputs": [vars(i) for i in self.inputs],
             "errors": self.errors,
+            "warnings": self.warnings,
             "stages_seconds": {k: round(v, 3) for k, v in self.stages.items()},
             "paths": self.paths,
         }
@@ -329,6 +331,9 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
     summary.paths = {k: str(v) for k, v in vars(paths).items()}
     t = time.monotonic()
     ipdata = IPData.from_specs(settings.ipdata)
+    warning = ipdata.info().get("warning")
+    if warning:
+        summary.warnings.append(f"IP data: {warning}")
     router = Router(recipients)
     summary.stages["setup"] = time.monotonic() - t
 

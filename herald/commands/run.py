@@ -54,6 +54,8 @@ def run(args) -> int:
     print(f"Outbox messages (.eml): {settings.paths.outbox / day}", file=out)
     if summary.rows_quarantined:
         print(f"Quarantined rows: {settings.paths.data / 'quarantine' / day}", file=out)
+    for w in summary.warnings:
+        print(f"herald: warning: {w}", file=sys.stderr)
     for e in summary.errors:
         print(f"herald: input failed: {e}", file=sys.stderr)
     if not summary.reconciles:
