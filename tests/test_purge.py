@@ -120,3 +120,18 @@ def test_retention_settings(tmp_path):
 def test_keep_days_must_be_positive(db, db_settings):
     with pytest.raises(ConfigError, match="at least 1"):
         purge(db, db_settings, TODAY, keep_days=0)
+
+
+def test_failed_purge_puts_directories_back(db, db_settings, monkeypatch):
+    _tree(db_settings, [45])
+    import herald.store.purge as purge_mod
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(purge_mod, "_delete_rows", broken)
+    with pytest.raises(RuntimeError):
+        purge(db, db_settings, TODAY)
+    assert _days(db_settings.paths.data / "events", "date=") == [_day(45).isoformat()]
+    assert _days(db_settings.paths.reports) == [_day(45).isoformat()]
+    assert audit.query(db, action="purge.run") == []

@@ -175,6 +175,31 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
         path.rename(target)
         hidden.append(target)
 
+    try:
+        files = _delete_rows(db, settings, result, outbox_where, runs_where, audit_where, today,
+                             keep, ledger_cutoff, audit_cutoff, actor)
+    except BaseException:
+        # Nothing was recorded: put the directories back as they were.
+        for original, target in zip(doomed, hidden):
+            target.rename(original)
+        raise
+    for path in hidden:
+        shutil.rmtree(path, ignore_errors=True)
+    for p in files:
+        try:
+            p.unlink()
+            result.outbox_files += 1
+        except FileNotFoundError:
+            pass
+    return result
+
+
+def _delete_rows(db: Database, settings: Settings, result: PurgeResult, outbox_where, runs_where,
+                 audit_where, today: date, keep: int, ledger_cutoff: date,
+                 audit_cutoff: datetime, actor: str) -> list[Path]:
+    """Delete expired rows and record the purge, in one transaction; return the outbox message
+    files to remove afterwards."""
+    cutoff = result.cutoff
     outbox_dir = settings.paths.outbox.resolve()
     files: list[Path] = []
     with db.session() as s:
@@ -195,12 +220,4 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
             "outbox_rows": result.outbox_rows, "runs": result.runs,
             "ledger_before": ledger_cutoff, "audit_rows": result.audit_rows,
             "audit_before": audit_cutoff, "protected_days": result.protected_days})
-    for path in hidden:
-        shutil.rmtree(path, ignore_errors=True)
-    for p in files:
-        try:
-            p.unlink()
-            result.outbox_files += 1
-        except FileNotFoundError:
-            pass
-    return result
+    return files
