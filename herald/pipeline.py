@@ -423,6 +423,20 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
     _checkpoint("ledger")
     _record_reports(db, run_id, day, summary, {r.name: r for r in recipients})
     summary.stages["ledger"] = time.monotonic() - t
+    if "smtp" in settings.raw and summary.reports:
+        # A relay is configured: queue one message per report in the outbox table (idempotent on
+        # Message-ID); `herald send` delivers them.  Held messages (missing or expired OpenPGP
+        # keys) are listed in the summary's reports with their reason.
+        from herald.deliver.outbox import enqueue_reports
+
+        t = time.monotonic()
+        _checkpoint("outbox")
+        enqueue_reports(db, settings, summary.reports, day)
+        held = [r for r in summary.reports if r.get("delivery") in ("held", "error")]
+        for r in held:
+            summary.warnings.append(f"message for {r['recipient']} ({r['type']}) {r['delivery']}: "
+                                    f"{r.get('delivery_reason')}")
+        summary.stages["outbox"] = time.monotonic() - t
     _write_json(paths.data / "runs" / f"{day}.json", summary.to_dict())
     return summary
 

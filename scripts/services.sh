@@ -2,6 +2,10 @@
 # Start the local services Herald's tests talk to, when they are not running: PostgreSQL
 # (127.0.0.1:5432, trust auth).  Idempotent.  Commands from the machine notes (.library/env).
 set -uo pipefail
+# GnuPG for the OpenPGP tests (Debian package gpg).
+if ! command -v gpg >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq gpg) >/dev/null 2>&1 || echo "could not install gpg" >&2
+fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
