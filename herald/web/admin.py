@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from herald.constituency import repository
 from herald.errors import ConfigError

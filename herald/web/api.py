@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from herald.constituency.recipients import Recipient
@@ -158,9 +158,13 @@ def serve_report(st: WebState, token: str, recipient_id: int | None = None) -> R
     entry = st.catalog.report_file(row, found[1], found[2]) if row else None
     if entry is None:
         return _error("no such report (unknown or expired id)", 404)
-    return Response(entry.path.read_bytes(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{entry.file}"',
-                             "Cache-Control": "no-store"})
+    return csv_file(entry)
+
+
+def csv_file(entry: ReportEntry) -> FileResponse:
+    """A streamed download of a report file (reports can be large: never read whole)."""
+    return FileResponse(entry.path, media_type="text/csv; charset=utf-8", filename=entry.file,
+                        headers={"Cache-Control": "no-store"})
 
 
 # --- methods -------------------------------------------------------------------------------------

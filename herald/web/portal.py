@@ -16,8 +16,9 @@ from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from herald.constituency import repository
 from herald.errors import ConfigError
@@ -144,16 +145,17 @@ def page(role: str | None = None, post: bool = False):
 
     def deco(fn):
         async def endpoint(request: Request):
-            user = current_user(request)
+            user = await run_in_threadpool(current_user, request)
             if user is None:
                 return RedirectResponse("/login", status_code=303)
             if role and user.role != role:
                 return HTMLResponse("<h1>403 Forbidden</h1>", status_code=403)
             try:
+                # Database and file work run in the thread pool, not on the event loop.
                 if post:
                     form = await form_checked(request)
-                    return fn(request, user, form)
-                return fn(request, user)
+                    return await run_in_threadpool(fn, request, user, form)
+                return await run_in_threadpool(fn, request, user)
             except _Forbidden:
                 return HTMLResponse("<h1>403 Forbidden: bad or missing CSRF token</h1>",
                                     status_code=403)
@@ -293,9 +295,9 @@ def download(request, user):
     entry = st.catalog.report_file(row, day, file) if DAY_RE.match(day) else None
     if entry is None:
         return HTMLResponse("<h1>404 Not Found</h1>", status_code=404)
-    return Response(entry.path.read_bytes(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{entry.file}"',
-                             "Cache-Control": "no-store"})
+    from herald.web.api import csv_file
+
+    return csv_file(entry)
 
 
 @router.get("/portal/keys")
