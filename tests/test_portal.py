@@ -209,3 +209,13 @@ def test_logout_ends_the_session(dep):
     c, _ = login(dep, "soc@cert.at.example")
     c.post("/logout", data={"csrf_token": csrf(c, "/portal/")})
     assert c.get("/portal/").status_code == 303
+
+
+def test_password_change_ends_other_sessions(dep):
+    u = users.add_user(dep.db, "rotating@cert.at.example", PW, "recipient", "test", "CERT.at")
+    c, _ = login(dep, "rotating@cert.at.example")
+    assert c.get("/portal/").status_code == 200
+    users.set_password(dep.db, u.id, "a brand new password", "test")
+    assert c.get("/portal/").status_code == 303  # back to the login page
+    _, r = login(dep, "rotating@cert.at.example", "a brand new password")
+    assert r.status_code == 303

@@ -128,6 +128,15 @@ def test_keys_verify_rotate_revoke(rdb):
         "apikey.create", "apikey.rotate", "apikey.revoke"]
 
 
+def test_expired_key(rdb):
+    from herald.store.db import utcnow
+
+    k = keys.create_key(rdb, SK, "Example ISP", "t", expires_at=utcnow() - timedelta(seconds=1))
+    body = b'{"apikey": "%s"}' % k.key_id.encode()
+    assert keys.verify_request(rdb, SK, k.key_id, body, _sig(k.secret, body)) is None
+    assert keys.list_keys(rdb, "Example ISP")[0].state == "expired"
+
+
 def test_nonces(rdb):
     assert keys.remember_nonce(rdb, "k1", "nonce-0001", timedelta(minutes=10))
     assert not keys.remember_nonce(rdb, "k1", "nonce-0001", timedelta(minutes=10))
@@ -159,7 +168,8 @@ def test_cli_users_and_apikeys(db_url, tmp_path, monkeypatch, capsys):
     assert main(["users", "list", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "root@herald.example" in out and "noc@isp.example" in out
-    assert main(["apikeys", "create", "Example ISP", "--label", "cli", "--config", str(cfg)]) == 0
+    assert main(["apikeys", "create", "Example ISP", "--label", "cli", "--expires-days", "30",
+                 "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     key_id = out.split("key", 1)[1].split()[0]
     secret = out.split("secret", 1)[1].split()[0]

@@ -29,6 +29,8 @@ def register(sub) -> None:
             a.add_argument("--label", help="a note on what the key is for")
             a.add_argument("--replay-protection", action="store_true",
                            help="require a fresh timestamp and a new nonce in every request")
+            a.add_argument("--expires-days", type=float, default=None,
+                           help="the key stops working after this many days (default: never)")
         if name in ("revoke", "rotate"):
             a.add_argument("--key", help="the key id (default: the recipient's only active key)")
         if name == "rotate":
@@ -56,8 +58,11 @@ def create(args) -> int:
     from herald.web.keys import create_key
 
     db, sk, _ = _ctx(args)
+    from herald.store.db import utcnow
+
+    expires = utcnow() + timedelta(days=args.expires_days) if args.expires_days else None
     new = create_key(db, sk, args.recipient, actor(), label=args.label,
-                     replay_protection=args.replay_protection)
+                     replay_protection=args.replay_protection, expires_at=expires)
     print(f"key    {new.key_id}\nsecret {new.secret}\n(recipient {new.info.recipient}; the secret "
           f"is not shown again)")
     return 0

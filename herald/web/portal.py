@@ -116,7 +116,8 @@ def current_user(request: Request) -> users.User | None:
     if not uid:
         return None
     user = users.get_user(_state(request).db, uid)
-    if user is None or user.disabled:
+    if user is None or user.disabled or not hmac.compare_digest(
+            str(request.session.get("sv", "")), user.session_version):
         request.session.clear()
         return None
     return user
@@ -213,6 +214,7 @@ async def login(request: Request):
     # New session on login: a session fixed before login cannot be reused (fixation).
     request.session.clear()
     request.session["uid"] = user.id
+    request.session["sv"] = user.session_version
     request.session["csrf"] = secrets.token_urlsafe(32)
     return RedirectResponse("/admin/" if user.role == "admin" else "/portal/", status_code=303)
 
@@ -400,6 +402,8 @@ def account_totp(request, user, form):
     if secret and users.enable_totp(st.db, st.server_key, user.id, secret,
                                     str(form.get("code", ""))):
         stash_pop(request, "totp_setup")
+        fresh = users.get_user(st.db, user.id)
+        request.session["sv"] = fresh.session_version  # this session stays; older ones end
         flash(request, "Two-factor authentication is on.")
     else:
         flash(request, "Wrong code; TOTP not enabled.")

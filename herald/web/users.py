@@ -8,6 +8,7 @@ with the server key like API secrets.  Logins, failures, lockouts and changes ar
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -54,6 +55,8 @@ class User:
     recipient: str | None
     totp_enabled: bool
     disabled: bool
+    #: Changes when the password or TOTP changes: sessions made before are no longer valid.
+    session_version: str = ""
 
 
 class LoginError(Exception):
@@ -66,8 +69,9 @@ class LoginError(Exception):
 
 
 def _user(row: UserRow, name: str | None) -> User:
+    version = hashlib.sha256(f"{row.password_hash}|{row.totp_secret_enc}".encode()).hexdigest()
     return User(row.id, row.email, row.role, row.recipient_id, name,
-                row.totp_secret_enc is not None, bool(row.disabled))
+                row.totp_secret_enc is not None, bool(row.disabled), version[:24])
 
 
 def _name(s, row: UserRow) -> str | None:
