@@ -11,6 +11,7 @@ The file (see ``examples/herald.toml``)::
     [report]
     tlp = "AMBER"        # TLP 2.0 label put on every report (FIRST TLP 2.0)
     sender = "herald@example.org"
+    formats = ["csv"]    # add "intelmq" for IntelMQ event JSON lines beside each CSV
 
     [enrich]
     overwrite = false    # replace asn/geo values the input already has

@@ -496,11 +496,22 @@ def _write_report(settings: Settings, day: str, rtype: ReportType, rcpt: Recipie
     msg = build_message(rcpt, rtype, day, rows.num_rows, name, data, digest, settings.sender, tlp)
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
     atomic_write(epath, msg.as_bytes())
-    summary.reports.append({"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
-                            "rows": rows.num_rows, "path": str(rpath), "sha256": digest,
-                            "message": str(epath), "tlp": tlp, "operation": rcpt.operation,
-                            "email": rcpt.email})
-    return {rpath, epath}
+    out = {rpath, epath}
+    entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
+             "rows": rows.num_rows, "path": str(rpath), "sha256": digest,
+             "message": str(epath), "tlp": tlp, "operation": rcpt.operation, "email": rcpt.email}
+    if "intelmq" in settings.raw.get("report", {}).get("formats", []):
+        # The same events as IntelMQ event JSON lines, for constituents that run IntelMQ.
+        from herald.schema.intelmq import to_intelmq
+
+        lines = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n"
+                        for e in to_intelmq(rows, rtype))
+        jpath = rpath.with_suffix(".intelmq.jsonl")
+        atomic_write(jpath, lines.encode())
+        entry["intelmq_path"] = str(jpath)
+        out.add(jpath)
+    summary.reports.append(entry)
+    return out
 
 
 def _remove_stale(root: Path, keep: set[Path]) -> None:
@@ -509,7 +520,7 @@ def _remove_stale(root: Path, keep: set[Path]) -> None:
     if not root.is_dir():
         return
     for p in root.rglob("*"):
-        if p.is_file() and p not in keep and (p.suffix in (".csv", ".eml")):
+        if p.is_file() and p not in keep and (p.suffix in (".csv", ".eml", ".jsonl")):
             p.unlink()
 
 

@@ -174,3 +174,15 @@ def test_bad_date_is_rejected(repo_root, tmp_path):
     from herald.errors import HeraldError
     with pytest.raises(HeraldError):
         run_day(settings, "30-11-2026")
+
+
+def test_intelmq_json_export_of_reports(repo_root, tmp_path):
+    settings, raw = example_settings(repo_root, tmp_path)
+    settings.raw.setdefault("report", {})["formats"] = ["csv", "intelmq"]
+    summary = run_day(settings, DAY)
+    rep = next(r for r in summary.reports if r["type"] == "event6_sinkhole_http")
+    events = [json.loads(line) for line in Path(rep["intelmq_path"]).read_text().splitlines()]
+    rows = read_report(rep["path"])
+    assert len(events) == len(rows) == rep["rows"]
+    assert [e["source.ip"] for e in events] == [r["src_ip"] for r in rows]
+    assert all(e["classification.taxonomy"] for e in events)
