@@ -252,9 +252,12 @@ class Catalog:
         rtype = self.registry.get(type_name)
         conds, params = [], [files]
         for col, values in (where or {}).items():
+            upper = col.startswith("upper:")
+            col = col.removeprefix("upper:")
             if col not in rtype.columns:
                 return None
-            conds.append(f'"{col}" IN ({", ".join("?" for _ in values)})')
+            ref = f'upper("{col}")' if upper else f'"{col}"'
+            conds.append(f'{ref} IN ({", ".join("?" for _ in values)})')
             params.extend(values)
         cols = ", ".join(f'"{c}"' for c in rtype.columns)
         sql = f"SELECT DISTINCT {cols} FROM read_parquet(?, union_by_name=true)"
@@ -400,6 +403,12 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
         for t in types or catalog.event_types(day):
             rtype = catalog.registry.get(t)
             where = dict(other)
+            # Push the asked ASNs and countries down into DuckDB (only a pre-filter: the Router
+            # below decides, with the same semantics).
+            if asns and rtype.asn_column:
+                where[rtype.asn_column] = asns
+            if geos and rtype.geo_column:
+                where[f"upper:{rtype.geo_column}"] = geos
             table = catalog.own_events(shares[day], day, t, where)
             if table is None or not table.num_rows:
                 continue
