@@ -219,3 +219,37 @@ def test_password_change_ends_other_sessions(dep):
     assert c.get("/portal/").status_code == 303  # back to the login page
     _, r = login(dep, "rotating@cert.at.example", "a brand new password")
     assert r.status_code == 303
+
+
+def test_many_days(dep):
+    """Reports of 16 days: the front page lists the newest 14, ``?all=1`` every one; the API
+    filters by date range.  (Earlier days are copies of the example day's files.)"""
+    import shutil
+
+    own = [r for r in dep.summary.reports if r["recipient"] == "CERT.at"]
+    days = [f"2026-11-{d:02d}" for d in range(1, 16)]
+    for day in days:
+        entries = []
+        for r in own:
+            src = dep.settings.paths.reports / EXAMPLE_DAY / "cert_at" / r["path"].rsplit("/", 1)[1]
+            dst = dep.settings.paths.reports / day / "cert_at" / src.name.replace(EXAMPLE_DAY, day)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+            entries.append(dict(r, path=str(dst)))
+        (dep.settings.paths.data / "runs" / f"{day}.json").write_text(json.dumps(
+            {"day": day, "reports": entries}))
+    c, _ = login(dep, "soc@cert.at.example")
+    html = c.get("/portal/").text
+    shown = re.findall(r'<table class="reports" data-day="([0-9-]+)"', html)
+    assert shown == [EXAMPLE_DAY] + days[::-1][:13]
+    assert 'id="all-days"' in html and "Show 2 older day(s)" in html
+    every = re.findall(r'<table class="reports" data-day="([0-9-]+)"', c.get("/portal/?all=1").text)
+    assert every == [EXAMPLE_DAY] + days[::-1]
+    # the chart covers the 30 days up to the newest: one bar per (day, type)
+    assert len(re.findall(r'<rect class="bar"', html)) == 16 * len(own)
+    from herald.web import keys as apikeys
+
+    k = apikeys.create_key(dep.db, dep.server_key, "CERT.at", "test")
+    body, headers = _sign(k.key_id, k.secret, {"date": "2026-11-01:2026-11-05"})
+    listed = TestClient(dep.app).post("/api2/reports/list", content=body, headers=headers).json()
+    assert sorted({x["timestamp"] for x in listed}) == days[:5] and len(listed) == 5 * len(own)

@@ -31,6 +31,9 @@ from herald.web.catalog import DAY_RE
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
+#: Days with reports listed on the portal's front page (``?all=1`` lists every day).
+DAYS_SHOWN = 14
+
 #: Filter kinds a recipient may request in the portal.
 REQUESTABLE = ("asn", "cidr", "country")
 
@@ -269,13 +272,18 @@ def chart_svg(counts: dict[str, dict[str, int]], days: list[str]) -> dict[str, A
 @router.get("/portal/")
 @page("recipient")
 def dashboard(request, user):
-    """Reports by day and type, and the 30-day chart."""
+    """Reports by day and type (the newest :data:`DAYS_SHOWN` days with reports; ``?all=1``
+    for every day), and the 30-day chart."""
     st = _state(request)
     row = _recipient_row(request, user)
     entries = st.catalog.reports(row)
     by_day: dict[str, list] = defaultdict(list)
     for e in entries:
         by_day[e.day].append(e)
+    show_all = request.query_params.get("all") == "1"
+    hidden = 0 if show_all else max(0, len(by_day) - DAYS_SHOWN)
+    if hidden:
+        by_day = defaultdict(list, dict(list(by_day.items())[:DAYS_SHOWN]))
     newest = max([date.today()] + [date.fromisoformat(e.day) for e in entries])
     days = [(newest - timedelta(days=29 - i)).isoformat() for i in range(30)]
     counts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -283,7 +291,7 @@ def dashboard(request, user):
         if e.day in days:
             counts[e.day][e.type] = counts[e.day].get(e.type, 0) + e.rows
     return render(request, "portal.html", recipient=row, by_day=dict(by_day),
-                  chart=chart_svg(counts, days), days=days, counts=counts)
+                  chart=chart_svg(counts, days), days=days, counts=counts, hidden=hidden)
 
 
 @router.get("/portal/download/{day}/{file}")
