@@ -4,7 +4,8 @@ An event matches a recipient when (DESIGN.md, "Attribute and route"):
 
 - its address (the type's ``src_ip``/``ip`` column) falls in one of the recipient's CIDRs, **or**
   its ASN (``src_asn``/``asn``, after enrichment) is one of the recipient's ASNs, **or** its country
-  (``src_geo``/``geo``) is one of the recipient's countries;
+  (``src_geo``/``geo``) is one of the recipient's countries, **or** one of its host names
+  (:data:`DOMAIN_COLUMNS`) is one of the recipient's domains or a name below it;
 - **and** its report type is in the recipient's ``report_types`` (when that list is not empty);
 - **and** its severity (the ``severity`` column when it holds a known level, else the type's default
   from ``severity.md``) is at least the recipient's ``min_severity``;
@@ -19,6 +20,8 @@ pair in Python:
   cover it (CSR layout).  One ``searchsorted`` of the sorted event addresses finds every event's
   segment.
 - ASNs and countries become sorted ``(key, recipient)`` arrays, looked up with ``searchsorted``.
+- Host names are dictionary-encoded; only the distinct names (far fewer than events) are matched
+  against the domains, suffix by suffix, in Python.
 - The (event, recipient) pairs of the three are concatenated, made unique with a sort and a
   neighbour mask, and filtered by type, severity and operation masks.
 
@@ -37,6 +40,10 @@ import pyarrow.compute as pc
 from herald.constituency.recipients import Recipient
 from herald.ipaddr import parse_ips, v6_keys
 from herald.schema.registry import SEVERITY_LEVELS, ReportType, severity_rank
+
+
+#: Columns holding a host name of the event, checked against domain filters (Shadowserver names).
+DOMAIN_COLUMNS = ("hostname", "src_hostname", "http_host", "host", "domain", "query", "cc_dns")
 
 
 @dataclass
@@ -153,6 +160,7 @@ class Router:
         self.recipients = list(recipients)
         v4s, v4e, v4r, v6s, v6e, v6r = [], [], [], [], [], []
         asn_k, asn_r, cc_k, cc_r = [], [], [], []
+        self._domains: dict[str, list[int]] = {}
         for rid, r in enumerate(self.recipients):
             for net in r.cidrs:
                 first, last = int(net.network_address), int(net.broadcast_address)
@@ -167,6 +175,8 @@ class Router:
             asn_k.extend(r.asns)
             asn_r.extend([rid] * len(r.asns))
             cc_k.extend(_cc_int(c) for c in r.countries)
+            for d in r.domains:
+                self._domains.setdefault(d.lower().rstrip("."), []).append(rid)
             cc_r.extend([rid] * len(r.countries))
         self._v4 = _Segments(np.array(v4s, dtype=np.uint64), np.array(v4e, dtype=np.uint64),
                              np.array(v4r, dtype=np.int32))
@@ -175,6 +185,20 @@ class Router:
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))
         self._min_sev = np.array([severity_rank(r.min_severity) for r in self.recipients], dtype=np.int8)
         self._scoped = [rid for rid, r in enumerate(self.recipients) if r.families or r.tags]
+
+    def _domain_pairs(self, column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(row, recipient) pairs of a host-name column, matching per distinct value."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        enc = pc.dictionary_encode(column.cast(pa.string()))
+        values = enc.dictionary.to_pylist()
+        hits = [_domain_lookup(self._domains, v) for v in values]
+        counts = np.array([len(h) for h in hits] + [0], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        members = np.array([r for h in hits for r in h], dtype=np.int32)
+        idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows = np.arange(len(idx), dtype=np.int64)
+        return _expand(rows, starts[idx], counts[idx], members)
 
     def type_mask(self, rtype: ReportType) -> np.ndarray:
         """``bool[R]``: recipients that take report type ``rtype``."""
@@ -216,6 +240,12 @@ class Router:
             e, r = self._cc.lookup(cc[ok], rows[ok])
             parts_e.append(e)
             parts_r.append(r)
+        if self._domains and n:
+            for col in DOMAIN_COLUMNS:
+                if col in table.column_names:
+                    e, r = self._domain_pairs(table.column(col))
+                    parts_e.append(e)
+                    parts_r.append(r)
         if not parts_e:
             return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(n, dtype=bool))
         ev = np.concatenate(parts_e)
@@ -239,6 +269,17 @@ class Router:
         routed = np.zeros(n, dtype=bool)
         routed[ev] = True
         return Assignment(ev, rid.astype(np.int32), routed)
+
+
+def _domain_lookup(domains: dict[str, list[int]], name: str | None) -> list[int]:
+    """Recipients whose domain is ``name`` or a parent of it (``a.b.example`` -> ``b.example``)."""
+    if not name:
+        return []
+    labels = name.strip().lower().rstrip(".").split(".")
+    out: list[int] = []
+    for i in range(len(labels)):
+        out.extend(domains.get(".".join(labels[i:]), ()))
+    return out
 
 
 def event_severity(table: pa.Table, rtype: ReportType) -> np.ndarray:

@@ -15,12 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herald.constituency.recipients import Recipient
-from herald.route import Router, country_codes
+from herald.route import DOMAIN_COLUMNS, Router, country_codes
 from herald.schema import SEVERITY_LEVELS, default_registry, severity_rank
 
 REG = default_registry()
 TYPES = [REG.get("event4_sinkhole_http"), REG.get("scan_http"), REG.get("event6_sinkhole_http")]
 COUNTRIES = ["AT", "DE", "US", "NL", "ZZ"]
+DOMAINS = ["isp.example", "cert.example", "b.isp.example", "example"]
+HOSTS = [None, "", "isp.example", "a.b.isp.example", "xisp.example", "ISP.Example.", "cert.example.org",
+         "www.cert.example", "other.test"]
 
 # A small address universe so that random events hit random CIDRs often.
 v4_addr = st.builds(lambda a, b: f"10.{a}.{b}.{(a * b) % 256}", st.integers(0, 7), st.integers(0, 255))
@@ -44,6 +47,7 @@ def recipients(draw):
             asns=draw(st.lists(st.integers(1, 6), max_size=2)),
             cidrs=draw(st.lists(st.one_of(v4_net, v6_net), max_size=3)),
             countries=draw(st.lists(st.sampled_from(COUNTRIES), max_size=2)),
+            domains=draw(st.lists(st.sampled_from(DOMAINS), max_size=2)),
             report_types=draw(st.sampled_from([[], [], [TYPES[0].name], [TYPES[1].name, TYPES[2].name]])),
             min_severity=draw(st.sampled_from(SEVERITY_LEVELS)),
             families=families,
@@ -64,6 +68,7 @@ def events(draw):
                                   min_size=n, max_size=n)),
         "family": draw(st.lists(st.sampled_from([None, "virut", "VIRUT", "necurs", "mirai"]),
                                 min_size=n, max_size=n)),
+        "host": draw(st.lists(st.sampled_from(HOSTS), min_size=n, max_size=n)),
     }
 
 
@@ -78,7 +83,12 @@ def build_table(rtype, ev) -> pa.Table:
     cols[geo] = pa.array(ev["geo"], pa.string())
     cols["severity"] = pa.array(ev["severity"], pa.string())
     cols["family"] = pa.array(ev["family"], pa.string())
+    cols[host_column(rtype)] = pa.array(ev["host"], pa.string())
     return pa.table(cols)
+
+
+def host_column(rtype) -> str:
+    return next(c for c in DOMAIN_COLUMNS if c in rtype.columns)
 
 
 def naive(rtype, ev, recips) -> set[tuple[int, int]]:
@@ -92,10 +102,12 @@ def naive(rtype, ev, recips) -> set[tuple[int, int]]:
         sev = ev["severity"][i]
         rank = severity_rank(sev) if sev in SEVERITY_LEVELS else severity_rank(rtype.default_severity)
         geo = (ev["geo"][i] or "").upper()
+        host = (ev["host"][i] or "").lower().rstrip(".")
         for j, r in enumerate(recips):
             hit = (ip is not None and any(ip.version == net.version and ip in net for net in r.cidrs)) \
                 or (ev["asn"][i] is not None and ev["asn"][i] in r.asns) \
-                or (geo in r.countries)
+                or (geo in r.countries) \
+                or any(host == d or host.endswith("." + d) for d in r.domains)
             if not hit:
                 continue
             if r.report_types and rtype.name not in r.report_types:
@@ -129,7 +141,8 @@ def test_nested_and_overlapping_cidrs_of_different_recipients():
          Recipient("v6", "v@x.example", cidrs=[ipaddress.ip_network("2001:db8::/127")])]
     rtype = REG.get("scan_http")
     ev = {"ip": ["192.0.2.1", "192.0.2.200", "192.0.3.1", "2001:db8::1", "2001:db8::2"],
-          "asn": [None] * 5, "geo": [None] * 5, "severity": [None] * 5, "family": [None] * 5}
+          "asn": [None] * 5, "geo": [None] * 5, "severity": [None] * 5, "family": [None] * 5,
+          "host": [None] * 5}
     a = Router(r).route(build_table(rtype, ev), rtype)
     assert set(zip(a.event.tolist(), a.recipient.tolist())) == {(0, 0), (1, 0), (1, 1), (3, 2)}
     assert a.routed.tolist() == [True, True, False, True, False]

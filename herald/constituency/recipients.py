@@ -15,6 +15,7 @@ TOML form (the ``[[recipients]]`` tables of the configuration file)::
     asns = [64496]
     cidrs = ["192.0.2.0/24", "2001:db8::/32"]
     countries = []                    # ISO 3166-1 alpha-2 codes
+    domains = ["isp.example"]         # events whose host name is this domain or below it
     report_types = []                 # empty: all types
     min_severity = "info"             # info < low < medium < high < critical
     tlp = "AMBER"                     # optional, overrides [report] tlp
@@ -38,6 +39,7 @@ from herald.schema.registry import SEVERITY_LEVELS
 KINDS = ("network_owner", "national_cert", "law_enforcement")
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9-]{1,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -63,6 +65,8 @@ class Recipient:
         asns: ASNs (int).
         cidrs: networks (``ipaddress.IPv4Network`` / ``IPv6Network``), host bits cleared.
         countries: ISO 3166-1 alpha-2 codes, upper case.
+        domains: DNS domains, lower case without a trailing dot; an event matches when one of its
+            host-name columns (:data:`herald.route.DOMAIN_COLUMNS`) is the domain or a name below it.
         report_types: report-type names; empty means every type.
         min_severity: lowest severity delivered.
         tlp: TLP label override, or ``None``.
@@ -80,6 +84,7 @@ class Recipient:
     asns: list[int] = field(default_factory=list)
     cidrs: list[Any] = field(default_factory=list)
     countries: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
     report_types: list[str] = field(default_factory=list)
     min_severity: str = "info"
     tlp: str | None = None
@@ -100,7 +105,8 @@ class Recipient:
         ``op_<operation>`` for an operation's share (a partner may take part in several)."""
         if self.operation:
             return "op_" + slugify(self.operation)
-        parts = [w for w, v in (("asn", self.asns), ("cidr", self.cidrs), ("geo", self.countries)) if v]
+        parts = [w for w, v in (("asn", self.asns), ("cidr", self.cidrs), ("geo", self.countries),
+                                ("domain", self.domains)) if v]
         return "_".join(parts) or "none"
 
 
@@ -143,6 +149,12 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
         if not _CC_RE.match(cc):
             raise ConfigError(f"{where}: countries: {cc!r} is not an ISO 3166-1 alpha-2 code")
         countries.append(cc)
+    domains = []
+    for d in spec.get("domains", []):
+        d = str(d).strip().lower().rstrip(".")
+        if not _DOMAIN_RE.match(d):
+            raise ConfigError(f"{where}: domains: {d!r} is not a DNS domain name")
+        domains.append(d)
     sev = str(spec.get("min_severity", "info")).lower()
     if sev not in SEVERITY_LEVELS:
         raise ConfigError(f"{where}: min_severity {sev!r} must be one of {', '.join(SEVERITY_LEVELS)}")
@@ -150,7 +162,7 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
     if not isinstance(types, list):
         raise ConfigError(f"{where}: report_types must be a list")
     return Recipient(
-        name=name.strip(), email=email, kind=kind, asns=asns, cidrs=cidrs, countries=countries,
+        name=name.strip(), email=email, kind=kind, asns=asns, cidrs=cidrs, countries=countries, domains=domains,
         report_types=[str(t) for t in types], min_severity=sev,
         tlp=spec.get("tlp"), pgp_fingerprint=spec.get("pgp_fingerprint") or None,
         operation=spec.get("operation"), families=[str(f).lower() for f in spec.get("families", [])],

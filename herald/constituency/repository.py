@@ -278,6 +278,7 @@ def _to_recipient(row: RecipientRow, network_filters: bool = True) -> Recipient:
         asns=[int(v) for v in by_kind["asn"]] if network_filters else [],
         cidrs=[ipaddress.ip_network(v) for v in by_kind["cidr"]] if network_filters else [],
         countries=list(by_kind["country"]) if network_filters else [],
+        domains=list(by_kind["domain"]) if network_filters else [],
         report_types=list(by_kind["report_type"]),
         min_severity=sev[0], tlp=row.tlp,
         pgp_fingerprint=primary.pgp_fingerprint if primary else None, id=row.id)
