@@ -87,7 +87,7 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
     Raises:
         StoreError / ConfigError: the database or the server key cannot be opened.
     """
-    from herald.web import admin, api, portal
+    from herald.web import admin, api, dashboard, portal
 
     db = db or open_db(settings.database_url)
     server_key = server_key or ServerKey.load(settings.paths.data)
@@ -122,6 +122,7 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
     app.include_router(api.router)
     app.include_router(portal.router)
     app.include_router(admin.router)
+    app.include_router(dashboard.router)
     return app
 
 
