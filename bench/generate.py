@@ -263,14 +263,24 @@ def make_recipients(src: AddressSource, n_recipients: int, n_cidrs: int, seed: i
                     "kind": "national_cert", "countries": [cc], "min_severity": "low"})
     n_owners = max(n_recipients - len(out), 1)
     # CIDRs per owner: heavy-tailed, total n_cidrs.
-    w = 1.0 / (np.arange(n_owners) + 1.0) ** 0.8
+    w = 1.0 / (np.arange(n_owners) + 1.0) ** 0.5
     counts = np.floor(w / w.sum() * n_cidrs).astype(np.int64)
     counts[: n_cidrs - int(counts.sum())] += 1
     total = int(counts.sum())
-    # Prefixes: a random address in a range weighted like the events, masked to a prefix length.
-    ri = np.minimum(np.searchsorted(src.r_cum, rng.random(total), "right"), len(src.r_cum) - 1)
+    # Prefixes: owner i holds the ranges of the i-th heaviest ASN (whether or not it lists the
+    # ASN); its CIDRs are random prefixes inside those ranges (never wider than the range), as a
+    # network owner registers its own networks.  Owners therefore rarely overlap.
+    owner = np.repeat(np.arange(n_owners), counts)
+    home = src.asns[np.minimum(owner, len(src.asns) - 1)]
+    order = np.argsort(src.r_asn, kind="stable")
+    r_sorted = src.r_asn[order]
+    lo = np.searchsorted(r_sorted, home, "left")
+    hi = np.searchsorted(r_sorted, home, "right")
+    ri = order[lo + (rng.random(total) * (hi - lo)).astype(np.int64)]
     addr = (src.r_start[ri] + (rng.random(total) * src.r_size[ri]).astype(np.uint64)).astype(np.uint32)
-    plen = rng.choice(np.array([16, 20, 22, 24, 24, 24, 28, 32], np.uint32), total)
+    plen = rng.choice(np.array([22, 24, 24, 26, 28, 30, 32, 32], np.uint32), total)
+    fit = 32 - np.floor(np.log2(src.r_size[ri].astype(np.float64))).astype(np.uint32)
+    plen = np.maximum(plen, fit)
     mask = ((np.uint64(0xFFFFFFFF) << (32 - plen).astype(np.uint64)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     net = addr & mask
     octs = [pc.cast(pa.array(((net >> s) & 0xFF).astype(np.uint8)), pa.string()) for s in (24, 16, 8, 0)]
@@ -322,11 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--types", default=",".join(DEFAULT_TYPES), help="comma-separated report types")
     ap.add_argument("--out", type=Path, required=True, help="output directory")
     ap.add_argument("--recipients", type=int, default=10000, help="recipients (default 10000)")
-    ap.add_argument("--cidrs", type=int, default=1_000_000, help="CIDRs over all recipients (default 1M)")
+    ap.add_argument("--cidrs", type=int, default=1_700_000,
+                    help="CIDRs drawn over all recipients before de-duplication (default 1.7M: about 1M distinct)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--day", default="2026-11-30")
     ap.add_argument("--empty-share", type=float, default=0.3, help="rows with asn/geo left empty")
     ap.add_argument("--rows-per-file", type=int, default=5_000_000, help="split a type's day into files")
+    ap.add_argument("--only-recipients", action="store_true", help="rewrite herald.toml only")
     ap.add_argument("--block", type=int, default=500_000, help="rows generated per block")
     args = ap.parse_args(argv)
     t0 = time.monotonic()
@@ -335,13 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     src = AddressSource(IPData.default(), args.seed)
     inbox = args.out / "inbox" / args.day
     inbox.mkdir(parents=True, exist_ok=True)
-    for old in inbox.glob("*.csv"):
+    for old in ([] if args.only_recipients else inbox.glob("*.csv")):
         old.unlink()
     w = np.array([TYPE_WEIGHTS.get(t.name, 0.1) for t in types])
     per_type = np.floor(w / w.sum() * args.events).astype(np.int64)
     per_type[0] += args.events - int(per_type.sum())
     files = []
-    for rtype, n in zip(types, per_type.tolist()):
+    for rtype, n in zip(types, per_type.tolist() if not args.only_recipients else []):
         parts = max(1, -(-n // args.rows_per_file))
         for k in range(parts):
             m = n // parts + (1 if k < n % parts else 0)
@@ -351,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}: {m} rows, {size / 1e6:.1f} MB", file=sys.stderr)
     recipients = make_recipients(src, args.recipients, args.cidrs, args.seed)
     write_toml(args.out / "herald.toml", args.out, recipients)
-    manifest = {"events": args.events, "types": [t.name for t in types], "seed": args.seed, "day": args.day,
+    if args.only_recipients and (args.out / "manifest.json").exists():
+        files = json.loads((args.out / "manifest.json").read_text())["files"]
+    manifest = {"events": sum(f["rows"] for f in files), "types": [t.name for t in types],
+                "seed": args.seed, "day": args.day,
                 "recipients": len(recipients), "cidrs": sum(len(r.get("cidrs", [])) for r in recipients),
                 "files": files, "bytes": sum(f["bytes"] for f in files),
                 "seconds": round(time.monotonic() - t0, 1)}

@@ -47,9 +47,10 @@ import pyarrow.parquet as pq
 
 from herald.config import Settings
 from herald.constituency.recipients import Recipient
-from herald.deliver.eml import build_message
+from herald.deliver.eml import compose_report
 from herald.errors import HeraldError, InputError
-from herald.reports.render import atomic_write, render_csv, report_filename
+from herald.reports.render import (ReportSpool, atomic_write, csv_header, render_lines,
+                                   report_filename, sync_paths)
 from herald.route import Router
 from herald.schema.registry import Registry, ReportType, default_registry
 from herald.sources.shadowserver_csv import QUARANTINE_SCHEMA, Quarantine, iter_file, type_from_filename
@@ -388,33 +389,24 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
         show(f"read {path.name}: {res.report_type}, {res.rows_in} rows, {res.rows_quarantined} quarantined")
     summary.stages["ingest"] = time.monotonic() - t
 
-    # 4-5: route and report, per type.
+    # 4-5: route and report, per type, in bounded batches (see _route_and_report).
     t = time.monotonic()
     written: set[Path] = set()
-    con = duckdb.connect()
-    for type_name in sorted(stored):
-        rtype = registry.get(type_name)
-        files = [str(p) for p in stored[type_name]]
-        table = _distinct_events(con, files, rtype)
-        total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        summary.rows_duplicate += total - table.num_rows
-        assignment = router.route(table, rtype)
-        summary.rows_reported += int(assignment.routed.sum())
-        summary.rows_unrouted += int((~assignment.routed).sum())
-        if len(assignment.recipient):
-            bounds = np.flatnonzero(np.diff(assignment.recipient)) + 1
-            starts = np.concatenate(([0], bounds))
-            ends = np.concatenate((bounds, [len(assignment.recipient)]))
-            for s, e in zip(starts, ends):
-                rcpt = router.recipients[int(assignment.recipient[s])]
-                rows = table.take(pa.array(assignment.event[s:e]))
-                written |= _write_report(settings, day, rtype, rcpt, rows, summary)
-                _checkpoint(f"report:{len(summary.reports)}")
-        show(f"routed {type_name}: {table.num_rows} distinct events, "
-             f"{int(assignment.routed.sum())} reported")
-    con.close()
+    con = _duckdb_connection(paths.data / "tmp" / "duckdb")
+    try:
+        for type_name in sorted(stored):
+            written |= _route_and_report(con, settings, day, registry.get(type_name),
+                                         [str(p) for p in stored[type_name]], router, summary, show)
+    finally:
+        con.close()
     _remove_stale(paths.reports / day, written)
     _remove_stale(paths.outbox / day, written)
+    t_sync = time.monotonic()
+    # Reports and messages were written without a per-file fsync: one flush makes them all durable
+    # before the ledger records them (a crash before this point leaves the run "running"; the
+    # resumed run rewrites any report whose bytes differ).
+    sync_paths({p.parent for p in written})
+    summary.stages["sync"] = time.monotonic() - t_sync
     summary.stages["route_report"] = time.monotonic() - t
     summary.reports.sort(key=lambda r: (r["recipient"], r["type"], r["path"]))
 
@@ -452,14 +444,11 @@ def _record_reports(db, run_id: int, day: str, summary: RunSummary, by_name: dic
     for rep in summary.reports:
         rcpt = by_name.get(rep["recipient"])
         scope = rep.get("operation") or ""
-        with db.session() as s:
-            rid = rcpt.id if rcpt is not None and rcpt.id is not None else None
-            before = None
-            if rid is not None:
-                before = s.scalar(sa.select(ReportRow.sha256).filter_by(
-                    recipient_id=rid, report_type=rep["type"], day=date.fromisoformat(day), scope=scope))
         if rcpt is None or rcpt.id is None:
             continue  # recipients given in code (benchmarks) are not in the database
+        with db.session() as s:
+            before = s.scalar(sa.select(ReportRow.sha256).filter_by(
+                recipient_id=rcpt.id, report_type=rep["type"], day=date.fromisoformat(day), scope=scope))
         report_id = ledger.record_report(db, run_id, rcpt, rep["type"], day, rep["rows"], rep["sha256"],
                                          rep["path"], scope=scope)
         rep["report_id"] = report_id
@@ -475,39 +464,129 @@ def _chain(first, rest):
     yield from rest
 
 
-def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType) -> pa.Table:
-    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order."""
+#: Distinct events per batch of the route/report stage (bounds memory: about 1 KB per row).
+ROUTE_BATCH_ROWS = 500_000
+
+#: Memory DuckDB may use for the day's DISTINCT/ORDER BY before it spills to disk.
+DUCKDB_MEMORY_LIMIT = "700MB"
+
+
+def _duckdb_connection(tmp: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a memory limit and a spill directory (the day's events can be
+    larger than memory: sorting and de-duplicating spill to ``tmp``)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(tmp),
+                                  "threads": max(1, min(os.cpu_count() or 1, 4))})
+
+
+def _distinct_batches(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType,
+                      batch_rows: int = ROUTE_BATCH_ROWS) -> Iterator[pa.Table]:
+    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order
+    (``ORDER BY ALL``), streamed as tables of at most ``batch_rows`` rows of ``rtype.arrow_schema``."""
     cols = ", ".join(f'"{c}"' for c in rtype.columns)
     paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
     rel = con.sql(f"SELECT DISTINCT {cols} FROM read_parquet({paths}, union_by_name=true) ORDER BY ALL")
-    # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table.
-    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-    return fetch().cast(rtype.arrow_schema)
+    # DuckDB 2 names it to_arrow_reader; 1.x fetch_record_batch.
+    reader_of = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+    reader = reader_of(batch_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch]).cast(rtype.arrow_schema)
 
 
-def _write_report(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rows: pa.Table,
-                  summary: RunSummary) -> set[Path]:
+def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType) -> pa.Table:
+    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order."""
+    tables = list(_distinct_batches(con, files, rtype))
+    return pa.concat_tables(tables) if tables else rtype.arrow_schema.empty_table()
+
+
+def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: str, rtype: ReportType,
+                      files: list[str], router: Router, summary: RunSummary, show) -> set[Path]:
+    """Route one type's distinct events of the day and write its reports and messages.
+
+    The distinct events stream from DuckDB in batches of :data:`ROUTE_BATCH_ROWS` rows (DuckDB
+    spills to disk beyond :data:`DUCKDB_MEMORY_LIMIT`), so memory does not grow with the day.  Per
+    batch: route; render every routed row's CSV record once (:func:`render_lines`); one ``take``
+    of the records in (recipient, event) order; each recipient's share is then one contiguous
+    slice of bytes, appended to its report file (:class:`ReportSpool`).  A report's rows come in
+    the same order as the one-table version (batches follow ``ORDER BY ALL``), so its bytes are
+    the same.  Messages (``.eml``) are composed once per report at the end.
+
+    Returns:
+        the paths written (reports, messages, JSON lines).
+    """
     paths = settings.paths
-    name = report_filename(day, rtype, rcpt)
-    data = render_csv(rows, rtype)
-    rpath = paths.reports / day / rcpt.slug / name
-    digest = atomic_write(rpath, data)
+    header = csv_header(rtype)
+    spool = ReportSpool()
+    jsonl = "intelmq" in settings.raw.get("report", {}).get("formats", [])
+    jspool = ReportSpool() if jsonl else None
+    by_path: dict[Path, int] = {}
+    distinct = reported = 0
+    for table in _distinct_batches(con, files, rtype):
+        distinct += table.num_rows
+        assignment = router.route(table, rtype)
+        n_routed = int(assignment.routed.sum())
+        reported += n_routed
+        summary.rows_reported += n_routed
+        summary.rows_unrouted += table.num_rows - n_routed
+        if not len(assignment.recipient):
+            continue
+        # Render only the rows that reach someone, then gather them in (recipient, event) order.
+        routed_rows = np.flatnonzero(assignment.routed)
+        lines = render_lines(table.take(pa.array(routed_rows)), rtype)
+        local = np.searchsorted(routed_rows, assignment.event)
+        taken = lines.take(pa.array(local))
+        offsets = np.frombuffer(taken.buffers()[1], dtype=np.int64)[taken.offset:taken.offset + len(taken) + 1]
+        data = memoryview(taken.buffers()[2])
+        bounds = np.flatnonzero(np.diff(assignment.recipient)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(assignment.recipient)]))
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            rid = int(assignment.recipient[s])
+            rcpt = router.recipients[rid]
+            name = report_filename(day, rtype, rcpt)
+            rpath = paths.reports / day / rcpt.slug / name
+            by_path[rpath] = rid
+            spool.append(rpath, header, data[offsets[s]:offsets[e]], e - s)
+            if jspool is not None:
+                from herald.schema.intelmq import to_intelmq
+
+                rows = table.take(pa.array(assignment.event[s:e]))
+                text = "".join(json.dumps(ev, ensure_ascii=False, sort_keys=True) + "\n"
+                               for ev in to_intelmq(rows, rtype))
+                jspool.append(rpath.with_suffix(".intelmq.jsonl"), b"", text.encode(), e - s)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    summary.rows_duplicate += total - distinct
+    out: set[Path] = set()
+    jfiles = jspool.finish() if jspool is not None else {}
+    for rpath, (digest, rows, _size) in spool.finish().items():
+        rcpt = router.recipients[by_path[rpath]]
+        out |= _write_message(settings, day, rtype, rcpt, rpath, digest, rows, summary,
+                              jfiles.get(rpath.with_suffix(".intelmq.jsonl")))
+        _checkpoint(f"report:{len(summary.reports)}")
+    show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
+         f"{len(out)} files")
+    return out
+
+
+def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rpath: Path,
+                   digest: str, rows: int, summary: RunSummary, jsonl) -> set[Path]:
+    """The ``.eml`` of a written report, and its summary entry.  Returns the paths written."""
+    paths = settings.paths
+    name = rpath.name
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
-    msg = build_message(rcpt, rtype, day, rows.num_rows, name, data, digest, settings.sender, tlp)
+    data = rpath.read_bytes()
+    # compose_report's bytes are what build_message's parsed message gives back (round trip), so
+    # the parse is skipped: it costs more than composing for large reports.
+    msg = compose_report(rcpt, rtype, day, rows, name, data, digest, settings.sender, tlp).as_bytes()
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
-    atomic_write(epath, msg.as_bytes())
+    atomic_write(epath, msg, durable=False)
     out = {rpath, epath}
     entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
-             "rows": rows.num_rows, "path": str(rpath), "sha256": digest,
+             "rows": rows, "path": str(rpath), "sha256": digest,
              "message": str(epath), "tlp": tlp, "operation": rcpt.operation, "email": rcpt.email}
-    if "intelmq" in settings.raw.get("report", {}).get("formats", []):
-        # The same events as IntelMQ event JSON lines, for constituents that run IntelMQ.
-        from herald.schema.intelmq import to_intelmq
-
-        lines = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n"
-                        for e in to_intelmq(rows, rtype))
+    if jsonl is not None:
         jpath = rpath.with_suffix(".intelmq.jsonl")
-        atomic_write(jpath, lines.encode())
         entry["intelmq_path"] = str(jpath)
         out.add(jpath)
     summary.reports.append(entry)

@@ -158,19 +158,20 @@ class Router:
 
     def __init__(self, recipients: list[Recipient]) -> None:
         self.recipients = list(recipients)
-        v4s, v4e, v4r, v6s, v6e, v6r = [], [], [], [], [], []
+        v4s, v4l, v4r, v6s, v6l, v6r = [], [], [], [], [], []
         asn_k, asn_r, cc_k, cc_r = [], [], [], []
         self._domains: dict[str, list[int]] = {}
         for rid, r in enumerate(self.recipients):
+            # Only the network address and prefix length per CIDR (broadcast_address builds an
+            # object per network); the ends are computed vectorized below.
             for net in r.cidrs:
-                first, last = int(net.network_address), int(net.broadcast_address)
                 if net.version == 4:
-                    v4s.append(first)
-                    v4e.append(last + 1)
+                    v4s.append(int(net.network_address))
+                    v4l.append(net.prefixlen)
                     v4r.append(rid)
                 else:
-                    v6s.append(first)
-                    v6e.append(last + 1)
+                    v6s.append(int(net.network_address))
+                    v6l.append(net.prefixlen)
                     v6r.append(rid)
             asn_k.extend(r.asns)
             asn_r.extend([rid] * len(r.asns))
@@ -178,9 +179,11 @@ class Router:
             for d in r.domains:
                 self._domains.setdefault(d.lower().rstrip("."), []).append(rid)
             cc_r.extend([rid] * len(r.countries))
-        self._v4 = _Segments(np.array(v4s, dtype=np.uint64), np.array(v4e, dtype=np.uint64),
-                             np.array(v4r, dtype=np.int32))
-        self._v6 = _Segments(_ints_to_s16(v6s), _ints_to_s16(v6e), np.array(v6r, dtype=np.int32))
+        s4 = np.array(v4s, dtype=np.uint64)
+        e4 = s4 + (np.uint64(1) << (32 - np.array(v4l, dtype=np.uint64)))  # exclusive end
+        v6e = [first + (1 << (128 - plen)) for first, plen in zip(v6s, v6l)]
+        self._v4 = _Segments(s4, e4, np.array(v4r, dtype=np.int32))
+        self._v6 = _Segments(_ints_to_s16(v6s), _ints_to_s16_end(v6e), np.array(v6r, dtype=np.int32))
         self._asn = _KeyIndex(np.array(asn_k, dtype=np.int64), np.array(asn_r, dtype=np.int32))
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))
         self._min_sev = np.array([severity_rank(r.min_severity) for r in self.recipients], dtype=np.int8)
@@ -319,3 +322,9 @@ def operation_mask(table: pa.Table, recipient: Recipient) -> np.ndarray:
 
 def _ints_to_s16(values: list[int]) -> np.ndarray:
     return np.array([v.to_bytes(16, "big") for v in values], dtype="S16")
+
+
+def _ints_to_s16_end(values: list[int]) -> np.ndarray:
+    """Exclusive IPv6 range ends as ``S16`` keys; the end of ``::/0``-adjacent ranges (``2**128``)
+    saturates to the largest key (the last address then cannot be matched, as before)."""
+    return _ints_to_s16([min(v, (1 << 128) - 1) for v in values])
