@@ -618,7 +618,11 @@ def _sqlite_connect(dbapi_conn, _record) -> None:
 
 
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock at the start, waiting up to busy_timeout for it.  A deferred
+    # BEGIN that reads and then writes fails at once with "database is locked" when another
+    # process committed in between (SQLITE_BUSY_SNAPSHOT, https://sqlite.org/isolation.html):
+    # concurrent runs of different days hit exactly that.  In WAL mode readers are not blocked.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def connect_db(url: str) -> Database:
@@ -655,7 +659,17 @@ def open_db(url: str, upgrade: bool | None = None) -> Database:
         upgrade = engine.dialect.name == "sqlite"
     try:
         if upgrade:
-            db.upgrade()
+            if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+                # Several processes may open a new SQLite file at once (runs of different days,
+                # a sensor, the web server): one migrates, the others wait for it.
+                import fcntl
+
+                with open(f"{engine.url.database}.migrate-lock", "a+") as fh:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                    if db.current_revision() != HEAD_REVISION:
+                        db.upgrade()
+            else:
+                db.upgrade()
         else:
             rev = db.current_revision()
             if rev != HEAD_REVISION:
