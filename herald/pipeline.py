@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import re
 import sys
@@ -516,6 +517,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
         the paths written (reports, messages, JSON lines).
     """
     paths = settings.paths
+    _MSG_RECIPIENTS.clear()
     header = csv_header(rtype)
     spool = ReportSpool()
     jsonl = "intelmq" in settings.raw.get("report", {}).get("formats", [])
@@ -559,14 +561,65 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
     summary.rows_duplicate += total - distinct
     out: set[Path] = set()
     jfiles = jspool.finish() if jspool is not None else {}
-    for rpath, (digest, rows, _size) in spool.finish().items():
-        rcpt = router.recipients[by_path[rpath]]
-        out |= _write_message(settings, day, rtype, rcpt, rpath, digest, rows, summary,
-                              jfiles.get(rpath.with_suffix(".intelmq.jsonl")))
+    jobs = [(by_path[rpath], rpath, digest, rows, jfiles.get(rpath.with_suffix(".intelmq.jsonl")))
+            for rpath, (digest, rows, _size) in spool.finish().items()]
+    workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
+    if len(jobs) >= PARALLEL_MESSAGES and workers > 1 and "fork" in mp.get_all_start_methods():
+        # Composing a message (Python's email package) costs milliseconds; with tens of thousands
+        # of reports it is the largest cost of the run, so it is spread over processes.  Each
+        # worker writes its messages and returns the summary entries.
+        global _MSG_CONTEXT
+        _MSG_CONTEXT = (settings, day, rtype, router.recipients)
+        chunks = [jobs[i::workers * 4] for i in range(workers * 4)]
+        try:
+            with mp.get_context("fork").Pool(workers) as pool:
+                for entries, paths_out in pool.imap(_compose_chunk, chunks):
+                    summary.reports.extend(entries)
+                    out |= paths_out
+        finally:
+            _MSG_CONTEXT = None
         _checkpoint(f"report:{len(summary.reports)}")
+    else:
+        for rid, rpath, digest, rows, jsonl_file in jobs:
+            out |= _write_message(settings, day, rtype, router.recipients[rid], rpath, digest, rows,
+                                  summary, jsonl_file)
+            _checkpoint(f"report:{len(summary.reports)}")
     show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
          f"{len(out)} files")
     return out
+
+
+#: Reports of one type from which messages are composed in worker processes.
+PARALLEL_MESSAGES = 256
+#: At most this many message-composing processes.
+MESSAGE_WORKERS = 4
+_MSG_CONTEXT: tuple | None = None
+#: id(recipient) -> (recipient, copy with text CIDRs), for the messages of one run.
+_MSG_RECIPIENTS: dict[int, tuple[Recipient, Recipient]] = {}
+
+
+def _compose_chunk(jobs: list) -> tuple[list[dict], set[Path]]:
+    """Worker: write the messages of ``jobs`` (see :func:`_route_and_report`); returns the summary
+    entries and the paths written."""
+    settings, day, rtype, recipients = _MSG_CONTEXT
+    part = RunSummary(day=day)
+    out: set[Path] = set()
+    for rid, rpath, digest, rows, jsonl_file in jobs:
+        out |= _write_message(settings, day, rtype, recipients[rid], rpath, digest, rows, part,
+                              jsonl_file)
+    return part.reports, out
+
+
+def _message_recipient(rcpt: Recipient) -> Recipient:
+    """``rcpt`` with its CIDRs as text: the message names every network in its body and subject,
+    and ``ipaddress`` formatting of thousands of networks per message is slow (same text)."""
+    if not rcpt.cidrs or isinstance(rcpt.cidrs[0], str):
+        return rcpt
+    hit = _MSG_RECIPIENTS.get(id(rcpt))
+    if hit is None or hit[0] is not rcpt:
+        import dataclasses
+        hit = _MSG_RECIPIENTS[id(rcpt)] = (rcpt, dataclasses.replace(rcpt, cidrs=[str(c) for c in rcpt.cidrs]))
+    return hit[1]
 
 
 def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rpath: Path,
@@ -578,7 +631,8 @@ def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipi
     data = rpath.read_bytes()
     # compose_report's bytes are what build_message's parsed message gives back (round trip), so
     # the parse is skipped: it costs more than composing for large reports.
-    msg = compose_report(rcpt, rtype, day, rows, name, data, digest, settings.sender, tlp).as_bytes()
+    msg = compose_report(_message_recipient(rcpt), rtype, day, rows, name, data, digest,
+                         settings.sender, tlp).as_bytes()
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
     atomic_write(epath, msg, durable=False)
     out = {rpath, epath}
