@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except HeraldError as exc:
         print(f"herald: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable directory, disk full, ...
+        print(f"herald: error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
 

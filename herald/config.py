@@ -37,6 +37,18 @@ from typing import Any
 
 from herald.errors import ConfigError
 
+#: Top-level tables of the configuration file; anything else is a typo and an error.
+KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
+                            "sinkhole", "smtp", "pgp", "mail", "web", "retention"})
+
+#: Keys of the sections read here (other sections are checked by the modules that read them).
+SECTION_KEYS = {
+    "paths": frozenset({"inbox", "data", "reports", "outbox"}),
+    "report": frozenset({"tlp", "sender", "formats"}),
+    "enrich": frozenset({"overwrite", "ipdata"}),
+    "database": frozenset({"url"}),
+}
+
 #: TLP 2.0 labels (FIRST, https://www.first.org/tlp/).
 TLP_LABELS = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 
@@ -92,6 +104,12 @@ def load_settings(path: str | os.PathLike) -> Settings:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (TOML files are UTF-8): {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return settings_from_dict(raw, base=path.parent, path=path)
@@ -104,6 +122,18 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         ConfigError: bad values (unknown TLP label, wrong types).
     """
     where = str(path) if path else "configuration"
+    unknown = sorted(set(raw) - KNOWN_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) or key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(KNOWN_SECTIONS))}")
+    for section, keys in SECTION_KEYS.items():
+        value = raw.get(section, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        extra = sorted(set(value) - keys)
+        if extra:
+            raise ConfigError(f"{where}: [{section}]: unknown key(s) {', '.join(extra)}; "
+                              f"known: {', '.join(sorted(keys))}")
     p = raw.get("paths", {})
     if not isinstance(p, dict):
         raise ConfigError(f"{where}: [paths] must be a table")

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.deliver.eml import compose_report
-from herald.errors import HeraldError, InputError
+from herald.errors import ConfigError, HeraldError, InputError
 from herald.reports.render import (ReportSpool, atomic_write, csv_header, render_lines,
                                    report_filename, sync_paths)
 from herald.route import Router
@@ -96,6 +96,7 @@ class RunSummary:
     paths: dict[str, str] = field(default_factory=dict)
     skipped: bool = False
     previous: dict = field(default_factory=dict)
+    new_inputs: list[str] = field(default_factory=list)
     run_id: int | None = None
 
     @property
@@ -253,6 +254,9 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
     lock = _DayLock(paths.data / "runs" / f"{day}.lock")
     try:
         lock.acquire()  # raises RunInProgress when another process holds the day
+        if not paths.inbox.is_dir():
+            raise ConfigError(f"inbox {paths.inbox} does not exist (paths.inbox in "
+                              f"{settings.path or 'the configuration'})")
         inputs = find_inputs(paths.inbox, day)
         hashes = [(str(p), file_sha256(p)) for p in inputs]
         previous = ledger.last_run(db, day)
@@ -261,6 +265,14 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
             summary = RunSummary(day=day)
             summary.skipped = True
             summary.previous = previous.summary or {}
+            before = {(i.path, i.sha256) for i in previous.inputs}
+            summary.new_inputs = sorted(p for p, h in hashes if (p, h) not in before)
+            return summary
+        if not hashes:
+            # Nothing to do, and nothing recorded: files that arrive later are taken by a later run.
+            summary = RunSummary(day=day)
+            summary.warnings.append(f"no input files for {day} in {paths.inbox} "
+                                    f"(expected {paths.inbox / day}/ or {day}-*.csv)")
             return summary
         if recipients is None:
             sync_config(db, settings)
@@ -345,10 +357,17 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
     show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
     qdir = paths.data / "quarantine" / day
     done_dir = paths.data / "events" / f"date={day}" / "_inputs"
+    seen: dict[str, str] = {}
     for path_s, sha in hashes:
         path = Path(path_s)
         res = InputResult(path=path_s, sha256=sha)
         summary.inputs.append(res)
+        if sha in seen:
+            # The same bytes under two names: read once (its events are the same events).
+            res.error = None
+            summary.warnings.append(f"{path_s}: same content as {seen[sha]}; not read again")
+            continue
+        seen[sha] = path_s
         marker = done_dir / f"{sha[:32]}.json"
         if resume and marker.exists():
             # Stored by an earlier, interrupted run of this day: take its counts, skip the work.
@@ -376,12 +395,21 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
                 res.rows_in = rows_in()
                 res.rows_quarantined = len(quarantine)
                 if len(quarantine):
-                    _write_quarantine(qdir / f"{path.name}.quarantine.csv", quarantine)
+                    # Named by the input's name and content hash: two inputs with the same name
+                    # (in different folders) never share a quarantine file; long names are cut.
+                    _write_quarantine(qdir / f"{path.name[:120]}.{sha[:12]}.quarantine.csv", quarantine)
                 _write_json(marker, {**vars(res), "_parquet": str(out) if out else None})
                 _checkpoint(f"ingest:{len(summary.inputs)}")
             except InputError as exc:
                 res.error = str(exc)
                 summary.errors.append(str(exc))
+                show(f"FAILED {path.name}: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported with its type, the run goes on
+                # Whatever else goes wrong with one input must not stop the others.
+                log.debug("input %s failed", path, exc_info=True)
+                res.error = f"{path}: cannot be read: {type(exc).__name__}: {exc}"
+                summary.errors.append(res.error)
                 show(f"FAILED {path.name}: {exc}")
                 continue
         summary.rows_in += res.rows_in

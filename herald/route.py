@@ -183,7 +183,7 @@ class Router:
         e4 = s4 + (np.uint64(1) << (32 - np.array(v4l, dtype=np.uint64)))  # exclusive end
         v6e = [first + (1 << (128 - plen)) for first, plen in zip(v6s, v6l)]
         self._v4 = _Segments(s4, e4, np.array(v4r, dtype=np.int32))
-        self._v6 = _Segments(_ints_to_s16(v6s), _ints_to_s16_end(v6e), np.array(v6r, dtype=np.int32))
+        self._v6 = _Segments(_ints_to_s17(v6s), _ints_to_s17(v6e), np.array(v6r, dtype=np.int32))
         self._asn = _KeyIndex(np.array(asn_k, dtype=np.int64), np.array(asn_r, dtype=np.int32))
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))
         self._min_sev = np.array([severity_rank(r.min_severity) for r in self.recipients], dtype=np.int8)
@@ -226,7 +226,7 @@ class Router:
             parts_r.append(r)
             m6 = ips.version == 6
             if m6.any():
-                e, r = self._v6.lookup(v6_keys(ips.v6_hi[m6], ips.v6_lo[m6]), rows[m6])
+                e, r = self._v6.lookup(_s16_to_s17(v6_keys(ips.v6_hi[m6], ips.v6_lo[m6])), rows[m6])
                 parts_e.append(e)
                 parts_r.append(r)
         asn_col = rtype.asn_column
@@ -320,11 +320,14 @@ def operation_mask(table: pa.Table, recipient: Recipient) -> np.ndarray:
     return mask
 
 
-def _ints_to_s16(values: list[int]) -> np.ndarray:
-    return np.array([v.to_bytes(16, "big") for v in values], dtype="S16")
+def _ints_to_s17(values: list[int]) -> np.ndarray:
+    """17-byte big-endian keys: one byte more than an IPv6 address, so that the exclusive end of a
+    range reaching ``ffff:...:ffff`` (2**128) fits."""
+    return np.array([v.to_bytes(17, "big") for v in values], dtype="S17")
 
 
-def _ints_to_s16_end(values: list[int]) -> np.ndarray:
-    """Exclusive IPv6 range ends as ``S16`` keys; the end of ``::/0``-adjacent ranges (``2**128``)
-    saturates to the largest key (the last address then cannot be matched, as before)."""
-    return _ints_to_s16([min(v, (1 << 128) - 1) for v in values])
+def _s16_to_s17(keys: np.ndarray) -> np.ndarray:
+    """Widen 16-byte address keys to the 17-byte form of :func:`_ints_to_s17`."""
+    out = np.zeros((len(keys), 17), dtype=np.uint8)
+    out[:, 1:] = keys.view(np.uint8).reshape(-1, 16)
+    return out.view("S17").ravel()

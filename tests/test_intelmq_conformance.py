@@ -250,15 +250,14 @@ def test_harmonization_rule(tmp_path, capsys, changes, present, absent):
     assert event["classification.identifier"] == "accessible-http"
 
 
-def test_herald_keeps_rows_intelmq_rejects(tmp_path, capsys):
-    """A required value IntelMQ rejects (port 123456 is longer than source.port's 5 characters:
-    IntelMQ drops the row) is kept by Herald, raw, in extra (docs/intelmq.md)."""
+def test_out_of_range_port_is_quarantined_not_dropped(tmp_path, capsys):
+    """IntelMQ drops a row whose port is 123456 (longer than source.port allows) without a trace;
+    Herald's source quarantines it with file, line, field and reason (docs/input.md), so the
+    export has no event for it and says why on stderr."""
     status, events, err = _run(capsys, _one_row_file(tmp_path, {"port": "123456"}))
     assert status == 0, err
-    assert len(events) == 1
-    assert "source.port" not in events[0]
-    assert events[0]["extra.port"] == "123456"
-    assert events[0]["source.ip"] == "75.74.78.113"
+    assert events == []
+    assert "quarantined" in err and "'port'" in err and "out of range (0..65535)" in err
 
 
 def test_fuzzy_dates_are_not_guessed(tmp_path, capsys):

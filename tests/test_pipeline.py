@@ -163,7 +163,7 @@ def test_cli_run_summary_json_and_exit_status(repo_root, tmp_path, capsys):
     assert data["rows_quarantined"] == 1 and data["rows_in"] == 174 + 2
     assert any("phish_url" in e for e in data["errors"])
     assert len(data["reports"]) > 5
-    q = (tmp_path / "data/quarantine" / DAY / "scan_ssl.csv.quarantine.csv").read_text()
+    q = next((tmp_path / "data/quarantine" / DAY).glob("scan_ssl.csv.*.quarantine.csv")).read_text()
     assert ',3,"timestamp","not a timestamp' in q
     err = capsys.readouterr().err
     assert "phish_url" in err
@@ -186,3 +186,39 @@ def test_intelmq_json_export_of_reports(repo_root, tmp_path):
     assert len(events) == len(rows) == rep["rows"]
     assert [e["source.ip"] for e in events] == [r["src_ip"] for r in rows]
     assert all(e["classification.taxonomy"] for e in events)
+
+
+def test_missing_inbox_is_an_error_and_nothing_is_recorded(repo_root, tmp_path):
+    settings, _ = example_settings(repo_root, tmp_path, inbox=tmp_path / "no-such-inbox")
+    from herald.errors import ConfigError
+    with pytest.raises(ConfigError) as exc:
+        run_day(settings, DAY)
+    assert "no-such-inbox" in str(exc.value)
+
+
+def test_late_inputs_of_a_done_day_are_reported_not_silently_skipped(repo_root, tmp_path, capsys):
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    _, raw = example_settings(repo_root, tmp_path, inbox)
+    import tomli_w
+    cfg = tmp_path / "herald.toml"
+    cfg.write_text(tomli_w.dumps(raw))
+    assert main(["run", "--config", str(cfg), "--date", DAY]) == 0
+    # a file that arrives after the day ran, and a second copy of an input under another name
+    shutil.copy(Path(repo_root).parent / "shared/samples/shadowserver/scan_ftp.csv", inbox / DAY)
+    assert main(["run", "--config", str(cfg), "--date", DAY]) == 1
+    assert "scan_ftp.csv" in capsys.readouterr().err
+    shutil.copy(inbox / DAY / "scan_http.csv", inbox / DAY / "scan_http-copy.csv")
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    summary = run_day(settings, DAY, force=True)
+    assert summary.reconciles and summary.rows_in == 174 + 2
+    assert any("same content" in w for w in summary.warnings)
+
+
+def test_a_day_without_inputs_records_nothing(repo_root, tmp_path):
+    settings, _ = example_settings(repo_root, tmp_path)
+    summary = run_day(settings, "2026-12-01")
+    assert summary.rows_in == 0 and summary.reports == []
+    assert any("no input files" in w for w in summary.warnings)
+    later = run_day(settings, "2026-12-01")
+    assert not later.skipped

@@ -148,6 +148,18 @@ def test_nested_and_overlapping_cidrs_of_different_recipients():
     assert a.routed.tolist() == [True, True, False, True, False]
 
 
+def test_ranges_reaching_the_top_of_the_address_space():
+    r = [Recipient("top6", "t@x.example", cidrs=[ipaddress.ip_network("8000::/1")]),
+         Recipient("last6", "l@x.example", cidrs=[ipaddress.ip_network("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")]),
+         Recipient("top4", "f@x.example", cidrs=[ipaddress.ip_network("255.255.255.255/32")])]
+    rtype = REG.get("scan_http")
+    ev = {"ip": ["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "8000::", "7fff::1", "255.255.255.255"],
+          "asn": [None] * 4, "geo": [None] * 4, "severity": [None] * 4, "family": [None] * 4,
+          "host": [None] * 4}
+    a = Router(r).route(build_table(rtype, ev), rtype)
+    assert set(zip(a.event.tolist(), a.recipient.tolist())) == {(0, 0), (0, 1), (1, 0), (3, 2)}
+
+
 def test_country_codes():
     codes = country_codes(pa.array(["AT", "at", None, "A", "A1", "ZZ"]))
     assert codes.tolist() == [0 * 26 + 19, 19, -1, -1, -1, 25 * 26 + 25]

@@ -161,3 +161,37 @@ def test_impossible_dates_are_quarantined_not_rolled_over(tmp_path):
     parsed = read_file(write(tmp_path, "scan_http.csv", text))
     assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.2"]
     assert sorted(r["line"] for r in parsed.quarantine.rows) == [2, 4, 5]
+
+
+def test_out_of_range_ports_and_asns_and_leap_seconds_are_quarantined(tmp_path):
+    text = (HEADER + "\n"
+            '"2024-01-02 03:04:05","192.0.2.1","tcp",65536,,,1,"AT",,,0,0\n'
+            '"2024-01-02 03:04:05","192.0.2.2","tcp",-1,,,1,"AT",,,0,0\n'
+            '"2024-01-02 03:04:05","192.0.2.3","tcp",80,,,4294967296,"AT",,,0,0\n'
+            '"2016-12-31 23:59:60","192.0.2.4","tcp",80,,,1,"AT",,,0,0\n'
+            '"2024-01-02 03:04:05","192.0.2.5","tcp",65535,,,4294967295," at ",,,0,0\n')
+    parsed = read_file(write(tmp_path, "scan_http.csv", text))
+    rows = parsed.table.to_pylist()
+    assert [r["ip"] for r in rows] == ["192.0.2.5"] and rows[0]["geo"] == "at"
+    q = {r["line"]: (r["field"], r["reason"]) for r in parsed.quarantine.rows}
+    assert q == {2: ("port", "out of range (0..65535)"), 3: ("port", "out of range (0..65535)"),
+                 4: ("asn", "out of range (0..4294967295)"),
+                 5: ("timestamp", "not a timestamp (expected YYYY-MM-DD HH:MM:SS, UTC)")}
+
+
+def test_header_edge_cases(tmp_path):
+    # only a BOM; a header without a line end; a stray CR in the header; a 200 KiB header field
+    assert read_file(write(tmp_path, "scan_http.csv", b"\xef\xbb\xbf")).rows_in == 0
+    assert read_file(write(tmp_path, "scan_ssl.csv", '"timestamp","ip"')).rows_in == 0
+    # a lone CR ends a line (old Mac files): "x" is a short row, quarantined for its timestamp
+    cr = read_file(write(tmp_path, "scan_dns.csv", '"timestamp","ip"\r"x"\n"2024-01-02 03:04:05","192.0.2.1"\n'))
+    assert cr.rows_in == 2 and cr.table.num_rows == 1 and len(cr.quarantine) == 1
+    big = '"timestamp","' + "x" * 200_000 + '"\n"2024-01-02 03:04:05","y"\n'
+    parsed = read_file(write(tmp_path, "scan_ftp.csv", big))
+    assert parsed.rows_in == 1
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError) as exc:
+        read_file(tmp_path / "scan_http.csv")
+    assert "file not found" in str(exc.value)

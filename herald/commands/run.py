@@ -38,6 +38,10 @@ def run(args) -> int:
               f"{len(prev.get('reports', []))} reports); nothing to do. Use --force to run it again.")
         if args.summary_json and prev:
             atomic_write(args.summary_json, (json.dumps(prev, indent=2, sort_keys=True) + "\n").encode())
+        if summary.new_inputs:
+            print(f"herald: error: {len(summary.new_inputs)} input(s) are new or changed since that run "
+                  f"and were NOT processed (use --force): " + ", ".join(summary.new_inputs), file=sys.stderr)
+            return 1
         return 0
     data = summary.to_dict()
     if args.summary_json:

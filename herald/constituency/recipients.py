@@ -38,6 +38,14 @@ from herald.schema.registry import SEVERITY_LEVELS
 
 KINDS = ("network_owner", "national_cert", "law_enforcement")
 
+#: Keys of a ``[[recipients]]`` table; anything else is a typo (``min_severty``) and an error,
+#: because a silently ignored filter widens what a recipient receives.
+RECIPIENT_KEYS = frozenset({
+    "name", "email", "kind", "asns", "cidrs", "countries", "domains", "report_types", "min_severity",
+    "tlp", "pgp_fingerprint", "operation", "families", "tags", "disabled", "xarf", "digest",
+    "language", "contacts",
+})
+
 _CC_RE = re.compile(r"^[A-Z]{2}$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9-]{1,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -118,6 +126,14 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
     """
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(spec) - RECIPIENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{where} {spec.get('name', '')!r}: unknown key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(RECIPIENT_KEYS))}")
+    for key in ("asns", "cidrs", "countries", "domains", "report_types", "families", "tags"):
+        if key in spec and not isinstance(spec[key], list):
+            raise ConfigError(f"{where} {spec.get('name', '')!r}: {key} must be a list, "
+                              f"for example {key} = [{spec[key]!r}]")
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}: 'name' is required")
@@ -140,9 +156,21 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
     cidrs = []
     for c in spec.get("cidrs", []):
         try:
-            cidrs.append(ipaddress.ip_network(str(c), strict=False))
-        except ValueError:
-            raise ConfigError(f"{where}: cidrs: {c!r} is not an IPv4 or IPv6 network") from None
+            net = ipaddress.ip_network(str(c).strip(), strict=True)
+        except ValueError as exc:
+            hint = ""
+            try:
+                loose = ipaddress.ip_network(str(c).strip(), strict=False)
+                host = str(c).split("/")[0]
+                hint = (f"; it has host bits set: did you mean {loose} or "
+                        f"{host}/{loose.max_prefixlen}?")
+            except ValueError:
+                pass
+            raise ConfigError(f"{where}: cidrs: {c!r} is not an IPv4 or IPv6 network{hint or f' ({exc})'}") from None
+        if net.prefixlen == 0:
+            raise ConfigError(f"{where}: cidrs: {c!r} is the whole address space; a recipient may "
+                              f"only claim networks it is responsible for")
+        cidrs.append(net)
     countries = []
     for cc in spec.get("countries", []):
         cc = str(cc).upper()

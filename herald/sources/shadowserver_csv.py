@@ -62,6 +62,13 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
+
+#: Valid ranges of integer columns by name suffix: TCP/UDP ports (RFC 793/768), 4-byte AS numbers
+#: (RFC 6793).
+_RANGES = {"port": (0, 65535), "asn": (0, 4294967295)}
+
+#: String columns whose surrounding white space is dropped (country codes, severity levels).
+_TRIMMED = frozenset({"geo", "src_geo", "dst_geo", "severity"})
 _TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
 #: Default bytes per CSV block read at once (bounds memory per batch).
@@ -214,7 +221,10 @@ def read_header(path: str) -> list[str]:
     if not head.strip():
         return []
     text = head.decode("utf-8-sig", errors="replace")
-    return next(csv.reader(io.StringIO(text)))
+    if not text.strip():
+        return []  # only a BOM or white space
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 20))
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 def read_file(path: str | os.PathLike, report_type: str | None = None,
@@ -258,10 +268,12 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
     path = str(path)
     rtype = resolve_type(path, report_type, registry)
     report_date = type_from_filename(path)[1]
+    if not os.path.isfile(path):
+        raise InputError("file not found (or not a regular file)", path)
     try:
         header = read_header(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise InputError(f"cannot read CSV header: {exc}", path) from exc
+    except (OSError, csv.Error) as exc:
+        raise InputError(f"cannot read the CSV header: {exc}", path, 1) from exc
     quarantine = Quarantine(path)
     if header:
         dups = sorted({h for h in header if header.count(h) > 1})
@@ -293,7 +305,11 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
                 quoted_strings_can_be_null=False,
             ),
         )
-    except (OSError, pa.ArrowInvalid) as exc:
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):  # a header without a line end and nothing else
+            return
+        raise InputError(f"cannot read CSV: {exc}", path) from exc
+    except OSError as exc:
         raise InputError(f"cannot read CSV: {exc}", path) from exc
 
     index: RecordIndex | None = None
@@ -407,7 +423,14 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             ok = pc.match_substring_regex(col, _INT_RE).to_numpy(zero_copy_only=False)
             flag(~ok & ~empty, col, col_name, "not an integer")
             clean = pc.if_else(pa.array(ok), pc.utf8_trim_whitespace(col), pa.nulls(n, pa.string()))
-            out[col_name] = pc.cast(pc.utf8_ltrim(clean, "+"), pa.int64())
+            values = pc.cast(pc.utf8_ltrim(clean, "+"), pa.int64())
+            bounds = _RANGES.get(col_name.rsplit("_", 1)[-1])
+            if bounds:
+                lo_, hi_ = bounds
+                outside = pc.fill_null(pc.or_(pc.less(values, lo_), pc.greater(values, hi_)), False)
+                flag(outside.to_numpy(zero_copy_only=False), col, col_name,
+                     f"out of range ({lo_}..{hi_})")
+            out[col_name] = values
         elif col_name in IP_COLUMNS:
             # Valid addresses are rewritten in canonical form; other text (a CIDR in a blocklist,
             # a malformed address) is kept as given, as IntelMQ keeps it: such an event cannot be
@@ -416,6 +439,9 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             out[col_name] = pc.if_else(pa.array(parsed.version > 0), parsed.text,
                                        pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), col))
         else:
+            if col_name in _TRIMMED:
+                col = pc.utf8_trim_whitespace(col)
+                empty = pc.equal(pc.utf8_length(col), 0).to_numpy(zero_copy_only=False)
             out[col_name] = pc.if_else(pa.array(empty), pa.nulls(n, pa.string()), col)
     for col_name in extra_cols:
         col = batch.column(col_name)
@@ -467,5 +493,5 @@ def _impossible(base: pa.Array) -> np.ndarray:
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
     month_ok = (mo >= 1) & (mo <= 12)
     days = _MONTH_DAYS[np.where(month_ok, mo, 1)] + ((mo == 2) & leap)
-    valid = month_ok & (d >= 1) & (d <= days) & (hh <= 23) & (mm <= 59) & (ss <= 60)
+    valid = month_ok & (d >= 1) & (d <= days) & (hh <= 23) & (mm <= 59) & (ss <= 59)
     return ~valid
