@@ -552,14 +552,25 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
     jspool = ReportSpool() if jsonl else None
     by_path: dict[Path, int] = {}
     distinct = reported = 0
-    for table in _distinct_batches(con, files, rtype):
+    st = summary.stages
+    batches = _distinct_batches(con, files, rtype)
+    while True:
+        t0 = time.monotonic()
+        table = next(batches, None)
+        t1 = time.monotonic()
+        st["distinct"] = st.get("distinct", 0.0) + (t1 - t0)
+        if table is None:
+            break
         distinct += table.num_rows
         assignment = router.route(table, rtype)
+        t0 = time.monotonic()
+        st["route"] = st.get("route", 0.0) + (t0 - t1)
         n_routed = int(assignment.routed.sum())
         reported += n_routed
         summary.rows_reported += n_routed
         summary.rows_unrouted += table.num_rows - n_routed
         if not len(assignment.recipient):
+            st["reports"] = st.get("reports", 0.0) + (time.monotonic() - t0)
             continue
         # Render only the rows that reach someone, then gather them in (recipient, event) order.
         routed_rows = np.flatnonzero(assignment.routed)
@@ -585,6 +596,8 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
                 text = "".join(json.dumps(ev, ensure_ascii=False, sort_keys=True) + "\n"
                                for ev in to_intelmq(rows, rtype))
                 jspool.append(rpath.with_suffix(".intelmq.jsonl"), b"", text.encode(), e - s)
+        st["reports"] = st.get("reports", 0.0) + (time.monotonic() - t0)
+    t0 = time.monotonic()
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     summary.rows_duplicate += total - distinct
     out: set[Path] = set()
@@ -612,6 +625,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
             out |= _write_message(settings, day, rtype, router.recipients[rid], rpath, digest, rows,
                                   summary, jsonl_file)
             _checkpoint(f"report:{len(summary.reports)}")
+    st["messages"] = st.get("messages", 0.0) + (time.monotonic() - t0)
     show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
          f"{len(out)} files")
     return out
