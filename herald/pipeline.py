@@ -176,8 +176,11 @@ def _open_input(path: Path, registry: Registry) -> tuple[ReportType, Quarantine,
         missing = [c for c in rtype.columns if c not in table.column_names]
         if missing:
             raise InputError(f"columns missing: {', '.join(missing)}", str(path))
+        extras = [c for c in table.column_names if c not in rtype.column_types]
         try:
-            table = table.select(list(rtype.columns)).cast(rtype.arrow_schema)
+            # The type's columns with its types, then any extra columns as strings (as for CSV).
+            table = table.select(list(rtype.columns) + extras).cast(pa.schema(
+                list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extras]))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise InputError(f"columns do not have the report type's types: {exc}", str(path)) from exc
         return rtype, Quarantine(str(path)), iter(table.to_batches()), "parquet", lambda: table.num_rows

@@ -82,3 +82,7 @@ def test_sinkholed_victims_reach_the_right_recipients(tmp_path):
         assert all(row["src_ip"] == LO for row in rows)
         if rtype == "event4_sinkhole_http":
             assert sorted(row["http_url"] for row in rows) == [f"/gate.php?id={i}" for i in range(5)]
+    # the request method, which has no Shadowserver column, is kept in the event store
+    import pyarrow.parquet as pq
+    stored = pq.read_table(next((tmp_path / "data/events").rglob("type=event4_sinkhole_http/*.parquet")))
+    assert set(stored.column("http_method").to_pylist()) == {"GET"}

@@ -53,11 +53,17 @@ def day_of(us: int) -> str:
     return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def rows_to_table(rtype: ReportType, rows: list[dict[str, Any]]) -> pa.Table:
-    """Build a table with exactly ``rtype.arrow_schema`` from row dicts.
+#: Sensor columns beyond the Shadowserver schema, kept as strings after the type's columns (the
+#: daily run keeps extra columns of an input, as it does for CSV files).
+EXTRA_COLUMNS = ("http_method",)
 
-    ``timestamp`` values are integer microseconds (UTC); missing columns are null; keys that are not
-    columns of the type are ignored.
+
+def rows_to_table(rtype: ReportType, rows: list[dict[str, Any]]) -> pa.Table:
+    """Build a table with ``rtype.arrow_schema`` from row dicts, followed by the
+    :data:`EXTRA_COLUMNS` that the rows carry (strings).
+
+    ``timestamp`` values are integer microseconds (UTC); missing columns are null; other keys that
+    are not columns of the type are ignored.
 
     Raises:
         pyarrow.ArrowInvalid / ArrowTypeError: a value does not fit its column type.
@@ -83,6 +89,11 @@ def rows_to_table(rtype: ReportType, rows: list[dict[str, Any]]) -> pa.Table:
             elif pa.types.is_string(f.type):
                 values = [v if v is None or isinstance(v, str) else str(v) for v in values]
             arrays.append(pa.array(values, type=f.type))
+    for name in EXTRA_COLUMNS:
+        if name in present and name not in schema.names:
+            schema = schema.append(pa.field(name, pa.string()))
+            arrays.append(pa.array([None if r.get(name) is None else str(r.get(name)) for r in rows],
+                                   type=pa.string()))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -28,7 +28,9 @@ default), ``dst_ip``, ``dst_port``, ``infection``, ``family``, ``tag``, ``applic
 ``https``), ``version`` (``HTTP/1.1``...), ``http_url`` (request target as sent), ``http_host`` (Host
 without port, lower case), ``http_agent``, ``http_referer``, ``forwarded_by`` (``X-Forwarded-For``),
 ``ssl_cipher`` and ``ssl_servername`` (SNI) for HTTPS.  The request method has no column in the
-Shadowserver schema and is not stored.
+Shadowserver schema: it is stored as the extra column ``http_method`` (see
+:data:`herald.sensors.batch.EXTRA_COLUMNS`), kept in the event store and the IntelMQ export
+(``extra.http_method``), not in the CSV report.
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ class HttpSinkhole:
                 method, target, version, headers = head
                 # Recorded as soon as the header is complete: a bot whose body is too large, malformed
                 # or too slow has still called in.  Always before the response is sent.
-                self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers)
+                self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers,
+                             method)
                 keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
                 if (version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
                         and ("transfer-encoding" in headers
@@ -354,7 +357,8 @@ class HttpSinkhole:
             n -= len(chunk)
 
     def _record(self, scheme: str, src_ip: str, src_port: int, dst_ip: str, dst_port: int,
-                sni: str | None, cipher: str | None, target: str, version: str, headers: dict[str, str]) -> None:
+                sni: str | None, cipher: str | None, target: str, version: str, headers: dict[str, str],
+                method: str | None = None) -> None:
         host = headers.get("host")
         host_name = None
         if host:
@@ -388,5 +392,6 @@ class HttpSinkhole:
             "forwarded_by": truncate(headers.get("x-forwarded-for"), lim),
             "ssl_cipher": cipher,
             "ssl_servername": truncate(sni, lim),
+            "http_method": truncate(method, 16),
         })
         self.stats["requests"] += 1
