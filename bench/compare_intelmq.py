@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", type=Path,
                     default=ROOT / "var/bench/100k/inbox/2026-11-30/2026-11-30-event4_sinkhole_http-bench-0.csv")
+    ap.add_argument("--large", type=Path,
+                    default=ROOT / "var/bench/1m/inbox/2026-11-30/2026-11-30-event4_sinkhole_http-bench-0.csv",
+                    help="a larger file of the same type for Herald's steady-state rate (if present)")
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--chunk", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -131,17 +134,22 @@ def main(argv: list[str] | None = None) -> int:
         imq = [run_intelmq(py, sample, args.chunk) for _ in range(args.repeats)]
         her = [run_herald(sample) for _ in range(args.repeats)]
         full = [run_herald(args.file) for _ in range(args.repeats)]
+        large = [run_herald(args.large) for _ in range(args.repeats)] if args.large.exists() else []
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     med = lambda rs: statistics.median(r["events"] / r["seconds"] for r in rs)  # noqa: E731
     i_eps, h_eps, f_eps = med(imq), med(her), med(full)
-    print(json.dumps({"intelmq": imq, "herald_sample": her, "herald_full": full}))
+    print(json.dumps({"intelmq": imq, "herald_sample": her, "herald_full": full, "herald_large": large}))
     print(f"file: {args.file.name}, {args.rows} rows (IntelMQ reports of {args.chunk} lines)")
     print(f"IntelMQ 3.5.0 ShadowserverParserBot (library mode): {i_eps:,.0f} events/s "
           f"({imq[0]['events']} events, {imq[0]['errors']} errors)")
     print(f"Herald read_file, same rows: {h_eps:,.0f} events/s; whole file "
           f"({full[0]['events']:,} rows): {f_eps:,.0f} events/s")
     print(f"ratio Herald/IntelMQ: {h_eps / i_eps:,.0f}x (same rows), {f_eps / i_eps:,.0f}x (whole file)")
+    if large:
+        l_eps = med(large)
+        print(f"Herald read_file, {args.large.name} ({large[0]['events']:,} rows): {l_eps:,.0f} events/s "
+              f"= {l_eps / i_eps:,.0f}x IntelMQ")
     return 0
 
 

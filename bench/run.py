@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--cli", action="store_true", help="also time `herald run` (with DB sync) once")
     ap.add_argument("--stages-only", action="store_true", help="only arrow_csv and enrich_route")
+    ap.add_argument("--no-stages", action="store_true", help="only the run (no arrow_csv, enrich_route)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -216,12 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         d = _ensure(args.root, size)
         runs, arrow, er = [], [], []
         for i in range(args.repeats):
-            arrow.append(_run_child("arrow_csv", d))
-            er.append(_run_child("enrich_route", d))
+            if not args.no_stages:
+                arrow.append(_run_child("arrow_csv", d))
+                er.append(_run_child("enrich_route", d))
             if not args.stages_only:
                 runs.append(_run_child("run", d))
             print(f"  {size} repeat {i + 1}: run {runs[-1].get('seconds') if runs else '-'}s "
-                  f"arrow {arrow[-1].get('seconds')}s enrich+route {er[-1].get('seconds')}s",
+                  f"arrow {arrow[-1].get('seconds') if arrow else '-'}s "
+                  f"enrich+route {er[-1].get('seconds') if er else '-'}s",
                   file=sys.stderr, flush=True)
         res = {"run": runs, "arrow_csv": arrow, "enrich_route": er}
         if args.cli:
