@@ -91,20 +91,24 @@ def parse_ips(values: pa.Array | pa.ChunkedArray) -> ParsedIPs:
         version[idx[~has_colon]] = -1
         v6_idx = idx[has_colon]
         if len(v6_idx):
-            uniq, inverse = np.unique(np.asarray(s.take(pa.array(v6_idx)).to_pylist(), dtype=object),
-                                      return_inverse=True)
+            enc = pc.dictionary_encode(s.take(pa.array(v6_idx)))
+            uniq = enc.dictionary.to_pylist()
+            inverse = enc.indices.to_numpy(zero_copy_only=False)
             hi = np.zeros(len(uniq), dtype=np.uint64)
             lo = np.zeros(len(uniq), dtype=np.uint64)
             ok = np.zeros(len(uniq), dtype=bool)
             canon = np.empty(len(uniq), dtype=object)
+            cache = _V6_CACHE
             for j, t in enumerate(uniq):
-                try:
-                    packed = socket.inet_pton(socket.AF_INET6, t.split("%", 1)[0])
-                except (OSError, ValueError):
+                hit = cache.get(t)
+                if hit is None:
+                    hit = _parse_v6(t)
+                    if len(cache) >= _V6_CACHE_MAX:
+                        cache.clear()
+                    cache[t] = hit
+                if hit[2] is None:
                     continue
-                hi[j] = int.from_bytes(packed[:8], "big")
-                lo[j] = int.from_bytes(packed[8:], "big")
-                canon[j] = str(ipaddress.IPv6Address(packed))
+                hi[j], lo[j], canon[j] = hit
                 ok[j] = True
             version[v6_idx] = np.where(ok[inverse], 6, -1)
             v6_hi[v6_idx] = hi[inverse]
@@ -117,6 +121,22 @@ def parse_ips(values: pa.Array | pa.ChunkedArray) -> ParsedIPs:
             text = pc.if_else(pa.array(mask6), pa.array(canon_full, type=pa.string()), text)
     text = pc.if_else(pa.array(version > 0), text, pa.nulls(n, pa.string()))
     return ParsedIPs(version=version, v4=v4, v6_hi=v6_hi, v6_lo=v6_lo, text=text)
+
+
+#: IPv6 text -> (hi, lo, canonical text or None): the same addresses recur across batches and
+#: stages (parse, enrich, route), and Python's formatting is the costly part of IPv6 parsing.
+_V6_CACHE: dict[str, tuple[int, int, str | None]] = {}
+_V6_CACHE_MAX = 1 << 20
+
+
+def _parse_v6(t: str) -> tuple[int, int, str | None]:
+    """``(hi, lo, RFC 5952 text)`` of one IPv6 text, ``(0, 0, None)`` when it is not one."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, t.split("%", 1)[0])
+    except (OSError, ValueError):
+        return 0, 0, None
+    return (int.from_bytes(packed[:8], "big"), int.from_bytes(packed[8:], "big"),
+            str(ipaddress.IPv6Address(packed)))
 
 
 def format_v4(v4: np.ndarray) -> list[str]:
