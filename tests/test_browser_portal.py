@@ -21,16 +21,7 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
 PW = "correct horse battery"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def cheap_argon2():
-    """Argon2id with small costs: the tests hash dozens of passwords on a busy 2-core machine.
-    The production parameters are argon2-cffi's defaults (RFC 9106 low-memory profile)."""
-    from argon2 import PasswordHasher
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1))
-        mp.setattr(users, "_dummy", [])
-        yield
+from tests.web_fixtures import cheap_argon2  # noqa: E402,F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")
