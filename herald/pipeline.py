@@ -497,10 +497,10 @@ def _chain(first, rest):
 
 
 #: Distinct events per batch of the route/report stage (bounds memory: about 1 KB per row).
-ROUTE_BATCH_ROWS = 500_000
+ROUTE_BATCH_ROWS = 250_000
 
 #: Memory DuckDB may use for the day's DISTINCT/ORDER BY before it spills to disk.
-DUCKDB_MEMORY_LIMIT = "700MB"
+DUCKDB_MEMORY_LIMIT = "500MB"
 
 
 def _duckdb_connection(tmp: Path) -> duckdb.DuckDBPyConnection:
