@@ -170,8 +170,8 @@ def render_lines(table: pa.Table, rtype: ReportType) -> pa.Array:
     offsets = np.empty(n + 1, dtype=np.int64)
     offsets[0] = 0
     offsets[1:] = ends + 1
-    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets),
-                                                        pa.py_buffer(bytes(data))])
+    # The writer's buffer itself becomes the data buffer (no copy of the batch's CSV bytes).
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 class ReportSpool:
