@@ -222,3 +222,19 @@ def test_a_day_without_inputs_records_nothing(repo_root, tmp_path):
     assert any("no input files" in w for w in summary.warnings)
     later = run_day(settings, "2026-12-01")
     assert not later.skipped
+
+
+def test_unchanged_configuration_is_not_imported_again_but_a_new_database_is(repo_root, tmp_path):
+    from herald.constituency.sync import sync_config
+    from herald.store.db import open_db
+    settings, _ = example_settings(repo_root, tmp_path)
+    db = open_db(settings.database_url)
+    assert sync_config(db, settings)["skipped"] is False
+    assert sync_config(db, settings)["skipped"] is True
+    db.dispose()
+    (tmp_path / "data" / "herald.db").unlink()
+    db = open_db(settings.database_url)
+    assert sync_config(db, settings)["skipped"] is False  # the database was recreated
+    settings.raw["recipients"][0]["asns"] = [7922, 64496]
+    assert sync_config(db, settings)["skipped"] is False  # the file changed
+    db.dispose()

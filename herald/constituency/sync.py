@@ -19,6 +19,8 @@ the database.  The daily run calls :func:`sync_config` and then :func:`routing_r
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date
 from typing import Any
 
@@ -27,6 +29,7 @@ from herald.constituency import operations as ops
 from herald.constituency.recipients import Recipient
 from herald.constituency.repository import import_recipients, load_recipients
 from herald.errors import ConfigError
+from herald.reports.render import atomic_write
 from herald.store.db import Database, NotFound
 
 _OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description", "partners"}
@@ -35,14 +38,27 @@ _OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description"
 def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict[str, Any]:
     """Import the configuration's recipients and operations into ``db`` (idempotent).
 
+    The import is skipped when the configuration's tables are unchanged since the last import into
+    the same database (a hash in ``<data>/.config-sync``).
+
     Returns:
-        ``{"recipients": ImportResult, "operations_added": [names]}``.
+        ``{"recipients": ImportResult or None when skipped, "operations_added": [names],
+        "skipped": bool}``.
 
     Raises:
         ConfigError: an invalid table, naming the file and the entry; an operation whose stored
             definition differs from the file (operations are changed with ``herald operations``).
     """
     where = str(settings.path or "configuration")
+    # Importing a large constituency (hundreds of thousands of CIDRs) takes minutes; when the
+    # configuration's tables are unchanged since the last import into this database, skip it.
+    # (An admin's later decision on a configuration filter then also stands until the file changes.)
+    digest = hashlib.sha256(json.dumps(
+        [str(db.engine.url), settings.recipients_spec, settings.raw.get("operations", [])],
+        sort_keys=True, default=str).encode()).hexdigest()
+    marker = settings.paths.data / ".config-sync"
+    if marker.exists() and marker.read_text().strip() == digest and _all_present(db, settings):
+        return {"recipients": None, "operations_added": [], "skipped": True}
     for i, spec in enumerate(settings.recipients_spec):
         bad = {"operation", "families", "tags"} & set(spec)
         if bad:
@@ -84,7 +100,23 @@ def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict
                 raise ConfigError(f"{label} partners[{j}]: needs 'recipient' and 'countries'")
             ops.add_partner(db, name, p["recipient"], p["countries"], actor,
                             reason="listed in the configuration")
-    return {"recipients": result, "operations_added": added}
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(marker, (digest + "\n").encode())
+    return {"recipients": result, "operations_added": added, "skipped": False}
+
+
+def _all_present(db: Database, settings: Settings) -> bool:
+    """Every configured recipient and operation exists in ``db`` (a database recreated at the same
+    URL must be imported again)."""
+    import sqlalchemy as sa
+
+    from herald.store.db import OperationRow, RecipientRow
+
+    with db.session() as s:
+        names = set(s.scalars(sa.select(RecipientRow.name)))
+        ops_ = set(s.scalars(sa.select(OperationRow.name)))
+    return ({str(r.get("name", "")).strip() for r in settings.recipients_spec} <= names
+            and {str(o.get("name", "")) for o in settings.raw.get("operations", [])} <= ops_)
 
 
 def routing_recipients(db: Database, day: str | date) -> list[Recipient]:
