@@ -120,15 +120,18 @@ def _spawn(cmd: list[str]) -> dict:
     """Run ``cmd``; its last stdout line parsed as JSON, plus ``peak_rss_mb``, ``wall`` and
     ``returncode``."""
     t = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=null, cwd=ROOT)
+    import tempfile
+    with tempfile.TemporaryFile() as errf:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, cwd=ROOT)
         out = proc.stdout.read()
         _, status, ru = os.wait4(proc.pid, 0)
+        errf.seek(0)
+        err = errf.read()[-4000:].decode(errors="replace")
     proc.returncode = os.waitstatus_to_exitcode(status)
     try:
         res = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
-        res = {"error": out.decode()[-2000:]}
+        res = {"error": err or out.decode()[-2000:]}
     res["wall"] = time.monotonic() - t
     res["peak_rss_mb"] = ru.ru_maxrss / 1024  # Linux: kilobytes
     res["returncode"] = proc.returncode
