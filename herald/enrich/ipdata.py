@@ -82,6 +82,18 @@ def _lines(text: str) -> pa.Array:
     return pc.utf8_rtrim(pa.array(lines, type=pa.string()), "\r")
 
 
+def _data_lines(lines: pa.Array, comment_re: str) -> tuple[np.ndarray, pa.Array]:
+    """The non-blank, non-comment lines of a text file, trimmed.
+
+    Returns:
+        ``(idx, rows)``: ``int64[K]`` 0-based line indices and the ``K`` trimmed lines.
+    """
+    s = pc.utf8_trim_whitespace(lines)
+    skip = pc.or_(pc.equal(s, ""), pc.match_substring_regex(s, comment_re)).to_numpy(zero_copy_only=False)
+    idx = np.flatnonzero(~skip)
+    return idx, s.take(pa.array(idx, type=pa.int64()))
+
+
 def _date_from(text: str | None) -> str | None:
     """``YYYY-MM-DD`` from the first plausible ``YYYYMMDD`` in ``text``, else ``None``."""
     for m in re.finditer(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)", text or ""):
@@ -272,10 +284,7 @@ class IPData:
         path = Path(path)
         text = _read_text(path)
         lines = _lines(text)
-        s = pc.utf8_trim_whitespace(lines)
-        skip = pc.or_(pc.equal(s, ""), pc.match_substring_regex(s, r"^[;#]")).to_numpy(zero_copy_only=False)
-        data_idx = np.flatnonzero(~skip)
-        data = s.take(pa.array(data_idx, type=pa.int64()))
+        data_idx, data = _data_lines(lines, r"^[;#]")
         parts = pc.extract_regex(data, r"^(?P<prefix>[^\s]+)\s+(?P<asn>[^\s]+)$")
         prefix = pc.struct_field(parts, "prefix")
         asn_txt = pc.struct_field(parts, "asn")
@@ -334,10 +343,7 @@ class IPData:
         path = Path(path)
         text = _read_text(path)
         lines = _lines(text)
-        s = pc.utf8_trim_whitespace(lines)
-        skip = pc.or_(pc.equal(s, ""), pc.match_substring_regex(s, r"^#")).to_numpy(zero_copy_only=False)
-        idx = np.flatnonzero(~skip)
-        rows = s.take(pa.array(idx, type=pa.int64()))
+        idx, rows = _data_lines(lines, r"^#")
         fields = pc.split_pattern(rows, "|")
         nf = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
 
