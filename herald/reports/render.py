@@ -177,44 +177,82 @@ def render_lines(table: pa.Table, rtype: ReportType) -> pa.Array:
 class ReportSpool:
     """Report files assembled across batches, written to a temporary name beside the final one.
 
-    :meth:`append` adds records (bytes) to a report, writing its header first; :meth:`finish`
-    renames every report into place (leaving a file that already has the same content untouched)
-    and returns what was written.  Files are not ``fsync``-ed: call :func:`sync_paths` on
-    :attr:`dirs` before recording the reports as done.  Memory: one SHA-256 state per report.
+    :meth:`append` adds records (bytes) to a report, with its header first; :meth:`finish` writes
+    every report into place (leaving a file that already has the same content untouched) and
+    returns what was written.
+
+    Records are buffered in memory up to ``buffer_bytes`` in all; when the buffers grow past it,
+    the largest reports are appended to their temporary files (``.<name>.part``) until half the
+    budget is free.  Most reports are small and are therefore written with one ``open`` each, at
+    :meth:`finish`; the few large ones stream to disk and never hold more than the budget.  Files
+    are not ``fsync``-ed: call :func:`sync_paths` on :attr:`dirs` before recording the reports as
+    done.  Memory: at most ``buffer_bytes`` of records, plus one SHA-256 state per report.
+
+    Args:
+        buffer_bytes: the buffer budget in bytes (default 128 MiB).
     """
 
-    def __init__(self) -> None:
-        self._open: dict[Path, list] = {}  # final path -> [tmp path, sha256, rows, bytes]
+    def __init__(self, buffer_bytes: int = 128 << 20) -> None:
+        # final path -> [tmp path or None (nothing on disk yet), sha256, rows, bytes, [chunks], buffered]
+        self._open: dict[Path, list] = {}
         self.dirs: set[Path] = set()
+        self.buffer_bytes = buffer_bytes
+        self._buffered = 0
 
     def append(self, path: Path, header: bytes, data, rows: int) -> None:
-        """Append ``data`` (``rows`` records, bytes-like) to the report at ``path``."""
+        """Append ``data`` (``rows`` records, bytes-like; copied) to the report at ``path``."""
         st = self._open.get(path)
         if st is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self.dirs.add(path.parent)
-            tmp = path.with_name(f".{path.name}.part")
-            st = self._open[path] = [tmp, hashlib.sha256(header), 0, len(header)]
-            mode, first = "wb", header
-        else:
-            mode, first = "ab", b""
-        with open(st[0], mode) as fh:
-            if first:
-                fh.write(first)
-            fh.write(data)
-        st[1].update(data)
+            st = self._open[path] = [None, hashlib.sha256(header), 0, len(header), [header], len(header)]
+            self._buffered += len(header)
+        chunk = bytes(data)
+        st[1].update(chunk)
         st[2] += rows
-        st[3] += len(data)
+        st[3] += len(chunk)
+        st[4].append(chunk)
+        st[5] += len(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > self.buffer_bytes:
+            self._spill()
+
+    def _spill(self) -> None:
+        """Append the largest buffers to their temporary files until half the budget is free."""
+        for path, st in sorted(self._open.items(), key=lambda kv: -kv[1][5]):
+            if self._buffered <= self.buffer_bytes // 2 or not st[5]:
+                break
+            self._flush(path, st)
+
+    def _flush(self, path: Path, st: list) -> None:
+        if st[0] is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            st[0] = path.with_name(f".{path.name}.part")
+            mode = "wb"
+        else:
+            mode = "ab"
+        with open(st[0], mode) as fh:
+            fh.writelines(st[4])
+        self._buffered -= st[5]
+        st[4], st[5] = [], 0
 
     def finish(self) -> dict[Path, tuple[str, int, int]]:
-        """Rename every report into place.  Returns ``{path: (sha256 hex, rows, bytes)}``."""
+        """Write every report into place.  Returns ``{path: (sha256 hex, rows, bytes)}``."""
         out: dict[Path, tuple[str, int, int]] = {}
-        for path, (tmp, h, rows, size) in self._open.items():
+        made: set[Path] = set()
+        for path, st in self._open.items():
+            tmp, h, rows, size = st[0], st[1], st[2], st[3]
             digest = h.hexdigest()
             if _same_content(path, size, digest):
-                tmp.unlink()
+                if tmp is not None:
+                    tmp.unlink()
             else:
-                os.replace(tmp, path)
+                if path.parent not in made:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(path.parent)
+                self._flush(path, st)
+                os.replace(st[0], path)
             out[path] = (digest, rows, size)
+            self._buffered -= st[5]
         self._open.clear()
+        self._buffered = 0
         return out
