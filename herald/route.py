@@ -113,19 +113,35 @@ def _expand(rows: np.ndarray, start: np.ndarray, counts: np.ndarray, members: np
 
 
 class _KeyIndex:
-    """Sorted (key, recipient) pairs for exact-match filters (ASNs, country codes)."""
+    """Exact-match filters (ASNs, country codes): the distinct keys, sorted, each with the
+    recipients that list it (CSR layout: ``members[offsets[i]:offsets[i + 1]]`` for ``keys[i]``).
+
+    Args:
+        keys: ``int[M]`` filter values (``int64`` ASNs, ``int32`` country codes), repeats allowed.
+        rids: ``int32[M]`` the recipient of each value.
+    """
 
     def __init__(self, keys: np.ndarray, rids: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
         order = np.lexsort((rids, keys))
-        self.keys = keys[order]
-        self.rids = rids[order].astype(np.int32)
+        keys, rids = keys[order], np.asarray(rids)[order].astype(np.int32)
+        keep = np.ones(len(keys), dtype=bool)
+        keep[1:] = (keys[1:] != keys[:-1]) | (rids[1:] != rids[:-1])
+        keys, rids = keys[keep], rids[keep]
+        self.keys, counts = np.unique(keys, return_counts=True)
+        self.offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        self.members = rids
 
     def lookup(self, keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, recipient) pairs for the values ``keys`` (``int[K]``) of rows ``rows``."""
         if len(self.keys) == 0 or len(keys) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int32)
-        lo = np.searchsorted(self.keys, keys, "left")
-        hi = np.searchsorted(self.keys, keys, "right")
-        return _expand(rows, lo, hi - lo, self.rids)
+        pos = np.searchsorted(self.keys, keys)
+        pos[pos == len(self.keys)] = 0
+        hit = self.keys[pos] == keys
+        start = self.offsets[pos]
+        counts = np.where(hit, self.offsets[pos + 1] - start, 0)
+        return _expand(rows, start, counts, self.members)
 
 
 def country_codes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -188,6 +204,7 @@ class Router:
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))
         self._min_sev = np.array([severity_rank(r.min_severity) for r in self.recipients], dtype=np.int8)
         self._scoped = [rid for rid, r in enumerate(self.recipients) if r.families or r.tags]
+        self._type_masks: dict[str, np.ndarray] = {}
 
     def _domain_pairs(self, column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """(row, recipient) pairs of a host-name column, matching per distinct value."""
@@ -204,9 +221,12 @@ class Router:
         return _expand(rows, starts[idx], counts[idx], members)
 
     def type_mask(self, rtype: ReportType) -> np.ndarray:
-        """``bool[R]``: recipients that take report type ``rtype``."""
-        return np.array([not r.report_types or rtype.name in r.report_types for r in self.recipients],
-                        dtype=bool)
+        """``bool[R]``: recipients that take report type ``rtype`` (computed once per type)."""
+        mask = self._type_masks.get(rtype.name)
+        if mask is None:
+            mask = self._type_masks[rtype.name] = np.array(
+                [not r.report_types or rtype.name in r.report_types for r in self.recipients], dtype=bool)
+        return mask
 
     def route(self, table: pa.Table, rtype: ReportType) -> Assignment:
         """Route the rows of ``table`` (a normalized, enriched table of type ``rtype``).
@@ -292,11 +312,15 @@ def event_severity(table: pa.Table, rtype: ReportType) -> np.ndarray:
     default = severity_rank(rtype.default_severity)
     if "severity" not in table.column_names:
         return np.full(n, default, dtype=np.int8)
-    col = pc.utf8_lower(pc.fill_null(table.column("severity"), ""))
-    out = np.full(n, default, dtype=np.int8)
-    for rank, level in enumerate(SEVERITY_LEVELS):
-        out[pc.equal(col, level).to_numpy(zero_copy_only=False)] = rank
-    return out
+    col = table.column("severity")
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    # Per distinct value (a handful), not per row.
+    enc = pc.dictionary_encode(col.cast(pa.string()))
+    ranks = {level: rank for rank, level in enumerate(SEVERITY_LEVELS)}
+    lut = np.array([ranks.get((v or "").lower(), default) for v in enc.dictionary.to_pylist()]
+                   + [default], dtype=np.int8)
+    return lut[pc.fill_null(enc.indices, len(lut) - 1).to_numpy(zero_copy_only=False)]
 
 
 def operation_mask(table: pa.Table, recipient: Recipient) -> np.ndarray:
