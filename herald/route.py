@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herald.constituency.networks import Networks
 from herald.constituency.recipients import Recipient
 from herald.ipaddr import parse_ips, v6_keys
 from herald.schema.registry import SEVERITY_LEVELS, ReportType, severity_rank
@@ -177,10 +178,24 @@ class Router:
         v4s, v4l, v4r, v6s, v6l, v6r = [], [], [], [], [], []
         asn_k, asn_r, cc_k, cc_r = [], [], [], []
         self._domains: dict[str, list[int]] = {}
+        a4s, a4l, a4r = [], [], []  # arrays of compact network lists (Networks)
         for rid, r in enumerate(self.recipients):
+            if isinstance(r.cidrs, Networks):
+                # Compact lists: IPv4 as arrays; IPv6 (few) as integers like the others.
+                _hi, lo, plen, _ = r.cidrs.arrays(4)
+                a4s.append(lo)
+                a4l.append(plen.astype(np.uint64))
+                a4r.append(np.full(len(lo), rid, dtype=np.int32))
+                hi6, lo6, plen6, _ = r.cidrs.arrays(6)
+                v6s.extend((int(h) << 64) | int(l) for h, l in zip(hi6.tolist(), lo6.tolist()))
+                v6l.extend(plen6.tolist())
+                v6r.extend([rid] * len(plen6))
+                nets = ()
+            else:
+                nets = r.cidrs
             # Only the network address and prefix length per CIDR (broadcast_address builds an
             # object per network); the ends are computed vectorized below.
-            for net in r.cidrs:
+            for net in nets:
                 if net.version == 4:
                     v4s.append(int(net.network_address))
                     v4l.append(net.prefixlen)
@@ -195,10 +210,12 @@ class Router:
             for d in r.domains:
                 self._domains.setdefault(d.lower().rstrip("."), []).append(rid)
             cc_r.extend([rid] * len(r.countries))
-        s4 = np.array(v4s, dtype=np.uint64)
-        e4 = s4 + (np.uint64(1) << (32 - np.array(v4l, dtype=np.uint64)))  # exclusive end
+        s4 = np.concatenate([np.array(v4s, dtype=np.uint64)] + a4s)
+        l4 = np.concatenate([np.array(v4l, dtype=np.uint64)] + a4l)
+        v4r = np.concatenate([np.array(v4r, dtype=np.int32)] + a4r)
+        e4 = s4 + (np.uint64(1) << (np.uint64(32) - l4))  # exclusive end
         v6e = [first + (1 << (128 - plen)) for first, plen in zip(v6s, v6l)]
-        self._v4 = _Segments(s4, e4, np.array(v4r, dtype=np.int32))
+        self._v4 = _Segments(s4, e4, v4r)
         self._v6 = _Segments(_ints_to_s17(v6s), _ints_to_s17(v6e), np.array(v6r, dtype=np.int32))
         self._asn = _KeyIndex(np.array(asn_k, dtype=np.int64), np.array(asn_r, dtype=np.int32))
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))

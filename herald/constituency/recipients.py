@@ -33,6 +33,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import numpy as np
+
+from herald.constituency.networks import Networks
 from herald.errors import ConfigError
 from herald.schema.registry import SEVERITY_LEVELS
 
@@ -71,7 +74,8 @@ class Recipient:
         email: contact address for reports.
         kind: one of :data:`KINDS`.
         asns: ASNs (int).
-        cidrs: networks (``ipaddress.IPv4Network`` / ``IPv6Network``), host bits cleared.
+        cidrs: networks, host bits cleared: a :class:`~herald.constituency.networks.Networks`
+            (compact; items are ``ipaddress.IPv4Network`` / ``IPv6Network``) or a list of those.
         countries: ISO 3166-1 alpha-2 codes, upper case.
         domains: DNS domains, lower case without a trailing dot; an event matches when one of its
             host-name columns (:data:`herald.route.DOMAIN_COLUMNS`) is the domain or a name below it.
@@ -118,8 +122,12 @@ class Recipient:
         return "_".join(parts) or "none"
 
 
-def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recipient:
+def recipient_from_dict(spec: dict[str, Any], where: str = "recipient", *,
+                        _parsed: tuple[Networks, Any] | None = None) -> Recipient:
     """Validate one ``[[recipients]]`` table.
+
+    ``_parsed`` is the result of :meth:`Networks.parse` on the table's ``cidrs`` when the caller
+    parsed many tables' CIDRs at once (:func:`recipients_from_specs`).
 
     Raises:
         ConfigError: naming ``where`` and the field for every invalid value.
@@ -153,24 +161,7 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
         if not 0 < a < 2**32:
             raise ConfigError(f"{where}: asns: {a} is out of range (1..4294967295, RFC 6793)")
         asns.append(a)
-    cidrs = []
-    for c in spec.get("cidrs", []):
-        try:
-            net = ipaddress.ip_network(str(c).strip(), strict=True)
-        except ValueError as exc:
-            hint = ""
-            try:
-                loose = ipaddress.ip_network(str(c).strip(), strict=False)
-                host = str(c).split("/")[0]
-                hint = (f"; it has host bits set: did you mean {loose} or "
-                        f"{host}/{loose.max_prefixlen}?")
-            except ValueError:
-                pass
-            raise ConfigError(f"{where}: cidrs: {c!r} is not an IPv4 or IPv6 network{hint or f' ({exc})'}") from None
-        if net.prefixlen == 0:
-            raise ConfigError(f"{where}: cidrs: {c!r} is the whole address space; a recipient may "
-                              f"only claim networks it is responsible for")
-        cidrs.append(net)
+    cidrs = _parse_cidrs(spec.get("cidrs", []), where, _parsed)
     countries = []
     for cc in spec.get("countries", []):
         cc = str(cc).upper()
@@ -198,6 +189,40 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient") -> Recip
     )
 
 
+def _check_cidr(c: Any, where: str):
+    """One CIDR with :mod:`ipaddress` (strict): the network, or :class:`ConfigError` naming the
+    value (and, for host bits set, the two networks that may have been meant)."""
+    try:
+        net = ipaddress.ip_network(str(c).strip(), strict=True)
+    except ValueError as exc:
+        hint = ""
+        try:
+            loose = ipaddress.ip_network(str(c).strip(), strict=False)
+            host = str(c).split("/")[0]
+            hint = (f"; it has host bits set: did you mean {loose} or "
+                    f"{host}/{loose.max_prefixlen}?")
+        except ValueError:
+            pass
+        raise ConfigError(f"{where}: cidrs: {c!r} is not an IPv4 or IPv6 network{hint or f' ({exc})'}") from None
+    if net.prefixlen == 0:
+        raise ConfigError(f"{where}: cidrs: {c!r} is the whole address space; a recipient may "
+                          f"only claim networks it is responsible for")
+    return net
+
+
+def _parse_cidrs(values: list, where: str, parsed: tuple[Networks, Any] | None = None) -> Networks:
+    """A ``cidrs`` list as :class:`Networks`: the plain ``address/length`` texts vectorized, the
+    rest (and every error, in list order) through :func:`_check_cidr`."""
+    if not values:
+        return Networks.empty()
+    nets, ok = parsed if parsed is not None else Networks.parse([str(c) for c in values])
+    check = np.flatnonzero(~ok | (nets.plen == 0))
+    if not len(check):
+        return nets
+    fixed = [_check_cidr(values[i], where) for i in check]
+    return nets.with_replaced(check, fixed)
+
+
 def recipients_from_specs(specs: Iterable[dict[str, Any]], where: str = "recipients") -> list[Recipient]:
     """Validate a list of recipient tables; names and slugs must be unique.
 
@@ -206,8 +231,15 @@ def recipients_from_specs(specs: Iterable[dict[str, Any]], where: str = "recipie
     """
     out: list[Recipient] = []
     seen: dict[str, str] = {}
+    specs = list(specs)
+    # Every table's CIDRs parsed in one vectorized pass (a constituency may hold a million).
+    lists = [spec.get("cidrs") if isinstance(spec, dict) and isinstance(spec.get("cidrs"), list) else []
+             for spec in specs]
+    bounds = np.cumsum([0] + [len(v) for v in lists])
+    all_nets, all_ok = Networks.parse([str(c) for v in lists for c in v])
     for i, spec in enumerate(specs):
-        r = recipient_from_dict(spec, f"{where}[{i}]")
+        a, b = int(bounds[i]), int(bounds[i + 1])
+        r = recipient_from_dict(spec, f"{where}[{i}]", _parsed=(all_nets[a:b], all_ok[a:b]) if b > a else None)
         if r.slug in seen:
             raise ConfigError(f"{where}[{i}]: recipient {r.name!r} has the same file slug "
                               f"{r.slug!r} as {seen[r.slug]!r}")

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from herald.config import TLP_LABELS
+from herald.constituency.networks import Networks
 from herald.constituency.recipients import (
     KINDS, Recipient, recipient_from_dict, recipients_from_specs, slugify,
 )
@@ -276,7 +277,7 @@ def _to_recipient(row: RecipientRow, network_filters: bool = True) -> Recipient:
     return Recipient(
         name=row.name, email=primary.email if primary else "", kind=row.kind,
         asns=[int(v) for v in by_kind["asn"]] if network_filters else [],
-        cidrs=[ipaddress.ip_network(v) for v in by_kind["cidr"]] if network_filters else [],
+        cidrs=Networks.from_texts(by_kind["cidr"]) if network_filters else [],
         countries=list(by_kind["country"]) if network_filters else [],
         domains=list(by_kind["domain"]) if network_filters else [],
         report_types=list(by_kind["report_type"]),
