@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -295,10 +296,33 @@ def load_recipients(db: Database) -> list[Recipient]:
     Returns:
         :class:`Recipient` objects with ``id`` set, in database-id order (stable across runs).
     """
-    stmt = (sa.select(RecipientRow).options(*_loaded())
-            .where(RecipientRow.disabled == sa.false()).order_by(RecipientRow.id))
+    # Plain column queries, not ORM objects: a national constituency has up to a million filters.
     with db.session() as s:
-        return [_to_recipient(r) for r in s.scalars(stmt)]
+        rows = s.execute(sa.select(RecipientRow.id, RecipientRow.name, RecipientRow.kind, RecipientRow.tlp)
+                         .where(RecipientRow.disabled == sa.false()).order_by(RecipientRow.id)).all()
+        contacts: dict[int, tuple[str, str | None]] = {}
+        for rid, email, fpr in s.execute(
+                sa.select(ContactRow.recipient_id, ContactRow.email, ContactRow.pgp_fingerprint)
+                .where(ContactRow.is_primary == sa.true()).order_by(ContactRow.id)):
+            contacts.setdefault(rid, (email, fpr))
+        by_rcpt: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for rid, kind, value in s.execute(
+                sa.select(FilterRow.recipient_id, FilterRow.kind, FilterRow.value)
+                .where(FilterRow.state == "verified").order_by(FilterRow.id)):
+            by_rcpt[rid][kind].append(value)
+    cidr_lists = [by_rcpt[r.id]["cidr"] if r.id in by_rcpt else [] for r in rows]
+    bounds = np.cumsum([0] + [len(v) for v in cidr_lists])
+    all_nets = Networks.from_texts([v for lst in cidr_lists for v in lst])
+    out = []
+    for i, (rid, name, kind, tlp) in enumerate(rows):
+        f = by_rcpt.get(rid, {})
+        email, fpr = contacts.get(rid, ("", None))
+        out.append(Recipient(
+            name=name, email=email, kind=kind, asns=[int(v) for v in f.get("asn", [])],
+            cidrs=all_nets[int(bounds[i]):int(bounds[i + 1])], countries=list(f.get("country", [])),
+            domains=list(f.get("domain", [])), report_types=list(f.get("report_type", [])),
+            min_severity=f.get("min_severity", ["info"])[0], tlp=tlp, pgp_fingerprint=fpr, id=rid))
+    return out
 
 
 # --- changing -----------------------------------------------------------------------------------
