@@ -700,9 +700,14 @@ def _remove_stale(root: Path, keep: set[Path]) -> None:
     changed since an earlier run of the same day)."""
     if not root.is_dir():
         return
-    for p in root.rglob("*"):
-        if p.is_file() and p not in keep and (p.suffix in (".csv", ".eml", ".jsonl")):
-            p.unlink()
+    keep_s = {str(p) for p in keep}
+    # os.walk with plain strings: the day may hold a hundred thousand files.
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.endswith((".csv", ".eml", ".jsonl")):
+                full = os.path.join(dirpath, f)
+                if full not in keep_s:
+                    os.unlink(full)
 
 
 def _write_quarantine(path: Path, quarantine: Quarantine) -> None:
