@@ -5,6 +5,9 @@ without an SMTP relay::
 
     <outbox>/YYYY-MM-DD/<recipient slug>/<report file name>.eml
 
+A report larger than ``attach_max`` bytes (``[mail] attach_max``, default 10 MiB) is not attached:
+the body names the file, its size and SHA-256 and points to the Reports API and the portal.
+
 The messages are composed by :mod:`herald.deliver.compose` — the same subject, headers, body
 template and ``Message-ID`` as the messages :mod:`herald.deliver.outbox` queues for SMTP, but
 without OpenPGP protection.  They are deterministic (``Date`` is the report day, the
@@ -25,6 +28,8 @@ from herald.schema.registry import ReportType
 
 #: Attachments above this many bytes are zipped by default (``[mail] zip_above``).
 DEFAULT_ZIP_ABOVE = 1 << 20
+#: Reports above this many bytes (CSV) are not attached by default (``[mail] attach_max``).
+DEFAULT_ATTACH_MAX = 10 << 20
 
 
 def subject(rtype: ReportType, day: str, tlp: str, recipient: Recipient | None = None) -> str:
@@ -41,19 +46,26 @@ def message_id(recipient: Recipient, rtype: ReportType, day: str, sha256: str, d
 
 def compose_report(recipient: Recipient, rtype: ReportType, day: str, rows: int, filename: str,
                    data: bytes, sha256: str, sender: str, tlp: str, *,
-                   zip_above: int = DEFAULT_ZIP_ABOVE, templates: _compose.Templates | None = None,
+                   zip_above: int = DEFAULT_ZIP_ABOVE, attach_max: int = DEFAULT_ATTACH_MAX,
+                   templates: _compose.Templates | None = None,
                    language: str = "en", extra: list[_compose.Attachment] | None = None,
                    xarf_name: str | None = None, xarf_count: int = 0,
                    unsubscribe_url: str | None = None,
                    unsubscribe_mailto: str | None = None) -> _compose.Composed:
-    """The composed (unprotected) message of one report; see :func:`build_message`."""
-    att, zipped = _compose.maybe_zip(filename, data, day, zip_above)
+    """The composed (unprotected) message of one report; see :func:`build_message`.
+
+    ``zip_above`` and ``attach_max`` are bytes of the CSV ``data``: above ``zip_above`` it is
+    attached as a ZIP archive, above ``attach_max`` it is not attached at all and the body says
+    where to download it (``extra`` attachments are attached as given).
+    """
+    att, zipped = _compose.report_attachment(filename, data, day, zip_above, attach_max)
     part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title), rows=rows,
-                               filename=att.filename, zipped=zipped, url=rtype.url, sha256=sha256,
-                               xarf=xarf_name, xarf_count=xarf_count)
+                               filename=att.filename if att else filename, zipped=zipped,
+                               url=rtype.url, sha256=sha256, xarf=xarf_name, xarf_count=xarf_count,
+                               attached=att is not None, size=len(data))
     spec = _compose.MessageSpec(
         recipient=recipient, day=day, tlp=tlp, sender=sender, template="report", key=rtype.name,
-        content_sha256=sha256, reports=[part], attachments=[att] + list(extra or []),
+        content_sha256=sha256, reports=[part], attachments=([att] if att else []) + list(extra or []),
         language=language, unsubscribe_url=unsubscribe_url, unsubscribe_mailto=unsubscribe_mailto)
     return _compose.compose(spec, templates or _default_templates())
 
@@ -70,7 +82,7 @@ def _default_templates() -> _compose.Templates:
 
 def build_message(recipient: Recipient, rtype: ReportType, day: str, rows: int, filename: str,
                   data: bytes, sha256: str, sender: str, tlp: str, *,
-                  zip_above: int = DEFAULT_ZIP_ABOVE,
+                  zip_above: int = DEFAULT_ZIP_ABOVE, attach_max: int = DEFAULT_ATTACH_MAX,
                   templates_dir: Path | None = None) -> EmailMessage:
     """The message for one report (unsigned; the outbox signs/encrypts its own copy).
 
@@ -85,6 +97,8 @@ def build_message(recipient: Recipient, rtype: ReportType, day: str, rows: int, 
         sender: ``From`` address.
         tlp: TLP 2.0 label without the ``TLP:`` prefix.
         zip_above: attach as ZIP when ``data`` is larger (bytes).
+        attach_max: do not attach ``data`` when it is larger (bytes); the body then names the
+            file, its size and SHA-256, and says to download it from the Reports API or portal.
         templates_dir: the operator's template directory, if any.
 
     Returns:
@@ -92,5 +106,5 @@ def build_message(recipient: Recipient, rtype: ReportType, day: str, rows: int, 
     """
     templates = _compose.Templates(templates_dir) if templates_dir else None
     composed = compose_report(recipient, rtype, day, rows, filename, data, sha256, sender, tlp,
-                              zip_above=zip_above, templates=templates)
+                              zip_above=zip_above, attach_max=attach_max, templates=templates)
     return BytesParser(policy=policy.default).parsebytes(composed.as_bytes())

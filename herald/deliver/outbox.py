@@ -219,20 +219,27 @@ def _build_one(ds: DeliverySettings, templates: _compose.Templates, r: Recipient
     if rep.get("sha256") and digest != rep["sha256"]:
         raise OutboxError(f"report file {path} changed since the run (SHA-256 {digest} != {rep['sha256']})")
     rtype = default_registry().get(rep["type"])
-    att, zipped = _compose.maybe_zip(path.name, data, day, ds.mail.zip_above)
-    atts = [att]
+    # Above [mail] attach_max the report is named in the body, not attached (nor its X-ARF
+    # version, which is larger still).
+    att, zipped = _compose.report_attachment(path.name, data, day, ds.mail.zip_above,
+                                             ds.mail.attach_max)
+    atts = [att] if att else []
     xname, xcount = None, 0
-    if ds.option(r.name, "xarf", False):
+    if att is not None and ds.option(r.name, "xarf", False):
         docs = reports_for_csv(rtype, data, recipient_slug=r.slug, reporter_org=ds.mail.reporter_org,
                                contact=ds.mail.sender, day=day)
         stem = path.name.removesuffix(".csv")
-        xatt, _ = _compose.maybe_zip(f"{stem}.xarf.jsonl", to_jsonl(docs), day, ds.mail.zip_above,
-                                     "application", "x-ndjson")
-        atts.append(xatt)
-        xname, xcount = xatt.filename, len(docs)
+        xatt, _ = _compose.report_attachment(f"{stem}.xarf.jsonl", to_jsonl(docs), day,
+                                             ds.mail.zip_above, ds.mail.attach_max,
+                                             "application", "x-ndjson")
+        if xatt is not None:
+            atts.append(xatt)
+            xname, xcount = xatt.filename, len(docs)
     part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title),
-                               rows=int(rep.get("rows", 0)), filename=att.filename, zipped=zipped,
-                               url=rtype.url, sha256=digest, xarf=xname, xarf_count=xcount)
+                               rows=int(rep.get("rows", 0)),
+                               filename=att.filename if att else path.name, zipped=zipped,
+                               url=rtype.url, sha256=digest, xarf=xname, xarf_count=xcount,
+                               attached=att is not None, size=len(data))
     return atts, part, data
 
 
@@ -289,7 +296,8 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
 
     One message per report, or one per recipient with ``digest`` (``[mail] digest`` or the
     recipient's ``digest = true``).  Each message is composed (templates, ZIP above
-    ``[mail] zip_above``, X-ARF for recipients with ``xarf = true``), signed with the ``[pgp]`` key
+    ``[mail] zip_above``, no attachment above ``[mail] attach_max``, X-ARF for recipients with
+    ``xarf = true``), signed with the ``[pgp]`` key
     and encrypted to the recipient's key when one is on file (RFC 3156), spooled, and inserted as
     ``queued`` — or ``held`` when the recipient's key is missing/expired or signing fails.  A
     message whose ``Message-ID`` is already in the outbox is not built again.

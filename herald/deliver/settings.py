@@ -25,6 +25,7 @@
     [mail]
     digest = false                  # one message per recipient per day with all its reports
     zip_above = 1048576             # bytes; larger attachments are sent as ZIP
+    attach_max = 10485760           # bytes; larger reports are not attached (download link text)
     templates = ""                  # directory of operator templates overriding the built-in ones
     language = "en"                 # default body language
     unsubscribe_url = ""            # https URL for List-Unsubscribe (RFC 8058 one-click); "{slug}"
@@ -109,6 +110,9 @@ class MailSettings:
     sender: str = "herald@localhost"
     digest: bool = False
     zip_above: int = 1 << 20
+    #: reports (CSV) above this many bytes are not attached; relays refuse messages above
+    #: 10-25 MB and base64 adds a third.
+    attach_max: int = 10 << 20
     templates: Path | None = None
     language: str = "en"
     unsubscribe_url: str | None = None
@@ -231,6 +235,7 @@ def delivery_settings(settings: Settings) -> DeliverySettings:
         sender=settings.sender,
         digest=bool(mail_raw.get("digest", False)),
         zip_above=int(_num(mail_raw, "zip_above", 1 << 20, f"{where}: mail", 0)),
+        attach_max=int(_num(mail_raw, "attach_max", 10 << 20, f"{where}: mail", 0)),
         templates=_path(base, mail_raw.get("templates"), f"{where}: mail.templates"),
         language=str(mail_raw.get("language", "en")),
         unsubscribe_url=mail_raw.get("unsubscribe_url") or None,
