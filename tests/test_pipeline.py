@@ -238,3 +238,26 @@ def test_unchanged_configuration_is_not_imported_again_but_a_new_database_is(rep
     settings.raw["recipients"][0]["asns"] = [7922, 64496]
     assert sync_config(db, settings)["skipped"] is False  # the file changed
     db.dispose()
+
+
+def test_forced_rerun_removes_reports_of_a_recipient_no_longer_routed(repo_root, tmp_path):
+    settings, raw = example_settings(repo_root, tmp_path)
+    first = run_day(settings, DAY)
+    gone = first.reports[0]["recipient"]
+    gone_files = {r["path"] for r in first.reports if r["recipient"] == gone}
+    gone_files |= {r["message"] for r in first.reports if r["recipient"] == gone}
+    kept_files = {r["path"] for r in first.reports if r["recipient"] != gone}
+    assert gone_files and kept_files and all(Path(p).exists() for p in gone_files)
+    # a stray file of another kind in the report tree is not the run's to remove
+    stray = Path(next(iter(kept_files))).parent / "notes.txt"
+    stray.write_text("operator's notes")
+    # recipients absent from the file stay in the database; a table disables one
+    for r in raw["recipients"]:
+        if r["name"] == gone:
+            r["disabled"] = True
+    settings2 = settings_from_dict(raw, base=repo_root / "examples")
+    second = run_day(settings2, DAY, force=True)
+    assert gone not in {r["recipient"] for r in second.reports}
+    assert not [p for p in gone_files if Path(p).exists()]
+    assert all(Path(p).exists() for p in kept_files)
+    assert stray.read_text() == "operator's notes"
