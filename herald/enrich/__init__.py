@@ -20,11 +20,6 @@ from herald.schema.registry import ReportType
 __all__ = ["IPData", "RangeTable", "enrich"]
 
 
-def _column(table: pa.Table, name: str) -> pa.Array:
-    col = table[name]
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-
-
 def enrich(table: pa.Table, rtype: ReportType, ipdata: IPData, overwrite: bool = False) -> pa.Table:
     """Fill ``rtype.asn_column`` (``asn``/``src_asn``) and ``rtype.geo_column`` (``geo``/``src_geo``)
     from the address in ``rtype.address_column`` (``ip``/``src_ip``).
@@ -72,42 +67,70 @@ def enrich(table: pa.Table, rtype: ReportType, ipdata: IPData, overwrite: bool =
             need |= m
         if not need.any():
             return table
-    addresses = _column(table, addr_col)
+    # The whole column is parsed (the source has usually just parsed these very buffers, and
+    # parse_ips then returns its result without work), and the rows that need a value picked.
+    parsed = parse_ips(_column(table, addr_col))
     rows = None
     if not need.all():
         rows = np.flatnonzero(need)
-        addresses = addresses.take(pa.array(rows))
-    found = ipdata.lookup(parse_ips(addresses), columns=[key for _, key in targets])
+        parsed = parsed.take(rows)
+    found = ipdata.lookup(parsed, columns=[key for _, key in targets])
 
     for c, key in targets:
-        new = found[key].combine_chunks() if isinstance(found[key], pa.ChunkedArray) else found[key]
+        new = _column(found, key)
         old = current[c]
-        if rows is not None:
-            # Scatter the looked-up values back to full length (nulls elsewhere).
-            idx = np.full(n, -1, dtype=np.int64)
-            idx[rows] = np.arange(len(rows))
-            new = new.take(pa.array(idx, mask=idx < 0))
         if new.type != old.type:
             new = new.cast(old.type)
-        has_new = pc.is_valid(new)
-        if overwrite:
-            take_new = has_new
-        else:
-            take_new = pc.and_(has_new, pa.array(empty[c]))
-        merged = pc.if_else(take_new, new, old)
+        # Rows (of ``rows``, or of the table) that take the looked-up value: a lookup miss never
+        # erases input data; without ``overwrite`` only empty values are replaced.
+        take = pc.is_valid(new).to_numpy(zero_copy_only=False)
+        if not overwrite:
+            take &= empty[c] if rows is None else empty[c][rows]
+        if not take.any():
+            continue
+        mask = take
+        if rows is not None:
+            mask = np.zeros(n, dtype=bool)
+            mask[rows[take]] = True
+        merged = pc.replace_with_mask(old, pa.array(mask), new.filter(pa.array(take)))
         i = table.column_names.index(c)
         table = table.set_column(i, table.schema.field(i), merged)
     return table
 
 
+def _column(table: pa.Table, name: str) -> pa.Array:
+    """One column as a single array (no copy when it has one chunk)."""
+    col = table[name]
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
 def _empty(values: pa.Array, key: str) -> np.ndarray:
-    """``bool[N]``: null, or 0 (ASN) / "" (country)."""
-    null = pc.is_null(values)
+    """``bool[N]``: null, or 0 (ASN) / "" (country, also white space only).
+
+    Integer and country columns are read from their buffers (validity bitmap, values, offsets);
+    string values with any white space or non-ASCII byte take Arrow's Unicode trim.
+    """
+    n = len(values)
+    null = ~pc.is_valid(values).to_numpy(zero_copy_only=False) if values.null_count else \
+        np.zeros(n, dtype=bool)
     if key == "asn" and pa.types.is_integer(values.type):
-        zero = pc.equal(values, 0)
-    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        zero = pc.equal(values, 0) if values.null_count else None
+        if zero is None:
+            return values.to_numpy(zero_copy_only=False) == 0
+        return null | pc.fill_null(zero, False).to_numpy(zero_copy_only=False)
+    if pa.types.is_string(values.type) and key != "asn":
+        offs = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + n + 1]
+        data = values.buffers()[2]
+        raw = np.frombuffer(data, dtype=np.uint8)[offs[0]:offs[-1]] if data is not None else \
+            np.zeros(0, dtype=np.uint8)
+        # Bytes up to 32 (ASCII white space, controls) or from 128 (maybe Unicode white space).
+        if not ((raw <= 32) | (raw >= 128)).any():
+            return null | (offs[1:] == offs[:-1])
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         t = pc.utf8_trim_whitespace(values)
         zero = pc.or_(pc.equal(t, ""), pc.equal(t, "0")) if key == "asn" else pc.equal(t, "")
     else:
         zero = pa.nulls(len(values), pa.bool_())
-    return pc.or_(null, pc.fill_null(zero, False)).to_numpy(zero_copy_only=False)
+    return null | pc.fill_null(zero, False).to_numpy(zero_copy_only=False)
