@@ -499,7 +499,7 @@ def _chain(first, rest):
 #: Distinct events per batch of the route/report stage (bounds memory: about 1 KB per row).
 ROUTE_BATCH_ROWS = 250_000
 
-#: Memory DuckDB may use for the day's DISTINCT/ORDER BY before it spills to disk.
+#: Memory DuckDB may use for the de-duplication aggregate before it spills to disk.
 DUCKDB_MEMORY_LIMIT = "500MB"
 
 
@@ -507,30 +507,83 @@ def _duckdb_connection(tmp: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a memory limit and a spill directory (the day's events can be
     larger than memory: sorting and de-duplicating spill to ``tmp``)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    # preserve_insertion_order off: the query orders its result itself (ORDER BY ALL), and with it
-    # on DuckDB could not spill the 50M-event day's DISTINCT within the limit (bench/README.md).
+    # preserve_insertion_order off: no query here needs DuckDB's output order (the de-duplication
+    # returns row keys), and with it on DuckDB spills less well (bench/README.md).
     return duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": str(tmp),
                                   "threads": max(1, min(os.cpu_count() or 1, 4)),
                                   "preserve_insertion_order": False})
 
 
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_occurrences(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType
+                       ) -> list[np.ndarray]:
+    """Which rows of ``files`` are the first occurrence of their event within the day.
+
+    Two rows are the same event when all the type's columns are equal (a column a file lacks is
+    null).  Each row is hashed twice by DuckDB (``hash`` over the type's columns in schema order
+    and in reverse order: 128 bits; two distinct events are merged with a probability of about
+    ``n**2 / 2**129``, about 1e-25 for a day of 15M events of one type), and one ``GROUP BY`` on the
+    two hashes keeps the smallest (file index, row number) of each: the day's first occurrence in
+    input order.  DuckDB spills the aggregate to disk beyond its memory limit.
+
+    Returns:
+        one ``bool[rows of file i]`` mask per file.
+    """
+    selects = []
+    sizes = []
+    for i, f in enumerate(files):
+        names = set(pq.read_schema(f).names)
+        sizes.append(pq.ParquetFile(f).metadata.num_rows)
+        exprs = [f'"{c}"' if c in names else "NULL" for c in rtype.columns]
+        selects.append(
+            f"SELECT ({i}::BIGINT << 40) + file_row_number AS k, hash({', '.join(exprs)}) AS h1, "
+            f"hash({', '.join(reversed(exprs))}) AS h2 "
+            f"FROM read_parquet({_sql_str(f)}, file_row_number=true)")
+    keys = con.sql(f"SELECT min(k) AS k FROM ({' UNION ALL '.join(selects)}) GROUP BY h1, h2"
+                   ).fetchnumpy()["k"]
+    keys = np.asarray(keys, dtype=np.int64)
+    masks = [np.zeros(n, dtype=bool) for n in sizes]
+    file_of = keys >> 40
+    row_of = keys & ((1 << 40) - 1)
+    for i in range(len(files)):
+        masks[i][row_of[file_of == i]] = True
+    return masks
+
+
 def _distinct_batches(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType,
                       batch_rows: int = ROUTE_BATCH_ROWS) -> Iterator[pa.Table]:
-    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order
-    (``ORDER BY ALL``), streamed as tables of at most ``batch_rows`` rows of ``rtype.arrow_schema``."""
-    cols = ", ".join(f'"{c}"' for c in rtype.columns)
-    paths = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-    rel = con.sql(f"SELECT DISTINCT {cols} FROM read_parquet({paths}, union_by_name=true) ORDER BY ALL")
-    # DuckDB 2 names it to_arrow_reader; 1.x fetch_record_batch.
-    reader_of = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
-    reader = reader_of(batch_rows)
-    for batch in reader:
-        if batch.num_rows:
-            yield pa.Table.from_batches([batch]).cast(rtype.arrow_schema)
+    """The distinct events (the type's columns) of ``files``, each at its first occurrence, in input
+    order (files in the given order, rows in file order), as tables of at most ``batch_rows`` rows of
+    ``rtype.arrow_schema``.
+
+    De-duplication (:func:`_first_occurrences`) is one DuckDB aggregate over two 64-bit row hashes;
+    the rows then stream from the Parquet files with pyarrow, so memory does not grow with the day
+    (a ``bool`` per row for the masks).
+    """
+    masks = _first_occurrences(con, files, rtype)
+    schema = rtype.arrow_schema
+    for f, keep in zip(files, masks):
+        pf = pq.ParquetFile(f)
+        present = [c for c in rtype.columns if c in pf.schema_arrow.names]
+        pos = 0
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=present):
+            sel = keep[pos:pos + batch.num_rows]
+            pos += batch.num_rows
+            if not sel.any():
+                continue
+            if not sel.all():
+                batch = batch.filter(pa.array(sel))
+            n = batch.num_rows
+            cols = [batch.column(c).cast(schema.field(c).type) if c in present
+                    else pa.nulls(n, schema.field(c).type) for c in rtype.columns]
+            yield pa.Table.from_arrays(cols, schema=schema)
 
 
 def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType) -> pa.Table:
-    """Distinct rows (the type's columns) of the given Parquet files, in a deterministic order."""
+    """Distinct rows (the type's columns) of the given Parquet files, in input order."""
     tables = list(_distinct_batches(con, files, rtype))
     return pa.concat_tables(tables) if tables else rtype.arrow_schema.empty_table()
 
@@ -539,19 +592,19 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
                       files: list[str], router: Router, summary: RunSummary, show) -> set[Path]:
     """Route one type's distinct events of the day and write its reports and messages.
 
-    The distinct events stream from DuckDB in batches of :data:`ROUTE_BATCH_ROWS` rows (DuckDB
-    spills to disk beyond :data:`DUCKDB_MEMORY_LIMIT`), so memory does not grow with the day.  Per
+    The distinct events (:func:`_distinct_batches`) stream in batches of :data:`ROUTE_BATCH_ROWS`
+    rows, so memory does not grow with the day.  Per
     batch: route; render every routed row's CSV record once (:func:`render_lines`); one ``take``
     of the records in (recipient, event) order; each recipient's share is then one contiguous
     slice of bytes, appended to its report file (:class:`ReportSpool`).  A report's rows come in
-    the same order as the one-table version (batches follow ``ORDER BY ALL``), so its bytes are
-    the same.  Messages (``.eml``) are composed once per report at the end.
+    input order (the first occurrence of each event), so a re-run writes the same bytes.  Messages
+    (``.eml``) are composed once per report at the end, with the ``[mail]`` settings.
 
     Returns:
         the paths written (reports, messages, JSON lines).
     """
     paths = settings.paths
-    _MSG_RECIPIENTS.clear()
+    mail = _mail_options(settings)
     header = csv_header(rtype)
     spool = ReportSpool()
     jsonl = "intelmq" in settings.raw.get("report", {}).get("formats", [])
@@ -616,7 +669,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
         # of reports it is the largest cost of the run, so it is spread over processes.  Each
         # worker writes its messages and returns the summary entries.
         global _MSG_CONTEXT
-        _MSG_CONTEXT = (settings, day, rtype, router.recipients)
+        _MSG_CONTEXT = (settings, day, rtype, router.recipients, mail)
         chunks = [jobs[i::workers * 4] for i in range(workers * 4)]
         try:
             with mp.get_context("fork").Pool(workers) as pool:
@@ -629,7 +682,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
     else:
         for rid, rpath, digest, rows, jsonl_file in jobs:
             out |= _write_message(settings, day, rtype, router.recipients[rid], rpath, digest, rows,
-                                  summary, jsonl_file)
+                                  summary, jsonl_file, mail)
             _checkpoint(f"report:{len(summary.reports)}")
     st["messages"] = st.get("messages", 0.0) + (time.monotonic() - t0)
     show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
@@ -642,36 +695,35 @@ PARALLEL_MESSAGES = 256
 #: At most this many message-composing processes.
 MESSAGE_WORKERS = 4
 _MSG_CONTEXT: tuple | None = None
-#: id(recipient) -> (recipient, copy with text CIDRs), for the messages of one run.
-_MSG_RECIPIENTS: dict[int, tuple[Recipient, Recipient]] = {}
+
+
+def _mail_options(settings: Settings) -> dict:
+    """Keyword arguments of :func:`herald.deliver.eml.compose_report` from ``[mail]``: ZIP and
+    attachment thresholds (bytes), templates, language and unsubscribe targets, so that the
+    outbox copies say what the queued messages say."""
+    from herald.deliver.compose import Templates
+    from herald.deliver.settings import delivery_settings
+
+    m = delivery_settings(settings).mail
+    return {"zip_above": m.zip_above, "attach_max": m.attach_max,
+            "templates": Templates(m.templates) if m.templates else None, "language": m.language,
+            "unsubscribe_url": m.unsubscribe_url, "unsubscribe_mailto": m.unsubscribe_mailto}
 
 
 def _compose_chunk(jobs: list) -> tuple[list[dict], set[Path]]:
     """Worker: write the messages of ``jobs`` (see :func:`_route_and_report`); returns the summary
     entries and the paths written."""
-    settings, day, rtype, recipients = _MSG_CONTEXT
+    settings, day, rtype, recipients, mail = _MSG_CONTEXT
     part = RunSummary(day=day)
     out: set[Path] = set()
     for rid, rpath, digest, rows, jsonl_file in jobs:
         out |= _write_message(settings, day, rtype, recipients[rid], rpath, digest, rows, part,
-                              jsonl_file)
+                              jsonl_file, mail)
     return part.reports, out
 
 
-def _message_recipient(rcpt: Recipient) -> Recipient:
-    """``rcpt`` with its CIDRs as text: the message names every network in its body and subject,
-    and ``ipaddress`` formatting of thousands of networks per message is slow (same text)."""
-    if not rcpt.cidrs or isinstance(rcpt.cidrs[0], str):
-        return rcpt
-    hit = _MSG_RECIPIENTS.get(id(rcpt))
-    if hit is None or hit[0] is not rcpt:
-        import dataclasses
-        hit = _MSG_RECIPIENTS[id(rcpt)] = (rcpt, dataclasses.replace(rcpt, cidrs=[str(c) for c in rcpt.cidrs]))
-    return hit[1]
-
-
 def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rpath: Path,
-                   digest: str, rows: int, summary: RunSummary, jsonl) -> set[Path]:
+                   digest: str, rows: int, summary: RunSummary, jsonl, mail: dict) -> set[Path]:
     """The ``.eml`` of a written report, and its summary entry.  Returns the paths written."""
     paths = settings.paths
     name = rpath.name
@@ -679,8 +731,8 @@ def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipi
     data = rpath.read_bytes()
     # compose_report's bytes are what build_message's parsed message gives back (round trip), so
     # the parse is skipped: it costs more than composing for large reports.
-    msg = compose_report(_message_recipient(rcpt), rtype, day, rows, name, data, digest,
-                         settings.sender, tlp).as_bytes()
+    msg = compose_report(rcpt, rtype, day, rows, name, data, digest, settings.sender, tlp,
+                         **mail).as_bytes()
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
     atomic_write(epath, msg, durable=False)
     out = {rpath, epath}
