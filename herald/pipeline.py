@@ -610,6 +610,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
     jsonl = "intelmq" in settings.raw.get("report", {}).get("formats", [])
     jspool = ReportSpool() if jsonl else None
     by_path: dict[Path, int] = {}
+    rpaths: dict[int, Path] = {}  # recipient index -> report path (built once per type)
     distinct = reported = 0
     st = summary.stages
     batches = _distinct_batches(con, files, rtype)
@@ -641,13 +642,14 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
         bounds = np.flatnonzero(np.diff(assignment.recipient)) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [len(assignment.recipient)]))
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            rid = int(assignment.recipient[s])
-            rcpt = router.recipients[rid]
-            name = report_filename(day, rtype, rcpt)
-            rpath = paths.reports / day / rcpt.slug / name
-            by_path[rpath] = rid
-            spool.append(rpath, header, data[offsets[s]:offsets[e]], e - s)
+        offs = offsets.tolist()
+        for s, e, rid in zip(starts.tolist(), ends.tolist(), assignment.recipient[starts].tolist()):
+            rpath = rpaths.get(rid)
+            if rpath is None:
+                rcpt = router.recipients[rid]
+                rpath = rpaths[rid] = paths.reports / day / rcpt.slug / report_filename(day, rtype, rcpt)
+                by_path[rpath] = rid
+            spool.append(rpath, header, data[offs[s]:offs[e]], e - s)
             if jspool is not None:
                 from herald.schema.intelmq import to_intelmq
 
