@@ -51,11 +51,14 @@ quads = st.lists(octet, min_size=1, max_size=6).map(".".join)
 valid_v6 = st.integers(0, 2**128 - 1).flatmap(lambda x: st.sampled_from(
     [str(ipaddress.IPv6Address(x)), ipaddress.IPv6Address(x).exploded,
      ipaddress.IPv6Address(x).exploded.upper()]))
+# Addresses with runs of zero groups (where "::" goes), IPv4-mapped/-compatible ones included.
+zeroish_v6 = st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xABC, 0x10]), min_size=8, max_size=8).map(
+    lambda h: str(ipaddress.IPv6Address(int.from_bytes(b"".join(x.to_bytes(2, "big") for x in h), "big"))))
 white = st.sampled_from(["", " ", "\t", "  ", "\n", "\u00a0", "\u3000"])
 garbage = st.text(alphabet="0123456789.:/% abfx\u0661", max_size=18)
 value = st.one_of(
-    valid_v4, valid_v4, quads, valid_v6, garbage, white, st.none(),
-    st.sampled_from(["1.2.3.4/24", "::ffff:1.2.3.4", "1:::2", "::g", "fe80::1%eth0", "1.2.3",
+    valid_v4, valid_v4, quads, valid_v6, zeroish_v6, zeroish_v6.map(str.upper), garbage, white, st.none(),
+    st.sampled_from(["1.2.3.4/24", "::ffff:1.2.3.4", "::1.2.3.4", "::", "::1", "1::", "1:::2", "::g", "fe80::1%eth0", "1.2.3",
                      "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1.2.3.04", "0.0.0.0", "255.255.255.255",
                      "999.999.999.999", "1..3.4", ".1.2.3", "1.2.3.", "1.2.3.4\x00"]),
     st.tuples(white, valid_v4, white).map("".join),
