@@ -496,8 +496,19 @@ def _chain(first, rest):
     yield from rest
 
 
-#: Distinct events per batch of the route/report stage (bounds memory: about 1 KB per row).
+#: At most this many distinct events per batch of the route/report stage.
 ROUTE_BATCH_ROWS = 250_000
+#: Cells (rows x columns) per batch of the route/report stage: a batch costs about 100-150 bytes
+#: per cell while it is routed and rendered (the table, its CSV records, the records in recipient
+#: order), so wide types (event4_sinkhole_http: 39 columns, scan_ssl: 76) get fewer rows.
+ROUTE_BATCH_CELLS = 4_000_000
+
+
+def _batch_rows(rtype: ReportType) -> int:
+    """Rows per route batch of ``rtype``: :data:`ROUTE_BATCH_CELLS` over its number of columns,
+    between 16,384 and :data:`ROUTE_BATCH_ROWS`."""
+    return int(min(ROUTE_BATCH_ROWS, max(16_384, ROUTE_BATCH_CELLS // max(1, len(rtype.columns)))))
+
 
 #: Memory DuckDB may use for the de-duplication aggregate before it spills to disk.
 DUCKDB_MEMORY_LIMIT = "500MB"
@@ -554,7 +565,7 @@ def _first_occurrences(con: duckdb.DuckDBPyConnection, files: list[str], rtype: 
 
 
 def _distinct_batches(con: duckdb.DuckDBPyConnection, files: list[str], rtype: ReportType,
-                      batch_rows: int = ROUTE_BATCH_ROWS) -> Iterator[pa.Table]:
+                      batch_rows: int | None = None) -> Iterator[pa.Table]:
     """The distinct events (the type's columns) of ``files``, each at its first occurrence, in input
     order (files in the given order, rows in file order), as tables of at most ``batch_rows`` rows of
     ``rtype.arrow_schema``.
@@ -564,6 +575,7 @@ def _distinct_batches(con: duckdb.DuckDBPyConnection, files: list[str], rtype: R
     (a ``bool`` per row for the masks).
     """
     masks = _first_occurrences(con, files, rtype)
+    batch_rows = batch_rows or _batch_rows(rtype)
     schema = rtype.arrow_schema
     for f, keep in zip(files, masks):
         pf = pq.ParquetFile(f)
@@ -592,8 +604,8 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
                       files: list[str], router: Router, summary: RunSummary, show) -> set[Path]:
     """Route one type's distinct events of the day and write its reports and messages.
 
-    The distinct events (:func:`_distinct_batches`) stream in batches of :data:`ROUTE_BATCH_ROWS`
-    rows, so memory does not grow with the day.  Per
+    The distinct events (:func:`_distinct_batches`) stream in batches of at most
+    :data:`ROUTE_BATCH_CELLS` values (:func:`_batch_rows`), so memory does not grow with the day.  Per
     batch: route; render every routed row's CSV record once (:func:`render_lines`); one ``take``
     of the records in (recipient, event) order; each recipient's share is then one contiguous
     slice of bytes, appended to its report file (:class:`ReportSpool`).  A report's rows come in
@@ -672,6 +684,11 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
         # worker writes its messages and returns the summary entries.
         global _MSG_CONTEXT
         _MSG_CONTEXT = (settings, day, rtype, router.recipients, mail)
+        # Each recipient's area and filter texts, once, in this process: the forked workers
+        # inherit them instead of computing them per worker and type.
+        from herald.deliver.compose import recipient_texts
+        for rid in {j[0] for j in jobs}:
+            recipient_texts(router.recipients[rid])
         chunks = [jobs[i::workers * 4] for i in range(workers * 4)]
         try:
             with mp.get_context("fork").Pool(workers) as pool:

@@ -269,7 +269,7 @@ def _filters_text(r: Recipient) -> str:
 #: id(recipient) -> (recipient, filter sizes, area, filters text); see :func:`recipient_texts`.
 _TEXTS: dict[int, tuple[Recipient, tuple[int, int, int], str, str]] = {}
 #: The cache is emptied when it holds this many recipients.
-_TEXTS_MAX = 4096
+_TEXTS_MAX = 1 << 16
 
 
 def recipient_texts(r: Recipient) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -67,11 +67,22 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
             (the daily run does this once for all its report files instead of once per file).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(data).hexdigest()
     if _same_content(path, len(data), digest):
         return digest
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    # The temporary name is unique per writer (process id and thread id); O_EXCL refuses a leftover
+    # of a crashed writer that had the same ids, which is then replaced.  The directory is created
+    # only when the first attempt finds it missing (tens of thousands of files per run).
+    tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -80,7 +91,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return digest
 
