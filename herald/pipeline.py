@@ -50,7 +50,7 @@ from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.deliver.eml import compose_report
 from herald.errors import ConfigError, HeraldError, InputError
-from herald.reports.render import (ReportSpool, atomic_write, csv_header, render_lines,
+from herald.reports.render import (ParallelWrites, ReportSpool, atomic_write, csv_header, render_lines,
                                    report_filename, sync_paths)
 from herald.route import Router
 from herald.schema.registry import Registry, ReportType, default_registry
@@ -699,10 +699,19 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
             _MSG_CONTEXT = None
         _checkpoint(f"report:{len(summary.reports)}")
     else:
-        for rid, rpath, digest, rows, jsonl_file in jobs:
-            out |= _write_message(settings, day, rtype, router.recipients[rid], rpath, digest, rows,
-                                  summary, jsonl_file, mail)
-            _checkpoint(f"report:{len(summary.reports)}")
+        kill_points = os.environ.get("HERALD_KILL_AT", "").startswith("report:")
+        writer = ParallelWrites()
+        try:
+            for rid, rpath, digest, rows, jsonl_file in jobs:
+                out |= _write_message(settings, day, rtype, router.recipients[rid], rpath, digest,
+                                      rows, summary, jsonl_file, mail, writer)
+                if kill_points:
+                    # the fault tests kill the run right after a given message is written
+                    writer.close()
+                    writer = ParallelWrites()
+                    _checkpoint(f"report:{len(summary.reports)}")
+        finally:
+            writer.close()
     st["messages"] = st.get("messages", 0.0) + (time.monotonic() - t0)
     show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
          f"{len(out)} files")
@@ -735,15 +744,20 @@ def _compose_chunk(jobs: list) -> tuple[list[dict], set[Path]]:
     settings, day, rtype, recipients, mail = _MSG_CONTEXT
     part = RunSummary(day=day)
     out: set[Path] = set()
-    for rid, rpath, digest, rows, jsonl_file in jobs:
-        out |= _write_message(settings, day, rtype, recipients[rid], rpath, digest, rows, part,
-                              jsonl_file, mail)
+    with ParallelWrites() as writer:
+        for rid, rpath, digest, rows, jsonl_file in jobs:
+            out |= _write_message(settings, day, rtype, recipients[rid], rpath, digest, rows, part,
+                                  jsonl_file, mail, writer)
     return part.reports, out
 
 
 def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipient, rpath: Path,
-                   digest: str, rows: int, summary: RunSummary, jsonl, mail: dict) -> set[Path]:
-    """The ``.eml`` of a written report, and its summary entry.  Returns the paths written."""
+                   digest: str, rows: int, summary: RunSummary, jsonl, mail: dict,
+                   writer: ParallelWrites | None = None) -> set[Path]:
+    """The ``.eml`` of a written report, and its summary entry.  Returns the paths written.
+
+    With ``writer`` the file is written on its threads (the caller closes it before relying on
+    the file)."""
     paths = settings.paths
     name = rpath.name
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
@@ -753,7 +767,10 @@ def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipi
     msg = compose_report(rcpt, rtype, day, rows, name, data, digest, settings.sender, tlp,
                          **mail).as_bytes()
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
-    atomic_write(epath, msg, durable=False)
+    if writer is not None:
+        writer.submit(atomic_write, epath, msg, durable=False)
+    else:
+        atomic_write(epath, msg, durable=False)
     out = {rpath, epath}
     entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
              "rows": rows, "path": str(rpath), "sha256": digest,
