@@ -43,11 +43,88 @@ def for_csv(table: pa.Table, rtype: ReportType) -> pa.Table:
     for name, typ in rtype.column_types.items():
         col = table.column(name) if name in table.column_names else pa.nulls(table.num_rows, typ)
         if typ == TIMESTAMP_TYPE:
-            # whole seconds, as Shadowserver writes them (strftime's %S would add the fraction)
-            col = pc.strftime(pc.cast(col, pa.timestamp("s", tz="UTC"), safe=False),
-                              format="%Y-%m-%d %H:%M:%S", locale="C")
+            col = format_timestamps(col)
         cols.append(col)
     return pa.Table.from_arrays(cols, names=list(rtype.column_types))
+
+
+def format_timestamps(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Timestamps as Shadowserver writes them: ``YYYY-MM-DD HH:MM:SS`` (UTC, whole seconds,
+    the fraction cut off), null stays null.
+
+    Vectorized with numpy: the date part comes from a table of the days between the column's
+    first and last day (civil dates by H. Hinnant's ``civil_from_days``, proleptic Gregorian), the
+    time part from a table of the 86,400 seconds of a day; both are gathered into a
+    ``uint8[N, 19]`` matrix that becomes the string buffer.  Years outside 0001-9999, or a column
+    spanning more than 100,000 days, go through ``pyarrow.compute.strftime`` instead.
+
+    Args:
+        col: ``timestamp`` array of length N (any unit; a time zone is ignored: values are UTC).
+
+    Returns:
+        ``string[N]``.
+    """
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    n = len(col)
+    secs_arr = pc.cast(col, pa.timestamp("s", tz="UTC"), safe=False)
+    secs = pc.fill_null(secs_arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    days = np.floor_divide(secs, 86400)
+    sod = secs - days * 86400
+    first, last = (int(days.min()), int(days.max())) if n else (0, 0)
+    dates = _civil_dates(np.arange(first, last + 1, dtype=np.int64)) if last - first < 100_000 else None
+    if dates is None:
+        return pc.strftime(secs_arr, format="%Y-%m-%d %H:%M:%S", locale="C")
+    out = np.empty((n, 19), dtype=np.uint8)
+    out[:, :10] = dates[days - first]
+    out[:, 10] = ord(" ")
+    out[:, 11:] = _time_table()[sod]
+    offsets = np.arange(0, 19 * (n + 1), 19, dtype=np.int32)
+    validity = None
+    if col.null_count:
+        validity = pa.array(pc.is_valid(col).to_numpy(zero_copy_only=False)).buffers()[1]
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(out)],
+                                 null_count=col.null_count)
+
+
+def _civil_dates(days: np.ndarray) -> np.ndarray | None:
+    """``uint8[K, 10]`` ``YYYY-MM-DD`` of days since 1970-01-01 (``int64[K]``), or ``None`` when
+    a year is outside 0001-9999.  H. Hinnant, "chrono-Compatible Low-Level Date Algorithms",
+    ``civil_from_days``."""
+    z = days + 719468
+    era = np.floor_divide(z, 146097)
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = np.where(mp < 10, mp + 3, mp - 9)
+    y = yoe + era * 400 + (m <= 2)
+    if len(y) and (y.min() < 1 or y.max() > 9999):
+        return None
+    out = np.empty((len(days), 10), dtype=np.uint8)
+    for i, div in enumerate((1000, 100, 10, 1)):
+        out[:, i] = (y // div) % 10 + 48
+    out[:, 4] = out[:, 7] = ord("-")
+    out[:, 5], out[:, 6] = m // 10 + 48, m % 10 + 48
+    out[:, 8], out[:, 9] = d // 10 + 48, d % 10 + 48
+    return out
+
+
+_TIME_TABLE: np.ndarray | None = None
+
+
+def _time_table() -> np.ndarray:
+    """``uint8[86400, 8]``: ``HH:MM:SS`` of every second of a day."""
+    global _TIME_TABLE
+    if _TIME_TABLE is None:
+        s = np.arange(86400)
+        t = np.empty((86400, 8), dtype=np.uint8)
+        for pos, v in ((0, s // 3600), (3, (s // 60) % 60), (6, s % 60)):
+            t[:, pos], t[:, pos + 1] = v // 10 + 48, v % 10 + 48
+        t[:, 2] = t[:, 5] = ord(":")
+        _TIME_TABLE = t
+    return _TIME_TABLE
 
 
 def render_csv(table: pa.Table, rtype: ReportType) -> bytes:
@@ -211,6 +288,8 @@ class ReportSpool:
         self.dirs: set[Path] = set()
         self.buffer_bytes = buffer_bytes
         self._buffered = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: list = []
 
     def append(self, path: Path, header: bytes, data, rows: int) -> None:
         """Append ``data`` (``rows`` records, bytes-like; copied) to the report at ``path``."""
@@ -230,31 +309,43 @@ class ReportSpool:
             self._spill()
 
     def _spill(self) -> None:
-        """Append the largest buffers to their temporary files until half the budget is free."""
+        """Append the largest buffers to their temporary files until half the budget is free.
+
+        The appends run on :data:`WRITE_THREADS` threads while the caller goes on; the next spill
+        (or :meth:`finish`) first waits for them, so a file's appends never overtake each other.
+        """
+        self._wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITE_THREADS)
         for path, st in sorted(self._open.items(), key=lambda kv: -kv[1][5]):
             if self._buffered <= self.buffer_bytes // 2 or not st[5]:
                 break
-            self._flush(path, st)
+            create = st[0] is None
+            if create:
+                st[0] = path.with_name(f".{path.name}.part")
+            self._inflight.append(self._pool.submit(self._write, path, st[0], st[4], create))
+            self._buffered -= st[5]
+            st[4], st[5] = [], 0
 
-    def _flush(self, path: Path, st: list) -> None:
-        self._write(path, st)
-        self._buffered -= st[5]
-        st[4], st[5] = [], 0
+    def _wait(self) -> None:
+        """Wait for the appends in flight; raise the first error."""
+        pending, self._inflight = self._inflight, []
+        for f in pending:
+            f.result()
 
     @staticmethod
-    def _write(path: Path, st: list) -> None:
-        """Append the buffered chunks of ``st`` to its temporary file (created on first use)."""
-        if st[0] is None:
-            st[0] = path.with_name(f".{path.name}.part")
+    def _write(path: Path, tmp: Path, chunks: list, create: bool) -> None:
+        """Write ``chunks`` to ``tmp`` (created when ``create``, else appended to)."""
+        if create:
             try:
-                fh = open(st[0], "wb")
+                fh = open(tmp, "wb")
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fh = open(st[0], "wb")
+                fh = open(tmp, "wb")
         else:
-            fh = open(st[0], "ab")
+            fh = open(tmp, "ab")
         with fh:
-            fh.writelines(st[4])
+            fh.writelines(chunks)
 
     def finish(self) -> dict[Path, tuple[str, int, int]]:
         """Write every report into place.  Returns ``{path: (sha256 hex, rows, bytes)}``.
@@ -262,6 +353,7 @@ class ReportSpool:
         The files are written by :data:`WRITE_THREADS` threads: creating tens of thousands of
         files is bound by the file system's latency, not the CPU, and overlaps well.
         """
+        self._wait()
         out: dict[Path, tuple[str, int, int]] = {}
 
         def place(item):
@@ -272,14 +364,22 @@ class ReportSpool:
                 if tmp is not None:
                     tmp.unlink()
             else:
-                self._write(path, st)
-                os.replace(st[0], path)
+                create = tmp is None
+                if create:
+                    tmp = path.with_name(f".{path.name}.part")
+                self._write(path, tmp, st[4], create)
+                os.replace(tmp, path)
             st[4] = []
             return path, (digest, rows, size)
 
-        with ThreadPoolExecutor(WRITE_THREADS) as ex:
-            for path, res in ex.map(place, list(self._open.items()), chunksize=64):
-                out[path] = res
+        try:
+            with ThreadPoolExecutor(WRITE_THREADS) as ex:
+                for path, res in ex.map(place, list(self._open.items()), chunksize=64):
+                    out[path] = res
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self._open.clear()
         self._buffered = 0
         return out
