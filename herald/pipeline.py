@@ -761,11 +761,12 @@ def _write_message(settings: Settings, day: str, rtype: ReportType, rcpt: Recipi
     paths = settings.paths
     name = rpath.name
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
-    data = rpath.read_bytes()
+    size = rpath.stat().st_size
+    data = rpath.read_bytes() if size <= mail["attach_max"] else b""  # not attached: not read
     # compose_report's bytes are what build_message's parsed message gives back (round trip), so
     # the parse is skipped: it costs more than composing for large reports.
     msg = compose_report(rcpt, rtype, day, rows, name, data, digest, settings.sender, tlp,
-                         **mail).as_bytes()
+                         size=size, **mail).as_bytes()
     epath = paths.outbox / day / rcpt.slug / f"{name}.eml"
     if writer is not None:
         writer.submit(atomic_write, epath, msg, durable=False)

@@ -261,3 +261,26 @@ def test_forced_rerun_removes_reports_of_a_recipient_no_longer_routed(repo_root,
     assert not [p for p in gone_files if Path(p).exists()]
     assert all(Path(p).exists() for p in kept_files)
     assert stray.read_text() == "operator's notes"
+
+
+def test_outbox_copies_follow_mail_attach_max(repo_root, tmp_path):
+    import email
+    from email import policy
+
+    settings, raw = example_settings(repo_root, tmp_path)
+    raw["mail"] = {"attach_max": 2000, "zip_above": 1 << 20}
+    settings = settings_from_dict(raw, base=repo_root / "examples")
+    s = run_day(settings, DAY)
+    big = [r for r in s.reports if Path(r["path"]).stat().st_size > 2000]
+    small = [r for r in s.reports if Path(r["path"]).stat().st_size <= 2000]
+    assert big and small
+    for r in big + small:
+        msg = email.message_from_bytes(Path(r["message"]).read_bytes(), policy=policy.default)
+        attached = [p.get_content() for p in msg.iter_attachments()]
+        body = msg.get_body(("plain",)).get_content()
+        size = Path(r["path"]).stat().st_size
+        if size > 2000:
+            assert attached == [] and str(size) in body.replace(",", "") and r["sha256"] in body
+        else:
+            data = Path(r["path"]).read_bytes()
+            assert [a if isinstance(a, bytes) else a.encode() for a in attached] == [data]

@@ -51,18 +51,24 @@ def compose_report(recipient: Recipient, rtype: ReportType, day: str, rows: int,
                    language: str = "en", extra: list[_compose.Attachment] | None = None,
                    xarf_name: str | None = None, xarf_count: int = 0,
                    unsubscribe_url: str | None = None,
-                   unsubscribe_mailto: str | None = None) -> _compose.Composed:
+                   unsubscribe_mailto: str | None = None,
+                   size: int | None = None) -> _compose.Composed:
     """The composed (unprotected) message of one report; see :func:`build_message`.
 
     ``zip_above`` and ``attach_max`` are bytes of the CSV ``data``: above ``zip_above`` it is
     attached as a ZIP archive, above ``attach_max`` it is not attached at all and the body says
-    where to download it (``extra`` attachments are attached as given).
+    where to download it (``extra`` attachments are attached as given).  ``size`` is the CSV's
+    size in bytes when the caller knows it: a report above ``attach_max`` then needs no ``data``
+    (pass ``b""``), the daily run does not read large reports back for their messages.
     """
-    att, zipped = _compose.report_attachment(filename, data, day, zip_above, attach_max)
+    if size is not None and size > attach_max:
+        att, zipped = None, False
+    else:
+        att, zipped = _compose.report_attachment(filename, data, day, zip_above, attach_max)
     part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title), rows=rows,
                                filename=att.filename if att else filename, zipped=zipped,
                                url=rtype.url, sha256=sha256, xarf=xarf_name, xarf_count=xarf_count,
-                               attached=att is not None, size=len(data))
+                               attached=att is not None, size=len(data) if size is None else size)
     spec = _compose.MessageSpec(
         recipient=recipient, day=day, tlp=tlp, sender=sender, template="report", key=rtype.name,
         content_sha256=sha256, reports=[part], attachments=([att] if att else []) + list(extra or []),
