@@ -296,10 +296,9 @@ class ReportSpool:
         st = self._open.get(path)
         if st is None:
             self.dirs.add(path.parent)
-            st = self._open[path] = [None, hashlib.sha256(header), 0, len(header), [header], len(header)]
+            st = self._open[path] = [None, hashlib.sha256(), 0, len(header), [header], len(header)]
             self._buffered += len(header)
         chunk = bytes(data)
-        st[1].update(chunk)
         st[2] += rows
         st[3] += len(chunk)
         st[4].append(chunk)
@@ -323,7 +322,7 @@ class ReportSpool:
             create = st[0] is None
             if create:
                 st[0] = path.with_name(f".{path.name}.part")
-            self._inflight.append(self._pool.submit(self._write, path, st[0], st[4], create))
+            self._inflight.append(self._pool.submit(self._write, path, st[0], st[4], create, st[1]))
             self._buffered -= st[5]
             st[4], st[5] = [], 0
 
@@ -334,8 +333,14 @@ class ReportSpool:
             f.result()
 
     @staticmethod
-    def _write(path: Path, tmp: Path, chunks: list, create: bool) -> None:
-        """Write ``chunks`` to ``tmp`` (created when ``create``, else appended to)."""
+    def _write(path: Path, tmp: Path, chunks: list, create: bool, digest=None) -> None:
+        """Write ``chunks`` to ``tmp`` (created when ``create``, else appended to); ``digest``
+        (a ``hashlib`` object), when given, is updated with them first (on the writing thread:
+        hashing releases the GIL; a report's chunks are hashed in order because a file's writes
+        never overlap)."""
+        if digest is not None:
+            for c in chunks:
+                digest.update(c)
         if create:
             try:
                 fh = open(tmp, "wb")
@@ -359,6 +364,8 @@ class ReportSpool:
         def place(item):
             path, st = item
             tmp, h, rows, size = st[0], st[1], st[2], st[3]
+            for c in st[4]:
+                h.update(c)
             digest = h.hexdigest()
             if _same_content(path, size, digest):
                 if tmp is not None:
