@@ -425,11 +425,18 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
     t = time.monotonic()
     written: set[Path] = set()
     con = _duckdb_connection(paths.data / "tmp" / "duckdb")
+    composers = _MessageWorkers(settings, day, registry, router.recipients)
     try:
         for type_name in sorted(stored):
             written |= _route_and_report(con, settings, day, registry.get(type_name),
-                                         [str(p) for p in stored[type_name]], router, summary, show)
+                                         [str(p) for p in stored[type_name]], router, summary, show,
+                                         composers)
+        t_wait = time.monotonic()
+        written |= composers.collect(summary)
+        summary.stages["messages"] = summary.stages.get("messages", 0.0) + (time.monotonic() - t_wait)
+        _checkpoint(f"report:{len(summary.reports)}")
     finally:
+        composers.close()
         con.close()
     _remove_stale(paths.reports / day, written)
     _remove_stale(paths.outbox / day, written)
@@ -601,7 +608,8 @@ def _distinct_events(con: duckdb.DuckDBPyConnection, files: list[str], rtype: Re
 
 
 def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: str, rtype: ReportType,
-                      files: list[str], router: Router, summary: RunSummary, show) -> set[Path]:
+                      files: list[str], router: Router, summary: RunSummary, show,
+                      composers: "_MessageWorkers | None" = None) -> set[Path]:
     """Route one type's distinct events of the day and write its reports and messages.
 
     The distinct events (:func:`_distinct_batches`) stream in batches of at most
@@ -675,29 +683,13 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
     summary.rows_duplicate += total - distinct
     out: set[Path] = set()
     jfiles = jspool.finish() if jspool is not None else {}
+    spool_paths = spool.finish()
     jobs = [(by_path[rpath], rpath, digest, rows, jfiles.get(rpath.with_suffix(".intelmq.jsonl")))
-            for rpath, (digest, rows, _size) in spool.finish().items()]
-    workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
-    if len(jobs) >= PARALLEL_MESSAGES and workers > 1 and "fork" in mp.get_all_start_methods():
-        # Composing a message (Python's email package) costs milliseconds; with tens of thousands
-        # of reports it is the largest cost of the run, so it is spread over processes.  Each
-        # worker writes its messages and returns the summary entries.
-        global _MSG_CONTEXT
-        _MSG_CONTEXT = (settings, day, rtype, router.recipients, mail)
-        # Each recipient's area and filter texts, once, in this process: the forked workers
-        # inherit them instead of computing them per worker and type.
-        from herald.deliver.compose import recipient_texts
-        for rid in {j[0] for j in jobs}:
-            recipient_texts(router.recipients[rid])
-        chunks = [jobs[i::workers * 4] for i in range(workers * 4)]
-        try:
-            with mp.get_context("fork").Pool(workers) as pool:
-                for entries, paths_out in pool.imap(_compose_chunk, chunks):
-                    summary.reports.extend(entries)
-                    out |= paths_out
-        finally:
-            _MSG_CONTEXT = None
-        _checkpoint(f"report:{len(summary.reports)}")
+            for rpath, (digest, rows, _size) in spool_paths.items()]
+    if composers is not None and len(jobs) >= PARALLEL_MESSAGES and composers.available():
+        # Composing and writing tens of thousands of messages is a large part of the run: worker
+        # processes do it while this process routes the next type (collected by the caller).
+        composers.submit(rtype, jobs)
     else:
         kill_points = os.environ.get("HERALD_KILL_AT", "").startswith("report:")
         writer = ParallelWrites()
@@ -714,8 +706,8 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
             writer.close()
     st["messages"] = st.get("messages", 0.0) + (time.monotonic() - t0)
     show(f"routed {rtype.name}: {distinct} distinct events, {reported} reported, "
-         f"{len(out)} files")
-    return out
+         f"{len(jobs)} reports")
+    return out | set(spool_paths)
 
 
 #: Reports of one type from which messages are composed in worker processes.
@@ -723,6 +715,65 @@ PARALLEL_MESSAGES = 256
 #: At most this many message-composing processes.
 MESSAGE_WORKERS = 4
 _MSG_CONTEXT: tuple | None = None
+
+
+class _MessageWorkers:
+    """Message-composing processes shared by the run's report types (forked on first use, one per
+    core up to :data:`MESSAGE_WORKERS`): a type's messages are composed and written while the run
+    routes the next type.  :meth:`collect` waits for all of them.
+
+    Workers inherit the run's settings, registry, recipients and ``[mail]`` options from the
+    fork (:data:`_MSG_CONTEXT`); a job names the report type and carries
+    ``(recipient index, report path, sha256, rows, IntelMQ file)`` tuples.
+    """
+
+    def __init__(self, settings: Settings, day: str, registry: Registry, recipients: list[Recipient]) -> None:
+        self.context = (settings, day, registry, recipients, _mail_options(settings))
+        self.workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
+        self.pool = None
+        self.pending: list = []
+
+    def available(self) -> bool:
+        """More than one core and the ``fork`` start method."""
+        return self.workers > 1 and "fork" in mp.get_all_start_methods()
+
+    def submit(self, rtype: ReportType, jobs: list) -> None:
+        """Compose and write the messages of ``jobs`` (reports of ``rtype``) in the workers."""
+        if self.pool is None:
+            global _MSG_CONTEXT
+            _MSG_CONTEXT = self.context
+            # Each recipient's area and filter texts, once, here: the forked workers inherit them.
+            from herald.deliver.compose import recipient_texts
+            for r in self.context[3]:
+                recipient_texts(r)
+            self.pool = mp.get_context("fork").Pool(self.workers)
+        n = self.workers * 4
+        chunks = [(rtype.name, jobs[i::n]) for i in range(n) if jobs[i::n]]
+        self.pending.append(self.pool.map_async(_compose_chunk, chunks))
+
+    def collect(self, summary: RunSummary) -> set[Path]:
+        """Wait for every submitted job; their summary entries go into ``summary``.  Returns the
+        paths written.  Raises the first worker error."""
+        out: set[Path] = set()
+        pending, self.pending = self.pending, []
+        for res in pending:
+            for entries, paths_out in res.get():
+                summary.reports.extend(entries)
+                out |= paths_out
+        return out
+
+    def close(self) -> None:
+        """Stop the workers (after :meth:`collect`, or on an error: then unfinished jobs are
+        abandoned; the ledger does not record the run as done)."""
+        global _MSG_CONTEXT
+        if self.pool is not None:
+            if self.pending:
+                self.pool.terminate()
+            else:
+                self.pool.close()
+            self.pool.join()
+            self.pool = None
+            _MSG_CONTEXT = None
 
 
 def _mail_options(settings: Settings) -> dict:
@@ -738,10 +789,12 @@ def _mail_options(settings: Settings) -> dict:
             "unsubscribe_url": m.unsubscribe_url, "unsubscribe_mailto": m.unsubscribe_mailto}
 
 
-def _compose_chunk(jobs: list) -> tuple[list[dict], set[Path]]:
-    """Worker: write the messages of ``jobs`` (see :func:`_route_and_report`); returns the summary
-    entries and the paths written."""
-    settings, day, rtype, recipients, mail = _MSG_CONTEXT
+def _compose_chunk(jobs: tuple[str, list]) -> tuple[list[dict], set[Path]]:
+    """Worker: write the messages of ``jobs`` (``(type name, [job, ...])``, see
+    :class:`_MessageWorkers`); returns the summary entries and the paths written."""
+    settings, day, registry, recipients, mail = _MSG_CONTEXT
+    type_name, jobs = jobs
+    rtype = registry.get(type_name)
     part = RunSummary(day=day)
     out: set[Path] = set()
     with ParallelWrites() as writer:
