@@ -727,6 +727,13 @@ class _MessageWorkers:
     Workers inherit the run's settings, registry, recipients and ``[mail]`` options from the
     fork (:data:`_MSG_CONTEXT`); a job names the report type and carries
     ``(recipient index, report path, sha256, rows, IntelMQ file)`` tuples.
+
+    Before forking, the parent collects garbage and freezes its objects (:func:`gc.freeze`): the
+    workers' garbage collector then never frees an object of the parent.  Such objects may hold
+    native state of the parent's threads (Arrow's allocator and thread pools, DuckDB) that does not
+    exist in a forked child; freeing them there crashed a worker with a segmentation fault.  A
+    worker that dies anyway makes :meth:`collect` raise (``BrokenProcessPool``) instead of waiting
+    for ever.
     """
 
     def __init__(self, settings: Settings, day: str, registry: Registry, recipients: list[Recipient]) -> None:
@@ -741,6 +748,9 @@ class _MessageWorkers:
 
     def submit(self, rtype: ReportType, jobs: list) -> None:
         """Compose and write the messages of ``jobs`` (reports of ``rtype``) in the workers."""
+        import gc
+        from concurrent.futures import ProcessPoolExecutor
+
         if self.pool is None:
             global _MSG_CONTEXT
             _MSG_CONTEXT = self.context
@@ -748,20 +758,31 @@ class _MessageWorkers:
             from herald.deliver.compose import recipient_texts
             for r in self.context[3]:
                 recipient_texts(r)
-            self.pool = mp.get_context("fork").Pool(self.workers)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
         n = self.workers * 4
         chunks = [(rtype.name, jobs[i::n]) for i in range(n) if jobs[i::n]]
-        self.pending.append(self.pool.map_async(_compose_chunk, chunks))
+        # With the fork start method the executor forks all its workers at the first submit.
+        gc.collect()
+        gc.freeze()
+        try:
+            self.pending.extend(self.pool.submit(_compose_chunk, c) for c in chunks)
+        finally:
+            gc.unfreeze()
 
     def collect(self, summary: RunSummary) -> set[Path]:
         """Wait for every submitted job; their summary entries go into ``summary``.  Returns the
-        paths written.  Raises the first worker error."""
+        paths written.
+
+        Raises:
+            the first worker error; ``concurrent.futures.process.BrokenProcessPool`` when a worker
+            died.
+        """
         out: set[Path] = set()
         pending, self.pending = self.pending, []
-        for res in pending:
-            for entries, paths_out in res.get():
-                summary.reports.extend(entries)
-                out |= paths_out
+        for fut in pending:
+            entries, paths_out = fut.result()
+            summary.reports.extend(entries)
+            out |= paths_out
         return out
 
     def close(self) -> None:
@@ -769,12 +790,11 @@ class _MessageWorkers:
         abandoned; the ledger does not record the run as done)."""
         global _MSG_CONTEXT
         if self.pool is not None:
-            if self.pending:
-                self.pool.terminate()
-            else:
-                self.pool.close()
-            self.pool.join()
+            for fut in self.pending:
+                fut.cancel()
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+            self.pending = []
             _MSG_CONTEXT = None
 
 
