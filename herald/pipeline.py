@@ -302,7 +302,7 @@ def _checkpoint(name: str) -> None:
     """Fault-injection point for the crash tests: when ``HERALD_KILL_AT`` equals ``name`` the
     process kills itself with SIGKILL (no clean-up runs, as in a real crash).  Points:
     ``ingest:<n>`` after the n-th input is stored, ``report:<n>`` after the n-th report is written,
-    ``ledger`` before the ledger is updated."""
+    ``ledger`` before the ledger is updated, ``compose`` in a message worker process."""
     if os.environ.get("HERALD_KILL_AT") == name:
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
@@ -816,6 +816,7 @@ def _compose_chunk(jobs: tuple[str, list]) -> tuple[list[dict], set[Path]]:
     :class:`_MessageWorkers`); returns the summary entries and the paths written."""
     settings, day, registry, recipients, mail = _MSG_CONTEXT
     type_name, jobs = jobs
+    _checkpoint("compose")  # fault tests: a message worker dies
     rtype = registry.get(type_name)
     part = RunSummary(day=day)
     out: set[Path] = set()

@@ -71,3 +71,41 @@ def test_run_throughput_relative_to_arrow_csv_read(day_dir: Path):
     assert ratio <= MAX_RATIO, (
         f"the daily run took {ratio:.1f}x as long as reading the CSV (allowed {MAX_RATIO:.0f}x): "
         f"{EVENTS / run:,.0f} events/s; stages {summary.to_dict()['stages_seconds']}")
+
+
+def test_a_dying_message_worker_fails_the_run_instead_of_hanging(day_dir: Path, tmp_path: Path,
+                                                                 monkeypatch):
+    """The day's messages are composed in worker processes (a type with 256 reports or more): a
+    worker killed by a signal makes the run fail, recorded in the ledger, not wait for ever."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import tomllib
+
+    from herald.config import settings_from_dict
+    from herald.store import ledger
+    from herald.store.db import open_db
+
+    raw = tomllib.loads((day_dir / "herald.toml").read_text())
+    raw["paths"] = {"inbox": str(day_dir / "inbox"), "data": str(tmp_path / "data"),
+                    "reports": str(tmp_path / "reports"), "outbox": str(tmp_path / "outbox")}
+    settings = settings_from_dict(raw, base=day_dir)
+    recipients = recipients_from_specs(settings.recipients_spec)
+    monkeypatch.setenv("HERALD_KILL_AT", "compose")
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            run_day(settings, DAY, recipients=recipients)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - examined below
+            outcome.append(exc)
+
+    import threading
+
+    worker = threading.Thread(target=run, daemon=True)  # a hang must fail the test, not block it
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run hangs after a message worker died"
+    assert isinstance(outcome[0], BrokenProcessPool)
+    runs = ledger.list_runs(open_db(settings.database_url))
+    assert runs and runs[0].status == "failed" and "BrokenProcessPool" in (runs[0].error or "")
