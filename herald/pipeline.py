@@ -431,10 +431,6 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
             written |= _route_and_report(con, settings, day, registry.get(type_name),
                                          [str(p) for p in stored[type_name]], router, summary, show,
                                          composers)
-        t_wait = time.monotonic()
-        written |= composers.collect(summary)
-        summary.stages["messages"] = summary.stages.get("messages", 0.0) + (time.monotonic() - t_wait)
-        _checkpoint(f"report:{len(summary.reports)}")
     finally:
         composers.close()
         con.close()
@@ -553,8 +549,9 @@ def _first_occurrences(con: duckdb.DuckDBPyConnection, files: list[str], rtype: 
     selects = []
     sizes = []
     for i, f in enumerate(files):
-        names = set(pq.read_schema(f).names)
-        sizes.append(pq.ParquetFile(f).metadata.num_rows)
+        pf = pq.ParquetFile(f)
+        names = set(pf.schema_arrow.names)
+        sizes.append(pf.metadata.num_rows)
         exprs = [f'"{c}"' if c in names else "NULL" for c in rtype.columns]
         selects.append(
             f"SELECT ({i}::BIGINT << 40) + file_row_number AS k, hash({', '.join(exprs)}) AS h1, "
@@ -624,7 +621,7 @@ def _route_and_report(con: duckdb.DuckDBPyConnection, settings: Settings, day: s
         the paths written (reports, messages, JSON lines).
     """
     paths = settings.paths
-    mail = _mail_options(settings)
+    mail = composers.mail if composers is not None else _mail_options(settings)
     header = csv_header(rtype)
     spool = ReportSpool()
     jsonl = "intelmq" in settings.raw.get("report", {}).get("formats", [])
@@ -737,7 +734,9 @@ class _MessageWorkers:
     """
 
     def __init__(self, settings: Settings, day: str, registry: Registry, recipients: list[Recipient]) -> None:
-        self.context = (settings, day, registry, recipients, _mail_options(settings))
+        #: ``[mail]`` options (:func:`_mail_options`), read once per run.
+        self.mail = _mail_options(settings)
+        self.context = (settings, day, registry, recipients, self.mail)
         self.workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
         self.pool = None
         self.pending: list = []
@@ -751,17 +750,19 @@ class _MessageWorkers:
         import gc
         from concurrent.futures import ProcessPoolExecutor
 
-        if self.pool is None:
-            global _MSG_CONTEXT
-            _MSG_CONTEXT = self.context
-            # Each recipient's area and filter texts, once, here: the forked workers inherit them.
-            from herald.deliver.compose import recipient_texts
-            for r in self.context[3]:
-                recipient_texts(r)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
         n = self.workers * 4
         chunks = [(rtype.name, jobs[i::n]) for i in range(n) if jobs[i::n]]
-        # With the fork start method the executor forks all its workers at the first submit.
+        if self.pool is not None:
+            self.pending.extend(self.pool.submit(_compose_chunk, c) for c in chunks)
+            return
+        global _MSG_CONTEXT
+        _MSG_CONTEXT = self.context
+        # Each recipient's area and filter texts, once, here: the forked workers inherit them.
+        from herald.deliver.compose import recipient_texts
+        for r in self.context[3]:
+            recipient_texts(r)
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        # With the fork start method the executor forks all its workers at this first submit.
         gc.collect()
         gc.freeze()
         try:

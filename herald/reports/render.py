@@ -68,7 +68,10 @@ def format_timestamps(col: pa.Array | pa.ChunkedArray) -> pa.Array:
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     n = len(col)
     secs_arr = pc.cast(col, pa.timestamp("s", tz="UTC"), safe=False)
-    secs = pc.fill_null(secs_arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    ints = secs_arr.cast(pa.int64())
+    # Nulls take the smallest value, so that they do not widen the range of days.
+    low = pc.min(ints).as_py()
+    secs = pc.fill_null(ints, low or 0).to_numpy(zero_copy_only=False)
     days = np.floor_divide(secs, 86400)
     sod = secs - days * 86400
     first, last = (int(days.min()), int(days.max())) if n else (0, 0)
@@ -288,8 +291,7 @@ class ReportSpool:
         self.dirs: set[Path] = set()
         self.buffer_bytes = buffer_bytes
         self._buffered = 0
-        self._pool: ThreadPoolExecutor | None = None
-        self._inflight: list = []
+        self._spills: ParallelWrites | None = None
 
     def append(self, path: Path, header: bytes, data, rows: int) -> None:
         """Append ``data`` (``rows`` records, bytes-like; copied) to the report at ``path``."""
@@ -313,24 +315,18 @@ class ReportSpool:
         The appends run on :data:`WRITE_THREADS` threads while the caller goes on; the next spill
         (or :meth:`finish`) first waits for them, so a file's appends never overtake each other.
         """
-        self._wait()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(WRITE_THREADS)
+        if self._spills is None:
+            self._spills = ParallelWrites()
+        self._spills.wait()
         for path, st in sorted(self._open.items(), key=lambda kv: -kv[1][5]):
             if self._buffered <= self.buffer_bytes // 2 or not st[5]:
                 break
             create = st[0] is None
             if create:
                 st[0] = path.with_name(f".{path.name}.part")
-            self._inflight.append(self._pool.submit(self._write, path, st[0], st[4], create, st[1]))
+            self._spills.submit(self._write, path, st[0], st[4], create, st[1])
             self._buffered -= st[5]
             st[4], st[5] = [], 0
-
-    def _wait(self) -> None:
-        """Wait for the appends in flight; raise the first error."""
-        pending, self._inflight = self._inflight, []
-        for f in pending:
-            f.result()
 
     @staticmethod
     def _write(path: Path, tmp: Path, chunks: list, create: bool, digest=None) -> None:
@@ -358,7 +354,9 @@ class ReportSpool:
         The files are written by :data:`WRITE_THREADS` threads: creating tens of thousands of
         files is bound by the file system's latency, not the CPU, and overlaps well.
         """
-        self._wait()
+        if self._spills is not None:
+            self._spills.close()
+            self._spills = None
         out: dict[Path, tuple[str, int, int]] = {}
 
         def place(item):
@@ -379,14 +377,9 @@ class ReportSpool:
             st[4] = []
             return path, (digest, rows, size)
 
-        try:
-            with ThreadPoolExecutor(WRITE_THREADS) as ex:
-                for path, res in ex.map(place, list(self._open.items()), chunksize=64):
-                    out[path] = res
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
+        with ThreadPoolExecutor(WRITE_THREADS) as ex:
+            for path, res in ex.map(place, list(self._open.items()), chunksize=64):
+                out[path] = res
         self._open.clear()
         self._buffered = 0
         return out
@@ -416,11 +409,15 @@ class ParallelWrites:
         while len(self._pending) > self.max_pending:
             self._pending.popleft().result()
 
+    def wait(self) -> None:
+        """Wait for every queued write (the threads stay); raise the first error."""
+        while self._pending:
+            self._pending.popleft().result()
+
     def close(self) -> None:
-        """Wait for every queued write; raise the first error."""
+        """Wait for every queued write and stop the threads; raise the first error."""
         try:
-            while self._pending:
-                self._pending.popleft().result()
+            self.wait()
         finally:
             self._ex.shutdown(wait=True, cancel_futures=True)
 
