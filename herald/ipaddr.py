@@ -1,7 +1,7 @@
 """Vectorized parsing of IP address columns.
 
 IPv4 is stored as ``uint32`` and IPv6 as a pair of ``uint64`` (high and low 64 bits of the
-big-endian 128-bit address), as DESIGN.md asks ("Store IPv4 as uint32, IPv6 as 16-byte big-endian
+big-endian 128-bit address), as docs/architecture.md says ("Store IPv4 as uint32, IPv6 as 16-byte big-endian
 keys"; two big-endian halves order exactly like the 16-byte key and work with ``np.lexsort``).
 
 IPv4 text is parsed with Arrow compute kernels (no Python loop).  IPv6 text, a small share of real

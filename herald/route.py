@@ -1,6 +1,6 @@
 """Routing: which recipients receive which events, vectorized.
 
-An event matches a recipient when (DESIGN.md, "Attribute and route"):
+An event matches a recipient when (docs/architecture.md, "Route"):
 
 - its address (the type's ``src_ip``/``ip`` column) falls in one of the recipient's CIDRs, **or**
   its ASN (``src_asn``/``asn``, after enrichment) is one of the recipient's ASNs, **or** its country
@@ -290,7 +290,7 @@ class Router:
             return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(n, dtype=bool))
         ev = np.concatenate(parts_e)
         rid = np.concatenate(parts_r).astype(np.int64)
-        # Unique pairs by sort + neighbour mask (DESIGN.md: 20x faster than np.unique).
+        # Unique pairs by sort + neighbour mask (docs/architecture.md: 20x faster than np.unique).
         key = rid * max(n, 1) + ev
         key.sort()
         keep = np.ones(len(key), dtype=bool)

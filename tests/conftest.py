@@ -1,4 +1,5 @@
-"""Shared test fixtures.  ``SHARED`` is the read-only ``shared/`` folder beside the repository."""
+"""Shared test fixtures.  ``DATA`` is ``tests/data/``: real sample reports, feeds, enrichment files and
+IntelMQ conformance output, each with its licence (tests/data/README.md)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """Path of ``../shared`` (samples, schema, conformance data).  Fails loudly when absent."""
-    assert SHARED.is_dir(), f"{SHARED} is missing: tests need the shared/ folder beside the repo"
-    return SHARED
+def data_dir() -> Path:
+    """Path of ``tests/data`` (samples, conformance data)."""
+    assert DATA.is_dir(), f"{DATA} is missing"
+    return DATA
 
 
 @pytest.fixture(scope="session")

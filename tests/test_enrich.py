@@ -1,7 +1,7 @@
 """Tests of herald.enrich: RangeTable, IPData (bundled data, pyasn and RIR loaders), enrich().
 
 Lookups are checked against independent reference answers computed with Python's ``ipaddress``
-module and plain loops over the real sample files of ``shared/samples/enrichment``.
+module and plain loops over the real sample files of ``tests/data/samples/enrichment``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ HSET = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 
 
 @pytest.fixture(scope="session")
-def samples(shared_dir: Path) -> Path:
-    return shared_dir / "samples" / "enrichment"
+def samples(data_dir: Path) -> Path:
+    return data_dir / "samples" / "enrichment"
 
 
 @pytest.fixture(scope="session")
@@ -543,10 +543,10 @@ def test_cli_lookup_and_info(capsys, samples):
     assert ("warning" in cap.err) == ((today - dt.date(2026, 6, 17)).days > 90)
 
 
-def test_enrich_real_shadowserver_file(default, shared_dir):
+def test_enrich_real_shadowserver_file(default, data_dir):
     from herald.sources.shadowserver_csv import read_file
 
-    parsed = read_file(shared_dir / "samples" / "shadowserver" / "event4_sinkhole.csv")
+    parsed = read_file(data_dir / "samples" / "shadowserver" / "event4_sinkhole.csv")
     rt, t = parsed.report_type, parsed.table
     assert enrich(t, rt, default).equals(t)  # every row already has asn and geo: kept as given
     blank = t.set_column(t.column_names.index("src_asn"), "src_asn", pa.nulls(t.num_rows, pa.int64()))

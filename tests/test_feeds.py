@@ -1,4 +1,4 @@
-"""Feed parsers (herald/sources/*) on the real samples of ../shared/samples/feeds and on malformed
+"""Feed parsers (herald/sources/*) on the real samples of ../tests/data/samples/feeds and on malformed
 variants of them written to tmp_path."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def ts(*args) -> dt.datetime:
 
 
 @pytest.fixture(scope="session")
-def feeds(shared_dir) -> Path:
-    return shared_dir / "samples" / "feeds"
+def feeds(data_dir) -> Path:
+    return data_dir / "samples" / "feeds"
 
 
 def check(parsed, *, address_required: bool = True):
@@ -471,18 +471,18 @@ def test_shodan_bad_banners(tmp_path, feeds):
 # --------------------------------------------------------------------------------------------------
 # IntelMQ events
 
-def test_intelmq_real_output_back_to_its_type(shared_dir):
+def test_intelmq_real_output_back_to_its_type(data_dir):
     """IntelMQ 3.5.0's own output for the blocklist sample comes back equal to Herald's CSV reading."""
-    events = shared_dir / "conformance" / "intelmq" / "blocklist.intelmq.jsonl"
+    events = data_dir / "conformance" / "intelmq" / "blocklist.intelmq.jsonl"
     p = check(intelmq_json.parse(str(events), report_type="blocklist"))
-    s = read_file(shared_dir / "samples" / "shadowserver" / "blocklist.csv")
+    s = read_file(data_dir / "samples" / "shadowserver" / "blocklist.csv")
     for col in ("timestamp", "ip", "hostname", "source", "reason", "asn", "geo", "region", "city", "naics"):
         assert p.table.column(col).to_pylist() == s.table.column(col).to_pylist(), col
 
 
-def test_intelmq_default_type_and_invalid_address(shared_dir):
+def test_intelmq_default_type_and_invalid_address(data_dir):
     # feed.name is "x" in the conformance files: no type matches, so the generic type is used.
-    path = shared_dir / "conformance" / "intelmq" / "event4_honeypot_ddos_amp.intelmq.jsonl"
+    path = data_dir / "conformance" / "intelmq" / "event4_honeypot_ddos_amp.intelmq.jsonl"
     p = check(intelmq_json.parse(str(path)))
     assert p.report_type.name == "herald_intelmq_event"
     assert p.rows_in == 5 and p.table.num_rows == 4
@@ -599,11 +599,11 @@ def test_zoneh_and_cert_eu_presets(feeds):
     assert c[1]["src_hostname"] == "example.com" and c[1]["timestamp"] == ts(2019, 3, 31, 23, 5, 41)
 
 
-def test_shadowserver_samples_are_detected(shared_dir):
-    paths = sorted((shared_dir / "samples" / "shadowserver").glob("*.csv"))
+def test_shadowserver_samples_are_detected(data_dir):
+    paths = sorted((data_dir / "samples" / "shadowserver").glob("*.csv"))
     assert len(paths) >= 70
     assert {detect_format(str(p)) for p in paths} == {"shadowserver"}
-    p = parse_any(str(shared_dir / "samples" / "shadowserver" / "blocklist.csv"))
+    p = parse_any(str(data_dir / "samples" / "shadowserver" / "blocklist.csv"))
     assert p.report_type.name == "blocklist" and p.table.num_rows == 3
 
 

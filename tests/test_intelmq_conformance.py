@@ -1,8 +1,8 @@
 """Conformance of ``herald parse --format intelmq`` with IntelMQ 3.5.0's Shadowserver parser.
 
-For every sample ``shared/samples/shadowserver/X.csv`` the export is compared with
-``shared/conformance/intelmq/X.intelmq.jsonl`` (IntelMQ's own output), following
-``shared/conformance/README.md``:
+For every sample ``tests/data/samples/shadowserver/X.csv`` the export is compared with
+``tests/data/conformance/intelmq/X.intelmq.jsonl`` (IntelMQ's own output), following
+``tests/data/conformance/README.md``:
 
 - same events, same order, same keys, same values;
 - ``feed.name``, ``feed.provider``, ``feed.accuracy``, ``feed.code``, ``feed.url``,
@@ -31,12 +31,12 @@ from typing import Any
 
 import pytest
 
-from conftest import SHARED
+from conftest import DATA
 from herald.cli import main
 from herald.schema.registry import default_registry
 
-SAMPLES_DIR = SHARED / "samples" / "shadowserver"
-CONFORMANCE_DIR = SHARED / "conformance" / "intelmq"
+SAMPLES_DIR = DATA / "samples" / "shadowserver"
+CONFORMANCE_DIR = DATA / "conformance" / "intelmq"
 #: Every sample, found at collection time; an empty list fails test_samples_are_present.
 SAMPLES = sorted(p.name[: -len(".csv")] for p in SAMPLES_DIR.glob("*.csv")) if SAMPLES_DIR.is_dir() else []
 
@@ -104,9 +104,9 @@ def _compare(name: str, got_events: list[dict], expected_events: list[dict]) -> 
         assert not bad, f"{name} event {i}: (Herald, IntelMQ) differ: {bad}"
 
 
-def test_samples_are_present(shared_dir):
+def test_samples_are_present(data_dir):
     """The parameter list below is built from the folder: make sure it is the full set."""
-    assert SAMPLES_DIR == shared_dir / "samples" / "shadowserver"
+    assert SAMPLES_DIR == data_dir / "samples" / "shadowserver"
     assert len(SAMPLES) == 70, SAMPLES
     for name in SAMPLES:
         kinds = [p for p in (CONFORMANCE_DIR / f"{name}.intelmq.jsonl", CONFORMANCE_DIR / f"{name}.error.txt")
@@ -115,9 +115,9 @@ def test_samples_are_present(shared_dir):
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_sample(name, shared_dir, capsys):
+def test_sample(name, data_dir, capsys):
     """``herald parse X.csv --format intelmq`` gives IntelMQ's events (README rules)."""
-    path = shared_dir / "samples" / "shadowserver" / f"{name}.csv"
+    path = data_dir / "samples" / "shadowserver" / f"{name}.csv"
     error_file = CONFORMANCE_DIR / f"{name}.error.txt"
     rejected_file = CONFORMANCE_DIR / f"{name}.rejected-lines.txt"
     status, events, err = _run(capsys, path)
@@ -160,11 +160,11 @@ def test_sample(name, shared_dir, capsys):
     _compare(name, events, expected)
 
 
-def test_unknown_type_does_not_stop_other_files(shared_dir, capsys):
+def test_unknown_type_does_not_stop_other_files(data_dir, capsys):
     """A file of an unknown type fails the call (exit 1) but the files around it are printed."""
-    phish = shared_dir / "samples" / "shadowserver" / "phish_url.csv"
-    first = shared_dir / "samples" / "shadowserver" / "scan_http.csv"
-    last = shared_dir / "samples" / "shadowserver" / "blocklist.csv"
+    phish = data_dir / "samples" / "shadowserver" / "phish_url.csv"
+    first = data_dir / "samples" / "shadowserver" / "scan_http.csv"
+    last = data_dir / "samples" / "shadowserver" / "blocklist.csv"
     status, events, err = _run(capsys, first, phish, last)
     assert status == 1
     assert f"{phish}" in err and "unknown report type 'phish_url'" in err

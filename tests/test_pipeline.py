@@ -147,7 +147,7 @@ def test_cli_run_summary_json_and_exit_status(repo_root, tmp_path, capsys):
     inbox = tmp_path / "inbox"
     shutil.copytree(repo_root / "examples/inbox", inbox)
     # an unknown report type and a file with a bad row: the rest of the run goes on
-    shutil.copy(Path(repo_root).parent / "shared/samples/shadowserver/phish_url.csv", inbox / DAY)
+    shutil.copy(Path(repo_root) / "tests/data/samples/shadowserver/phish_url.csv", inbox / DAY)
     (inbox / DAY / "scan_ssl.csv").write_text(
         '"timestamp","ip","port"\n"2026-11-30 01:02:03","203.0.113.9",443\n"not a time","203.0.113.10",443\n')
     _, raw = example_settings(repo_root, tmp_path, inbox)
@@ -205,7 +205,7 @@ def test_late_inputs_of_a_done_day_are_reported_not_silently_skipped(repo_root, 
     cfg.write_text(tomli_w.dumps(raw))
     assert main(["run", "--config", str(cfg), "--date", DAY]) == 0
     # a file that arrives after the day ran, and a second copy of an input under another name
-    shutil.copy(Path(repo_root).parent / "shared/samples/shadowserver/scan_ftp.csv", inbox / DAY)
+    shutil.copy(Path(repo_root) / "tests/data/samples/shadowserver/scan_ftp.csv", inbox / DAY)
     assert main(["run", "--config", str(cfg), "--date", DAY]) == 1
     assert "scan_ftp.csv" in capsys.readouterr().err
     shutil.copy(inbox / DAY / "scan_http.csv", inbox / DAY / "scan_http-copy.csv")

@@ -21,8 +21,8 @@ def write(tmp_path, name, text, encoding="utf-8"):
     return p
 
 
-def test_every_sample_reads_and_counts_reconcile(shared_dir):
-    samples = sorted(glob.glob(str(shared_dir / "samples/shadowserver/*.csv")))
+def test_every_sample_reads_and_counts_reconcile(data_dir):
+    samples = sorted(glob.glob(str(data_dir / "samples/shadowserver/*.csv")))
     assert len(samples) == 70
     for path in samples:
         if path.endswith("phish_url.csv"):
@@ -39,8 +39,8 @@ def test_every_sample_reads_and_counts_reconcile(shared_dir):
             assert parsed.table.schema.field(f.name).type == f.type, (path, f.name)
 
 
-def test_values_are_typed(shared_dir):
-    parsed = read_file(shared_dir / "samples/shadowserver/scan_http.csv")
+def test_values_are_typed(data_dir):
+    parsed = read_file(data_dir / "samples/shadowserver/scan_http.csv")
     row = parsed.table.to_pylist()[0]
     assert row["timestamp"] == datetime(2018, 4, 19, 0, 2, 26, tzinfo=timezone.utc)
     assert row["ip"] == "75.74.78.113"
@@ -56,9 +56,9 @@ def test_type_from_filename():
     assert type_from_filename("/x/y/notes.txt") == (None, None)
 
 
-def test_unknown_type_names_file_and_type(shared_dir):
+def test_unknown_type_names_file_and_type(data_dir):
     with pytest.raises(UnknownReportType) as exc:
-        read_file(shared_dir / "samples/shadowserver/phish_url.csv")
+        read_file(data_dir / "samples/shadowserver/phish_url.csv")
     assert "phish_url" in str(exc.value) and "phish_url.csv" in str(exc.value)
 
 
@@ -124,8 +124,8 @@ def test_bad_rows_are_quarantined_with_file_line_field_and_reason(tmp_path):
     assert parsed.table.num_rows + len(parsed.quarantine) == parsed.rows_in
 
 
-def test_short_rows_are_read_with_missing_trailing_columns_empty(shared_dir):
-    parsed = read_file(shared_dir / "samples/shadowserver/scan_rdp.csv")
+def test_short_rows_are_read_with_missing_trailing_columns_empty(data_dir):
+    parsed = read_file(data_dir / "samples/shadowserver/scan_rdp.csv")
     assert parsed.rows_in == 2 and parsed.table.num_rows == 2 and len(parsed.quarantine) == 0
     assert [r["ip"] for r in parsed.table.to_pylist()] == ["198.123.245.178", "198.123.245.233"]
 
@@ -139,9 +139,9 @@ def test_short_rows_keep_file_order(tmp_path):
     assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
 
 
-def test_invalid_address_is_kept_as_given(shared_dir):
+def test_invalid_address_is_kept_as_given(data_dir):
     # IntelMQ keeps such events (the address goes to extra.src_ip); Herald keeps them unroutable.
-    parsed = read_file(shared_dir / "samples/shadowserver/event4_honeypot_ddos_amp.csv")
+    parsed = read_file(data_dir / "samples/shadowserver/event4_honeypot_ddos_amp.csv")
     assert "37.120.178.9.10" in parsed.table.column("src_ip").to_pylist()
 
 

@@ -1,6 +1,6 @@
 """Vectorized IP range tables: sorted, non-overlapping address ranges with an integer payload.
 
-DESIGN.md: "IP lookups are range joins."  A :class:`RangeTable` holds, per address family, sorted
+docs/architecture.md: IP lookups are range joins.  A :class:`RangeTable` holds, per address family, sorted
 non-overlapping inclusive ranges and one non-negative ``int64`` payload per range (an index into
 whatever the caller keeps: an ASN table, a country list, a subscription list).  IPv4 addresses are
 ``uint32``; IPv6 addresses are pairs of ``uint64`` (high and low 64 bits of the big-endian 128-bit
@@ -10,7 +10,7 @@ Lookup (:meth:`RangeTable.lookup`) never loops over rows in Python.  For IPv4 it
 its row number into one ``uint64`` (``address << 32 | row``), sorts that with NumPy's SIMD sort,
 finds where every range boundary falls among the sorted keys (``searchsorted`` of the *boundaries*
 into the keys, so the work is O(ranges * log rows + rows)), expands the payloads with ``np.repeat``
-and scatters them back to row order.  Sorting first is the DESIGN.md performance note ("sort the IPs
+and scatters them back to row order.  Sorting first is the docs/architecture.md performance note ("sort the IPs
 before searchsorted: 8x faster"); searching boundaries into keys instead of keys into boundaries
 turns the per-row binary search into a linear pass.  IPv6 uses the same plan with 16-byte
 big-endian ``S16`` keys, which NumPy compares bytewise (numeric order for fixed-width big-endian).
@@ -48,7 +48,7 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values and, for each input, its index among them.
 
     Sort plus a neighbour mask plus ``searchsorted``: much faster than ``np.unique`` on large
-    integer arrays (DESIGN.md performance notes).
+    integer arrays (docs/architecture.md performance notes).
     """
     u = np.sort(values)
     if len(u):

@@ -1,6 +1,6 @@
 """Report-type registry: Shadowserver's 170 public report types plus Herald's own.
 
-A *report type* is the unit of meaning in Herald (see DESIGN.md). Each type has a name
+A *report type* is the unit of meaning in Herald (docs/architecture.md). Each type has a name
 (``scan_http``), a title, a taxonomy, an ordered column list and, where Shadowserver publishes one,
 an IntelMQ mapping.  The data comes from the bundled copy of The-Shadowserver-Foundation/report_schema
 (``herald/schema/data/SOURCE.md`` gives commit and date).  Herald's own types live in
@@ -40,7 +40,7 @@ INT_COLUMNS = frozenset(
 #: Columns that hold an IP address; validated and canonicalised by the sources.
 IP_COLUMNS = frozenset({"ip", "src_ip", "dst_ip", "http_referer_ip", "relay_ip", "cc_ip"})
 
-#: Arrow type of the event time column.  ``timestamp[us]`` in UTC keeps stages portable (DESIGN.md).
+#: Arrow type of the event time column.  ``timestamp[us]`` in UTC keeps stages portable (docs/architecture.md).
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 _INT_FUNCS = {"convert_int", "invalidate_zero"}

@@ -1,6 +1,6 @@
 """The event store: normalized, enriched events as Parquet, partitioned by day and report type.
 
-Layout (DESIGN.md, "Two stores")::
+Layout (docs/architecture.md, "Two stores")::
 
     <data>/events/date=YYYY-MM-DD/type=<report type>/<input sha256[:32]>.parquet
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import FastAPI
@@ -71,10 +73,13 @@ class WebState:
     key_limiter: RateLimiter
     ip_limiter: RateLimiter
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the time now, timezone-aware UTC; tests install a fixed clock
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
 
 
 def create_app(settings: Settings, db: Database | None = None, server_key: ServerKey | None = None,
-               registry: Registry | None = None, config: WebConfig | None = None) -> FastAPI:
+               registry: Registry | None = None, config: WebConfig | None = None,
+               clock: Callable[[], datetime] | None = None) -> FastAPI:
     """The Herald web application.
 
     Args:
@@ -83,6 +88,7 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
         server_key: default :meth:`ServerKey.load` from the environment or the data directory.
         registry: report types (default: bundled).
         config: override ``[web]``.
+        clock: returns the time now as an aware UTC datetime (default: the system clock).
 
     Raises:
         StoreError / ConfigError: the database or the server key cannot be opened.
@@ -95,6 +101,8 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
     config = config or WebConfig.from_settings(settings)
     state = WebState(settings, db, server_key, registry, config, Catalog(settings, db, registry),
                      RateLimiter(config.rate_per_key), RateLimiter(config.rate_per_ip))
+    if clock is not None:
+        state.clock = clock
     app = FastAPI(
         title="Herald Reports API",
         version="1.0",

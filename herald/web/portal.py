@@ -12,7 +12,7 @@ import hmac
 import secrets
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -284,7 +284,7 @@ def dashboard(request, user):
     hidden = 0 if show_all else max(0, len(by_day) - DAYS_SHOWN)
     if hidden:
         by_day = defaultdict(list, dict(list(by_day.items())[:DAYS_SHOWN]))
-    newest = max([date.today()] + [date.fromisoformat(e.day) for e in entries])
+    newest = max([st.clock().astimezone(timezone.utc).date()] + [date.fromisoformat(e.day) for e in entries])
     days = [(newest - timedelta(days=29 - i)).isoformat() for i in range(30)]
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     for e in entries:

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
@@ -62,6 +63,10 @@ class Deployment:
         return self.summary
 
 
+#: the fixed clock of test deployments: noon UTC on the example day, whatever today's date is
+FIXED_NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+
+
 def build_deployment(root: Path, db_url: str, config: WebConfig | None = None,
                      extra_recipients: list[dict] | None = None) -> Deployment:
     """Import the example recipients (plus ``extra_recipients`` tables) into ``db_url``, run the
@@ -79,7 +84,8 @@ def build_deployment(root: Path, db_url: str, config: WebConfig | None = None,
     dep = Deployment(settings, db, server_key, None, None)
     dep.run()
     dep.app = create_app(settings, db, server_key,
-                         config=config or WebConfig(rate_per_key=0, rate_per_ip=0))
+                         config=config or WebConfig(rate_per_key=0, rate_per_ip=0),
+                         clock=lambda: FIXED_NOW)
     return dep
 
 
