@@ -182,10 +182,11 @@ def test_bad_values_are_400_and_the_same_for_every_type(world, field, value):
     """A bad value is refused before any data is read: the same answer whatever the type or
     day holds (no yes/no oracle), and never another recipient's data."""
     answers = set()
-    for t in ["event6_sinkhole_http", "event4_sinkhole_http"]:
+    for t, day in [("event6_sinkhole_http", EXAMPLE_DAY), ("event4_sinkhole_http", EXAMPLE_DAY),
+                   (None, EXAMPLE_DAY), (None, "2026-11-29")]:  # 11-29: nothing stored
         for name in ["Example Mobile RO", "Operation Virut Task Force", "CERT-Bund"]:
-            r = call(world, name, {"query": dict(own_scope(world, name), **{field: value}),
-                                   "type": t, "date": EXAMPLE_DAY})
+            body = {"query": dict(own_scope(world, name), **{field: value}), "date": day}
+            r = call(world, name, dict(body, type=t) if t else body)
             assert r.status_code == 400, (name, t, r.text)
             assert field in r.json()["error"]
             assert not leaked(world, name, r)

@@ -334,14 +334,17 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
     if facet is not None and facet != "" and (not isinstance(facet, str)
                                                or not _FIELD_RE.match(facet)):
         raise RequestError("facet must be a field name")
-    parts = [(day, t) for day in days for t in (types or catalog.event_types(day))]
-    rtypes = {t: catalog.registry.get(t) for _, t in parts}
-    converted = _convert_fields(fields, rtypes)
+    # Fields, sort and facet are checked against the registry (every known type), never
+    # against what is stored: the answer to a bad request does not depend on anyone's data.
+    known = list(catalog.registry)
+    converted = _convert_fields(fields, known)
     for name, what in ((sort[0] if sort else None, "sort"), (facet or None, "facet")):
         if name and name != "type" and not any(
                 name in r.columns or (what == "facet" and f"src_{name}" in r.columns)
-                for r in rtypes.values()):
-            raise RequestError(f"{what}: not a column of the report types asked for")
+                for r in known):
+            raise RequestError(f"{what}: not a column of any report type")
+    parts = [(day, t) for day in days for t in (types or catalog.event_types(day))]
+    rtypes = {t: catalog.registry.get(t) for _, t in parts}
     try:
         return _run(catalog, shares, parts, rtypes, (asns, geos, nets), converted, sort,
                     facet or None, limit, page)
@@ -350,13 +353,14 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
         raise RequestError(GENERIC_ERROR) from None
 
 
-def _convert_fields(fields: dict[str, list[Any]], rtypes: dict[str, ReportType]
+def _convert_fields(fields: dict[str, list[Any]], known: list[ReportType]
                     ) -> dict[str, tuple[Any, list[Any]]]:
-    """``field -> (arrow type or None for addresses, converted values)``; a field that is a
-    column of none of ``rtypes`` matches nothing (``(False, [])``)."""
+    """``field -> (arrow type or None for addresses, converted values)``, typed by the column in
+    the ``known`` report types; a field that is a column of none of them matches nothing
+    (``(False, [])``)."""
     out: dict[str, tuple[Any, list[Any]]] = {}
     for k, vals in fields.items():
-        kinds = {r.column_types[k] for r in rtypes.values() if k in r.columns}
+        kinds = {r.column_types[k] for r in known if k in r.columns}
         if not kinds:
             # Validate the shape anyway; no stored column: no row can match.
             if not vals or len(vals) > MAX_VALUES or not all(
