@@ -58,12 +58,14 @@ def stored_sensitive(dep) -> tuple[set[str], dict[str, dict[str, str]]]:
 
 def own_values(state, dep, name: str) -> tuple[set[str], set]:
     """Every cell value of the recipient's report files, and its rows ``(type, sorted items)``."""
-    from herald.web.api import _recipient_row  # test-only access to the API's own lookup
+    from types import SimpleNamespace
+
     from herald.constituency import repository
+    from herald.constituency.recipients import slugify
 
     rid = {r.name: r.id for r in repository.list_recipients(dep.db)}[name]
     vals, rows = set(), set()
-    for e in state.catalog.reports(_recipient_row(state, rid)):
+    for e in state.catalog.reports(SimpleNamespace(id=rid, name=name, slug=slugify(name))):
         for rec in csv.DictReader(io.StringIO(e.path.read_text())):
             vals.update(v for v in rec.values() if v)
             rows.add((e.type, tuple(sorted(rec.items()))))
