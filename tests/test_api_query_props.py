@@ -148,3 +148,50 @@ def test_facets_sorts_types_dates_and_paging_never_leak(world, data):
         [0, -1, 10 ** 400, 10 ** 12, False, "2", None, 2.0])), label="page")
     body = {k: v for k, v in body.items() if v is not None}
     check(w, caller, body)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=st.recursive(st.one_of(
+    st.integers(), st.sampled_from([10 ** 400, 2 ** 63, -(2 ** 63) - 1, 2 ** 63 - 1, -(2 ** 63)]),
+    st.floats(), st.booleans(), st.none(), st.text(max_size=30),
+    st.integers().map(str)), lambda i: st.lists(i, max_size=3) | st.dictionaries(
+        st.text(max_size=3), i, max_size=2), max_leaves=5),
+    kind=st.sampled_from(["int", "timestamp", "ip", "string"]))
+def test_convert_values_types_or_refuses_by_field(value, kind):
+    """Each kind of column accepts exactly its values (converted), else a 400 naming the field
+    and never repeating the value."""
+    import pyarrow as pa
+
+    from herald.schema.registry import TIMESTAMP_TYPE
+    from herald.web.catalog import RequestError
+    from herald.web.query import convert_values
+
+    arrow = {"int": pa.int64(), "timestamp": TIMESTAMP_TYPE, "ip": None,
+             "string": pa.string()}[kind]
+    values = value if isinstance(value, list) else [value]
+
+    def refusal(vals):
+        try:
+            convert_values("the_field", arrow, vals)
+        except RequestError as exc:
+            return exc
+        return None
+
+    # the only possible messages: fixed texts, whatever the value
+    fixed = {str(refusal(v)) for v in ([None], [], [0] * 1001)}
+    exc = refusal(values)
+    if exc is not None:
+        assert exc.status == 400 and "the_field" in str(exc) and str(exc) in fixed
+        return
+    out = convert_values("the_field", arrow, values)
+    assert len(out) == len(values) > 0
+    for v, o in zip(values, out):
+        if kind == "int":
+            assert type(o) is int and -(2 ** 63) <= o < 2 ** 63
+            assert not isinstance(v, (bool, float, list, dict)) and int(v) == o
+        elif kind == "timestamp":
+            assert isinstance(v, str) and o.utcoffset().total_seconds() == 0
+        elif kind == "ip":
+            assert isinstance(v, str) and ipaddress.ip_network(v.strip(), strict=False) == o
+        else:
+            assert isinstance(v, str) and o == v

@@ -434,13 +434,12 @@ def _run(catalog, shares, parts, rtypes, scope, converted, sort, facet, limit, p
 def _unify_key(keys: list[pa.Table]) -> list[pa.Table]:
     """Give every partition's sort key one type (its own when all agree, else text; a partition
     lacking the column gets nulls)."""
-    kinds = {k.column("__key").type for k in keys if k.column("__key") is not None
-             and not pa.types.is_null(k.column("__key").type)}
+    kinds = {k.column("__key").type for k in keys} - {pa.null()}
     target = kinds.pop() if len(kinds) == 1 else pa.string()
     out = []
     for k in keys:
         col = k.column("__key")
-        if col is None or pa.types.is_null(col.type):
+        if pa.types.is_null(col.type):
             col = pa.nulls(k.num_rows, target)
         elif col.type != target:
             col = col.cast(pa.string())
