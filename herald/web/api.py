@@ -26,10 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from herald.constituency.recipients import Recipient
 from herald.web.app import WebState, dumps
 from herald.web.catalog import (
-    MAX_QUERY_LIMIT, RequestError, ReportEntry, _as_list, parse_dates, query_events,
+    MAX_QUERY_LIMIT, RequestError, ReportEntry, _as_list, parse_dates,
 )
 from herald.web.crypto import InvalidToken
 from herald.web.keys import Caller, remember_nonce, verify_request
+from herald.web.query import query_events
 
 router = APIRouter()
 
