@@ -10,8 +10,9 @@ published figure; each published number (a day/type row, a country, the total) i
 base cells of at least :data:`MIN_COUNT` that it covers.  Any sum or difference of published
 numbers, on one page or across snapshots of different days, is therefore a combination of base
 cells of at least :data:`MIN_COUNT`: a small cell can never be recovered by subtraction.  A row
-whose base cells are all small is shown as ``"<5"``; ``partial`` marks a row some of whose
-addresses were withheld.
+whose base cells are all small is shown as ``"<5"``; ``partial`` marks a day/type row some of
+whose addresses were withheld (the country table and the total carry no such mark: it would
+tell, from one snapshot to the next, that a country gained a few addresses).
 
 Only ISO 3166-1 alpha-2 codes assigned today (the ``iso3166`` package) are published as
 countries; any other ``geo`` value (an address, markup, ``ZZ``) is counted as an unknown country,
@@ -112,35 +113,31 @@ def compute(data_dir: Path, today: date) -> dict[str, Any]:
     rule of the module docstring.
 
     Returns:
-        ``{"days": [{"day", "type", "victims", "partial"}], "countries": [{"country", "victims",
-        "partial"}], "totals": {"victims", "types"}, "from", "to", "min_count", "attribution"}``;
+        ``{"days": [{"day", "type", "victims", "partial"}], "countries": [{"country", "victims"}],
+        "totals": {"victims", "types"}, "from", "to", "min_count", "attribution"}``;
         ``victims`` is an ``int`` (a sum of base cells of at least :data:`MIN_COUNT`) or ``"<5"``
         when every base cell of the row is smaller.  ``country`` is an ISO 3166-1 alpha-2 code.
     """
     start = today - timedelta(days=DAYS - 1)
     rows: dict[tuple[str, str], list] = {}
-    by_cc: dict[str, list] = {}
-    total, withheld_any = 0, False
+    by_cc: dict[str, int] = {}
+    total = 0
     for day, name, cc, n in _base_cells(data_dir, start, today):
         keep = n >= MIN_COUNT
-        withheld_any |= not keep
         row = rows.setdefault((day, name), [0, False])
         row[0] += n if keep else 0
         row[1] |= not keep
         total += n if keep else 0
         if cc is not None:
-            c = by_cc.setdefault(cc, [0, False])
-            c[0] += n if keep else 0
-            c[1] |= not keep
+            by_cc[cc] = by_cc.get(cc, 0) + (n if keep else 0)
     per_day = [{"day": d, "type": t, "victims": _published(n, w), "partial": w}
                for (d, t), (n, w) in sorted(rows.items())]
     # A country only with small cells is left out: its row would say nothing but "present".
-    countries = [{"country": cc, "victims": n, "partial": w}
-                 for cc, (n, w) in sorted(by_cc.items(), key=lambda x: (-x[1][0], x[0])) if n]
+    countries = [{"country": cc, "victims": n}
+                 for cc, n in sorted(by_cc.items(), key=lambda x: (-x[1], x[0])) if n]
     return {"from": start.isoformat(), "to": today.isoformat(), "min_count": MIN_COUNT,
             "days": per_day, "countries": countries,
-            "totals": {"victims": total, "types": len({t for _, t in rows}),
-                       "partial": withheld_any},
+            "totals": {"victims": total, "types": len({t for _, t in rows})},
             "attribution": ATTRIBUTION}
 
 
