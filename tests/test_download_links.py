@@ -136,3 +136,20 @@ def test_served_access_log_has_no_download_id(dep):
     assert lines, "uvicorn wrote no access line"
     assert all(token not in line for line in lines) and any(REDACTED in line for line in lines)
     assert json.dumps(lines).count(token[:20]) == 0
+
+
+def test_herald_serve_runs_uvicorn_with_the_redacting_access_log(monkeypatch):
+    import argparse
+
+    import herald.config
+    import herald.web.app
+    from herald.commands import serve
+
+    seen = {}
+    monkeypatch.setattr(herald.config, "load_settings", lambda path: path)
+    monkeypatch.setattr(herald.web.app, "create_app", lambda settings: "app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    assert serve.run(argparse.Namespace(config="x.toml", host="127.0.0.1", port=8000)) == 0
+    config = seen["log_config"]
+    assert "redact_download_ids" in config["handlers"]["access"]["filters"]
+    assert config["filters"]["redact_download_ids"]["()"] is RedactDownloadIds
