@@ -126,4 +126,5 @@ def test_dashboard_has_the_portal_security_headers(tmp_path, store):
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["cache-control"] == dashboard.CACHE_CONTROL
     assert login.headers["cache-control"] == "no-store"
+    assert login.headers["content-security-policy"] == r.headers["content-security-policy"]
     assert SECURITY <= set(login.headers)

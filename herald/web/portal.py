@@ -31,6 +31,7 @@ from herald.web import keys as apikeys
 from herald.web import users
 from herald.web.app import TEMPLATES_DIR, WebState
 from herald.web.catalog import DAY_RE
+from herald.web.headers import CSP
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -151,8 +152,7 @@ def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLRespons
     return templates.TemplateResponse(request, name, ctx, status_code=status,
                                       headers={"Cache-Control": "no-store",
                                                "X-Frame-Options": "DENY",
-                                               "Content-Security-Policy":
-                                                   "default-src 'self'; style-src 'self' 'unsafe-inline'"})
+                                               "Content-Security-Policy": CSP})
 
 
 def flash(request: Request, message: str) -> None:
