@@ -284,7 +284,7 @@ def method(path: str, summary: str, fields: dict[str, Any] | None = None):
 @method("test/ping", "Check connectivity and credentials")
 def ping(request, st, caller, body):
     """``{"pong": "YYYY-MM-DD HH:MM:SS"}`` (UTC)."""
-    return {"pong": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+    return {"pong": st.clock().astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
 
 
 @method("key/info", "Information about the calling key")
