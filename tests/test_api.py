@@ -29,7 +29,7 @@ from herald.web.api import download_token
 from herald.web.app import WebConfig, create_app
 from herald.constituency.recipients import slugify
 from herald.web.crypto import ServerKey
-from herald.web.testing import EXAMPLE_DAY, LiveServer, ShadowserverClient, build_deployment
+from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, LiveServer, ShadowserverClient, build_deployment
 from tests.db_fixtures import _dsn, pg_database  # noqa: F401 - fixture
 
 NAMES = ["Example Cable ISP", "Alpine Hosting", "Example Mobile RO", "Example IPv6 Broadband",
@@ -137,11 +137,12 @@ def test_expired_tampered_and_traversal_ids(dep):
     key = dep.keys["CERT.at"]
     st = dep.app.state.herald
     entry = dep.app.state.herald.catalog.reports(_row(dep, "CERT.at"))[0]
-    token = download_token(st, entry, key.info.recipient_id)
+    token = download_token(st, entry, key.info.recipient_id, key.key_id)
     assert call(dep.client, key, "reports/download", {"id": token}).status_code == 200
-    payload = json.dumps({"r": key.info.recipient_id, "d": entry.day, "f": entry.file})
+    payload = json.dumps({"r": key.info.recipient_id, "d": entry.day, "f": entry.file,
+                          "k": key.key_id})
     old = st.server_key.fernet("download").encrypt_at_time(
-        payload.encode(), int(time.time()) - st.config.download_ttl - 5).decode()
+        payload.encode(), int(FIXED_NOW.timestamp()) - st.config.download_ttl - 5).decode()
     assert call(dep.client, key, "reports/download", {"id": old}).status_code == 404
     assert dep.client.get(f"/dl/{old}").status_code == 404
     flipped = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
@@ -152,8 +153,9 @@ def test_expired_tampered_and_traversal_ids(dep):
     for day, f in [(entry.day, "../cert_bund/" + entry.file), ("../..", "herald.db"),
                    (entry.day, "..%2F..%2Fherald.db"), ("2026-11-30/../2026-11-30", entry.file),
                    (entry.day, "/etc/passwd"), (entry.day, "")]:
-        crafted = st.server_key.encrypt("download", json.dumps(
-            {"r": key.info.recipient_id, "d": day, "f": f}))
+        crafted = st.server_key.fernet("download").encrypt_at_time(json.dumps(
+            {"r": key.info.recipient_id, "d": day, "f": f, "k": key.key_id}).encode(),
+            int(FIXED_NOW.timestamp())).decode()
         assert dep.client.get(f"/dl/{crafted}").status_code == 404, (day, f)
     for path in ["/dl/..%2F..%2Fherald.db", "/dl/../../etc/passwd", "/dl/%2e%2e%2fsecret.key"]:
         assert dep.client.get(path).status_code == 404
@@ -274,14 +276,14 @@ def test_replay_protection(dep):
     c = dep.client
     assert call(c, new, "test/ping").status_code == 401
     nonce = secrets.token_hex(12)
-    assert call(c, new, "test/ping", {"timestamp": int(time.time()), "nonce": nonce}).status_code == 200
-    again = call(c, new, "test/ping", {"timestamp": int(time.time()), "nonce": nonce})
+    assert call(c, new, "test/ping", {"timestamp": int(FIXED_NOW.timestamp()), "nonce": nonce}).status_code == 200
+    again = call(c, new, "test/ping", {"timestamp": int(FIXED_NOW.timestamp()), "nonce": nonce})
     assert again.status_code == 401 and "nonce" in again.json()["error"]
-    stale = call(c, new, "test/ping", {"timestamp": int(time.time()) - 301, "nonce": secrets.token_hex(8)})
+    stale = call(c, new, "test/ping", {"timestamp": int(FIXED_NOW.timestamp()) - 301, "nonce": secrets.token_hex(8)})
     assert stale.status_code == 401
-    future = call(c, new, "test/ping", {"timestamp": int(time.time()) + 301, "nonce": secrets.token_hex(8)})
+    future = call(c, new, "test/ping", {"timestamp": int(FIXED_NOW.timestamp()) + 301, "nonce": secrets.token_hex(8)})
     assert future.status_code == 401
-    assert call(c, new, "test/ping", {"timestamp": int(time.time()), "nonce": "short"}).status_code == 401
+    assert call(c, new, "test/ping", {"timestamp": int(FIXED_NOW.timestamp()), "nonce": "short"}).status_code == 401
     # keys without the option ignore both fields
     assert call(c, dep.keys["CERT.at"], "test/ping", {"nonce": nonce}).status_code == 200
 

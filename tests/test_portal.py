@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import re
+from datetime import timedelta
 
 import pyotp
 import pytest
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from herald.constituency import repository
 from herald.store import audit
 from herald.web import users
-from herald.web.testing import EXAMPLE_DAY, build_deployment
+from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, build_deployment
 
 PW = "correct horse battery"
 
@@ -179,16 +180,19 @@ def test_totp(dep):
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)
     token = csrf(c, "/account")
     c.post("/account/totp", data={"csrf_token": token, "code": "000000"
-                                  if pyotp.TOTP(secret).now() != "000000" else "111111"})
+                                  if pyotp.TOTP(secret).at(FIXED_NOW) != "000000" else "111111"})
     assert "totp-on" not in c.get("/account").text
-    c.post("/account/totp", data={"csrf_token": token, "code": pyotp.TOTP(secret).now()})
+    c.post("/account/totp", data={"csrf_token": token, "code": pyotp.TOTP(secret).at(FIXED_NOW)})
     assert "totp-on" in c.get("/account").text
     _, r = login(dep, "mfa@cert.at.example")
     assert r.status_code == 401 and 'id="totp"' in r.text
-    wrong = "123456" if pyotp.TOTP(secret).now() != "123456" else "654321"
+    wrong = "123456" if pyotp.TOTP(secret).at(FIXED_NOW) != "123456" else "654321"
     _, r = login(dep, "mfa@cert.at.example", totp=wrong)
     assert r.status_code == 401
-    _, r = login(dep, "mfa@cert.at.example", totp=pyotp.TOTP(secret).now())
+    # the code that enabled TOTP is used up; the next step's code is within the ±30 s drift
+    _, r = login(dep, "mfa@cert.at.example", totp=pyotp.TOTP(secret).at(FIXED_NOW))
+    assert r.status_code == 401
+    _, r = login(dep, "mfa@cert.at.example", totp=pyotp.TOTP(secret).at(FIXED_NOW + timedelta(seconds=30)))
     assert r.status_code == 303
     with dep.db.engine.connect() as conn:
         import sqlalchemy as sa

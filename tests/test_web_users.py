@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pyotp
 import pytest
@@ -22,6 +22,8 @@ from herald.web.crypto import ServerKey
 from tests.db_fixtures import *  # noqa: F401,F403 - db, db_url, pg_database
 
 SK = ServerKey(b"s" * 32)
+#: a fixed UTC instant for TOTP codes (tests never use the system clock)
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 PW = "correct horse battery"
 
 
@@ -78,18 +80,20 @@ def test_user_validation(rdb):
 def test_totp_secret_encrypted(rdb):
     u = users.add_user(rdb, "b@isp.example", PW, "recipient", "t", "Example ISP")
     secret = users.new_totp_secret()
-    assert not users.enable_totp(rdb, SK, u.id, secret, "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
-    assert users.enable_totp(rdb, SK, u.id, secret, pyotp.TOTP(secret).now())
+    t0 = T0 + timedelta(minutes=1)
+    assert not users.enable_totp(rdb, SK, u.id, secret, "000000" if pyotp.TOTP(secret).at(t0) != "000000" else "111111", t0)
+    assert users.enable_totp(rdb, SK, u.id, secret, pyotp.TOTP(secret).at(t0), t0)
     with rdb.session() as s:
         row = s.get(UserRow, u.id)
         assert secret not in (row.totp_secret_enc or "") and row.totp_secret is None
     with pytest.raises(users.LoginError) as e:
-        users.authenticate(rdb, SK, "b@isp.example", PW)
+        users.authenticate(rdb, SK, "b@isp.example", PW, now=t0)
     assert e.value.reason == "totp_required"
-    assert users.authenticate(rdb, SK, "b@isp.example", PW, pyotp.TOTP(secret).now()).totp_enabled
+    t1 = t0 + timedelta(minutes=5)
     # another server key cannot read the TOTP secret: the code is refused
     with pytest.raises(users.LoginError):
-        users.authenticate(rdb, ServerKey(b"t" * 32), "b@isp.example", PW, pyotp.TOTP(secret).now())
+        users.authenticate(rdb, ServerKey(b"t" * 32), "b@isp.example", PW, pyotp.TOTP(secret).at(t1), now=t1)
+    assert users.authenticate(rdb, SK, "b@isp.example", PW, pyotp.TOTP(secret).at(t1), now=t1).totp_enabled
 
 
 def _sig(secret, body):

@@ -15,13 +15,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    """Build the app from the configuration and serve it until interrupted."""
+    """Build the app from the configuration and serve it until interrupted (access log with
+    download ids redacted, :mod:`herald.web.logs`)."""
     import uvicorn
 
     from herald.config import load_settings
     from herald.web.app import create_app
+    from herald.web.logs import uvicorn_log_config
 
     app = create_app(load_settings(args.config))
+    # The access log never holds a download id (/dl/<id> is a credential): see herald.web.logs.
     uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, server_header=False,
-                log_level="info")
+                log_level="info", log_config=uvicorn_log_config())
     return 0

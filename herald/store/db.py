@@ -58,7 +58,7 @@ USER_ROLES = ("recipient", "admin")
 AUDIT_MIN_RETENTION_DAYS = 365
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "d001"
+HEAD_REVISION = "w002"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -419,6 +419,10 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Migration w002: incremented on logout; part of the session version (herald.web.users).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Migration w002: RFC 6238 time step of the last accepted TOTP code (each code works once).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditRow(Base):

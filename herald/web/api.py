@@ -13,9 +13,11 @@ seconds, cannot be forged or altered, and are useless to another recipient's key
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import re
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -29,13 +31,18 @@ from herald.web.catalog import (
     MAX_QUERY_LIMIT, RequestError, ReportEntry, _as_list, parse_dates,
 )
 from herald.web.crypto import InvalidToken
-from herald.web.keys import Caller, remember_nonce, verify_request
+from herald.web.keys import Caller, key_active, remember_nonce, verify_request
 from herald.web.query import query_events
 
 router = APIRouter()
 
-#: Largest request body accepted.
+#: Largest request body accepted (also enforced while streaming by
+#: :class:`herald.web.limits.BodyLimitMiddleware`, ``[web] max_body``).
 MAX_BODY = 64 * 1024
+#: Deepest nesting of arrays and objects accepted in a request body.
+MAX_DEPTH = 32
+#: A download id: URL-safe base64 (RFC 4648 §5) of a Fernet token, padding included.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{40,1024}={0,2}")
 _DL_LABEL = "download"
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
@@ -75,10 +82,7 @@ def _authenticate(request: Request, body: bytes) -> tuple[Caller, dict[str, Any]
     check_ip_rate(request)
     if len(body) > MAX_BODY:
         raise ApiError("request body too large", 413)
-    try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError("request body is not valid JSON") from None
+    doc = parse_body(body)
     if not isinstance(doc, dict):
         raise ApiError("request body must be a JSON object")
     key_id = doc.get("apikey")
@@ -95,11 +99,50 @@ def _authenticate(request: Request, body: bytes) -> tuple[Caller, dict[str, Any]
     return caller, doc
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """``True`` when ``value`` nests arrays/objects at most ``limit`` deep (iterative walk)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > limit:
+                return False
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return True
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body (RFC 8259; an empty body is ``{}``).
+
+    Refused with :class:`ApiError` 400: invalid UTF-8 or JSON, ``NaN``/``Infinity`` (not JSON),
+    numbers too large for a float, nesting deeper than :data:`MAX_DEPTH` or too deep for the
+    parser, anything but an object at the top.
+    """
+    try:
+        doc = json.loads(body or b"{}", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError("request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ApiError("request body must be a JSON object")
+    if not _depth_ok(doc):
+        raise ApiError(f"request body nests deeper than {MAX_DEPTH} levels")
+    return doc
+
+
 def _check_replay(st: WebState, caller: Caller, doc: dict[str, Any]) -> None:
     ts, nonce = doc.get("timestamp"), doc.get("nonce")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise ApiError("this apikey requires a numeric 'timestamp' (Unix seconds) in the body", 401)
-    if abs(time.time() - float(ts)) > st.config.replay_window:
+    try:
+        ts = float(ts)
+    except OverflowError:
+        ts = math.inf
+    now = st.clock().timestamp()
+    if not math.isfinite(ts) or abs(now - ts) > st.config.replay_window:
         raise ApiError(f"timestamp outside the accepted window of {st.config.replay_window} s", 401)
     if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
         raise ApiError("this apikey requires a 'nonce' of 8-128 characters [A-Za-z0-9_.:-]", 401)
@@ -120,22 +163,46 @@ def _shares(st: WebState, caller: Caller):
     return shares
 
 
-def download_token(st: WebState, entry: ReportEntry, recipient_id: int) -> str:
-    """An opaque, expiring report id for ``entry``."""
-    payload = json.dumps({"r": recipient_id, "d": entry.day, "f": entry.file},
+def download_token(st: WebState, entry: ReportEntry, recipient_id: int, key_id: str) -> str:
+    """An opaque, expiring report id for ``entry``, bound to the API key ``key_id`` that listed
+    it (the id dies with the key)."""
+    payload = json.dumps({"r": recipient_id, "d": entry.day, "f": entry.file, "k": key_id},
                          separators=(",", ":"))
-    return st.server_key.encrypt(_DL_LABEL, payload)
+    f = st.server_key.fernet(_DL_LABEL)
+    return f.encrypt_at_time(payload.encode(), int(st.clock().timestamp())).decode("ascii")
+
+
+def _canonical_token(token: Any) -> bool:
+    """``True`` when ``token`` is exactly the URL-safe base64 text of its bytes: no trailing or
+    embedded bytes (``<id>%00``, ``<id>x``), which a lenient base64 decoder would drop."""
+    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(raw).decode("ascii") == token
 
 
 def resolve_token(st: WebState, token: str) -> tuple[int, str, str] | None:
-    """``(recipient_id, day, file)`` of a valid, unexpired report id, else ``None``."""
-    if not isinstance(token, str) or len(token) > 1024:
+    """``(recipient_id, day, file)`` of a valid, unexpired report id whose API key is still
+    active (not revoked or expired) and whose recipient is enabled, else ``None``.
+
+    The id must be canonical (:func:`_canonical_token`); its age is measured on the app clock.
+    """
+    if not _canonical_token(token):
         return None
     try:
-        doc = json.loads(st.server_key.decrypt(_DL_LABEL, token, ttl=st.config.download_ttl))
-        return int(doc["r"]), str(doc["d"]), str(doc["f"])
+        f = st.server_key.fernet(_DL_LABEL)
+        now = int(st.clock().timestamp())
+        doc = json.loads(f.decrypt_at_time(token.encode("ascii"), st.config.download_ttl, now))
+        found = int(doc["r"]), str(doc["d"]), str(doc["f"])
+        key_id = str(doc["k"])
     except (InvalidToken, ValueError, KeyError, TypeError, UnicodeError):
         return None
+    if not key_active(st.db, key_id, found[0]):
+        return None
+    return found
 
 
 def _recipient_row(st: WebState, recipient_id: int):
@@ -218,7 +285,7 @@ def method(path: str, summary: str, fields: dict[str, Any] | None = None):
 @method("test/ping", "Check connectivity and credentials")
 def ping(request, st, caller, body):
     """``{"pong": "YYYY-MM-DD HH:MM:SS"}`` (UTC)."""
-    return {"pong": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
+    return {"pong": st.clock().astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")}
 
 
 @method("key/info", "Information about the calling key")
@@ -271,7 +338,7 @@ def list_reports(request, st, caller, body):
     base = str(request.base_url)
     out = []
     for e in _entries(st, caller, body)[:limit]:
-        token = download_token(st, e, caller.recipient_id)
+        token = download_token(st, e, caller.recipient_id, caller.key_id)
         out.append({"id": token, "file": e.file, "type": e.type, "report": e.slug,
                     "timestamp": e.day, "url": f"{base}dl/{token}"})
     return out

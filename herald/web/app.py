@@ -7,7 +7,9 @@ with uvicorn.  The ``[web]`` table of the configuration file tunes it (all optio
     rate_per_key = 120        # API requests per minute and key (token bucket; 0: no limit)
     rate_per_ip = 300         # API and login requests per minute and client address
     download_ttl = 86400      # seconds a report id (download token) stays valid
-    session_max_age = 28800   # seconds a portal session lasts
+    session_max_age = 28800   # seconds a portal session lasts without a request (idle)
+    session_absolute = 43200  # seconds a portal session lasts at most, however active
+    max_body = 65536          # bytes: largest request body (413 above, checked while streaming)
     secure_cookies = false    # true behind HTTPS: session cookie only over TLS
     replay_window = 300       # seconds: oldest accepted timestamp of replay-protected keys
     rotation_grace_days = 7   # how long a rotated API secret stays valid
@@ -35,6 +37,8 @@ from herald.schema.registry import Registry, default_registry
 from herald.store.db import Database, open_db
 from herald.web.catalog import Catalog
 from herald.web.crypto import ServerKey
+from herald.web.headers import SecurityHeadersMiddleware
+from herald.web.limits import BodyLimitMiddleware, BodyTooLarge
 from herald.web.ratelimit import RateLimiter
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -48,6 +52,8 @@ class WebConfig:
     rate_per_ip: float = 300
     download_ttl: int = 86400
     session_max_age: int = 8 * 3600
+    session_absolute: int = 12 * 3600
+    max_body: int = 64 * 1024
     secure_cookies: bool = False
     replay_window: int = 300
     rotation_grace_days: float = 7
@@ -117,6 +123,17 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
     app.add_middleware(SessionMiddleware, secret_key=server_key.subkey("session").hex(),
                        session_cookie="herald_session", max_age=config.session_max_age,
                        same_site="strict", https_only=config.secure_cookies)
+    app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost of ours: an oversized body is refused before any other code reads it.
+    app.add_middleware(BodyLimitMiddleware, max_body=config.max_body)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request, exc):  # noqa: ANN001
+        return JSONResponse({"error": "request body too large"}, status_code=413)
+
+    @app.exception_handler(Exception)
+    async def _internal(request, exc):  # noqa: ANN001 - never the engine's text to a client
+        return JSONResponse({"error": "internal error"}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc):  # noqa: ANN001 - FastAPI signature

@@ -1,19 +1,33 @@
 """The public statistics dashboard (``GET /stats`` and ``GET /stats.json``): aggregates only.
 
 What it shows, for the last :data:`DAYS` days of the event store: per day and report type the
-number of distinct affected addresses, and per country the total over the period.  It never shows
-an address, an ASN or a recipient; and a count below :data:`MIN_COUNT` is published as ``"<5"``
-(small cells can single out a network), in the spirit of GDPR Art. 5(1)(c) data minimisation.
-The enrichment data's attribution (CC BY 4.0) is shown on the page, as its licence requires.
+number of distinct affected addresses, per country the total over the period, and the grand total.
+It never shows an address, an ASN or a recipient (GDPR Art. 5(1)(c) data minimisation).
+
+**Suppression rule** (docs/dashboard.md): the *base cells* are the distinct-address counts per
+(day, report type, country).  A base cell below :data:`MIN_COUNT` is dropped from **every**
+published figure; each published number (a day/type row, a country, the total) is the sum of the
+base cells of at least :data:`MIN_COUNT` that it covers.  Any sum or difference of published
+numbers, on one page or across snapshots of different days, is therefore a combination of base
+cells of at least :data:`MIN_COUNT`: a small cell can never be recovered by subtraction.  A row
+whose base cells are all small is shown as ``"<5"``; ``partial`` marks a day/type row some of
+whose addresses were withheld (the country table and the total carry no such mark: it would
+tell, from one snapshot to the next, that a country gained a few addresses).
+
+Only ISO 3166-1 alpha-2 codes assigned today (the ``iso3166`` package) are published as
+countries; any other ``geo`` value (an address, markup, ``ZZ``) is counted as an unknown country,
+which the country table omits.
 
 The numbers are computed with DuckDB straight from the Parquet partitions
 ``<data>/events/date=D/type=T/*.parquet`` and cached per process for :data:`CACHE_SECONDS`.
+The enrichment data's attribution (CC BY 4.0) is shown on the page, as its licence requires.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +35,7 @@ import duckdb
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from iso3166 import countries_by_alpha2
 
 from herald.schema import default_registry
 from herald.web.app import TEMPLATES_DIR, WebState
@@ -30,78 +45,111 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 #: Days covered by the dashboard.
 DAYS = 30
-#: Smallest count published as a number; smaller ones become ``"<5"``.
+#: Smallest base cell counted in any published figure; rows below are shown as ``"<5"``.
 MIN_COUNT = 5
 #: Seconds a computed dashboard is reused.
 CACHE_SECONDS = 300
+#: ``Cache-Control`` of the dashboard: public aggregates, reused as long as the server's cache.
+CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
 
-_cache: dict[str, tuple[float, dict]] = {}
+_cache: dict[tuple[str, str], tuple[float, dict]] = {}
+_CC_RE = re.compile(r"[A-Z]{2}")
 
 ATTRIBUTION = ("IP address data: ip-location-db (CC BY 4.0), built from RouteViews, RIR and DB-IP "
                "data.")
 
 
-def _shown(n: int) -> int | str:
-    return n if n >= MIN_COUNT else f"<{MIN_COUNT}"
+def valid_country(value: Any) -> str | None:
+    """``value`` when it is an assigned ISO 3166-1 alpha-2 code (exactly two capitals), else
+    ``None`` (an address, markup, lowercase, ``ZZ``, ``None``)."""
+    if isinstance(value, str) and _CC_RE.fullmatch(value) and value in countries_by_alpha2:
+        return value
+    return None
 
 
-def compute(data_dir: Path, today: date | None = None) -> dict[str, Any]:
-    """Aggregates of the last :data:`DAYS` days.
+def _published(n: int, withheld: bool) -> int | str:
+    return f"<{MIN_COUNT}" if n == 0 and withheld else n
+
+
+def _base_cells(data_dir: Path, start: date, today: date) -> list[tuple[str, str, str | None, int]]:
+    """``[(day, type, country or None, distinct addresses)]`` of the window (invalid geo: None)."""
+    reg = default_registry()
+    cells: dict[tuple[str, str, str | None], int] = {}
+    base = Path(data_dir) / "events"
+    con = duckdb.connect()
+    try:
+        for ddir in sorted(base.glob("date=*")) if base.is_dir() else []:
+            try:
+                day = date.fromisoformat(ddir.name.removeprefix("date="))
+            except ValueError:
+                continue
+            if not start <= day <= today:
+                continue
+            for tdir in sorted(ddir.glob("type=*")):
+                name = tdir.name.removeprefix("type=")
+                if name not in reg:
+                    continue
+                rtype = reg.get(name)
+                files = sorted(str(p) for p in tdir.glob("[!.]*.parquet"))
+                if not files or not rtype.address_column:
+                    continue
+                addr, geo = rtype.address_column, rtype.geo_column
+                src = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+                geo_expr = f'CAST("{geo}" AS VARCHAR)' if geo else "NULL"
+                rows = con.sql(f'SELECT {geo_expr} AS cc, count(DISTINCT "{addr}") AS n '
+                               f'FROM read_parquet({src}, union_by_name=true) '
+                               f'WHERE "{addr}" IS NOT NULL GROUP BY 1').fetchall()
+                for raw, n in rows:
+                    cc = valid_country(raw.strip().upper() if isinstance(raw, str) else None)
+                    key = (day.isoformat(), name, cc)
+                    cells[key] = cells.get(key, 0) + int(n)
+    finally:
+        con.close()
+    return [(d, t, cc, n) for (d, t, cc), n in sorted(cells.items(), key=lambda x: str(x[0]))]
+
+
+def compute(data_dir: Path, today: date) -> dict[str, Any]:
+    """Aggregates of the :data:`DAYS` days ending ``today`` (a UTC date), under the suppression
+    rule of the module docstring.
 
     Returns:
-        ``{"days": [{"day", "type", "victims"}], "countries": [{"country", "victims"}],
-        "totals": {"victims", "types"}, "from", "to", "min_count"}`` where ``victims`` are counts of
-        distinct addresses (``int``) or ``"<5"``.
+        ``{"days": [{"day", "type", "victims", "partial"}], "countries": [{"country", "victims"}],
+        "totals": {"victims", "types"}, "from", "to", "min_count", "attribution"}``;
+        ``victims`` is an ``int`` (a sum of base cells of at least :data:`MIN_COUNT`) or ``"<5"``
+        when every base cell of the row is smaller.  ``country`` is an ISO 3166-1 alpha-2 code.
     """
-    today = today or datetime.now(timezone.utc).date()
     start = today - timedelta(days=DAYS - 1)
-    reg = default_registry()
-    per_day: list[dict] = []
+    rows: dict[tuple[str, str], list] = {}
     by_cc: dict[str, int] = {}
     total = 0
-    con = duckdb.connect()
-    base = Path(data_dir) / "events"
-    for ddir in sorted(base.glob("date=*")) if base.is_dir() else []:
-        try:
-            day = date.fromisoformat(ddir.name.removeprefix("date="))
-        except ValueError:
-            continue
-        if not start <= day <= today:
-            continue
-        for tdir in sorted(ddir.glob("type=*")):
-            name = tdir.name.removeprefix("type=")
-            if name not in reg:
-                continue
-            rtype = reg.get(name)
-            files = sorted(str(p) for p in tdir.glob("[!.]*.parquet"))
-            if not files or not rtype.address_column:
-                continue
-            addr, geo = rtype.address_column, rtype.geo_column
-            src = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-            geo_expr = f'upper("{geo}")' if geo else "NULL"
-            rows = con.sql(f'SELECT {geo_expr} AS cc, count(DISTINCT "{addr}") AS n '
-                           f'FROM read_parquet({src}, union_by_name=true) '
-                           f'WHERE "{addr}" IS NOT NULL GROUP BY 1').fetchall()
-            n = sum(r[1] for r in rows)
-            total += n
-            per_day.append({"day": day.isoformat(), "type": name, "victims": _shown(n)})
-            for cc, k in rows:
-                by_cc[cc or "??"] = by_cc.get(cc or "??", 0) + k
-    con.close()
-    countries = [{"country": cc, "victims": _shown(k)}
-                 for cc, k in sorted(by_cc.items(), key=lambda x: (-x[1], x[0]))]
+    for day, name, cc, n in _base_cells(data_dir, start, today):
+        keep = n >= MIN_COUNT
+        row = rows.setdefault((day, name), [0, False])
+        row[0] += n if keep else 0
+        row[1] |= not keep
+        total += n if keep else 0
+        if cc is not None:
+            by_cc[cc] = by_cc.get(cc, 0) + (n if keep else 0)
+    per_day = [{"day": d, "type": t, "victims": _published(n, w), "partial": w}
+               for (d, t), (n, w) in sorted(rows.items())]
+    # A country only with small cells is left out: its row would say nothing but "present".
+    countries = [{"country": cc, "victims": n}
+                 for cc, n in sorted(by_cc.items(), key=lambda x: (-x[1], x[0])) if n]
     return {"from": start.isoformat(), "to": today.isoformat(), "min_count": MIN_COUNT,
             "days": per_day, "countries": countries,
-            "totals": {"victims": _shown(total), "types": len({d["type"] for d in per_day})},
+            "totals": {"victims": total, "types": len({t for _, t in rows})},
             "attribution": ATTRIBUTION}
 
 
 def _cached(state: WebState) -> dict:
-    key = str(state.settings.paths.data)
+    today = state.clock().astimezone(timezone.utc).date()
+    key = (str(state.settings.paths.data), today.isoformat())
     hit = _cache.get(key)
     if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
-    value = compute(state.settings.paths.data)
+    value = compute(state.settings.paths.data, today)
+    if len(_cache) > 16:  # one entry per data directory and day: keep memory bounded
+        _cache.clear()
     _cache[key] = (time.monotonic(), value)
     return value
 
@@ -109,11 +157,13 @@ def _cached(state: WebState) -> dict:
 @router.get("/stats.json")
 def stats_json(request: Request) -> JSONResponse:
     """The dashboard's numbers as JSON (no login)."""
-    return JSONResponse(_cached(request.app.state.herald))
+    return JSONResponse(_cached(request.app.state.herald),
+                        headers={"Cache-Control": CACHE_CONTROL})
 
 
 @router.get("/stats", response_class=HTMLResponse)
 def stats_page(request: Request) -> HTMLResponse:
     """The dashboard page (no login)."""
     data = _cached(request.app.state.herald)
-    return templates.TemplateResponse(request, "stats.html", {"data": data, "user": None})
+    return templates.TemplateResponse(request, "stats.html", {"data": data, "user": None},
+                                      headers={"Cache-Control": CACHE_CONTROL})

@@ -237,6 +237,9 @@ def verify_request(db: Database, server_key: ServerKey, key_id: str, body: bytes
     times do not tell which key ids exist.
     """
     signature = (signature or "").strip().lower()
+    if not signature.isascii() or len(signature) > 256:
+        # compare_digest refuses non-ASCII text (TypeError): such a header is simply wrong.
+        signature = ""
     now = utcnow()
     with db.session() as s:
         row = s.scalars(sa.select(ApiKeyRow).where(ApiKeyRow.key_id == str(key_id))).one_or_none()
@@ -265,6 +268,18 @@ def verify_request(db: Database, server_key: ServerKey, key_id: str, body: bytes
             row.last_used_at = now
         return Caller(row.key_id, rcpt.id, rcpt.name, rcpt.slug, bool(row.replay_protection),
                       row.expires_at)
+
+
+def key_active(db: Database, key_id: str, recipient_id: int) -> bool:
+    """``True`` when API key ``key_id`` exists, belongs to ``recipient_id``, is neither revoked nor
+    expired, and its recipient is enabled (download ids die with their key)."""
+    now = utcnow()
+    with db.session() as s:
+        row = s.scalars(sa.select(ApiKeyRow).where(ApiKeyRow.key_id == str(key_id))).one_or_none()
+        if row is None or row.recipient_id != recipient_id or _state(row, now) != "active":
+            return False
+        rcpt = s.get(RecipientRow, row.recipient_id)
+        return rcpt is not None and not rcpt.disabled
 
 
 def remember_nonce(db: Database, key_id: str, nonce: str, keep: timedelta) -> bool:

@@ -1,9 +1,13 @@
 """The recipient portal: login (Argon2id, optional TOTP, lockout), reports by day and type,
 downloads, a 30-day chart of event counts, API keys and filter requests.
 
-Server-rendered Jinja2 pages.  Sessions are signed cookies (``SameSite=Strict``); every form that
-changes something carries a per-session CSRF token, compared in constant time.  A recipient user
-only ever reaches its own recipient's reports, keys and filters.
+Server-rendered Jinja2 pages.  Sessions are signed cookies (``SameSite=Strict``) checked against
+the server on every request: the user's session version (:mod:`herald.web.users`; logout changes
+it, so a copied cookie dies with the logout), an idle limit (``[web] session_max_age`` seconds
+since the last request) and an absolute limit (``[web] session_absolute`` seconds since login),
+both measured on the app clock (UTC).  Every form that changes something carries a per-session
+CSRF token, compared in constant time.  A recipient user only ever reaches its own recipient's
+reports, keys and filters.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from herald.web import keys as apikeys
 from herald.web import users
 from herald.web.app import TEMPLATES_DIR, WebState
 from herald.web.catalog import DAY_RE
+from herald.web.headers import CSP
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -113,16 +118,29 @@ def stash_pop(request: Request, name: str) -> Any:
     return value
 
 
+def _session_live(request: Request, now: float) -> bool:
+    """``True`` while the session is within its idle and absolute lifetimes (seconds, app clock);
+    a session without the times (made before they existed) is not live."""
+    cfg = _state(request).config
+    started, seen = request.session.get("iat"), request.session.get("seen")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (started, seen)):
+        return False
+    return now - started <= cfg.session_absolute and now - seen <= cfg.session_max_age
+
+
 def current_user(request: Request) -> users.User | None:
-    """The logged-in, enabled user of the session, or ``None``."""
+    """The logged-in, enabled user of a live session (see the module docstring), or ``None``
+    (and the session is cleared)."""
     uid = request.session.get("uid")
     if not uid:
         return None
-    user = users.get_user(_state(request).db, uid)
+    now = _state(request).clock().timestamp()
+    user = users.get_user(_state(request).db, uid) if _session_live(request, now) else None
     if user is None or user.disabled or not hmac.compare_digest(
             str(request.session.get("sv", "")), user.session_version):
         request.session.clear()
         return None
+    request.session["seen"] = int(now)
     return user
 
 
@@ -134,8 +152,7 @@ def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLRespons
     return templates.TemplateResponse(request, name, ctx, status_code=status,
                                       headers={"Cache-Control": "no-store",
                                                "X-Frame-Options": "DENY",
-                                               "Content-Security-Policy":
-                                                   "default-src 'self'; style-src 'self' 'unsafe-inline'"})
+                                               "Content-Security-Policy": CSP})
 
 
 def flash(request: Request, message: str) -> None:
@@ -205,8 +222,9 @@ async def login(request: Request):
         return HTMLResponse("<h1>403 Forbidden: bad or missing CSRF token</h1>", status_code=403)
     email = str(form.get("email", ""))
     try:
-        user = users.authenticate(st.db, st.server_key, email, str(form.get("password", "")),
-                                  str(form.get("totp", "")) or None, client_ip(request))
+        user = await run_in_threadpool(
+            users.authenticate, st.db, st.server_key, email, str(form.get("password", "")),
+            str(form.get("totp", "")) or None, client_ip(request), st.clock())
     except users.LoginError as exc:
         need_totp = exc.reason in ("totp_required", "totp_invalid")
         msg = {"totp_required": "Enter the code from your authenticator app.",
@@ -218,6 +236,7 @@ async def login(request: Request):
     request.session.clear()
     request.session["uid"] = user.id
     request.session["sv"] = user.session_version
+    request.session["iat"] = request.session["seen"] = int(st.clock().timestamp())
     request.session["csrf"] = secrets.token_urlsafe(32)
     return RedirectResponse("/admin/" if user.role == "admin" else "/portal/", status_code=303)
 
@@ -225,7 +244,8 @@ async def login(request: Request):
 @router.post("/logout")
 @page(post=True)
 def logout(request, user, form):
-    """End the session."""
+    """End the session on the server too: every earlier cookie of the user is refused."""
+    users.end_sessions(_state(request).db, user.id, user.email)
     request.session.clear()
     raise Redirect("/login")
 
@@ -408,7 +428,7 @@ def account_totp(request, user, form):
     st = _state(request)
     secret = stash_get(request, "totp_setup")
     if secret and users.enable_totp(st.db, st.server_key, user.id, secret,
-                                    str(form.get("code", ""))):
+                                    str(form.get("code", "")), st.clock()):
         stash_pop(request, "totp_setup")
         fresh = users.get_user(st.db, user.id)
         request.session["sv"] = fresh.session_version  # this session stays; older ones end

@@ -3,15 +3,22 @@
 Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106).  After
 :data:`MAX_FAILURES` wrong passwords in a row an account is locked for :data:`LOCKOUT`; a locked
 account refuses even the right password until then.  TOTP secrets (RFC 6238, pyotp) are encrypted
-with the server key like API secrets.  Logins, failures, lockouts and changes are audited.
+with the server key like API secrets.  A TOTP code is accepted within one time step of drift
+(±30 s) and only once: the step of the last accepted code is stored and no code of that step or an
+earlier one is accepted again (RFC 6238 §5.2).  Logins, failures, lockouts and changes are audited.
+
+Sessions end on the server: a session carries the user's *session version* (a digest of the
+password hash, the TOTP secret and ``session_generation``); :func:`end_sessions` (logout)
+increments the generation, so every earlier session cookie is refused from then on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pyotp
 import sqlalchemy as sa
@@ -55,7 +62,8 @@ class User:
     recipient: str | None
     totp_enabled: bool
     disabled: bool
-    #: Changes when the password or TOTP changes: sessions made before are no longer valid.
+    #: Changes when the password or TOTP changes or the user logs out: sessions made before are
+    #: no longer valid.
     session_version: str = ""
 
 
@@ -69,7 +77,8 @@ class LoginError(Exception):
 
 
 def _user(row: UserRow, name: str | None) -> User:
-    version = hashlib.sha256(f"{row.password_hash}|{row.totp_secret_enc}".encode()).hexdigest()
+    version = hashlib.sha256(f"{row.password_hash}|{row.totp_secret_enc}|"
+                             f"{row.session_generation or 0}".encode()).hexdigest()
     return User(row.id, row.email, row.role, row.recipient_id, name,
                 row.totp_secret_enc is not None, bool(row.disabled), version[:24])
 
@@ -131,8 +140,12 @@ def list_users(db: Database) -> list[User]:
 
 
 def authenticate(db: Database, server_key: ServerKey, email: str, password: str,
-                 totp_code: str | None = None, ip: str | None = None) -> User:
+                 totp_code: str | None = None, ip: str | None = None,
+                 now: datetime | None = None) -> User:
     """Check a login.
+
+    Args:
+        now: the time of the login (aware; default the system clock, UTC), for the TOTP code.
 
     Returns:
         the :class:`User` on success (failure counter reset, ``last_login_at`` set).
@@ -142,14 +155,15 @@ def authenticate(db: Database, server_key: ServerKey, email: str, password: str,
             (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``).
     """
     user, error = _check_login(db, server_key, (email or "").strip().lower(), password, totp_code,
-                               ip)
+                               ip, now or datetime.now(timezone.utc))
     if error:
         raise LoginError(error)
     return user
 
 
 def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
-                 totp_code: str | None, ip: str | None) -> tuple[User | None, str | None]:
+                 totp_code: str | None, ip: str | None,
+                 at: datetime) -> tuple[User | None, str | None]:
     # Failures are returned, not raised, so the failure counter and audit entry are committed.
     now = utcnow()
     with db.session() as s:
@@ -183,7 +197,8 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
         if row.totp_secret_enc:
             if not totp_code:
                 return None, "totp_required"
-            if not _totp_ok(server_key, row.totp_secret_enc, totp_code):
+            step = _totp_step(server_key, row.totp_secret_enc, totp_code, at)
+            if step is None or (row.totp_last_step is not None and step <= row.totp_last_step):
                 row.failed_attempts = (row.failed_attempts or 0) + 1
                 if row.failed_attempts >= MAX_FAILURES:
                     row.locked_until = now + LOCKOUT
@@ -191,6 +206,7 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
                 audit.record(s, email, "user.login_failed", "user", row.id, "bad TOTP code",
                              {"ip": ip})
                 return None, "totp_invalid"
+            row.totp_last_step = step
         if _hasher.check_needs_rehash(row.password_hash):
             row.password_hash = _hasher.hash(password)
         row.failed_attempts = 0
@@ -200,12 +216,31 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
         return _user(row, _name(s, row)), None
 
 
-def _totp_ok(server_key: ServerKey, enc: str, code: str) -> bool:
+#: Accepted drift of a TOTP code, in time steps (of 30 s) either side of now.
+TOTP_DRIFT_STEPS = 1
+
+
+def totp_match(secret: str, code: str, at: datetime) -> int | None:
+    """The RFC 6238 time step (Unix seconds // 30) within :data:`TOTP_DRIFT_STEPS` of ``at``
+    whose code is ``code`` (compared in constant time), else ``None``.  ``at`` is aware (UTC)."""
+    code = str(code).strip()
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    now_step = totp.timecode(at)
+    found = None
+    for step in range(now_step - TOTP_DRIFT_STEPS, now_step + TOTP_DRIFT_STEPS + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            found = step
+    return found
+
+
+def _totp_step(server_key: ServerKey, enc: str, code: str, at: datetime) -> int | None:
     try:
         secret = server_key.decrypt(_TOTP_LABEL, enc)
     except InvalidToken:
-        return False
-    return pyotp.TOTP(secret).verify(str(code).strip(), valid_window=1)
+        return None
+    return totp_match(secret, code, at)
 
 
 def new_totp_secret() -> str:
@@ -218,21 +253,43 @@ def totp_uri(secret: str, email: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name="Herald")
 
 
-def enable_totp(db: Database, server_key: ServerKey, user_id: int, secret: str, code: str) -> bool:
-    """Turn TOTP on for a user once ``code`` proves the authenticator has ``secret``.
+def enable_totp(db: Database, server_key: ServerKey, user_id: int, secret: str, code: str,
+                now: datetime | None = None) -> bool:
+    """Turn TOTP on for a user once ``code`` proves the authenticator has ``secret``; the code's
+    step counts as used (it cannot log in afterwards).
+
+    Args:
+        now: aware time of the request (default the system clock, UTC).
 
     Returns:
         ``False`` (and nothing changes) when the code is wrong.
     """
-    if not pyotp.TOTP(secret).verify(str(code).strip(), valid_window=1):
+    step = totp_match(secret, code, now or datetime.now(timezone.utc))
+    if step is None:
         return False
     with db.session() as s:
         row = s.get(UserRow, int(user_id))
         if row is None:
             raise NotFound(f"no user {user_id}")
         row.totp_secret_enc = server_key.encrypt(_TOTP_LABEL, secret)
+        row.totp_last_step = step
         audit.record(s, row.email, "user.totp_enable", "user", row.id)
     return True
+
+
+def end_sessions(db: Database, user_id: int, actor: str) -> None:
+    """End every session of a user on the server (logout): the session generation is
+    incremented, so earlier session cookies no longer match :attr:`User.session_version`.
+
+    Raises:
+        NotFound: no such user.
+    """
+    with db.session() as s:
+        row = s.get(UserRow, int(user_id))
+        if row is None:
+            raise NotFound(f"no user {user_id}")
+        row.session_generation = (row.session_generation or 0) + 1
+        audit.record(s, actor, "user.logout", "user", row.id)
 
 
 def set_password(db: Database, user_id: int, password: str, actor: str) -> None:
