@@ -102,6 +102,8 @@ def test_example_day_routes_exactly_the_matching_events(repo_root, tmp_path):
         got[(rep["recipient"], rep["type"])] = set(keys)
         name = Path(rep["path"]).name
         assert name.startswith(f"{DAY}-{rep['type']}-")
+        if "severity" in rtype.columns:  # the event's own level or the type's default, never empty
+            assert all(r["severity"] in SEVERITY_LEVELS for r in rows), rep["path"]
     assert got == expected
     # every kind of recipient received something
     kinds = {r["kind"] for r in summary.reports}

@@ -1,0 +1,61 @@
+"""Report cells that a spreadsheet would run as a formula, escaped so that it does not.
+
+Attacker-controlled text reaches the reports (user agents, host names and URLs seen by the
+sinkholes, fields of third-party feeds).  A spreadsheet program opening a report CSV treats a
+cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula (OWASP,
+"CSV Injection"); ``=HYPERLINK(...)`` or ``=WEBSERVICE(...)`` then runs on the recipient's machine.
+
+The rule, for **string columns only** (timestamps and integers are written by Herald and never
+start with these characters; a negative integer stays a number):
+
+* **write**: a value matching ``^'*[=+\\-@\\t\\r]`` gets one ``'`` prepended;
+* **read**: a value matching ``^'+[=+\\-@\\t\\r]`` loses one leading ``'``.
+
+The two are inverse for every string (a written value matching the read pattern always came from
+a value matching the write pattern, because ``'+X`` is a subset of ``'*X``), so a machine reader
+recovers the exact value, and a spreadsheet shows the text with the leading ``'`` (which most
+programs hide: it is their own "text" marker).  See ``docs/reports.md``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: Values that :func:`escape_formulas` prefixes with ``'`` (RE2 and Python syntax).
+ESCAPE_PATTERN = r"^'*[=+\-@\t\r]"
+#: Values from which :func:`unescape_formula` removes one leading ``'``.
+UNESCAPE_PATTERN = r"^'+[=+\-@\t\r]"
+_UNESCAPE_RE = re.compile(UNESCAPE_PATTERN)
+_ESCAPE_RE = re.compile(ESCAPE_PATTERN)
+
+
+def escape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Prefix ``'`` to every value of a string column that matches :data:`ESCAPE_PATTERN`.
+
+    Vectorized (``pyarrow.compute`` regular expression and ``if_else``); a column without such a
+    value is returned as is (no copy).  Nulls stay null.
+
+    Args:
+        col: ``string`` (or ``large_string``) array of N values.
+
+    Returns:
+        the same type and length as ``col``.
+    """
+    mask = pc.match_substring_regex(col, ESCAPE_PATTERN)
+    if not pc.any(mask).as_py():
+        return col
+    return pc.if_else(mask, pc.binary_join_element_wise("'", col, ""), col)
+
+
+def escape_formula(value: str) -> str:
+    """:func:`escape_formulas` of one value."""
+    return "'" + value if _ESCAPE_RE.match(value) else value
+
+
+def unescape_formula(value: str) -> str:
+    """The original value of a report cell of a string column (inverse of :func:`escape_formula`):
+    one leading ``'`` is removed when the value matches :data:`UNESCAPE_PATTERN`."""
+    return value[1:] if _UNESCAPE_RE.match(value) else value
