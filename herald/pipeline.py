@@ -52,6 +52,7 @@ from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.deliver.eml import compose_report
 from herald.errors import ConfigError, HeraldError, InputError
+from herald.parentdeath import check_parent, exit_with_parent
 from herald.reports.render import (ParallelWrites, ReportSpool, atomic_write, csv_header, render_lines,
                                    report_filename, sync_paths)
 from herald.route import Router
@@ -797,7 +798,9 @@ class _MessageWorkers:
         from herald.deliver.compose import recipient_texts
         for r in self.context[3]:
             recipient_texts(r)
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                        initializer=exit_with_parent, initargs=(os.getpid(),))
         # With the fork start method the executor forks all its workers at this first submit.
         gc.collect()
         gc.freeze()
@@ -853,6 +856,7 @@ def _compose_chunk(jobs: tuple[str, list]) -> tuple[list[dict], set[Path]]:
     :class:`_MessageWorkers`); returns the summary entries and the paths written."""
     settings, day, registry, recipients, mail = _MSG_CONTEXT
     type_name, jobs = jobs
+    check_parent()  # the parent died (where the kernel does not signal): stop
     _checkpoint("compose")  # fault tests: a message worker dies
     rtype = registry.get(type_name)
     part = RunSummary(day=day)
