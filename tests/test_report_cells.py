@@ -13,7 +13,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herald.reports.cells import escape_formula, escape_formulas, unescape_formula
+from herald.reports.cells import escape_formula, escape_formulas, unescape_formula, unescape_formulas
 from herald.reports.render import render_csv, render_lines
 from herald.schema.registry import default_registry
 
@@ -21,6 +21,9 @@ RTYPE = default_registry().get("event4_sinkhole_http")
 DANGER = ("=", "+", "-", "@", "\t", "\r")
 # Text that stresses the rule: the dangerous characters and quotes, often at the start.
 TEXT = st.text(alphabet=st.sampled_from(list("=+-@\t\r'\"a ,\n")) | st.characters(), max_size=12)
+# Arrow strings are UTF-8: no lone surrogates.
+UTF8 = st.text(alphabet=st.sampled_from(list("=+-@\t\r'\"a ,\n"))
+               | st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
 @settings(max_examples=500, deadline=None)
@@ -32,7 +35,7 @@ def test_escape_round_trips_and_never_leaves_a_formula(value):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.none(), TEXT), max_size=30))
+@given(st.lists(st.one_of(st.none(), UTF8), max_size=30))
 def test_vectorized_escape_equals_the_scalar_rule(values):
     got = escape_formulas(pa.array(values, pa.string())).to_pylist()
     assert got == [None if v is None else escape_formula(v) for v in values]
@@ -82,3 +85,22 @@ def test_report_severity_is_the_events_own_or_the_types_default():
         t = pa.table({n: pa.nulls(1, ty) for n, ty in other.column_types.items()})
         rec = list(csv.DictReader(io.StringIO(render_csv(t, other).decode(), newline="")))
         assert rec[0]["severity"] == other.default_severity
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), UTF8), max_size=30))
+def test_vectorized_unescape_inverts_the_escape(values):
+    arr = pa.array(values, pa.string())
+    assert unescape_formulas(escape_formulas(arr)).to_pylist() == values
+
+
+def test_xarf_documents_carry_the_exact_values_not_the_escaped_ones():
+    from herald.deliver.xarf import reports_for_csv
+
+    rows = [{"timestamp": TS, "src_ip": "192.0.2.1", "src_port": 80, "infection": "=cmd|x",
+             "tag": "-t", "severity": None}]
+    data = render_csv(_table(rows), RTYPE)
+    assert b"'=cmd|x" in data and b"'-t" in data
+    docs = reports_for_csv(RTYPE, data, recipient_slug="x", reporter_org="Herald", contact="a@b.example",
+                           day="2026-11-30")
+    assert docs[0]["malware_family"] == "=cmd|x"

@@ -50,6 +50,15 @@ def escape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
     return pc.if_else(mask, pc.binary_join_element_wise("'", col, ""), col)
 
 
+def unescape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The inverse of :func:`escape_formulas`: remove one leading ``'`` from every value matching
+    :data:`UNESCAPE_PATTERN` (a report CSV's string column read back).  Nulls stay null."""
+    mask = pc.match_substring_regex(col, UNESCAPE_PATTERN)
+    if not pc.any(mask).as_py():
+        return col
+    return pc.if_else(mask, pc.utf8_slice_codeunits(col, 1), col)
+
+
 def escape_formula(value: str) -> str:
     """:func:`escape_formulas` of one value."""
     return "'" + value if _ESCAPE_RE.match(value) else value
