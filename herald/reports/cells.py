@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,8 +36,10 @@ _ESCAPE_RE = re.compile(ESCAPE_PATTERN)
 def escape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Prefix ``'`` to every value of a string column that matches :data:`ESCAPE_PATTERN`.
 
-    Vectorized (``pyarrow.compute`` regular expression and ``if_else``); a column without such a
-    value is returned as is (no copy).  Nulls stay null.
+    Vectorized: the first byte of every value is read from the array's buffers with numpy (one
+    gather); only a chunk holding a value that starts with ``'`` runs the regular expression
+    (``pyarrow.compute.match_substring_regex``), and only a chunk with a match is rewritten
+    (``if_else``); any other chunk is returned as is, without a copy.  Nulls stay null.
 
     Args:
         col: ``string`` (or ``large_string``) array of N values.
@@ -44,10 +47,41 @@ def escape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArr
     Returns:
         the same type and length as ``col``.
     """
-    mask = pc.match_substring_regex(col, ESCAPE_PATTERN)
-    if not pc.any(mask).as_py():
+    if isinstance(col, pa.ChunkedArray):
+        chunks = [escape_formulas(c) for c in col.chunks]
+        if all(a is b for a, b in zip(chunks, col.chunks)):
+            return col
+        return pa.chunked_array(chunks, col.type)
+    first = _first_bytes(col)
+    mask = np.isin(first, _DANGER)
+    quoted = first == ord("'")
+    if quoted.any():
+        mask |= quoted & pc.fill_null(pc.match_substring_regex(col, ESCAPE_PATTERN), False
+                                      ).to_numpy(zero_copy_only=False)
+    if not mask.any():
         return col
-    return pc.if_else(mask, pc.binary_join_element_wise("'", col, ""), col)
+    return pc.if_else(pa.array(mask), pc.binary_join_element_wise("'", col, ""), col)
+
+
+#: First bytes that start a formula (``=+-@``, tab, carriage return).
+_DANGER = np.frombuffer(b"=+-@\t\r", dtype=np.uint8)
+
+
+def _first_bytes(arr: pa.Array) -> np.ndarray:
+    """``uint8[N]``: the first byte of each value (0 for an empty value; a null slot may give
+    any byte, which only costs a look by the regular expression)."""
+    n = len(arr)
+    _validity, offsets_buf, data_buf = arr.buffers()[:3]
+    dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=dtype)[arr.offset:arr.offset + n + 1]
+    first = np.zeros(n, dtype=np.uint8)
+    if data_buf is None or n == 0:
+        return first
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    first[nonempty] = data[starts[nonempty]]
+    return first
 
 
 def unescape_formulas(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
