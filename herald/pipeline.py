@@ -484,16 +484,19 @@ def _input_failed(res: InputResult, summary: RunSummary, stored: dict[str, list[
                   exc: Exception) -> None:
     """Account for an input that cannot be read: its data rows
     (:func:`herald.sources.rowcount.physical_rows`) are ``rows_in`` and ``rows_failed``; events
-    already stored from it are not routed."""
+    already stored from it (it failed after the store) are removed and not routed."""
     from herald.sources.rowcount import physical_rows
 
     res.error = str(exc) if isinstance(exc, InputError) else \
         f"{path}: cannot be read: {type(exc).__name__}: {exc}"
     summary.errors.append(res.error)
-    for files in stored.values():
+    for type_name, files in list(stored.items()):
         for f in list(files):
             if f.stem == res.sha256[:32]:  # the store names it by the input's SHA-256
                 files.remove(f)
+                f.unlink(missing_ok=True)
+        if not files:
+            del stored[type_name]
     try:
         n = physical_rows(path)
     except OSError as err:

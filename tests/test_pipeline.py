@@ -375,3 +375,24 @@ def test_cli_run_prints_a_bounded_summary_with_the_largest_recipients(repo_root,
                                   enumerate(summary["reports"] * 1000)])
     lines = run_cmd.summary_lines(many, run_cmd.load_settings(cfg).paths, Path("s.json"))
     assert len(lines) <= 6 + run_cmd.TOP_RECIPIENTS and "s.json" in lines[-2]
+
+
+def test_an_input_failing_after_its_events_were_stored_counts_once_as_failed(repo_root, tmp_path,
+                                                                            monkeypatch):
+    import herald.pipeline as pl
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    (inbox / DAY / "scan_ssl.csv").write_text(
+        '"timestamp","ip","port"\n"2026-11-30 01:02:03","203.0.113.9",443\n"not a time","203.0.113.10",443\n')
+
+    def broken(path, quarantine):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl, "_write_quarantine", broken)  # fails after the events were stored
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    data = run_day(settings, DAY).to_dict()
+    assert data["rows_failed"] == 2 and data["rows_in"] == 174 + 2 and data["reconciles"]
+    assert data["rows_stored"] == 174 - data["rows_quarantined"]
+    assert not any(r["type"] == "scan_ssl" for r in data["reports"])
+    assert not list((tmp_path / "data/events" / f"date={DAY}").glob("type=scan_ssl/*.parquet"))
