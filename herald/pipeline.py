@@ -19,9 +19,11 @@ released.  Recipients come from the database: the configuration's ``[[recipients
 ``[[operations]]`` are imported at the start of each run (idempotent), and only verified filters
 route.
 
-Accounting: ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate`` where
-``rows_reported`` counts distinct events that reached at least one recipient and ``rows_unrouted``
-distinct events that reached none (they stay in the store).  Every file is written to a temporary
+Accounting: ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate +
+rows_failed`` where ``rows_reported`` counts distinct events that reached at least one recipient,
+``rows_unrouted`` distinct events that reached none (they stay in the store) and ``rows_failed`` the
+data rows of inputs that could not be read at all (:func:`herald.sources.rowcount.physical_rows`).
+A day with a failed input is recorded as ``failed``, not done: the next run processes it again.  Every file is written to a temporary
 name and renamed; a re-run with the same inputs and recipients rewrites byte-identical files.
 """
 
@@ -50,6 +52,7 @@ from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.deliver.eml import compose_report
 from herald.errors import ConfigError, HeraldError, InputError
+from herald.parentdeath import check_parent, exit_with_parent
 from herald.reports.render import (ParallelWrites, ReportSpool, atomic_write, csv_header, render_lines,
                                    report_filename, sync_paths)
 from herald.route import Router
@@ -74,6 +77,7 @@ class InputResult:
     rows_in: int = 0
     rows_stored: int = 0
     rows_quarantined: int = 0
+    rows_failed: int = 0
     error: str | None = None
 
 
@@ -88,6 +92,7 @@ class RunSummary:
     rows_unrouted: int = 0
     rows_quarantined: int = 0
     rows_duplicate: int = 0
+    rows_failed: int = 0
     reports: list[dict] = field(default_factory=list)
     inputs: list[InputResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -101,9 +106,10 @@ class RunSummary:
 
     @property
     def reconciles(self) -> bool:
-        """``rows_in == rows_reported + rows_unrouted + rows_quarantined + rows_duplicate``."""
+        """``rows_in == rows_reported + rows_unrouted + rows_quarantined + rows_duplicate +
+        rows_failed``."""
         return self.rows_in == (self.rows_reported + self.rows_unrouted + self.rows_quarantined
-                                + self.rows_duplicate)
+                                + self.rows_duplicate + self.rows_failed)
 
     @property
     def ok(self) -> bool:
@@ -111,8 +117,8 @@ class RunSummary:
         return not self.errors and self.reconciles
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (counts, reports ``[{recipient, type, rows, path, sha256}]``, inputs,
-        errors, stage timings in seconds)."""
+        """JSON-ready summary (counts, reports ``[{recipient, email, type, rows, path, sha256, ...}]``,
+        inputs, ``failed_inputs`` ``[{path, rows, error}]``, errors, stage timings in seconds)."""
         return {
             "day": self.day,
             "run_id": self.run_id,
@@ -123,6 +129,9 @@ class RunSummary:
             "rows_unrouted": self.rows_unrouted,
             "rows_quarantined": self.rows_quarantined,
             "rows_duplicate": self.rows_duplicate,
+            "rows_failed": self.rows_failed,
+            "failed_inputs": [{"path": i.path, "rows": i.rows_failed, "error": i.error}
+                              for i in self.inputs if i.error],
             "reconciles": self.reconciles,
             "reports": self.reports,
             "inputs": [vars(i) for i in self.inputs],
@@ -289,9 +298,16 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
             ledger.fail_run(db, run_id, f"{type(exc).__name__}: {exc}")
             raise
         summary.run_id = run_id
-        ledger.finish_run(db, run_id, summary.to_dict(), counts={
-            k: summary.to_dict()[k] for k in ("rows_in", "rows_stored", "rows_reported",
-                                               "rows_unrouted", "rows_quarantined", "rows_duplicate")})
+        data = summary.to_dict()
+        counts = {k: data[k] for k in ("rows_in", "rows_stored", "rows_reported", "rows_unrouted",
+                                       "rows_quarantined", "rows_duplicate", "rows_failed")}
+        if summary.errors:
+            # Not done: the next run (without --force) processes the day again, once the input is
+            # fixed or removed.
+            ledger.fail_run(db, run_id, f"{len(summary.errors)} input(s) failed", summary=data,
+                            counts=counts)
+        else:
+            ledger.finish_run(db, run_id, data, counts=counts)
         return summary
     finally:
         lock.release()
@@ -403,16 +419,12 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
                     _write_quarantine(qdir / f"{path.name[:120]}.{sha[:12]}.quarantine.csv", quarantine)
                 _write_json(marker, {**vars(res), "_parquet": str(out) if out else None})
                 _checkpoint(f"ingest:{len(summary.inputs)}")
-            except InputError as exc:
-                res.error = str(exc)
-                summary.errors.append(str(exc))
-                show(f"FAILED {path.name}: {exc}")
-                continue
             except Exception as exc:  # noqa: BLE001 - reported with its type, the run goes on
-                # Whatever else goes wrong with one input must not stop the others.
-                log.debug("input %s failed", path, exc_info=True)
-                res.error = f"{path}: cannot be read: {type(exc).__name__}: {exc}"
-                summary.errors.append(res.error)
+                # Whatever goes wrong with one input must not stop the others; its rows are
+                # counted as failed (and none of them as stored).
+                if not isinstance(exc, InputError):
+                    log.debug("input %s failed", path, exc_info=True)
+                _input_failed(res, summary, stored, path, exc)
                 show(f"FAILED {path.name}: {exc}")
                 continue
         summary.rows_in += res.rows_in
@@ -466,6 +478,34 @@ def _run(settings: Settings, day: str, registry: Registry, recipients: list[Reci
         summary.stages["outbox"] = time.monotonic() - t
     _write_json(paths.data / "runs" / f"{day}.json", summary.to_dict())
     return summary
+
+
+def _input_failed(res: InputResult, summary: RunSummary, stored: dict[str, list[Path]], path: Path,
+                  exc: Exception) -> None:
+    """Account for an input that cannot be read: its data rows
+    (:func:`herald.sources.rowcount.physical_rows`) are ``rows_in`` and ``rows_failed``; events
+    already stored from it (it failed after the store) are removed and not routed."""
+    from herald.sources.rowcount import physical_rows
+
+    res.error = str(exc) if isinstance(exc, InputError) else \
+        f"{path}: cannot be read: {type(exc).__name__}: {exc}"
+    summary.errors.append(res.error)
+    for type_name, files in list(stored.items()):
+        for f in list(files):
+            if f.stem == res.sha256[:32]:  # the store names it by the input's SHA-256
+                files.remove(f)
+                f.unlink(missing_ok=True)
+        if not files:
+            del stored[type_name]
+    try:
+        n = physical_rows(path)
+    except OSError as err:
+        n = 0
+        summary.warnings.append(f"{path}: rows of the failed input not counted: {err}")
+    res.rows_in = res.rows_failed = n
+    res.rows_stored = res.rows_quarantined = 0
+    summary.rows_in += n
+    summary.rows_failed += n
 
 
 def _record_reports(db, run_id: int, day: str, summary: RunSummary, by_name: dict) -> None:
@@ -761,7 +801,9 @@ class _MessageWorkers:
         from herald.deliver.compose import recipient_texts
         for r in self.context[3]:
             recipient_texts(r)
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                        initializer=exit_with_parent, initargs=(os.getpid(),))
         # With the fork start method the executor forks all its workers at this first submit.
         gc.collect()
         gc.freeze()
@@ -817,6 +859,7 @@ def _compose_chunk(jobs: tuple[str, list]) -> tuple[list[dict], set[Path]]:
     :class:`_MessageWorkers`); returns the summary entries and the paths written."""
     settings, day, registry, recipients, mail = _MSG_CONTEXT
     type_name, jobs = jobs
+    check_parent()  # the parent died (where the kernel does not signal): stop
     _checkpoint("compose")  # fault tests: a message worker dies
     rtype = registry.get(type_name)
     part = RunSummary(day=day)
