@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herald.schema.intelmq.mapping import fallback_mapping
 from herald.schema.registry import Registry, ReportType, default_registry
 from herald.sources import _feed
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
@@ -79,7 +80,7 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
     if rtype.name == DEFAULT_TYPE:
         return DEFAULT_MAPPING
     out: dict[str, list[str]] = {c: [] for c in rtype.columns}
-    mapping = rtype.intelmq or _export_mapping(rtype)
+    mapping = rtype.intelmq or fallback_mapping(rtype)
     items = mapping.get("required_fields", []) + mapping.get("optional_fields", [])
     for item in items:
         key, col = item[0], item[1]
@@ -94,25 +95,6 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
         if f"extra.{col}" not in keys:
             keys.append(f"extra.{col}")
     return {c: tuple(k) for c, k in out.items()}
-
-
-def _export_mapping(rtype: ReportType) -> dict:
-    """The generic mapping :func:`herald.schema.intelmq.to_intelmq` uses to export a type without an
-    ``intelmq.json`` entry (Herald's own types), so that exported events read back into their type.
-    A minimal equivalent when that module is unavailable."""
-    try:
-        from herald.schema.intelmq import _fallback_mapping
-        return _fallback_mapping(rtype)
-    except ImportError:  # pragma: no cover - the export module is part of Herald
-        items = [["time.source", "timestamp"]]
-        addr = rtype.address_column
-        if addr:
-            items += [["source.ip", addr], ["source.port", "src_port" if addr == "src_ip" else "port"]]
-        if rtype.asn_column:
-            items.append(["source.asn", rtype.asn_column])
-        if rtype.geo_column:
-            items.append(["source.geolocation.cc", rtype.geo_column])
-        return {"optional_fields": items}
 
 
 @lru_cache(maxsize=8)
