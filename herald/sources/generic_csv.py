@@ -246,7 +246,8 @@ def parse(path: str, *, mapping: str | Path | dict | None = None, registry: Regi
         out["timestamp"] = pc.fill_null(text, "")
     for col in HOSTNAME_COLUMNS:
         if col in out:
-            checks.append(feed_table.Check(~feed_table.is_valid_hostname(out[col]), col, "not a DNS host name", out[col]))
+            checks.append(feed_table.Check(~feed_table.is_valid_hostname(out[col]), col, "not a DNS host name",
+                                           out[col]))
     return feed_table.finish(path, rtype, out, table.column(text_lists.LINE_COL).to_numpy(), raws, q,
                         address="network" if m.allow_networks else "ip", checks=checks,
                         extra_cols=extra, header=header)

@@ -22,22 +22,23 @@ from __future__ import annotations
 import pyarrow as pa
 
 from herald.schema.registry import Registry
-from herald.sources import feed_table, json_records
+from herald.sources import feed_table
+from herald.sources.json_records import read_json_lines, to_text
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 REPORT_TYPE = "herald_exposed_service"
 
 
 def _first(v) -> str:
-    return json_records.to_text(v[0]) if isinstance(v, list) and v else ""
+    return to_text(v[0]) if isinstance(v, list) and v else ""
 
 
 def _joined(v) -> str:
     if isinstance(v, dict):
         v = sorted(v)
     if isinstance(v, list):
-        return ";".join(json_records.to_text(x) for x in v)
-    return json_records.to_text(v)
+        return ";".join(to_text(x) for x in v)
+    return to_text(v)
 
 
 def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile:
@@ -53,23 +54,23 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     path = str(path)
     rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     q = Quarantine(path)
-    recs = json_records.read_json_lines(path, q)
+    recs = read_json_lines(path, q)
     cols: dict[str, list[str]] = {c: [] for c in (
         "ip", "port", "protocol", "timestamp", "asn", "geo", "region", "city", "hostname", "org", "isp",
         "application", "product", "version", "cpe", "vulns", "tag")}
     for r in recs.records:
         loc = r.get("location") if isinstance(r.get("location"), dict) else {}
         meta = r.get("_shodan") if isinstance(r.get("_shodan"), dict) else {}
-        asn = json_records.to_text(r.get("asn"))
+        asn = to_text(r.get("asn"))
         row = {
-            "ip": json_records.to_text(r.get("ip_str")), "port": json_records.to_text(r.get("port")),
-            "protocol": json_records.to_text(r.get("transport")), "timestamp": json_records.to_text(r.get("timestamp")),
+            "ip": to_text(r.get("ip_str")), "port": to_text(r.get("port")),
+            "protocol": to_text(r.get("transport")), "timestamp": to_text(r.get("timestamp")),
             "asn": asn[2:] if asn[:2].upper() == "AS" else asn,
-            "geo": json_records.to_text(loc.get("country_code")), "region": json_records.to_text(loc.get("region_code")),
-            "city": json_records.to_text(loc.get("city")), "hostname": _first(r.get("hostnames")),
-            "org": json_records.to_text(r.get("org")), "isp": json_records.to_text(r.get("isp")),
-            "application": json_records.to_text(meta.get("module")), "product": json_records.to_text(r.get("product")),
-            "version": json_records.to_text(r.get("version")), "cpe": _joined(r.get("cpe")),
+            "geo": to_text(loc.get("country_code")), "region": to_text(loc.get("region_code")),
+            "city": to_text(loc.get("city")), "hostname": _first(r.get("hostnames")),
+            "org": to_text(r.get("org")), "isp": to_text(r.get("isp")),
+            "application": to_text(meta.get("module")), "product": to_text(r.get("product")),
+            "version": to_text(r.get("version")), "cpe": _joined(r.get("cpe")),
             "vulns": _joined(r.get("vulns")), "tag": _joined(r.get("tags")),
         }
         for c, v in row.items():

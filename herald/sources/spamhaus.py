@@ -227,5 +227,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "detail": detail,
         "source": feed_table.const("spamhaus-cert", n),
     }
-    checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)", c["lastseen"])]
-    return feed_table.finish(path, rtype, out, table.column(text_lists.LINE_COL).to_numpy(), raws, q, checks=checks)
+    checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)",
+                               c["lastseen"])]
+    lines = table.column(text_lists.LINE_COL).to_numpy()
+    return feed_table.finish(path, rtype, out, lines, raws, q, checks=checks)
