@@ -19,13 +19,13 @@ from herald.store import audit
 from herald.store.db import NotFound, UserRow
 from herald.web import keys, users
 from herald.web.crypto import ServerKey
-from tests.db_fixtures import *  # noqa: F401,F403 - db, db_url, pg_database
 
 SK = ServerKey(b"s" * 32)
 PW = "correct horse battery"
 
 
-from tests.web_fixtures import cheap_argon2  # noqa: E402,F401 - autouse fixture
+#: Cheap Argon2 costs for every test of this module (fixture of tests/web_fixtures.py).
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 @pytest.fixture
