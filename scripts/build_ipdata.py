@@ -15,7 +15,7 @@ documents them, and write ``ipdata.npz`` + ``ipdata.json`` (atomically) and ``AT
 
 The data is CC BY 4.0 (RouteViews, NRO/RIR statistics, DB-IP); ``ATTRIBUTION.md`` keeps the
 attribution and the licence texts the packages ship.  Overlapping rows (the 2026-06-17 IPv4 file
-has one) are resolved by :func:`herald.enrich.iprange.flatten_ranges`: the smaller range wins.
+has one) are resolved by :func:`herald.enrich.ranges.flatten_ranges`: the smaller range wins.
 The output is byte-identical for identical input.
 """
 

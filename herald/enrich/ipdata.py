@@ -39,7 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
+from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, unique_inverse
+from herald.enrich.ranges import parse_prefixes, prefix_masks
 from herald.errors import ConfigError, InputError
 from herald.ipaddr import ParsedIPs, parse_ips
 
