@@ -10,6 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
+#: Fixture modules (plugins): the metadata databases (SQLite and PostgreSQL), the web tests' cheap
+#: password hashing, the delivery tests' GnuPG keys.
+pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support"]
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

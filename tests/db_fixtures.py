@@ -1,6 +1,6 @@
 """Database fixtures: every metadata-database test runs on SQLite *and* PostgreSQL.
 
-Import them in a test module with ``from tests.db_fixtures import *``.
+A pytest plugin registered in ``tests/conftest.py``: a test asks for a fixture by naming it.
 
 - ``pg_database`` (session): a throw-away database ``herald_test_<random>`` on the PostgreSQL
   server at ``HERALD_TEST_PG_ADMIN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``,
@@ -32,24 +32,23 @@ import pytest
 from herald.config import settings_from_dict
 from herald.store.db import Base, open_db
 
-__all__ = ["pg_database", "backend", "db_url", "db", "db_settings", "_migrated", "PG_ADMIN_DSN"]
-
 PG_ADMIN_DSN = os.environ.get("HERALD_TEST_PG_ADMIN",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _dsn(database: str) -> str:
+def pg_dsn(database: str) -> str:
+    """The libpq URL of ``database`` on the test server (:data:`PG_ADMIN_DSN` with another database)."""
     return PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
 
 
 def _sa_url(database: str, schema: str) -> str:
-    base = _dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+    base = pg_dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 
 def _new_schema(database: str, prefix: str) -> str:
     schema = f"{prefix}_{secrets.token_hex(6)}"
-    with psycopg.connect(_dsn(database), autocommit=True) as conn:
+    with psycopg.connect(pg_dsn(database), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return schema
 
@@ -117,7 +116,7 @@ def _empty_pg_schema(name: str, schema: str) -> None:
     """Delete every row (alembic_version aside).  ``session_replication_role = replica``
     (superuser only) skips triggers, including the audit-log guard — test set-up only."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with psycopg.connect(_dsn(name), options=f"-csearch_path={schema}") as conn:
+    with psycopg.connect(pg_dsn(name), options=f"-csearch_path={schema}") as conn:
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("; ".join(f'DELETE FROM "{t}"' for t in tables))
 

@@ -30,7 +30,7 @@ from herald.web.app import WebConfig, create_app
 from herald.constituency.recipients import slugify
 from herald.web.crypto import ServerKey
 from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, LiveServer, ShadowserverClient, build_deployment
-from tests.db_fixtures import _dsn, pg_database  # noqa: F401 - fixture
+from tests.db_fixtures import pg_dsn
 
 NAMES = ["Example Cable ISP", "Alpine Hosting", "Example Mobile RO", "Example IPv6 Broadband",
          "CERT.at", "CERT-Bund", "Operation Virut Task Force"]
@@ -39,9 +39,9 @@ NAMES = ["Example Cable ISP", "Alpine Hosting", "Example Mobile RO", "Example IP
 def pg_url(database: str) -> str:
     """A fresh schema of the session's PostgreSQL test database."""
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(_dsn(database), autocommit=True) as conn:
+    with psycopg.connect(pg_dsn(database), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = _dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+    base = pg_dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +11,6 @@ from sqlalchemy.exc import DBAPIError
 from herald.errors import StoreError
 from herald.store import audit
 from herald.store.db import AUDIT_MIN_RETENTION_DAYS, AuditRow, utcnow
-from tests.db_fixtures import *  # noqa: F401,F403
 
 
 def _rows(db):

@@ -21,7 +21,8 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
 PW = "correct horse battery"
 
 
-from tests.web_fixtures import cheap_argon2  # noqa: E402,F401 - autouse fixture
+#: Cheap Argon2 costs for every test of this module (fixture of tests/web_fixtures.py).
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 @pytest.fixture(scope="module")

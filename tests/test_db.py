@@ -15,7 +15,6 @@ from herald.store import db as dbm
 from herald.store.db import (
     AuditRow, Base, ContactRow, FilterRow, RecipientRow, RunRow, UserRow, open_db, utcnow,
 )
-from tests.db_fixtures import *  # noqa: F401,F403
 
 CORE_TABLES = {"recipients", "contacts", "filters", "operations", "operation_partners", "runs",
                "run_inputs", "reports", "outbox", "api_keys", "users", "audit_log"}

@@ -13,7 +13,6 @@ import pytest
 from herald.cli import main
 from herald.store import ledger
 from herald.store.db import HEAD_REVISION, open_db
-from tests.db_fixtures import *  # noqa: F401,F403
 
 CONFIG = """
 [paths]

@@ -11,7 +11,6 @@ from herald.constituency.recipients import Recipient
 from herald.errors import StoreError
 from herald.store import audit, ledger
 from herald.store.db import NotFound
-from tests.db_fixtures import *  # noqa: F401,F403
 
 DAY = date(2026, 11, 29)
 INPUTS = [("inbox/2026-11-29-scan_ssh-a.csv", "a" * 64, 10),

@@ -26,7 +26,7 @@ from herald.deliver.settings import delivery_settings
 from herald.errors import ConfigError
 from herald.schema.registry import default_registry
 from herald.store.db import open_db
-from tests.test_deliver_support import DAY, make_report, make_settings
+from tests.deliver_support import DAY, make_report, make_settings
 
 PARSER = BytesParser(policy=policy.default)
 RTYPE = default_registry().get("scan_http")

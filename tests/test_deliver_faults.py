@@ -19,8 +19,7 @@ import tomli_w
 from herald.cli import main
 from herald.deliver.outbox import enqueue_reports, list_outbox
 from herald.store.db import open_db
-from tests.db_fixtures import *  # noqa: F401,F403
-from tests.test_deliver_support import DAY, Handler, SmtpServer, make_report, make_settings
+from tests.deliver_support import DAY, Handler, SmtpServer, make_report, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,12 +89,12 @@ def pg_url(pg_database) -> str:
 
     import psycopg
 
-    from tests.db_fixtures import _dsn
+    from tests.db_fixtures import pg_dsn
 
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(_dsn(pg_database), autocommit=True) as conn:
+    with psycopg.connect(pg_dsn(pg_database), autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
-    base = _dsn(pg_database).replace("postgresql://", "postgresql+psycopg://", 1)
+    base = pg_dsn(pg_database).replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 

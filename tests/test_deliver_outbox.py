@@ -21,10 +21,7 @@ from herald.deliver.outbox import (
 from herald.deliver.settings import delivery_settings
 from herald.pipeline import run_day
 from herald.store.db import OutboxRow, open_db
-from tests.db_fixtures import *  # noqa: F401,F403
-from tests.test_deliver_support import (  # noqa: F401
-    DAY, RECIPIENTS, SmtpServer, gpg_keys, make_report, make_settings, split_signed,
-)
+from tests.deliver_support import DAY, RECIPIENTS, SmtpServer, make_report, make_settings, split_signed
 
 
 def _msg(path: str):

@@ -13,7 +13,6 @@ from herald.constituency import repository as repo
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound
-from tests.db_fixtures import *  # noqa: F401,F403
 
 PEOPLE = [
     {"name": "BKA", "email": "cyber@bka.example", "kind": "law_enforcement", "tlp": "RED",

@@ -16,9 +16,8 @@ from herald.cli import main
 from herald.deliver.outbox import enqueue_reports, list_outbox, release, send_due
 from herald.deliver.outbox import OutboxError
 from herald.store.db import open_db
-from tests.db_fixtures import *  # noqa: F401,F403
-from tests.test_deliver_support import (  # noqa: F401
-    DAY, RECIPIENTS, SmtpServer, _gpg, _fpr_of, gpg_keys, make_report, make_settings, split_signed,
+from tests.deliver_support import (
+    DAY, RECIPIENTS, SmtpServer, fingerprint_of, make_report, make_settings, run_gpg, split_signed,
 )
 
 
@@ -117,9 +116,9 @@ def test_expired_key_holds_the_message_with_the_reason(gpg_keys, db_url, tmp_pat
 def test_missing_key_is_held_until_the_key_is_imported(gpg_keys, tmp_path):
     other = tmp_path / "other"
     other.mkdir(mode=0o700)
-    _gpg(other, "--quick-gen-key", "New <noc@new.example>", "ed25519", "sign,cert", "0")
-    fpr = _fpr_of(other, "noc@new.example")
-    _gpg(other, "--quick-add-key", fpr, "cv25519", "encr", "0")
+    run_gpg(other, "--quick-gen-key", "New <noc@new.example>", "ed25519", "sign,cert", "0")
+    fpr = fingerprint_of(other, "noc@new.example")
+    run_gpg(other, "--quick-add-key", fpr, "cv25519", "encr", "0")
     db_url = f"sqlite:///{tmp_path / 'h.db'}"
     try:
         with SmtpServer() as srv:
@@ -131,7 +130,7 @@ def test_missing_key_is_held_until_the_key_is_imported(gpg_keys, tmp_path):
             assert f"no OpenPGP key {fpr} in the keyring" in rep["delivery_reason"]
             assert send_due(db, settings).sent == [] and srv.handler.received == []
             # The operator imports the recipient's key; the next pass builds and sends it.
-            _gpg(gpg_keys.herald_home, "--import", input=_gpg(other, "--armor", "--export", fpr))
+            run_gpg(gpg_keys.herald_home, "--import", input=run_gpg(other, "--armor", "--export", fpr))
             res = send_due(db, settings)
             assert res.released == ids and res.sent == ids
             msg = message_from_bytes(srv.handler.received[0].data, policy=policy.default)
@@ -173,7 +172,7 @@ def test_protected_signing_key_uses_the_passphrase_from_the_environment(tmp_path
     subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
                     "--passphrase", "correct horse", "--quick-gen-key", "Herald <r@herald.example>",
                     "ed25519", "sign", "0"], check=True, capture_output=True)
-    fpr = _fpr_of(home, "r@herald.example")
+    fpr = fingerprint_of(home, "r@herald.example")
     db_url = f"sqlite:///{tmp_path / 'h.db'}"
     pgp = {"gnupghome": str(home), "signing_key": fpr, "passphrase_env": "TEST_PGP_PASS"}
     try:

@@ -12,11 +12,9 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
-from herald.config import settings_from_dict
 from herald.pipeline import run_day
 from herald.store import audit, ledger
-from herald.store.db import AuditRow, ReportRow, open_db
-from tests.db_fixtures import *  # noqa: F401,F403  (db_url: sqlite and postgresql)
+from herald.store.db import ReportRow, open_db
 
 DAY = "2026-11-30"
 

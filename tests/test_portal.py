@@ -20,7 +20,8 @@ from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, build_deployment
 PW = "correct horse battery"
 
 
-from tests.web_fixtures import cheap_argon2  # noqa: E402,F401 - autouse fixture
+#: Cheap Argon2 costs for every test of this module (fixture of tests/web_fixtures.py).
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from herald.web import users
 from herald.web.app import WebConfig, create_app
 from herald.web.testing import FIXED_NOW, build_deployment
-from tests.web_fixtures import cheap_argon2  # noqa: F401 - autouse fixture
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 PW = "correct horse battery"
 

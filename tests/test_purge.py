@@ -13,7 +13,6 @@ from herald.errors import ConfigError
 from herald.store import audit, ledger
 from herald.store.db import AUDIT_MIN_RETENTION_DAYS, OutboxRow, RunRow, utcnow
 from herald.store.purge import purge, retention_from_settings
-from tests.db_fixtures import *  # noqa: F401,F403
 
 TODAY = date(2026, 11, 30)
 

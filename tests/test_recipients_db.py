@@ -11,7 +11,6 @@ from herald.constituency.recipients import recipients_from_specs
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound
-from tests.db_fixtures import *  # noqa: F401,F403
 
 SPECS = [
     {"name": "Example ISP", "email": "abuse@example.net", "asns": ["AS64496"],

@@ -29,7 +29,8 @@ from herald.errors import ConfigError
 from herald.schema import default_registry
 from herald.sensors import config as sconfig
 from herald.sensors.batch import EventBatcher, now_us
-from herald.sensors.config import DomainTable, SinkholeDomain, load_sinkhole_config, load_sinkhole_domains
+from herald.sensors.config import load_sinkhole_config, load_sinkhole_domains
+from herald.sensors.domains import DomainTable, SinkholeDomain
 from herald.sensors.ratelimit import TokenBucketLimiter
 from herald.sensors.runtime import BackgroundSensor
 from herald.sensors.sinkhole_dns import DnsSinkhole

@@ -16,8 +16,7 @@ from herald.deliver.outbox import enqueue_reports, list_outbox, send_due
 from herald.deliver.settings import delivery_settings
 from herald.errors import ConfigError
 from herald.store.db import open_db, utcnow
-from tests.db_fixtures import *  # noqa: F401,F403
-from tests.test_deliver_support import (
+from tests.deliver_support import (
     DAY, Handler, SmtpServer, authenticator, free_port, make_report, make_settings,
     self_signed, server_tls_context,
 )

@@ -19,7 +19,6 @@ from herald.store import audit
 from herald.store.db import NotFound, UserRow
 from herald.web import keys, users
 from herald.web.crypto import ServerKey
-from tests.db_fixtures import *  # noqa: F401,F403 - db, db_url, pg_database
 
 SK = ServerKey(b"s" * 32)
 #: a fixed UTC instant for TOTP codes (tests never use the system clock)
@@ -27,7 +26,8 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 PW = "correct horse battery"
 
 
-from tests.web_fixtures import cheap_argon2  # noqa: E402,F401 - autouse fixture
+#: Cheap Argon2 costs for every test of this module (fixture of tests/web_fixtures.py).
+pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from herald.deliver.outbox import enqueue_reports
 from herald.deliver.xarf import XarfError, reports_for_csv, validate, xarf_kind
 from herald.schema.registry import default_registry
 from herald.store.db import open_db
-from tests.test_deliver_support import DAY, RECIPIENTS, make_report, make_settings
+from tests.deliver_support import DAY, RECIPIENTS, make_report, make_settings
 
 
 @pytest.mark.parametrize("type_name, expected", [

@@ -1,4 +1,7 @@
-"""Fixtures shared by the web tests.  Import with ``from tests.web_fixtures import cheap_argon2``."""
+"""Fixtures shared by the web tests: a pytest plugin registered in ``tests/conftest.py``.
+
+A module that hashes passwords asks for cheap costs with
+``pytestmark = pytest.mark.usefixtures("cheap_argon2")``."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import pytest
 from herald.web import users
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(scope="module")
 def cheap_argon2():
     """Argon2id with small costs: the tests hash dozens of passwords on a busy 2-core machine.
     The production parameters are argon2-cffi's defaults (RFC 9106 low-memory profile)."""

@@ -22,7 +22,6 @@ country codes.  ASN 0 ("not routed", RFC 7607) is reported as unknown (null).
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import io
 import json
 import os
@@ -33,13 +32,17 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
+from herald.enrich.datafiles import (
+    data_lines, date_from, ipasn_original_name, malformed_lines, read_text, text_lines,
+)
+from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, unique_inverse
+from herald.enrich.ranges import parse_prefixes, prefix_masks
 from herald.errors import ConfigError, InputError
 from herald.ipaddr import ParsedIPs, parse_ips
 
@@ -55,59 +58,13 @@ FORMAT = "herald-ipdata/1"
 _ASN_MAX = (1 << 32) - 1
 
 
-def _read_text(path: Path) -> str:
-    """The whole file as text; gzip-compressed files (magic ``1f 8b``) are decompressed.
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` through ``write(fileobj)`` (a binary file) into a temporary file beside it,
+    ``fsync`` it, make it mode 0644 and ``os.replace`` it onto ``path`` (creating the directory).
 
     Raises:
-        InputError: the file cannot be read or is not UTF-8 (naming the line).
+        OSError: the directory or file cannot be written; the temporary file is removed.
     """
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"cannot read: {exc}", str(path)) from exc
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"not UTF-8 text: {exc.reason}", str(path), line) from None
-
-
-def _lines(text: str) -> pa.Array:
-    """Lines of ``text`` (without line ends) as an Arrow string array; line ``i`` is line ``i+1``."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return pc.utf8_rtrim(pa.array(lines, type=pa.string()), "\r")
-
-
-def _data_lines(lines: pa.Array, comment_re: str) -> tuple[np.ndarray, pa.Array]:
-    """The non-blank, non-comment lines of a text file, trimmed.
-
-    Returns:
-        ``(idx, rows)``: ``int64[K]`` 0-based line indices and the ``K`` trimmed lines.
-    """
-    s = pc.utf8_trim_whitespace(lines)
-    skip = pc.or_(pc.equal(s, ""), pc.match_substring_regex(s, comment_re)).to_numpy(zero_copy_only=False)
-    idx = np.flatnonzero(~skip)
-    return idx, s.take(pa.array(idx, type=pa.int64()))
-
-
-def _date_from(text: str | None) -> str | None:
-    """``YYYY-MM-DD`` from the first plausible ``YYYYMMDD`` in ``text``, else ``None``."""
-    for m in re.finditer(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)", text or ""):
-        try:
-            d = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        except ValueError:
-            continue
-        if d.year >= 1990:
-            return d.isoformat()
-    return None
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -249,9 +206,9 @@ class IPData:
         meta.update(extra_meta or {})
         meta["format"] = FORMAT
         meta["counts"] = self._counts()
-        _atomic_write(path, write_npz)
+        write_atomically(path, write_npz)
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(text.encode("utf-8")))
+        write_atomically(path.with_suffix(".json"), lambda fh: fh.write(text.encode("utf-8")))
 
     def _counts(self) -> dict[str, int]:
         return {"asn_ranges_v4": self.asn_ranges.n_v4, "asn_ranges_v6": self.asn_ranges.n_v6,
@@ -282,9 +239,9 @@ class IPData:
             InputError: unreadable file, or (strict) a malformed line, naming file and line.
         """
         path = Path(path)
-        text = _read_text(path)
-        lines = _lines(text)
-        data_idx, data = _data_lines(lines, r"^[;#]")
+        text = read_text(path)
+        lines = text_lines(text)
+        data_idx, data = data_lines(lines, r"^[;#]")
         parts = pc.extract_regex(data, r"^(?P<prefix>[^\s]+)\s+(?P<asn>[^\s]+)$")
         prefix = pc.struct_field(parts, "prefix")
         asn_txt = pc.struct_field(parts, "asn")
@@ -300,9 +257,9 @@ class IPData:
         reasons[~shape_ok] = "expected '<prefix><TAB><asn>'"
         bad = ~(shape_ok & (version > 0) & asn_ok)
         meta = {"source": f"pyasn ipasn file {path.name}", "path": str(path), "version": None,
-                "date": _date_from(_ipasn_original(text)) or _date_from(path.name),
+                "date": date_from(ipasn_original_name(text)) or date_from(path.name),
                 "licence": "user-supplied", "url": None}
-        meta.update(_handle_bad(path, data_idx, bad, reasons, data, strict))
+        meta.update(malformed_lines(path, data_idx, bad, reasons, data, strict))
         keep = ~bad
         asns, payload = unique_inverse(asn[keep])
         table = RangeTable.from_bounds(version[keep], sh[keep], sl[keep], eh[keep], el[keep], payload)
@@ -341,9 +298,9 @@ class IPData:
             InputError: unreadable file, or (strict) a malformed line, naming file and line.
         """
         path = Path(path)
-        text = _read_text(path)
-        lines = _lines(text)
-        idx, rows = _data_lines(lines, r"^#")
+        text = read_text(path)
+        lines = text_lines(text)
+        idx, rows = data_lines(lines, r"^#")
         fields = pc.split_pattern(rows, "|")
         nf = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
 
@@ -359,7 +316,7 @@ class IPData:
         head = fields[0].as_py() if len(rows) else []
         if len(rows) and not is_summary[0] and re.match(r"^\d+(\.\d+)?$", head[0]):
             is_version[0] = True
-            date = (_date_from(head[5]) if len(head) > 5 else None) or _date_from(head[2] if len(head) > 2 else "")
+            date = (date_from(head[5]) if len(head) > 5 else None) or date_from(head[2] if len(head) > 2 else "")
         tvals = pc.fill_null(typ, "").to_numpy(zero_copy_only=False).astype(str)
         record = ~is_summary & ~is_version
         reasons = np.full(len(rows), "", dtype=object)
@@ -393,10 +350,10 @@ class IPData:
         reasons[is_ip & addr_bad] = "start is not an address of the record's type"
         bad = reasons != ""
         meta = {"source": f"RIR delegated statistics {path.name}", "path": str(path), "version": None,
-                "date": date or _date_from(path.name), "licence": "user-supplied (RIR statistics)",
+                "date": date or date_from(path.name), "licence": "user-supplied (RIR statistics)",
                 "url": None, "asn_records": int(is_asn.sum()),
                 "unassigned_records": int((unassigned & ~bad).sum())}
-        meta.update(_handle_bad(path, idx, bad, reasons, rows, strict))
+        meta.update(malformed_lines(path, idx, bad, reasons, rows, strict))
         use = used & ~bad
         u4 = use & v4
         u6 = use & v6
@@ -620,25 +577,6 @@ def _align(keys: np.ndarray, values: pa.Array, target: np.ndarray) -> pa.Array:
     pos_c = np.minimum(pos, len(keys) - 1)
     found = keys[pos_c] == target
     return values.take(pa.array(pos_c, type=pa.int64(), mask=~found))
-
-
-def _ipasn_original(text: str) -> str | None:
-    m = re.search(r"^;\s*Original file\s*:\s*(.*)$", text[:4096], re.M)
-    return m.group(1) if m else None
-
-
-def _handle_bad(path: Path, line_idx: np.ndarray, bad: np.ndarray, reasons: np.ndarray, rows: pa.Array,
-                strict: bool) -> dict[str, Any]:
-    """Raise for the first malformed line (strict) or report counts (lenient)."""
-    bad_pos = np.flatnonzero(bad)
-    if not len(bad_pos):
-        return {"skipped_lines": 0, "skipped_examples": []}
-    if strict:
-        i = int(bad_pos[0])
-        text = rows[i].as_py()
-        raise InputError(f"malformed line: {reasons[i]}: {text[:120]!r}", str(path), int(line_idx[i]) + 1)
-    examples = [f"{path}:{int(line_idx[i]) + 1}: {reasons[i]}" for i in bad_pos[:5]]
-    return {"skipped_lines": int(len(bad_pos)), "skipped_examples": examples}
 
 
 @lru_cache(maxsize=1)

@@ -47,35 +47,13 @@ from typing import Any, Callable, Iterable
 
 from herald.config import Settings
 from herald.errors import ConfigError
+from herald.sensors.domains import SinkholeDomain, normalize_name
+# DomainTable is imported from here by herald.sensors.sinkhole_http (to be moved to herald.sensors.domains).
+from herald.sensors.domains import DomainTable  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 _SENSOR_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
-
-
-@dataclass(frozen=True)
-class SinkholeDomain:
-    """One sinkholed domain; it covers the name itself and every name below it.
-
-    Attributes:
-        name: lower-case domain without the final dot (``evil-c2.example``).
-        family: malware family written to the ``family`` column.
-        tag: the ``tag`` column (campaign or takedown name).
-        operation: the law-enforcement operation the domain belongs to (not a report column; kept for
-            the operations module and for logs).
-        infection: the ``infection`` column; defaults to ``family``.
-        addresses: local IP addresses dedicated to this domain; an HTTP request to one of them whose
-            Host header and SNI name no sinkholed domain is attributed to this domain.
-        source: where the entry came from (``"toml"`` or a provider's name).
-    """
-
-    name: str
-    family: str | None = None
-    tag: str | None = None
-    operation: str | None = None
-    infection: str | None = None
-    addresses: tuple[str, ...] = ()
-    source: str = "toml"
 
 
 #: Callables ``(settings) -> Iterable[SinkholeDomain]`` consulted by :func:`load_sinkhole_domains`.
@@ -91,12 +69,6 @@ def register_domain_provider(provider: Callable[[Settings], Iterable[SinkholeDom
     """
     if provider not in DOMAIN_PROVIDERS:
         DOMAIN_PROVIDERS.append(provider)
-
-
-def normalize_name(name: str) -> str:
-    """Lower-case ``name``, strip white space and the final dot (DNS names compare case-insensitively,
-    RFC 1035 section 2.3.3)."""
-    return name.strip().rstrip(".").lower()
 
 
 def _where(settings: Settings) -> str:
@@ -159,42 +131,6 @@ def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
                 continue
             out[d.name] = d
     return list(out.values())
-
-
-class DomainTable:
-    """Maps a query name, Host header or SNI name to its :class:`SinkholeDomain` (suffix match).
-
-    Lookup walks the labels from the full name up to the top-level domain, so its cost is one dict
-    probe per label, independent of the number of domains.
-    """
-
-    def __init__(self, domains: Iterable[SinkholeDomain]) -> None:
-        self._by_name: dict[str, SinkholeDomain] = {}
-        self._by_addr: dict[str, SinkholeDomain] = {}
-        for d in domains:
-            self._by_name.setdefault(d.name, d)
-            for a in d.addresses:
-                self._by_addr.setdefault(a, d)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
-
-    def lookup(self, name: str | None) -> SinkholeDomain | None:
-        """The domain covering ``name`` (itself or a parent), or ``None``.  ``name`` may carry a final
-        dot and any letter case."""
-        if not name:
-            return None
-        name = normalize_name(name)
-        while name:
-            d = self._by_name.get(name)
-            if d is not None:
-                return d
-            _, _, name = name.partition(".")
-        return None
-
-    def by_address(self, ip: str | None) -> SinkholeDomain | None:
-        """The domain dedicated to local address ``ip`` (canonical text), or ``None``."""
-        return self._by_addr.get(ip) if ip else None
 
 
 def parse_listen(value: str, where: str) -> tuple[str, int]:

@@ -16,7 +16,7 @@ import logging
 from datetime import date, datetime, timezone
 
 from herald.config import Settings
-from herald.sensors.config import SinkholeDomain, normalize_name
+from herald.sensors.domains import SinkholeDomain, normalize_name
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,8 @@ import dns.rrset
 
 from herald.schema.registry import Registry, default_registry
 from herald.sensors.batch import EventBatcher, now_us
-from herald.sensors.config import DomainTable, SinkholeConfig, SinkholeDomain
+from herald.sensors.config import SinkholeConfig
+from herald.sensors.domains import DomainTable, SinkholeDomain
 from herald.sensors.ratelimit import TokenBucketLimiter
 from herald.sensors.runtime import canonical_ip, event_type
 

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from herald.errors import InputError
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, json_records, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 #: The report type this module produces.
@@ -72,7 +72,7 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
             column (line of the header, field ``dst_ip``).
     """
     path = str(path)
-    data = _feed.read_bytes(path)
+    data = feed_files.read_bytes(path)
     if fmt is None:
         head = data.lstrip()[:1]
         fmt = "json" if head == b"[" else "html" if head == b"<" else "csv"
@@ -86,10 +86,10 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
 def parse_csv(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
     """Parse the CSV block list (see :func:`parse`)."""
     path = str(path)
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
-    data = _data if _data is not None else _feed.read_bytes(path)
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
+    data = _data if _data is not None else feed_files.read_bytes(path)
     lines = data.decode("utf-8-sig", errors="replace").splitlines()
-    rows = _feed.data_lines(lines)
+    rows = text_lists.data_lines(lines)
     q = Quarantine(path)
     header_line, header = None, None
     if rows and not _looks_like_data(rows[0][1]):
@@ -115,17 +115,17 @@ def parse_csv(path: str, *, registry: Registry | None = None, _data: bytes | Non
                 raise InputError(f"the file says {m.group(1)} entries but has {len(rows)} data lines "
                                  "(damaged or edited download)", path, no)
             break
-    table, raws = _feed.read_delimited(path, rows, names, q)
+    table, raws = text_lists.read_delimited(path, rows, names, q)
     cols = {c: table.column(c) for c in names}
-    return _finish(path, rtype, cols, table.column(_feed.LINE_COL).to_numpy(), raws, q, header)
+    return _finish(path, rtype, cols, table.column(text_lists.LINE_COL).to_numpy(), raws, q, header)
 
 
 def parse_json(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
     """Parse the JSON block list (see :func:`parse`)."""
     path = str(path)
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
-    text = (_data if _data is not None else _feed.read_bytes(path)).decode("utf-8-sig", errors="replace")
-    recs = _feed.read_json_array(path, text)
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
+    text = (_data if _data is not None else feed_files.read_bytes(path)).decode("utf-8-sig", errors="replace")
+    recs = json_records.read_json_array(path, text)
     q = Quarantine(path)
     good = np.array([isinstance(r, dict) for r in recs.records], dtype=bool)
     for i in np.flatnonzero(~good):
@@ -136,7 +136,7 @@ def parse_json(path: str, *, registry: Registry | None = None, _data: bytes | No
     cols = {}
     for name in dict.fromkeys(ALIASES.values()):
         keys = [k for k, v in ALIASES.items() if v == name]
-        vals = [next((_feed.to_text(r[k]) for k in keys if r.get(k) is not None), "") for r in records]
+        vals = [next((json_records.to_text(r[k]) for k in keys if r.get(k) is not None), "") for r in records]
         cols[name] = pa.array(vals, pa.string())
     return _finish(path, rtype, cols, lines, raws, q, None, rows_in=len(recs.records))
 
@@ -183,8 +183,8 @@ def parse_html(path: str, *, registry: Registry | None = None, _data: bytes | No
         InputError: unreadable or empty file, or no ``botnet_c2s`` table in it.
     """
     path = str(path)
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
-    text = (_data if _data is not None else _feed.read_bytes(path)).decode("utf-8", errors="replace")
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
+    text = (_data if _data is not None else feed_files.read_bytes(path)).decode("utf-8", errors="replace")
     parser = _TableRows("botnet_c2s")
     parser.feed(text)
     parser.close()
@@ -216,8 +216,8 @@ def _looks_like_data(text: str) -> bool:
 
 def _finish(path, rtype, cols, lines, raws, q, header, rows_in=None) -> ParsedFile:
     n = len(lines)
-    first = pc.utf8_trim_whitespace(pc.fill_null(cols.get("first_seen", _feed.const("", n)), ""))
-    last = pc.utf8_trim_whitespace(pc.fill_null(cols.get("last_seen", _feed.const("", n)), ""))
+    first = pc.utf8_trim_whitespace(pc.fill_null(cols.get("first_seen", feed_table.const("", n)), ""))
+    last = pc.utf8_trim_whitespace(pc.fill_null(cols.get("last_seen", feed_table.const("", n)), ""))
     checks = []
     for col, fld, rx, fmt, what in ((first, "first_seen", _TS, "%Y-%m-%d %H:%M:%S", "YYYY-MM-DD HH:MM:SS"),
                                     (last, "last_online", _DATE, "%Y-%m-%d", "YYYY-MM-DD")):
@@ -225,14 +225,14 @@ def _finish(path, rtype, cols, lines, raws, q, header, rows_in=None) -> ParsedFi
         shape = pc.match_substring_regex(col, rx).to_numpy(zero_copy_only=False)
         parsed = pc.strptime(pc.if_else(pa.array(shape), col, pa.nulls(n, pa.string())), format=fmt,
                              unit="s", error_is_null=True)
-        okv = pc.is_valid(parsed).to_numpy(zero_copy_only=False) & ~_feed.impossible_dates(col)
-        checks.append(_feed.Check(~empty & ~okv, fld, f"not a time (expected {what}, UTC)", col))
+        okv = pc.is_valid(parsed).to_numpy(zero_copy_only=False) & ~timestamps.impossible_dates(col)
+        checks.append(feed_table.Check(~empty & ~okv, fld, f"not a time (expected {what}, UTC)", col))
     last_ts = pc.if_else(pc.equal(pc.utf8_length(last), 0), "", pc.binary_join_element_wise(last, "00:00:00", " "))
     ts = pc.if_else(pc.greater(first, last_ts), first, last_ts)
     out = dict(cols)
     out["first_seen"] = first
     out["last_seen"] = last
     out["timestamp"] = ts
-    out["source"] = _feed.const("feodotracker", n)
-    out["status"] = pc.utf8_lower(pc.fill_null(cols.get("status", _feed.const("", n)), ""))
-    return _feed.finish(path, rtype, out, lines, raws, q, checks=checks, rows_in=rows_in, header=header)
+    out["source"] = feed_table.const("feodotracker", n)
+    out["status"] = pc.utf8_lower(pc.fill_null(cols.get("status", feed_table.const("", n)), ""))
+    return feed_table.finish(path, rtype, out, lines, raws, q, checks=checks, rows_in=rows_in, header=header)

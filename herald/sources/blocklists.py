@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from herald.errors import InputError
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 VARIANTS = ("blocklistde", "dshield", "dataplane", "bambenek")
@@ -44,7 +44,7 @@ _BAMBENEK_FAMILY = re.compile(r"^IP used by (?P<family>.+?) C&C\s*$", re.I)
 def detect_variant(path: str, lines: list[str] | None = None) -> str | None:
     """Which list ``path`` holds (one of :data:`VARIANTS`), from its banner or first data line;
     ``None`` when nothing matches."""
-    lines = lines if lines is not None else _feed.read_lines(path, allow_empty=True)
+    lines = lines if lines is not None else feed_files.read_lines(path, allow_empty=True)
     head = "\n".join(lines[:80]).lower()
     if "bambenek" in head:
         return "bambenek"
@@ -52,7 +52,7 @@ def detect_variant(path: str, lines: list[str] | None = None) -> str | None:
         return "dshield"
     if "dataplane" in head:
         return "dataplane"
-    for _, line in _feed.data_lines(lines):
+    for _, line in text_lists.data_lines(lines):
         s = line.strip()
         if s.startswith("Start\t"):
             return "dshield"
@@ -83,7 +83,7 @@ def parse(path: str, *, registry: Registry | None = None, variant: str | None = 
         InputError: unreadable or empty file, or a list of unknown kind.
     """
     path = str(path)
-    lines = _feed.read_lines(path)
+    lines = feed_files.read_lines(path)
     variant = variant or detect_variant(path, lines)
     if variant == "blocklistde":
         return _blocklistde(path, lines, registry, observed_at, list_name)
@@ -97,26 +97,26 @@ def parse(path: str, *, registry: Registry | None = None, variant: str | None = 
 
 
 def _time(path: str, observed_at) -> str:
-    return _feed.observed_text(observed_at) if observed_at is not None else _feed.file_mtime_utc(path)
+    return timestamps.observed_text(observed_at) if observed_at is not None else feed_files.file_mtime_utc(path)
 
 
 def _blocklistde(path, lines, registry, observed_at, list_name) -> ParsedFile:
-    rtype = _feed.get_type("blocklist", registry, path)
-    rows = _feed.data_lines(lines)
+    rtype = feed_table.get_type("blocklist", registry, path)
+    rows = text_lists.data_lines(lines)
     n = len(rows)
     name = list_name or re.sub(r"^(blocklist[_-]?de[_-]?)", "", Path(path).stem, flags=re.I)
     cols = {
         "ip": pa.array([t.strip() for _, t in rows], pa.string()),
-        "timestamp": _feed.const(_time(path, observed_at), n),
-        "source": _feed.const("blocklist.de", n),
-        "reason": _feed.const(name, n),
+        "timestamp": feed_table.const(_time(path, observed_at), n),
+        "source": feed_table.const("blocklist.de", n),
+        "reason": feed_table.const(name, n),
     }
-    return _feed.finish(path, rtype, cols, np.array([no for no, _ in rows], dtype=np.int64),
+    return feed_table.finish(path, rtype, cols, np.array([no for no, _ in rows], dtype=np.int64),
                         [t for _, t in rows], Quarantine(path))
 
 
 def _dshield(path, lines, registry, observed_at) -> ParsedFile:
-    rtype = _feed.get_type("blocklist", registry, path)
+    rtype = feed_table.get_type("blocklist", registry, path)
     q = Quarantine(path)
     stamp = None
     for no, line in enumerate(lines, 1):
@@ -130,7 +130,7 @@ def _dshield(path, lines, registry, observed_at) -> ParsedFile:
                                  path, no, "updated") from None
             break
     stamp = stamp or _time(path, observed_at)
-    rows = [(no, t) for no, t in _feed.data_lines(lines) if not t.startswith("Start\t")]
+    rows = [(no, t) for no, t in text_lists.data_lines(lines) if not t.startswith("Start\t")]
     cols = {c: [] for c in ("ip", "reason", "geo")}
     keep_lines, raws, bad_attacks = [], [], []
     for no, text in rows:
@@ -148,20 +148,20 @@ def _dshield(path, lines, registry, observed_at) -> ParsedFile:
         bad_attacks.append(not attacks.isdigit())
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["timestamp"] = _feed.const(stamp, n)
-    out["source"] = _feed.const("dshield", n)
-    checks = [_feed.Check(np.array(bad_attacks, dtype=bool), "Attacks", "not an integer count",
+    out["timestamp"] = feed_table.const(stamp, n)
+    out["source"] = feed_table.const("dshield", n)
+    checks = [feed_table.Check(np.array(bad_attacks, dtype=bool), "Attacks", "not an integer count",
                           pa.array([r.split("\t")[3] if r.count("\t") >= 3 else "" for r in raws]))]
-    return _feed.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
+    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
                         address="network", checks=checks)
 
 
 def _dataplane(path, lines, registry) -> ParsedFile:
-    rtype = _feed.get_type("blocklist", registry, path)
+    rtype = feed_table.get_type("blocklist", registry, path)
     q = Quarantine(path)
     cols = {c: [] for c in ("asn", "ip", "timestamp", "reason")}
     keep_lines, raws = [], []
-    for no, text in _feed.data_lines(lines):
+    for no, text in text_lists.data_lines(lines):
         parts = [p.strip() for p in _DP_SPLIT.split(text.strip())]
         if len(parts) != 5:
             # The AS name may contain " | ": take the first field and the last three.
@@ -179,16 +179,16 @@ def _dataplane(path, lines, registry) -> ParsedFile:
         cols["reason"].append(category)
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["source"] = _feed.const("dataplane.org", n)
-    return _feed.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)
+    out["source"] = feed_table.const("dataplane.org", n)
+    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)
 
 
 def _bambenek(path, lines, registry) -> ParsedFile:
-    rtype = _feed.get_type("herald_c2_server", registry, path)
+    rtype = feed_table.get_type("herald_c2_server", registry, path)
     q = Quarantine(path)
     cols = {c: [] for c in ("ip", "detail", "timestamp", "source_url", "family")}
     keep_lines, raws = [], []
-    for no, text in _feed.data_lines(lines):
+    for no, text in text_lists.data_lines(lines):
         f = [x.strip() for x in text.split(",")]
         if len(f) != 4:
             q.add(no, None, f"expected 4 comma-separated fields, found {len(f)}", None, text)
@@ -205,5 +205,5 @@ def _bambenek(path, lines, registry) -> ParsedFile:
             cols[c].append(v)
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["source"] = _feed.const("bambenek", n)
-    return _feed.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)
+    out["source"] = feed_table.const("bambenek", n)
+    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, json_records, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 REPORT_TYPE = "event4_microsoft_sinkhole_http"
@@ -75,42 +75,42 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
         Azure lines that are not JSON objects are quarantined instead.
     """
     path = str(path)
-    data = _feed.read_bytes(path)
+    data = feed_files.read_bytes(path)
     if fmt is None:
         fmt = "interflow" if data.lstrip()[:1] == b"[" else "azure"
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     q = Quarantine(path)
     if fmt == "interflow":
-        recs = _feed.read_json_array(path, data.decode("utf-8-sig", errors="replace"))
+        recs = json_records.read_json_array(path, data.decode("utf-8-sig", errors="replace"))
         good = np.array([isinstance(r, dict) for r in recs.records], dtype=bool)
         for i in np.flatnonzero(~good):
             q.add(int(recs.lines[i]), None, "expected a JSON object", None, recs.raws[i])
         records = [r for r, g in zip(recs.records, good) if g]
         lines, raws = recs.lines[good], [r for r, g in zip(recs.raws, good) if g]
         n = len(records)
-        out = {col: _feed.column(records, key) for col, key in _INTERFLOW.items()}
-        ts = _feed.column(records, "firstreporteddatetime")
+        out = {col: json_records.column(records, key) for col, key in _INTERFLOW.items()}
+        ts = json_records.column(records, "firstreporteddatetime")
         out["timestamp"] = ts
-        out["tag"] = pc.utf8_lower(_feed.column(records, "indicatorthreattype"))
-        out["tlp"] = pc.utf8_upper(_feed.column(records, "tlplevel"))
-        out["confidence"] = _feed.column(records, "confidence")
+        out["tag"] = pc.utf8_lower(json_records.column(records, "indicatorthreattype"))
+        out["tlp"] = pc.utf8_upper(json_records.column(records, "tlplevel"))
+        out["confidence"] = json_records.column(records, "confidence")
         checks = []
         rows_in = len(recs.records)
     else:
-        cols, lines, raws = _feed.json_lines_columns(path, data, q)
+        cols, lines, raws = json_records.json_lines_columns(path, data, q)
         n = len(lines)
-        out = {col: _feed.get(cols, key, n) for col, key in _AZURE.items()}
-        ts, bad = _feed.nt_time(_feed.get(cols, "DateTimeReceivedUtc", n))
+        out = {col: feed_table.get(cols, key, n) for col, key in _AZURE.items()}
+        ts, bad = timestamps.nt_time(feed_table.get(cols, "DateTimeReceivedUtc", n))
         out["timestamp"] = pc.fill_null(ts, "")
-        out["tlp"] = pc.utf8_upper(_feed.get(cols, "TLP", n))
-        conf = pc.utf8_lower(pc.fill_null(_feed.get(cols, "ThreatConfidence", n), ""))
+        out["tlp"] = pc.utf8_upper(feed_table.get(cols, "TLP", n))
+        conf = pc.utf8_lower(pc.fill_null(feed_table.get(cols, "ThreatConfidence", n), ""))
         mapped = conf
         for word, num in CONFIDENCE.items():
             mapped = pc.if_else(pc.equal(conf, word), num, mapped)
         out["confidence"] = mapped
-        checks = [_feed.Check(bad, "DateTimeReceivedUtc", "not a Windows NT time (100 ns ticks since 1601)",
-                              _feed.get(cols, "DateTimeReceivedUtc", n))]
+        checks = [feed_table.Check(bad, "DateTimeReceivedUtc", "not a Windows NT time (100 ns ticks since 1601)",
+                              feed_table.get(cols, "DateTimeReceivedUtc", n))]
         rows_in = None
-    out["public_source"] = _feed.const("microsoft-ctip", n)
-    return _feed.finish(path, rtype, out, lines, raws, q, checks=checks, extra_cols=EXTRA_COLUMNS,
+    out["public_source"] = feed_table.const("microsoft-ctip", n)
+    return feed_table.finish(path, rtype, out, lines, raws, q, checks=checks, extra_cols=EXTRA_COLUMNS,
                         rows_in=rows_in)

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from herald.ipaddr import parse_ips
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, text_lists
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 REPORT_TYPE = "herald_cymru_cap"
@@ -123,7 +123,7 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     """Parse a Team Cymru CAP file (either layout).
 
     Lines without the six ``|``-separated fields are quarantined (``expected 6 '|'-separated fields``);
-    bad addresses, ASNs, ports or timestamps are quarantined by :func:`herald.sources._feed.finish`.
+    bad addresses, ASNs, ports or timestamps are quarantined by :func:`herald.sources.feed_table.finish`.
 
     Returns:
         :class:`ParsedFile` of ``herald_cymru_cap``.
@@ -132,11 +132,11 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
         InputError: unreadable or empty file.
     """
     path = str(path)
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     q = Quarantine(path)
     cols: dict[str, list[str]] = {c: [] for c in _COLS}
     lines, raws = [], []
-    for no, line in _feed.data_lines(_feed.read_lines(path)):
+    for no, line in text_lists.data_lines(feed_files.read_lines(path)):
         parts = line.split("|")
         if len(parts) < 6:
             q.add(no, None, f"expected 6 '|'-separated fields, found {len(parts)}", None, line)
@@ -155,9 +155,9 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
         raws.append(line)
     n = len(lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["source"] = _feed.const("cymru-cap", n)
+    out["source"] = feed_table.const("cymru-cap", n)
     # A destination address that is not an address is dropped rather than kept (the text stays in
     # ``detail``): dst_ip is not the routing key, and a bad one must not cost the event.
     dst = out["dst_ip"]
     out["dst_ip"] = pc.if_else(pa.array(parse_ips(dst).version > 0), dst, "")
-    return _feed.finish(path, rtype, out, np.asarray(lines, dtype=np.int64), raws, q)
+    return feed_table.finish(path, rtype, out, np.asarray(lines, dtype=np.int64), raws, q)

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from herald.errors import ConfigError, InputError
 from herald.schema.registry import Registry, default_registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 #: Columns checked as DNS host names.
@@ -169,20 +169,20 @@ def load_mapping(mapping: str | Path | dict[str, Any], registry: Registry | None
 def _times(col: pa.Array, m: Mapping) -> tuple[pa.Array, pa.Array, str]:
     fmt = m.time_format
     if fmt == "iso":
-        text, bad = _feed.iso_times(col, m.timezone)
+        text, bad = timestamps.iso_times(col, m.timezone)
         return text, bad, "not an ISO 8601 time"
     if fmt in ("epoch", "epoch_ms"):
         s = pc.utf8_trim_whitespace(pc.fill_null(col, ""))
         if fmt == "epoch_ms":
             s = pc.if_else(pc.match_substring_regex(s, r"^\d{4,14}$"), pc.utf8_slice_codeunits(s, 0, -3), s)
-        text, bad = _feed.epoch_seconds(s)
+        text, bad = timestamps.epoch_seconds(s)
         return text, bad, "not a Unix time"
 
     def parse(v: str) -> dt.datetime:
         t = dt.datetime.strptime(v, fmt)
         return t if t.tzinfo is not None else t.replace(tzinfo=m.timezone)
 
-    text, bad = _feed.strptime_distinct(col, parse)
+    text, bad = timestamps.strptime_distinct(col, parse)
     return text, bad, f"not a time in the format {fmt!r}"
 
 
@@ -208,9 +208,9 @@ def parse(path: str, *, mapping: str | Path | dict | None = None, registry: Regi
                               f"{guess.name} does not exist")
         mapping = guess
     m = mapping if isinstance(mapping, Mapping) else load_mapping(mapping, registry)
-    rtype = _feed.get_type(m.report_type, registry, path)
+    rtype = feed_table.get_type(m.report_type, registry, path)
     q = Quarantine(path)
-    rows = _feed.data_lines(_feed.read_lines(path), comment=m.comment)
+    rows = text_lists.data_lines(feed_files.read_lines(path), comment=m.comment)
     header = None
     if m.header:
         if not rows:
@@ -228,7 +228,7 @@ def parse(path: str, *, mapping: str | Path | dict | None = None, registry: Regi
         # checked against it: a short or long row is quarantined rather than misaligned.
         names = [f"c{i}" for i in range(m.ncols)]
         index = {src: names[src] for src, _ in m.columns}
-    table, raws = _feed.read_delimited(path, rows, names, q, delimiter=m.delimiter, quote=m.quote)
+    table, raws = text_lists.read_delimited(path, rows, names, q, delimiter=m.delimiter, quote=m.quote)
     n = table.num_rows
     out: dict[str, pa.Array] = {}
     nulls = pa.array(sorted(set(m.null_values)), pa.string())
@@ -237,17 +237,18 @@ def parse(path: str, *, mapping: str | Path | dict | None = None, registry: Regi
         out[tgt.removeprefix("extra.") if tgt.startswith("extra.") else tgt] = pc.if_else(
             pc.is_in(col, value_set=nulls), "", col)
     for tgt, value in m.constants.items():
-        out[tgt.removeprefix("extra.")] = _feed.const(value, n)
+        out[tgt.removeprefix("extra.")] = feed_table.const(value, n)
     extra = [t.removeprefix("extra.") for t in m.targets() if t.startswith("extra.")]
     checks = []
     if "timestamp" in out:
         text, bad, reason = _times(out["timestamp"], m)
-        checks.append(_feed.Check(bad, "timestamp", reason, out["timestamp"]))
+        checks.append(feed_table.Check(bad, "timestamp", reason, out["timestamp"]))
         out["timestamp"] = pc.fill_null(text, "")
     for col in HOSTNAME_COLUMNS:
         if col in out:
-            checks.append(_feed.Check(~_feed.is_valid_hostname(out[col]), col, "not a DNS host name", out[col]))
-    return _feed.finish(path, rtype, out, table.column(_feed.LINE_COL).to_numpy(), raws, q,
+            checks.append(feed_table.Check(~feed_table.is_valid_hostname(out[col]), col, "not a DNS host name",
+                                           out[col]))
+    return feed_table.finish(path, rtype, out, table.column(text_lists.LINE_COL).to_numpy(), raws, q,
                         address="network" if m.allow_networks else "ip", checks=checks,
                         extra_cols=extra, header=header)
 

@@ -29,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herald.schema.intelmq.mapping import fallback_mapping
 from herald.schema.registry import Registry, ReportType, default_registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, json_records, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 DEFAULT_TYPE = "herald_intelmq_event"
@@ -79,7 +80,7 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
     if rtype.name == DEFAULT_TYPE:
         return DEFAULT_MAPPING
     out: dict[str, list[str]] = {c: [] for c in rtype.columns}
-    mapping = rtype.intelmq or _export_mapping(rtype)
+    mapping = rtype.intelmq or fallback_mapping(rtype)
     items = mapping.get("required_fields", []) + mapping.get("optional_fields", [])
     for item in items:
         key, col = item[0], item[1]
@@ -94,25 +95,6 @@ def reverse_mapping(rtype: ReportType) -> dict[str, tuple[str, ...]]:
         if f"extra.{col}" not in keys:
             keys.append(f"extra.{col}")
     return {c: tuple(k) for c, k in out.items()}
-
-
-def _export_mapping(rtype: ReportType) -> dict:
-    """The generic mapping :func:`herald.schema.intelmq.to_intelmq` uses to export a type without an
-    ``intelmq.json`` entry (Herald's own types), so that exported events read back into their type.
-    A minimal equivalent when that module is unavailable."""
-    try:
-        from herald.schema.intelmq import _fallback_mapping
-        return _fallback_mapping(rtype)
-    except ImportError:  # pragma: no cover - the export module is part of Herald
-        items = [["time.source", "timestamp"]]
-        addr = rtype.address_column
-        if addr:
-            items += [["source.ip", addr], ["source.port", "src_port" if addr == "src_ip" else "port"]]
-        if rtype.asn_column:
-            items.append(["source.asn", rtype.asn_column])
-        if rtype.geo_column:
-            items.append(["source.geolocation.cc", rtype.geo_column])
-        return {"optional_fields": items}
 
 
 @lru_cache(maxsize=8)
@@ -157,32 +139,32 @@ def parse(path: str, *, registry: Registry | None = None, report_type: str | Non
     """
     path = str(path)
     registry = registry or default_registry()
-    data = _feed.read_bytes(path)
+    data = feed_files.read_bytes(path)
     q = Quarantine(path)
     if data.lstrip()[:1] == b"[":
-        recs = _feed.read_json_array(path, data.decode("utf-8-sig", errors="replace"))
+        recs = json_records.read_json_array(path, data.decode("utf-8-sig", errors="replace"))
         good = [isinstance(r, dict) for r in recs.records]
         for i, g in enumerate(good):
             if not g:
                 q.add(int(recs.lines[i]), None, "expected a JSON object", None, recs.raws[i])
-        flat = [_feed.flatten(r) for r, g in zip(recs.records, good) if g]
+        flat = [json_records.flatten(r) for r, g in zip(recs.records, good) if g]
         keys: dict[str, None] = {}
         for r in flat:
             keys.update(dict.fromkeys(r))
-        cols = {k: pa.array([_feed.to_text(r.get(k)) for r in flat], pa.string()) for k in keys}
+        cols = {k: pa.array([json_records.to_text(r.get(k)) for r in flat], pa.string()) for k in keys}
         lines = recs.lines[np.asarray(good, dtype=bool)]
         raws = [r for r, g in zip(recs.raws, good) if g]
     else:
-        cols, lines, raws = _feed.json_lines_columns(path, data, q, TIME_FIELDS)
+        cols, lines, raws = json_records.json_lines_columns(path, data, q, TIME_FIELDS)
     n = len(lines)
     if report_type is None:
         feed = cols.get("feed.name")
         names = feed.to_pylist() if feed is not None else [None] * n
         report_type = resolve_type(names or [None], registry, default_type)
-    rtype = _feed.get_type(report_type, registry, path)
+    rtype = feed_table.get_type(report_type, registry, path)
     out: dict[str, pa.Array] = {}
     for col, keys in reverse_mapping(rtype).items():
-        val = _feed.const("", n)
+        val = feed_table.const("", n)
         for key in reversed(keys):
             src = cols.get(key)
             if src is not None:
@@ -191,12 +173,12 @@ def parse(path: str, *, registry: Registry | None = None, report_type: str | Non
         out[col] = val
     checks = []
     if "timestamp" in out:
-        ts, bad = _feed.iso_times(out["timestamp"])
-        checks.append(_feed.Check(bad, "time.source", "not an ISO 8601 time", out["timestamp"]))
+        ts, bad = timestamps.iso_times(out["timestamp"])
+        checks.append(feed_table.Check(bad, "time.source", "not an ISO 8601 time", out["timestamp"]))
         out["timestamp"] = pc.fill_null(ts, "")
     for col in ("asn", "src_asn", "dst_asn"):
         # IntelMQ writes ASNs as integers; "AS64496" text from other tools is accepted too.
         if col in out:
             out[col] = pc.replace_substring_regex(out[col], r"^(?i:AS)(\d+)$", r"\1")
     address = "network" if rtype.address_column else "ip"
-    return _feed.finish(path, rtype, out, lines, raws, q, address=address, checks=checks)
+    return feed_table.finish(path, rtype, out, lines, raws, q, address=address, checks=checks)

@@ -22,22 +22,23 @@ from __future__ import annotations
 import pyarrow as pa
 
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_table
+from herald.sources.json_records import read_json_lines, to_text
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 REPORT_TYPE = "herald_exposed_service"
 
 
 def _first(v) -> str:
-    return _feed.to_text(v[0]) if isinstance(v, list) and v else ""
+    return to_text(v[0]) if isinstance(v, list) and v else ""
 
 
 def _joined(v) -> str:
     if isinstance(v, dict):
         v = sorted(v)
     if isinstance(v, list):
-        return ";".join(_feed.to_text(x) for x in v)
-    return _feed.to_text(v)
+        return ";".join(to_text(x) for x in v)
+    return to_text(v)
 
 
 def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile:
@@ -51,30 +52,30 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
         InputError: unreadable or empty file.
     """
     path = str(path)
-    rtype = _feed.get_type(REPORT_TYPE, registry, path)
+    rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     q = Quarantine(path)
-    recs = _feed.read_json_lines(path, q)
+    recs = read_json_lines(path, q)
     cols: dict[str, list[str]] = {c: [] for c in (
         "ip", "port", "protocol", "timestamp", "asn", "geo", "region", "city", "hostname", "org", "isp",
         "application", "product", "version", "cpe", "vulns", "tag")}
     for r in recs.records:
         loc = r.get("location") if isinstance(r.get("location"), dict) else {}
         meta = r.get("_shodan") if isinstance(r.get("_shodan"), dict) else {}
-        asn = _feed.to_text(r.get("asn"))
+        asn = to_text(r.get("asn"))
         row = {
-            "ip": _feed.to_text(r.get("ip_str")), "port": _feed.to_text(r.get("port")),
-            "protocol": _feed.to_text(r.get("transport")), "timestamp": _feed.to_text(r.get("timestamp")),
+            "ip": to_text(r.get("ip_str")), "port": to_text(r.get("port")),
+            "protocol": to_text(r.get("transport")), "timestamp": to_text(r.get("timestamp")),
             "asn": asn[2:] if asn[:2].upper() == "AS" else asn,
-            "geo": _feed.to_text(loc.get("country_code")), "region": _feed.to_text(loc.get("region_code")),
-            "city": _feed.to_text(loc.get("city")), "hostname": _first(r.get("hostnames")),
-            "org": _feed.to_text(r.get("org")), "isp": _feed.to_text(r.get("isp")),
-            "application": _feed.to_text(meta.get("module")), "product": _feed.to_text(r.get("product")),
-            "version": _feed.to_text(r.get("version")), "cpe": _joined(r.get("cpe")),
+            "geo": to_text(loc.get("country_code")), "region": to_text(loc.get("region_code")),
+            "city": to_text(loc.get("city")), "hostname": _first(r.get("hostnames")),
+            "org": to_text(r.get("org")), "isp": to_text(r.get("isp")),
+            "application": to_text(meta.get("module")), "product": to_text(r.get("product")),
+            "version": to_text(r.get("version")), "cpe": _joined(r.get("cpe")),
             "vulns": _joined(r.get("vulns")), "tag": _joined(r.get("tags")),
         }
         for c, v in row.items():
             cols[c].append(v)
     n = len(recs.records)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["source"] = _feed.const("shodan", n)
-    return _feed.finish(path, rtype, out, recs.lines, recs.raws, q)
+    out["source"] = feed_table.const("shodan", n)
+    return feed_table.finish(path, rtype, out, recs.lines, recs.raws, q)

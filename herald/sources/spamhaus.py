@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from herald.errors import InputError
 from herald.ipaddr import parse_ips
 from herald.schema.registry import Registry
-from herald.sources import _feed
+from herald.sources import feed_files, feed_table, json_records, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 #: Column names of the CERT feed, in file order (from its header comment).
@@ -53,7 +53,7 @@ _ASN_RE = re.compile(r"^\s*AS(?P<asn>\d+)\s*;\s*(?P<cc>[A-Za-z]{2})?\s*\|\s*(?P<
 def detect_variant(path: str, data: bytes | None = None) -> str:
     """Which Spamhaus format ``path`` holds: ``drop``, ``drop_json``, ``asndrop``, ``asndrop_json`` or
     ``cert``, from the first data line (file name as a tie-breaker for empty lists)."""
-    data = data if data is not None else _feed.read_bytes(path, allow_empty=True)
+    data = data if data is not None else feed_files.read_bytes(path, allow_empty=True)
     text = data.decode("utf-8-sig", errors="replace")
     for line in text.splitlines():
         s = line.strip()
@@ -93,7 +93,7 @@ def parse(path: str, *, registry: Registry | None = None, variant: str | None = 
         InputError: unreadable or empty file, an unknown ``variant``, invalid JSON metadata.
     """
     path = str(path)
-    data = _feed.read_bytes(path)
+    data = feed_files.read_bytes(path)
     variant = variant or detect_variant(path, data)
     if variant == "cert":
         return parse_cert(path, registry=registry, _data=data)
@@ -103,7 +103,7 @@ def parse(path: str, *, registry: Registry | None = None, variant: str | None = 
 
 
 def _fallback_time(path: str, observed_at) -> str:
-    return _feed.observed_text(observed_at) if observed_at is not None else _feed.file_mtime_utc(path)
+    return timestamps.observed_text(observed_at) if observed_at is not None else feed_files.file_mtime_utc(path)
 
 
 def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "drop",
@@ -117,10 +117,10 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
         :class:`ParsedFile` of ``herald_drop_network`` or ``herald_drop_asn``.
     """
     path = str(path)
-    data = _data if _data is not None else _feed.read_bytes(path)
+    data = _data if _data is not None else feed_files.read_bytes(path)
     text = data.decode("utf-8-sig", errors="replace")
     asn_list = variant.startswith("asndrop")
-    rtype = _feed.get_type("herald_drop_asn" if asn_list else "herald_drop_network", registry, path)
+    rtype = feed_table.get_type("herald_drop_asn" if asn_list else "herald_drop_network", registry, path)
     name = Path(path).name.lower()
     source = "spamhaus-asndrop" if asn_list else ("spamhaus-edrop" if "edrop" in name else "spamhaus-drop")
     q = Quarantine(path)
@@ -128,24 +128,24 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
     cols: dict[str, list[str]] = {c: [] for c in ("ip", "sblid", "rir", "asn", "geo", "as_name", "domain")}
     stamp = None
     if variant.endswith("_json"):
-        recs = _feed.read_json_lines(path, q, text)
+        recs = json_records.read_json_lines(path, q, text)
         for obj, no, raw in zip(recs.records, recs.lines, recs.raws):
             if obj.get("type") == "metadata":
                 if obj.get("timestamp") is not None:
-                    ts, bad = _feed.epoch_seconds(pa.array([_feed.to_text(obj["timestamp"])]))
+                    ts, bad = timestamps.epoch_seconds(pa.array([json_records.to_text(obj["timestamp"])]))
                     if bad[0]:
                         raise InputError("metadata 'timestamp' is not a Unix time", path, int(no), "timestamp")
                     stamp = ts[0].as_py()
                 continue
             lines.append(int(no))
             raws.append(raw)
-            cols["ip"].append(_feed.to_text(obj.get("cidr")))
-            cols["sblid"].append(_feed.to_text(obj.get("sblid")))
-            cols["rir"].append(_feed.to_text(obj.get("rir")))
-            cols["asn"].append(_feed.to_text(obj.get("asn")))
-            cols["geo"].append(_feed.to_text(obj.get("cc")))
-            cols["as_name"].append(_feed.to_text(obj.get("asname")))
-            cols["domain"].append(_feed.to_text(obj.get("domain")))
+            cols["ip"].append(json_records.to_text(obj.get("cidr")))
+            cols["sblid"].append(json_records.to_text(obj.get("sblid")))
+            cols["rir"].append(json_records.to_text(obj.get("rir")))
+            cols["asn"].append(json_records.to_text(obj.get("asn")))
+            cols["geo"].append(json_records.to_text(obj.get("cc")))
+            cols["as_name"].append(json_records.to_text(obj.get("asname")))
+            cols["domain"].append(json_records.to_text(obj.get("domain")))
     else:
         for no, line in enumerate(text.splitlines(), 1):
             s = line.strip()
@@ -156,7 +156,7 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
                 if body.lower().startswith("last-modified:"):
                     try:
                         when = email.utils.parsedate_to_datetime(body.split(":", 1)[1].strip())
-                        stamp = _feed.observed_text(when)
+                        stamp = timestamps.observed_text(when)
                     except (TypeError, ValueError):
                         raise InputError("Last-Modified is not an RFC 5322 date", path, no) from None
                 continue
@@ -177,9 +177,9 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
     n = len(lines)
     stamp = stamp or _fallback_time(path, observed_at)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items() if c in rtype.column_types}
-    out["timestamp"] = _feed.const(stamp, n)
-    out["source"] = _feed.const(source, n)
-    return _feed.finish(path, rtype, out, np.asarray(lines, dtype=np.int64), raws, q,
+    out["timestamp"] = feed_table.const(stamp, n)
+    out["source"] = feed_table.const(source, n)
+    return feed_table.finish(path, rtype, out, np.asarray(lines, dtype=np.int64), raws, q,
                         address="optional" if asn_list else "network")
 
 
@@ -190,15 +190,15 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         InputError: unreadable or empty file.
     """
     path = str(path)
-    rtype = _feed.get_type("herald_spamhaus_cert", registry, path)
-    data = _data if _data is not None else _feed.read_bytes(path)
+    rtype = feed_table.get_type("herald_spamhaus_cert", registry, path)
+    data = _data if _data is not None else feed_files.read_bytes(path)
     lines = data.decode("utf-8-sig", errors="replace").splitlines()
     q = Quarantine(path)
-    rows = _feed.data_lines(lines, comment=";")
-    table, raws = _feed.read_delimited(path, rows, CERT_COLUMNS, q)
+    rows = text_lists.data_lines(lines, comment=";")
+    table, raws = text_lists.read_delimited(path, rows, CERT_COLUMNS, q)
     n = table.num_rows
-    c = {name: _feed.null_dashes(table.column(name).combine_chunks()) for name in CERT_COLUMNS}
-    ts, bad_ts = _feed.epoch_seconds(c["lastseen"])
+    c = {name: feed_table.null_dashes(table.column(name).combine_chunks()) for name in CERT_COLUMNS}
+    ts, bad_ts = timestamps.epoch_seconds(c["lastseen"])
     # local_port is a port, or "<ip>:<port>:<tool>" for spam links (real sample, l_spamlink).
     lp = pc.extract_regex(c["local_port"], r"^(?:[^:]*:)?(?P<port>\d{1,5})(?::.*)?$")
     port = pc.fill_null(pc.struct_field(lp, "port"), "")
@@ -225,7 +225,9 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "src_port": src_port,
         "protocol": pc.utf8_lower(c["protocol"]),
         "detail": detail,
-        "source": _feed.const("spamhaus-cert", n),
+        "source": feed_table.const("spamhaus-cert", n),
     }
-    checks = [_feed.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)", c["lastseen"])]
-    return _feed.finish(path, rtype, out, table.column(_feed.LINE_COL).to_numpy(), raws, q, checks=checks)
+    checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)",
+                               c["lastseen"])]
+    lines = table.column(text_lists.LINE_COL).to_numpy()
+    return feed_table.finish(path, rtype, out, lines, raws, q, checks=checks)

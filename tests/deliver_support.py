@@ -1,6 +1,7 @@
 """Shared helpers for the delivery tests: a real SMTP server (aiosmtpd on 127.0.0.1, ephemeral
 port) whose replies the test controls, a self-signed certificate, throw-away GnuPG homes, report
-files and settings.  Imported by tests/test_deliver*.py, test_smtp*.py, test_pgp*.py."""
+files and settings.  Imported by tests/test_deliver*.py, test_smtp*.py, test_pgp*.py; its fixture
+(``gpg_keys``) is a pytest plugin registered in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -207,14 +208,17 @@ class Keys:
     missing_fpr: str = "0123456789ABCDEF0123456789ABCDEF01234567"
 
 
-def _gpg(home: Path, *args: str, input: bytes | None = None) -> bytes:
+def run_gpg(home: Path, *args: str, input: bytes | None = None) -> bytes:
+    """Run ``gpg`` in the key home ``home`` (batch mode, empty passphrase) with ``args`` and
+    ``input`` on stdin; its stdout.  Raises ``subprocess.CalledProcessError`` when gpg fails."""
     return subprocess.run(["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode",
                            "loopback", "--passphrase", "", *args], input=input,
                           check=True, capture_output=True).stdout
 
 
-def _fpr_of(home: Path, uid: str) -> str:
-    out = _gpg(home, "--with-colons", "--list-keys", uid).decode()
+def fingerprint_of(home: Path, uid: str) -> str:
+    """The fingerprint (40 hex digits) of the first key of ``home`` whose user id matches ``uid``."""
+    out = run_gpg(home, "--with-colons", "--list-keys", uid).decode()
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -224,18 +228,18 @@ def make_keys(root: Path) -> Keys:
     herald_home, rcpt_home = root / "herald", root / "rcpt"
     for h in (herald_home, rcpt_home):
         h.mkdir(mode=0o700)
-    _gpg(herald_home, "--quick-gen-key", "Herald Test <reports@herald.example>", "ed25519", "sign", "0")
-    herald_fpr = _fpr_of(herald_home, "reports@herald.example")
-    _gpg(rcpt_home, "--quick-gen-key", "ISP <abuse@cable-isp.example>", "ed25519", "sign,cert", "0")
-    rcpt_fpr = _fpr_of(rcpt_home, "abuse@cable-isp.example")
-    _gpg(rcpt_home, "--quick-add-key", rcpt_fpr, "cv25519", "encr", "0")
-    _gpg(herald_home, "--faked-system-time", "20200101T000000!", "--quick-gen-key",
+    run_gpg(herald_home, "--quick-gen-key", "Herald Test <reports@herald.example>", "ed25519", "sign", "0")
+    herald_fpr = fingerprint_of(herald_home, "reports@herald.example")
+    run_gpg(rcpt_home, "--quick-gen-key", "ISP <abuse@cable-isp.example>", "ed25519", "sign,cert", "0")
+    rcpt_fpr = fingerprint_of(rcpt_home, "abuse@cable-isp.example")
+    run_gpg(rcpt_home, "--quick-add-key", rcpt_fpr, "cv25519", "encr", "0")
+    run_gpg(herald_home, "--faked-system-time", "20200101T000000!", "--quick-gen-key",
          "Old <old@expired.example>", "ed25519", "sign,cert", "1d")
-    expired_fpr = _fpr_of(herald_home, "old@expired.example")
-    _gpg(herald_home, "--faked-system-time", "20200101T000100!", "--quick-add-key", expired_fpr,
+    expired_fpr = fingerprint_of(herald_home, "old@expired.example")
+    run_gpg(herald_home, "--faked-system-time", "20200101T000100!", "--quick-add-key", expired_fpr,
          "cv25519", "encr", "1d")
-    _gpg(herald_home, "--import", input=_gpg(rcpt_home, "--armor", "--export", rcpt_fpr))
-    _gpg(rcpt_home, "--import", input=_gpg(herald_home, "--armor", "--export", herald_fpr))
+    run_gpg(herald_home, "--import", input=run_gpg(rcpt_home, "--armor", "--export", rcpt_fpr))
+    run_gpg(rcpt_home, "--import", input=run_gpg(herald_home, "--armor", "--export", herald_fpr))
     return Keys(herald_home, rcpt_home, herald_fpr, rcpt_fpr, expired_fpr)
 
 
