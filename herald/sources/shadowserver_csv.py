@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import csv
 import io
-import mmap
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -42,24 +41,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from herald.countries import VALID as VALID_COUNTRY_CODES
+from herald.countries import is_country_column
 from herald.errors import InputError
 from herald.ipaddr import parse_ips, remember_parsed
 from herald.schema.registry import IP_COLUMNS, TIMESTAMP_TYPE, Registry, ReportType, default_registry
+from herald.sources.csv_records import ExactRecord, RecordIndex, Segment, exact_records, header_end, iter_segments
+from herald.sources.quarantine import QUARANTINE_SCHEMA, Quarantine
+
+__all__ = ["FILENAME_RE", "QUARANTINE_SCHEMA", "ParsedFile", "Quarantine", "iter_file", "normalize_batch",
+           "read_file", "read_header", "resolve_type", "type_from_filename"]
 
 #: ``YYYY-MM-DD-<type>-...csv`` or ``<type>.csv`` (report-filename.md, "Sample regular expression 2").
 FILENAME_RE = re.compile(r"^(?:(?P<date>\d{4}-\d{2}-\d{2})-)?(?P<type>[A-Za-z0-9_]+)(?:-[^/]*)?\.csv$")
-
-#: Columns of the quarantine table.
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),
-        ("line", pa.int64()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("value", pa.string()),
-        ("raw", pa.string()),
-    ]
-)
 
 _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
 
@@ -67,8 +61,9 @@ _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
 #: (RFC 6793).
 _RANGES = {"port": (0, 65535), "asn": (0, 4294967295)}
 
-#: String columns whose surrounding white space is dropped (country codes, severity levels).
-_TRIMMED = frozenset({"geo", "src_geo", "dst_geo", "severity"})
+#: String columns whose surrounding white space is dropped (severity levels; country codes are
+#: trimmed and checked by :func:`_country_codes`).
+_TRIMMED = frozenset({"severity"})
 _TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
 #: Default bytes per CSV block read at once (bounds memory per batch).
@@ -94,90 +89,6 @@ def type_from_filename(path: str | os.PathLike) -> tuple[str | None, str | None]
 
 
 @dataclass
-class Quarantine:
-    """Rows of one input that could not be read, with their reasons.
-
-    Attributes:
-        path: the input file.
-        rows: list of dicts with the keys of :data:`QUARANTINE_SCHEMA`.
-    """
-
-    path: str
-    rows: list[dict] = field(default_factory=list)
-
-    def add(self, line: int | None, fld: str | None, reason: str, value: str | None = None,
-            raw: str | None = None) -> None:
-        """Record one quarantined row (``line`` is 1-based and physical, header is line 1)."""
-        self.rows.append({"file": self.path, "line": line, "field": fld, "reason": reason,
-                          "value": value, "raw": raw})
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def to_table(self) -> pa.Table:
-        """The rows as an Arrow table of :data:`QUARANTINE_SCHEMA`, sorted by line."""
-        rows = sorted(self.rows, key=lambda r: (r["line"] or 0))
-        return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
-
-
-class RecordIndex:
-    """Physical position of every CSV record of a file, computed on demand.
-
-    A vectorized scan (numpy over the file's bytes, quote-aware: a newline inside double quotes
-    does not end a record, RFC 4180 section 2.6) finds each record's byte offset, first physical
-    line and field count.  Used only when a row must be quarantined, so clean files never pay for it.
-    """
-
-    def __init__(self, path: str) -> None:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                data = np.zeros(0, dtype=np.uint8)
-                self._bytes = b""
-            else:
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                self._bytes = mm
-                data = np.frombuffer(mm, dtype=np.uint8)
-        quote = data == 0x22
-        inside = (np.cumsum(quote, dtype=np.int64) & 1).astype(bool)
-        nl = (data == 0x0A)
-        ends = np.flatnonzero(nl & ~inside)
-        if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
-            ends = np.append(ends, len(data))
-        starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
-        # Skip a UTF-8 BOM at the start.
-        if len(data) >= 3 and bytes(data[:3]) == b"\xef\xbb\xbf":
-            starts[0] = 3
-        nl_before = np.concatenate(([0], np.cumsum(nl, dtype=np.int64)))
-        lines = nl_before[starts] + 1
-        commas = (data == 0x2C) & ~inside
-        comma_cum = np.concatenate(([0], np.cumsum(commas, dtype=np.int64)))
-        fields = comma_cum[ends] - comma_cum[starts] + 1
-        lengths = ends - starts
-        # Records that are empty (or only "\r") are skipped by the CSV reader.
-        blank = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, max(len(data) - 1, 0))] == 0x0D))
-        keep = ~blank
-        self.starts = starts[keep]
-        self.ends = ends[keep]
-        self.lines = lines[keep]
-        self.fields = fields[keep]
-
-    def raw(self, i: int) -> str:
-        """Text of record ``i`` (0 is the header), without its line ending."""
-        return bytes(self._bytes[self.starts[i]:self.ends[i]]).decode("utf-8", "replace").rstrip("\r")
-
-    def data_records(self, ncols: int) -> np.ndarray:
-        """Indices of the data records (header excluded) whose field count equals ``ncols``."""
-        idx = np.arange(1, len(self.starts))
-        return idx[self.fields[1:] == ncols]
-
-    def bad_records(self, ncols: int) -> np.ndarray:
-        """Indices of data records whose field count differs from ``ncols``."""
-        idx = np.arange(1, len(self.starts))
-        return idx[self.fields[1:] != ncols]
-
-
-@dataclass
 class ParsedFile:
     """A Shadowserver CSV file read and typed.
 
@@ -191,8 +102,6 @@ class ParsedFile:
         quarantine: the rows that could not be read.
         rows_in: data records in the file (good + quarantined).
         header: the column names as in the file.
-        record_order: ``int64[rows]`` file record number of each row of ``table`` when rows were
-            recovered out of order (short rows), else ``None``.
     """
 
     path: str
@@ -202,7 +111,6 @@ class ParsedFile:
     quarantine: Quarantine
     rows_in: int
     header: list[str]
-    record_order: np.ndarray | None = None
 
 
 def resolve_type(path: str | os.PathLike, report_type: str | None, registry: Registry) -> ReportType:
@@ -251,8 +159,6 @@ def read_file(path: str | os.PathLike, report_type: str | None = None,
         batches.append(b)
     schema = meta.table.schema
     table = pa.Table.from_batches(batches, schema=schema) if batches else meta.table
-    if meta.record_order is not None and table.num_rows == len(meta.record_order):
-        table = table.take(pa.array(np.argsort(meta.record_order, kind="stable")))
     meta.table = table
     return meta
 
@@ -287,120 +193,145 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
         if "timestamp" in rtype.columns and "timestamp" not in header:
             raise InputError("required column 'timestamp' is missing from the header", path, 1, "timestamp")
     extra_cols = [h for h in header if h not in rtype.column_types]
-    schema = pa.schema(list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extra_cols])
+    schema = _typed_schema(rtype, extra_cols)
     meta = ParsedFile(path, rtype, report_date, schema.empty_table(), quarantine, 0, header)
     yield meta
     if not header:
         return
 
-    bad_rows: list[str] = []
-
-    def on_invalid(row) -> str:
-        bad_rows.append(row.text)
-        return "skip"
-
+    ncols = len(header)
+    start, first_line = header_end(path)
+    rows_in = 0
+    full_rows = 0
+    short: list[ExactRecord] = []
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=min(block_size, READ_BLOCK_SIZE), use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV" in str(exc):  # a header without a line end and nothing else
-            return
-        raise InputError(f"cannot read CSV: {exc}", path) from exc
+        fh = open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot read CSV: {exc}", path) from exc
-
-    def blocks() -> Iterator[pa.RecordBatch]:
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                raise InputError(f"cannot read CSV: {exc}", path) from exc
-
-    index: RecordIndex | None = None
-    good_seen = 0
-    pending: list[tuple[int, str, str, str]] = []  # (good row number, field, reason, value)
-    for batch in _joined(blocks(), max(1, block_size // READ_BLOCK_SIZE)):
-        typed, problems = normalize_batch(batch, rtype, extra_cols)
-        for (row, fld, reason, value) in problems:
-            pending.append((good_seen + row, fld, reason, value))
-        good_seen += batch.num_rows
-        if typed.num_rows:
-            yield typed
-
-    recovered = 0
-    if pending or bad_rows:
-        index = RecordIndex(path)
-        ncols = len(header)
-        good_idx = index.data_records(ncols)
-        for gi, fld, reason, value in pending:
-            rec = int(good_idx[gi]) if gi < len(good_idx) else None
-            quarantine.add(int(index.lines[rec]) if rec is not None else None, fld, reason, value,
-                           index.raw(rec) if rec is not None else None)
-        bad_recs = index.bad_records(ncols)
-        short_recs, short_rows = [], []
-        for rec in bad_recs:
-            rec = int(rec)
-            text = index.raw(rec)
-            fields = next(csv.reader(io.StringIO(text)), [])
-            if len(fields) < ncols:
-                # A short row: its trailing columns are missing.  Shadowserver files have these
-                # (scan_rdp sample); IntelMQ reads them with the missing columns empty, so does Herald.
-                short_recs.append(rec)
-                short_rows.append(fields + [""] * (ncols - len(fields)))
+    with fh:
+        fh.seek(start)
+        for seg in iter_segments(fh, start, first_line, block_size):
+            fast = None
+            if not seg.broken and seg.data.find(b"\0") < 0:
+                fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
+            if fast is not None:
+                typed, n = fast
+                rows_in += n
+                full_rows += n
             else:
-                quarantine.add(int(index.lines[rec]), None,
-                               f"expected {ncols} fields, found {len(fields)}", None, text)
-        if len(bad_recs) != len(bad_rows):
-            # The quote-aware scan and Arrow's parser disagree (for example a stray quote in an
-            # unquoted field): report what Arrow rejected so that nothing is lost silently.
-            found = {index.raw(int(r)) for r in bad_recs}
-            for text in bad_rows:
-                if text not in found:
-                    quarantine.add(None, None, "malformed CSV record", None, text)
-        if short_rows:
-            cols = list(zip(*short_rows))
-            batch = pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in cols], names=header)
-            typed, problems = normalize_batch(batch, rtype, extra_cols)
-            bad_set = set()
-            for (row, fld, reason, value) in problems:
-                rec = short_recs[row]
-                bad_set.add(row)
-                quarantine.add(int(index.lines[rec]), fld, reason, value, index.raw(rec))
-            recovered = len(short_rows)
-            # File order of every yielded row, so that read_file can restore it.
-            good_ok = np.ones(len(good_idx), dtype=bool)
-            for gi, *_ in pending:
-                if gi < len(good_idx):
-                    good_ok[gi] = False
-            meta.record_order = np.concatenate(
-                [good_idx[good_ok], np.array([r for i, r in enumerate(short_recs) if i not in bad_set],
-                                             dtype=np.int64)])
+                typed, n_in, n_full = _exact_segment(seg, header, rtype, extra_cols, quarantine, short)
+                rows_in += n_in
+                full_rows += n_full
             if typed.num_rows:
                 yield typed
-    meta.rows_in = good_seen + len(bad_rows)
+    if short:
+        counts = {len(r.fields) for r in short}
+        if full_rows == 0 and len(counts) == 1:
+            # Every record of the file is short by the same number of fields: the header names
+            # trailing columns the writer did not emit (the scan_rdp sample): read them as empty,
+            # as IntelMQ does.
+            padded = [r.fields + [""] * (ncols - len(r.fields)) for r in short]
+            typed = _typed_rows(padded, short, header, rtype, extra_cols, quarantine)
+            if typed.num_rows:
+                yield typed
+        else:
+            for r in short:
+                quarantine.add(r.line, None, f"{len(r.fields)} fields, header has {ncols}", None, r.raw)
+    meta.rows_in = rows_in
 
 
-def _joined(batches: Iterator[pa.RecordBatch], group: int) -> Iterator[pa.RecordBatch]:
-    """Consecutive batches joined ``group`` at a time (one copy), in order; the last may be
-    smaller."""
-    buf: list[pa.RecordBatch] = []
-    for b in batches:
-        buf.append(b)
-        if len(buf) >= group:
-            yield buf[0] if len(buf) == 1 else pa.concat_batches(buf)
-            buf = []
-    if buf:
-        yield buf[0] if len(buf) == 1 else pa.concat_batches(buf)
+def _arrow_read(data: bytes, header: list[str], block_size: int, invalid: list) -> pa.Table:
+    """One segment through Arrow's multi-threaded CSV parser (every column ``string``)."""
+    def on_invalid(row) -> str:
+        invalid.append(row.text)
+        return "skip"
+
+    return pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=True, column_names=header),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                  quarantine: Quarantine) -> tuple[pa.RecordBatch, int] | None:
+    """The fast path for one segment: ``(typed batch, records read)``, or ``None`` when the
+    segment needs the row-exact reader (Arrow failed, or a record has the wrong field count)."""
+    invalid: list[str] = []
+    try:
+        try:
+            table = _arrow_read(seg.data, header, READ_BLOCK_SIZE, invalid)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # One record larger than Arrow's block: parse the segment as one block.
+            invalid.clear()
+            table = _arrow_read(seg.data, header, len(seg.data) + 1, invalid)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):
+            return pa.RecordBatch.from_pydict({}, schema=_typed_schema(rtype, extra_cols)), 0
+        return None
+    except UnicodeDecodeError:
+        return None
+    if invalid:
+        return None
+    batch = table.combine_chunks().to_batches()
+    batch = batch[0] if batch else pa.RecordBatch.from_arrays(
+        [pa.array([], pa.string()) for _ in header], names=header)
+    typed, problems = normalize_batch(batch, rtype, extra_cols)
+    if problems:
+        index = RecordIndex(seg.data, seg.first_line)
+        if len(index) != batch.num_rows:
+            return None  # Arrow and the quote-aware scan disagree: let the exact reader decide
+        for row, fld, reason, value in problems:
+            quarantine.add(int(index.lines[row]), fld, reason, value, index.raw(row))
+    return typed, batch.num_rows
+
+
+def _exact_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                   quarantine: Quarantine, short: list[ExactRecord]) -> tuple[pa.RecordBatch, int, int]:
+    """The row-exact path for one segment (see :func:`herald.sources.csv_records.exact_records`):
+    ``(typed batch, records read, records with the header's field count)``.  Records with fewer
+    fields than the header are appended to ``short`` (the caller decides at the end of the file);
+    the rest that cannot be read are quarantined."""
+    ncols = len(header)
+    rows: list[list[str]] = []
+    recs: list[ExactRecord] = []
+    n_in = 0
+    for r in exact_records(seg.data, seg.first_line, header):
+        n_in += 1
+        if r.fields is None:
+            quarantine.add(r.line, r.field, r.reason or "unreadable record", r.value, r.raw)
+        elif len(r.fields) == ncols:
+            rows.append(r.fields)
+            recs.append(r)
+        elif len(r.fields) < ncols:
+            short.append(r)
+        else:
+            quarantine.add(r.line, None, f"{len(r.fields)} fields, header has {ncols}", None, r.raw)
+    return _typed_rows(rows, recs, header, rtype, extra_cols, quarantine), n_in, len(rows)
+
+
+def _typed_rows(rows: list[list[str]], recs: list[ExactRecord], header: list[str], rtype: ReportType,
+                extra_cols: list[str], quarantine: Quarantine) -> pa.RecordBatch:
+    """Rows of ``len(header)`` strings typed by :func:`normalize_batch`; bad ones quarantined with
+    the line and text of their record (``recs[i]`` is row ``i``'s)."""
+    cols = list(zip(*rows)) if rows else [() for _ in header]
+    batch = pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in cols], names=header)
+    typed, problems = normalize_batch(batch, rtype, extra_cols)
+    for row, fld, reason, value in problems:
+        quarantine.add(recs[row].line, fld, reason, value, recs[row].raw)
+    return typed
+
+
+def _typed_schema(rtype: ReportType, extra_cols: list[str]) -> pa.Schema:
+    """The normalized schema: the type's columns, then the file's extra columns as strings."""
+    return pa.schema(list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extra_cols])
 
 
 def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[str]
@@ -459,6 +390,14 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             # a malformed address) is kept as given, as IntelMQ keeps it: such an event cannot be
             # routed by address (it may still route by ASN or country) and is not lost.
             parsed = parse_ips(col)
+            inv = np.flatnonzero(parsed.version < 0)
+            if len(inv):
+                # An IPv6 address with a zone id (RFC 4007 section 11) names an interface of the
+                # observing host: it can never be routed, so the row is quarantined.
+                zone = pc.fill_null(pc.match_substring_regex(col.take(pa.array(inv)), _ZONE_RE), False)
+                zmask = np.zeros(n, dtype=bool)
+                zmask[inv] = zone.to_numpy(zero_copy_only=False)
+                flag(zmask, col, col_name, "IPv6 address with a zone id (RFC 4007): not routable")
             # Rows that are not an address but hold text (possibly only white space) keep it.
             keep = (parsed.version <= 0) & ~empty
             ips = parsed.text
@@ -468,6 +407,11 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             # text fails again): enrichment and routing of the batch reuse it instead of parsing.
             remember_parsed(ips, parsed)
             out[col_name] = ips
+        elif is_country_column(col_name):
+            col, bad_cc = _country_codes(col)
+            empty = _empty_mask(col)
+            flag(bad_cc & ~empty, col, col_name, "not an ISO 3166-1 alpha-2 country code")
+            out[col_name] = _null_where(col, empty)
         else:
             if col_name in _TRIMMED:
                 col = pc.utf8_trim_whitespace(col)
@@ -481,6 +425,23 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
     if bad.any():
         typed = typed.filter(pa.array(~bad))
     return typed, problems
+
+
+#: An IPv6 address with a zone id: ``fe80::1%eth0`` (RFC 4007 section 11).
+_ZONE_RE = r"^\s*[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*%"
+_COUNTRY_SET = pa.array(sorted(VALID_COUNTRY_CODES), pa.string())
+
+
+def _country_codes(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A country-code column trimmed and in upper case, and ``bool[N]``: the non-empty values that
+    are not a code of :data:`herald.countries.VALID` (ISO 3166-1 alpha-2 plus the reserved and
+    user-assigned codes ``docs/input.md`` lists)."""
+    col = pc.utf8_trim_whitespace(col)
+    ok = pc.fill_null(pc.is_in(col, value_set=_COUNTRY_SET), False).to_numpy(zero_copy_only=False)
+    if not ok.all():
+        col = pc.ascii_upper(col)
+        ok = pc.fill_null(pc.is_in(col, value_set=_COUNTRY_SET), False).to_numpy(zero_copy_only=False)
+    return col, ~ok
 
 
 def _offsets(col: pa.Array) -> np.ndarray | None:
