@@ -229,6 +229,37 @@ def _split(text: str) -> list[str]:
     return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
+def _bad_quote_field(text: str) -> int:
+    """Index of the first field of one line whose quoting breaks RFC 4180 section 2 (a quoted
+    field that does not close, or closes before other text, or a quote in an unquoted field);
+    -1 when there is none."""
+    k, i, n = 0, 0, len(text)
+    while True:
+        if i < n and text[i] == '"':
+            i += 1
+            while True:
+                j = text.find('"', i)
+                if j < 0:
+                    return k
+                if j + 1 < n and text[j + 1] == '"':
+                    i = j + 2
+                    continue
+                i = j + 1
+                break
+            if i < n and text[i] != ",":
+                return k
+        else:
+            j = text.find(",", i)
+            end = n if j < 0 else j
+            if text.find('"', i, end) >= 0:
+                return k
+            i = end
+        if i >= n:
+            return -1
+        k += 1
+        i += 1
+
+
 def _looks_like_record(line: bytes, ncols: int) -> bool:
     """A physical line that is a whole record on its own: balanced quotes and ``ncols`` fields."""
     if line.count(b'"') & 1:
@@ -240,7 +271,8 @@ def _looks_like_record(line: bytes, ncols: int) -> bool:
 
 
 def exact_records(data: bytes, first_line: int, header: list[str],
-                  max_record: int = MAX_RECORD_BYTES) -> Iterator[ExactRecord]:
+                  max_record: int = MAX_RECORD_BYTES, final: bool = True,
+                  tail: list | None = None) -> Iterator[ExactRecord]:
     """Read a segment record by record, row-exact: the slow fallback (see the module docstring).
 
     Rules (``docs/input.md``, "Messy files"):
@@ -257,9 +289,13 @@ def exact_records(data: bytes, first_line: int, header: list[str],
     Field counts are not checked here (the caller compares them with the header).
 
     Args:
-        data: whole records (a :class:`Segment`'s bytes).
+        data: records (a :class:`Segment`'s bytes; after a stray quote a segment may end inside a
+            quoted field, see ``final``).
         first_line: physical line of ``data[0]``.
         header: the file's column names (their number decides whether a line is a whole record).
+        final: ``data`` ends the file.  When it does not and the last record's quoted field is
+            still open at the end of ``data``, that record is not read: ``(offset, line)`` of its
+            start is appended to ``tail`` so that the caller reads it again with the next segment.
 
     Yields:
         one :class:`ExactRecord` per non-blank record, in file order.
@@ -289,12 +325,12 @@ def exact_records(data: bytes, first_line: int, header: list[str],
             j += 1
             quotes += data.count(b'"', s2, e2)
         line = first_line + i
+        if quotes & 1 and j + 1 >= n and not final and tail is not None and j - i < MAX_RECORD_LINES:
+            tail.append((s, line))
+            return
         if quotes & 1:
             text = data[s:e].decode("utf-8", "backslashreplace")
-            try:
-                k = len(_split(text)) - 1
-            except csv.Error:
-                k = -1
+            k = _bad_quote_field(text)
             fld = header[k] if 0 <= k < ncols else None
             yield ExactRecord(line, None, text, "unterminated quoted field (RFC 4180 section 2.7)", fld)
             i += 1

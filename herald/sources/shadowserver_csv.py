@@ -208,10 +208,14 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
         fh = open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot read CSV: {exc}", path) from exc
+    carry: Segment | None = None  # the start of a record that the last segment cut (stray quote)
     with fh:
         fh.seek(start)
-        for seg in iter_segments(fh, start, first_line, block_size):
+        for seg, last in _with_last(iter_segments(fh, start, first_line, block_size)):
             fast = None
+            if carry is not None:
+                seg = Segment(carry.offset, carry.first_line, carry.data + seg.data, True)
+                carry = None
             if not seg.broken and seg.data.find(b"\0") < 0:
                 fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
             if fast is not None:
@@ -219,9 +223,14 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
                 rows_in += n
                 full_rows += n
             else:
-                typed, n_in, n_full = _exact_segment(seg, header, rtype, extra_cols, quarantine, short)
+                tail: list[tuple[int, int]] = []
+                typed, n_in, n_full = _exact_segment(seg, header, rtype, extra_cols, quarantine, short,
+                                                     last, tail)
                 rows_in += n_in
                 full_rows += n_full
+                if tail:
+                    off, line = tail[0]
+                    carry = Segment(seg.offset + off, line, seg.data[off:], True)
             if typed.num_rows:
                 yield typed
     if short:
@@ -293,17 +302,30 @@ def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols
     return typed, batch.num_rows
 
 
+def _with_last(items: Iterator) -> Iterator[tuple]:
+    """``(item, is_last)`` pairs (one item of look-ahead)."""
+    prev = None
+    have = False
+    for item in items:
+        if have:
+            yield prev, False
+        prev, have = item, True
+    if have:
+        yield prev, True
+
+
 def _exact_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
-                   quarantine: Quarantine, short: list[ExactRecord]) -> tuple[pa.RecordBatch, int, int]:
-    """The row-exact path for one segment (see :func:`herald.sources.csv_records.exact_records`):
-    ``(typed batch, records read, records with the header's field count)``.  Records with fewer
-    fields than the header are appended to ``short`` (the caller decides at the end of the file);
-    the rest that cannot be read are quarantined."""
+                   quarantine: Quarantine, short: list[ExactRecord], final: bool = True,
+                   tail: list | None = None) -> tuple[pa.RecordBatch, int, int]:
+    """The row-exact path for one segment (see :func:`herald.sources.csv_records.exact_records`,
+    which explains ``final`` and ``tail``): ``(typed batch, records read, records with the header's
+    field count)``.  Records with fewer fields than the header are appended to ``short`` (the
+    caller decides at the end of the file); the rest that cannot be read are quarantined."""
     ncols = len(header)
     rows: list[list[str]] = []
     recs: list[ExactRecord] = []
     n_in = 0
-    for r in exact_records(seg.data, seg.first_line, header):
+    for r in exact_records(seg.data, seg.first_line, header, final=final, tail=tail):
         n_in += 1
         if r.fields is None:
             quarantine.add(r.line, r.field, r.reason or "unreadable record", r.value, r.raw)
@@ -408,10 +430,10 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             remember_parsed(ips, parsed)
             out[col_name] = ips
         elif is_country_column(col_name):
-            col, bad_cc = _country_codes(col)
-            empty = _empty_mask(col)
+            codes, bad_cc = _country_codes(col)
+            empty = _empty_mask(codes)
             flag(bad_cc & ~empty, col, col_name, "not an ISO 3166-1 alpha-2 country code")
-            out[col_name] = _null_where(col, empty)
+            out[col_name] = _null_where(codes, empty)
         else:
             if col_name in _TRIMMED:
                 col = pc.utf8_trim_whitespace(col)
@@ -422,6 +444,7 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
         out[col_name] = _null_where(col, _empty_mask(col))
 
     typed = pa.RecordBatch.from_pydict(out)
+    problems.sort(key=lambda p: p[0])
     if bad.any():
         typed = typed.filter(pa.array(~bad))
     return typed, problems
