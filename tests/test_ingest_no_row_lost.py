@@ -121,6 +121,14 @@ def test_unterminated_quote_does_not_swallow_the_next_rows(tmp_path):
     assert parsed.rows_in == 6 and reconciles(parsed)
 
 
+def test_unterminated_quote_on_the_last_line_is_quarantined(tmp_path):
+    p = write(tmp_path, "scan_http.csv", HEADER + "\n" + row("192.0.2.1")
+              + '"2024-01-02 03:04:05","192.0.2.2,"tcp",80,,,64496,"AT",,,0,0\n')
+    parsed = read_file(p)
+    assert ips(parsed) == ["192.0.2.1"]
+    assert quarantined(parsed) == [(3, "ip", "unterminated quoted field (RFC 4180 section 2.7)")]
+
+
 def test_unterminated_quote_in_a_big_file_keeps_later_segments(tmp_path):
     rows = [row(f"10.0.{i // 256}.{i % 256}") for i in range(600)]
     rows[100] = '"2024-01-02 03:04:05","10.9.9.9","tcp",80,"oops,,64496,"AT",,,0,0\n'

@@ -103,8 +103,9 @@ class Segment:
         offset: byte offset of ``data`` in the file.
         first_line: physical line (1-based) of ``data[0]``.
         data: the bytes.
-        broken: no record end outside quotes was found within :data:`MAX_RECORD_BYTES`: the
-            segment was cut at a physical line end and must be read with :func:`exact_records`.
+        broken: no record end outside quotes was found within :data:`MAX_RECORD_BYTES` (the
+            segment was cut at a physical line end), or the file ends inside quotes: the segment
+            must be read with :func:`exact_records`.
     """
 
     offset: int
@@ -131,6 +132,8 @@ def iter_segments(fh: BinaryIO, offset: int, first_line: int, size: int,
                 buf = chunk if not buf else buf + chunk
             if eof:
                 cut = len(buf)
+                # A quote still open at the end of the file (Arrow would read it to the end).
+                broken = bool(count_byte(buf, 0x22) & 1)
                 break
             cut = last_record_end(buf, eof)
             if cut:

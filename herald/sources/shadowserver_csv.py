@@ -296,7 +296,8 @@ def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols
             table = _arrow_read(seg.data, header, len(seg.data) + 1, invalid)
     except pa.ArrowInvalid as exc:
         if "Empty CSV" in str(exc):
-            return pa.RecordBatch.from_pydict({}, schema=_typed_schema(rtype, extra_cols)), 0
+            schema = _typed_schema(rtype, extra_cols)
+            return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema), 0
         return None
     except UnicodeDecodeError:
         return None
