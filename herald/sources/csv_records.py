@@ -273,6 +273,15 @@ def _bad_quote_field(text: str) -> int:
         i += 1
 
 
+def _strict_ok(text: str) -> bool:
+    """The record's text follows RFC 4180 quoting strictly (Python's ``csv`` with ``strict``)."""
+    try:
+        next(csv.reader(io.StringIO(text, newline=""), strict=True), [])
+        return True
+    except csv.Error:
+        return False
+
+
 def _looks_like_record(line: bytes, ncols: int) -> bool:
     """A physical line that is a whole record on its own: balanced quotes and ``ncols`` fields."""
     if line.count(b'"') & 1:
@@ -292,7 +301,9 @@ def exact_records(data: bytes, first_line: int, header: list[str],
 
     - a quoted field continues over physical lines until its closing quote, but not over a line
       that is a whole record on its own (balanced quotes, as many fields as the header), nor over
-      more than :data:`MAX_RECORD_LINES` lines: then only the opening line is a bad record
+      more than :data:`MAX_RECORD_LINES` lines, nor when the joined lines have the wrong number of
+      fields and break RFC 4180 quoting (a closing quote followed by other text): then only the
+      opening line is a bad record
       (``unterminated quoted field``) and reading goes on with the next line, so that a stray quote
       never swallows the rows after it;
     - a record that is not UTF-8: bad, the field holding the first bad byte is named;
@@ -341,14 +352,19 @@ def exact_records(data: bytes, first_line: int, header: list[str],
         if quotes & 1 and j + 1 >= n and not final and tail is not None and j - i < MAX_RECORD_LINES:
             tail.append((s, line))
             return
-        if quotes & 1:
+        rec = None
+        if not quotes & 1:
+            rec = _read_record(data[s:lines[j][1]], line, header, max_record)
+            if j > i and rec.fields is not None and len(rec.fields) != ncols and not _strict_ok(rec.raw):
+                rec = None  # lines joined by a quote that break RFC 4180 quoting: the quote is stray
+        if rec is None:
             text = data[s:e].decode("utf-8", "backslashreplace")
             k = _bad_quote_field(text)
             fld = header[k] if 0 <= k < ncols else None
             yield ExactRecord(line, None, text, "unterminated quoted field (RFC 4180 section 2.7)", fld)
             i += 1
             continue
-        yield _read_record(data[s:lines[j][1]], line, header, max_record)
+        yield rec
         i = j + 1
 
 
