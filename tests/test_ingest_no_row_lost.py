@@ -53,6 +53,16 @@ def test_huge_field_is_read_and_neighbours_kept(tmp_path):
     assert parsed.rows_in == 3 and len(parsed.quarantine) == 0
 
 
+def test_multiline_field_larger_than_the_segment_is_read(tmp_path):
+    big = "\n".join("y" * 99 for _ in range(60))  # 6 KB over 60 lines, segments of 1 KB
+    p = write(tmp_path, "scan_http.csv", HEADER + "\n" + row("192.0.2.1") + row("192.0.2.2", big)
+              + row("192.0.2.3") + '"x","192.0.2.4","tcp",80,,,1,"AT",,,0,0\n')
+    parsed = read_file(p, block_size=1000)
+    assert ips(parsed) == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    assert parsed.table.column("hostname")[1].as_py() == big
+    assert quarantined(parsed) == [(64, "timestamp", "not a timestamp (expected YYYY-MM-DD HH:MM:SS, UTC)")]
+
+
 def test_record_larger_than_the_limit_is_quarantined_with_its_line():
     data = (row("192.0.2.1") + row("192.0.2.2", "y" * 500) + row("192.0.2.3")).encode()
     recs = list(exact_records(data, 2, HEADER.replace('"', "").split(","), max_record=300))

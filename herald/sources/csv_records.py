@@ -8,7 +8,7 @@ quote, section 2.7, and leaves the quote parity unchanged).
 
 Three tools, from cheap to slow:
 
-- :func:`iter_segments` cuts a file into byte segments of whole records (about ``size`` bytes each)
+- :class:`SegmentReader` cuts a file into byte segments of whole records (about ``size`` bytes each)
   that :mod:`pyarrow.csv` parses one at a time: the fast path.  Finding a cut costs one
   ``bytes.count`` over the segment and a numpy scan of its tail.
 - :class:`RecordIndex` finds every record of one segment with its first physical line (numpy, over
@@ -30,8 +30,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-#: A record that has no line end outside quotes within this many bytes is taken as broken (an
-#: unterminated quote): the window is cut at its last physical line end and read row-exact.
+#: A record larger than this is quarantined by the row-exact reader (``record larger than N bytes``).
 MAX_RECORD_BYTES = 64 << 20
 #: A quoted field may span at most this many physical lines; beyond that its opening quote is taken
 #: as unterminated (bounds the fallback's work on a file with a stray quote).
@@ -103,60 +102,91 @@ class Segment:
         offset: byte offset of ``data`` in the file.
         first_line: physical line (1-based) of ``data[0]``.
         data: the bytes.
-        broken: no record end outside quotes was found within :data:`MAX_RECORD_BYTES` (the
+        broken: no record end outside quotes was found within the reader's ``size`` (the
             segment was cut at a physical line end), or the file ends inside quotes: the segment
             must be read with :func:`exact_records`.
+        final: the segment ends the file.
     """
 
     offset: int
     first_line: int
     data: bytes
     broken: bool = False
+    final: bool = False
 
 
-def iter_segments(fh: BinaryIO, offset: int, first_line: int, size: int,
-                  max_record: int = MAX_RECORD_BYTES) -> Iterator[Segment]:
+class SegmentReader:
     """Cut the rest of an open file (positioned at ``offset``, the start of a record on physical
     line ``first_line``) into segments of whole records of about ``size`` bytes (more when one
-    record is larger).  Memory: one segment plus one read."""
-    buf = b""
-    eof = False
-    while True:
-        want = size
-        broken = False
+    record is larger); iterate to get the :class:`Segment` objects.  Memory: one segment plus one
+    read.
+
+    :meth:`push_back` returns the unread end of the last segment (after the row-exact reader has
+    resolved a stray quote): it is cut again, with the quote parity counted from its start.
+    """
+
+    def __init__(self, fh: BinaryIO, offset: int, first_line: int, size: int) -> None:
+        self._fh, self._offset, self._line = fh, offset, first_line
+        self._size = size
+        self._pushed: tuple[bytes, int, int] | None = None
+
+    def push_back(self, data: bytes, offset: int, first_line: int) -> None:
+        """Read ``data`` (the end of the last segment, starting at a record on ``first_line``,
+        file offset ``offset``) again before the rest of the file."""
+        self._pushed = (data, offset, first_line)
+
+    def __iter__(self) -> Iterator[Segment]:
+        fh, size = self._fh, self._size
+        buf = b""
+        eof = False
         while True:
-            if not eof and len(buf) < want:
-                chunk = fh.read(want - len(buf))
-                if not chunk:
-                    eof = True
-                buf = chunk if not buf else buf + chunk
-            if eof:
-                cut = len(buf)
-                # A quote still open at the end of the file (Arrow would read it to the end).
-                broken = bool(count_byte(buf, 0x22) & 1)
-                break
-            cut = last_record_end(buf, eof)
-            if cut:
-                break
-            if len(buf) >= max_record:
-                cut = last_line_end(buf, eof)
-                if cut:
-                    broken = True
+            want = size
+            broken = False
+            while True:
+                if not eof and len(buf) < want:
+                    chunk = fh.read(want - len(buf))
+                    if not chunk:
+                        eof = True
+                    buf = chunk if not buf else buf + chunk
+                if eof:
+                    cut = len(buf)
+                    # A quote still open at the end of the file (Arrow would read it to the end).
+                    broken = bool(count_byte(buf, 0x22) & 1)
                     break
-            want = max(len(buf) * 2, size)
-        if not cut:
-            return
-        seg, buf = buf[:cut], buf[cut:]
-        yield Segment(offset, first_line, seg, broken)
-        offset += cut
-        first_line += count_lines(seg)
+                cut = last_record_end(buf, eof)
+                if cut:
+                    break
+                if len(buf) >= size:
+                    # No record ends in a whole window: a stray quote (or one record larger than
+                    # the window, which the row-exact reader carries on into the next segments).
+                    cut = last_line_end(buf, eof)
+                    if cut:
+                        broken = True
+                        break
+                want = max(len(buf) * 2, size)
+            if not cut:
+                return
+            seg, buf = buf[:cut], buf[cut:]
+            yield Segment(self._offset, self._line, seg, broken, eof and not buf)
+            if self._pushed is not None:
+                data, self._offset, self._line = self._pushed
+                self._pushed = None
+                buf = data + buf
+            else:
+                self._offset += cut
+                self._line += count_lines(seg)
 
 
-def header_end(path: str, max_record: int = MAX_RECORD_BYTES) -> tuple[int, int]:
+def iter_segments(fh: BinaryIO, offset: int, first_line: int, size: int) -> Iterator[Segment]:
+    """The segments of :class:`SegmentReader` (without pushing back)."""
+    return iter(SegmentReader(fh, offset, first_line, size))
+
+
+def header_end(path: str) -> tuple[int, int]:
     """``(offset, line)``: where the data records of the file start (just after the header
     record's line end; a UTF-8 BOM belongs to the header record) and the physical line there."""
     with open(path, "rb") as fh:
-        for seg in iter_segments(fh, 0, 1, 1 << 16, max_record):
+        for seg in iter_segments(fh, 0, 1, 1 << 16):
             idx = RecordIndex(seg.data, seg.first_line)
             if not len(idx):
                 continue
@@ -294,7 +324,7 @@ def _looks_like_record(line: bytes, ncols: int) -> bool:
 
 def exact_records(data: bytes, first_line: int, header: list[str],
                   max_record: int = MAX_RECORD_BYTES, final: bool = True,
-                  tail: list | None = None) -> Iterator[ExactRecord]:
+                  tail: list | None = None, resync: list | None = None) -> Iterator[ExactRecord]:
     """Read a segment record by record, row-exact: the slow fallback (see the module docstring).
 
     Rules (``docs/input.md``, "Messy files"):
@@ -320,36 +350,32 @@ def exact_records(data: bytes, first_line: int, header: list[str],
         final: ``data`` ends the file.  When it does not and the last record's quoted field is
             still open at the end of ``data``, that record is not read: ``(offset, line)`` of its
             start is appended to ``tail`` so that the caller reads it again with the next segment.
+        resync: when given, reading stops after the first unterminated quote: ``(offset, line)``
+            of the next line is appended, so that the caller cuts the rest again (the segment's end
+            was found with the quote parity that the stray quote had flipped) and reads it fast.
 
     Yields:
         one :class:`ExactRecord` per non-blank record, in file order.
     """
     ncols = len(header)
-    lines: list[tuple[int, int]] = []  # (start, content end) of each physical line
-    pos = 0
-    for m in _LINE_END.finditer(data):
-        lines.append((pos, m.start()))
-        pos = m.end()
-    if pos < len(data):
-        lines.append((pos, len(data)))
-    n = len(lines)
+    lines = _Lines(data)  # (start, content end) of each physical line, split as needed
     i = 0
     csv.field_size_limit(max(csv.field_size_limit(), max_record))
-    while i < n:
+    while lines.has(i):
         s, e = lines[i]
         if s == e or data[s:e] == b"\r":
             i += 1
             continue
         j = i
         quotes = data.count(b'"', s, e)
-        while quotes & 1 and j + 1 < n and j - i < MAX_RECORD_LINES:
+        while quotes & 1 and lines.has(j + 1) and j - i < MAX_RECORD_LINES:
             s2, e2 = lines[j + 1]
             if _looks_like_record(data[s2:e2], ncols):
                 break
             j += 1
             quotes += data.count(b'"', s2, e2)
         line = first_line + i
-        if quotes & 1 and j + 1 >= n and not final and tail is not None and j - i < MAX_RECORD_LINES:
+        if quotes & 1 and not lines.has(j + 1) and not final and tail is not None and j - i < MAX_RECORD_LINES:
             tail.append((s, line))
             return
         rec = None
@@ -363,9 +389,41 @@ def exact_records(data: bytes, first_line: int, header: list[str],
             fld = header[k] if 0 <= k < ncols else None
             yield ExactRecord(line, None, text, "unterminated quoted field (RFC 4180 section 2.7)", fld)
             i += 1
+            if resync is not None and lines.has(i):
+                resync.append((lines[i][0], first_line + i))
+                return
             continue
         yield rec
         i = j + 1
+
+
+class _Lines:
+    """The physical lines of ``data`` as ``(start, content end)`` pairs, split lazily (the
+    row-exact reader may stop after a few lines of a large segment)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._it = _LINE_END.finditer(data)
+        self._lines: list[tuple[int, int]] = []
+        self._pos = 0
+        self._done = False
+
+    def has(self, k: int) -> bool:
+        """Line ``k`` exists (splits up to it)."""
+        while len(self._lines) <= k and not self._done:
+            m = next(self._it, None)
+            if m is None:
+                self._done = True
+                if self._pos < len(self._data):
+                    self._lines.append((self._pos, len(self._data)))
+            else:
+                self._lines.append((self._pos, m.start()))
+                self._pos = m.end()
+        return k < len(self._lines)
+
+    def __getitem__(self, k: int) -> tuple[int, int]:
+        self.has(k)
+        return self._lines[k]
 
 
 def _read_record(rec: bytes, line: int, header: list[str], max_record: int) -> ExactRecord:

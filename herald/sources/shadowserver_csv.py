@@ -56,7 +56,7 @@ from herald.countries import is_country_column
 from herald.errors import InputError
 from herald.ipaddr import parse_ips, remember_parsed
 from herald.schema.registry import IP_COLUMNS, TIMESTAMP_TYPE, Registry, ReportType, default_registry
-from herald.sources.csv_records import ExactRecord, RecordIndex, Segment, exact_records, header_end, iter_segments
+from herald.sources.csv_records import ExactRecord, RecordIndex, Segment, SegmentReader, exact_records, header_end
 from herald.sources.csv_timestamps import parse_timestamps
 from herald.sources.quarantine import QUARANTINE_SCHEMA, Quarantine
 
@@ -221,10 +221,11 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
     carry: Segment | None = None  # the start of a record that the last segment cut (stray quote)
     with fh:
         fh.seek(start)
-        for seg, last in _with_last(iter_segments(fh, start, first_line, block_size)):
+        segments = SegmentReader(fh, start, first_line, block_size)
+        for seg in segments:
             fast = None
             if carry is not None:
-                seg = Segment(carry.offset, carry.first_line, carry.data + seg.data, True)
+                seg = Segment(carry.offset, carry.first_line, carry.data + seg.data, True, seg.final)
                 carry = None
             if not seg.broken and seg.data.find(b"\0") < 0:
                 fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
@@ -234,13 +235,18 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
                 full_rows += n
             else:
                 tail: list[tuple[int, int]] = []
+                resync: list[tuple[int, int]] = []
                 typed, n_in, n_full = _exact_segment(seg, header, rtype, extra_cols, quarantine, short,
-                                                     last, tail)
+                                                     seg.final, tail, resync)
                 rows_in += n_in
                 full_rows += n_full
                 if tail:
                     off, line = tail[0]
                     carry = Segment(seg.offset + off, line, seg.data[off:], True)
+                elif resync:
+                    # After a stray quote: cut the rest of the segment again, fast path.
+                    off, line = resync[0]
+                    segments.push_back(seg.data[off:], seg.offset + off, line)
             if typed.num_rows:
                 yield typed
     if short:
@@ -316,30 +322,18 @@ def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols
     return typed, batch.num_rows
 
 
-def _with_last(items: Iterator) -> Iterator[tuple]:
-    """``(item, is_last)`` pairs (one item of look-ahead)."""
-    prev = None
-    have = False
-    for item in items:
-        if have:
-            yield prev, False
-        prev, have = item, True
-    if have:
-        yield prev, True
-
-
 def _exact_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
                    quarantine: Quarantine, short: list[ExactRecord], final: bool = True,
-                   tail: list | None = None) -> tuple[pa.RecordBatch, int, int]:
+                   tail: list | None = None, resync: list | None = None) -> tuple[pa.RecordBatch, int, int]:
     """The row-exact path for one segment (see :func:`herald.sources.csv_records.exact_records`,
-    which explains ``final`` and ``tail``): ``(typed batch, records read, records with the header's
+    which explains ``final``, ``tail`` and ``resync``): ``(typed batch, records read, records with the header's
     field count)``.  Records with fewer fields than the header are appended to ``short`` (the
     caller decides at the end of the file); the rest that cannot be read are quarantined."""
     ncols = len(header)
     rows: list[list[str]] = []
     recs: list[ExactRecord] = []
     n_in = 0
-    for r in exact_records(seg.data, seg.first_line, header, final=final, tail=tail):
+    for r in exact_records(seg.data, seg.first_line, header, final=final, tail=tail, resync=resync):
         n_in += 1
         if r.fields is None:
             quarantine.add(r.line, r.field, r.reason or "unreadable record", r.value, r.raw)
