@@ -13,6 +13,7 @@ from herald.constituency.recipients import Recipient
 from herald.enrich import enrich
 from herald.enrich.ipdata import IPData
 from herald.route import Router
+from herald.sources import shadowserver_csv
 from herald.sources.csv_records import exact_records
 from herald.sources.shadowserver_csv import read_file
 
@@ -271,8 +272,9 @@ KINDS = {
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=40), st.sampled_from([200, 1000, 16 << 20]))
-def test_any_mix_of_rows_reconciles_and_keeps_every_good_row(tmp_path, kinds, block):
+@given(st.lists(st.sampled_from(sorted(KINDS)), min_size=1, max_size=40), st.sampled_from([200, 1000, 16 << 20]),
+       st.sampled_from([100, 300, 64 << 10]))
+def test_any_mix_of_rows_reconciles_and_keeps_every_good_row(tmp_path, kinds, block, split):
     # An unterminated quote directly before a quoted line end is ambiguous by nature (docs/input.md).
     kinds = [k for j, k in enumerate(kinds) if not (k == "multiline" and j and kinds[j - 1] == "open_quote")]
     # Short rows are read when no record of the file has the header's field count (docs/input.md).
@@ -288,7 +290,12 @@ def test_any_mix_of_rows_reconciles_and_keeps_every_good_row(tmp_path, kinds, bl
         data.append(t)
         line += t.count(b"\n")
     p = write(tmp_path, "scan_http.csv", b"".join(data))
-    parsed = read_file(p, block_size=block)
+    saved = shadowserver_csv.SPLIT_MIN
+    shadowserver_csv.SPLIT_MIN = split  # halving a bad segment down to `split` bytes
+    try:
+        parsed = read_file(p, block_size=block)
+    finally:
+        shadowserver_csv.SPLIT_MIN = saved
     assert parsed.rows_in == len(kinds)
     assert reconciles(parsed)
     assert parsed.table.num_rows == len(want_kept)

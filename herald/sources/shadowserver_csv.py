@@ -56,7 +56,8 @@ from herald.countries import is_country_column
 from herald.errors import InputError
 from herald.ipaddr import parse_ips, remember_parsed
 from herald.schema.registry import IP_COLUMNS, TIMESTAMP_TYPE, Registry, ReportType, default_registry
-from herald.sources.csv_records import ExactRecord, RecordIndex, Segment, SegmentReader, exact_records, header_end
+from herald.sources.csv_records import (ExactRecord, RecordIndex, Segment, SegmentReader, count_lines, exact_records,
+                                        header_end, last_record_end)
 from herald.sources.csv_timestamps import parse_timestamps
 from herald.sources.quarantine import QUARANTINE_SCHEMA, Quarantine
 
@@ -223,32 +224,25 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
         fh.seek(start)
         segments = SegmentReader(fh, start, first_line, block_size)
         for seg in segments:
-            fast = None
             if carry is not None:
                 seg = Segment(carry.offset, carry.first_line, carry.data + seg.data, True, seg.final)
                 carry = None
-            if not seg.broken and seg.data.find(b"\0") < 0:
-                fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
-            if fast is not None:
-                typed, n = fast
-                rows_in += n
-                full_rows += n
-            else:
-                tail: list[tuple[int, int]] = []
-                resync: list[tuple[int, int]] = []
-                typed, n_in, n_full = _exact_segment(seg, header, rtype, extra_cols, quarantine, short,
-                                                     seg.final, tail, resync)
+            tail: list[tuple[int, int]] = []    # (file offset, line) of a record left open
+            resync: list[tuple[int, int]] = []  # (file offset, line) after a stray quote
+            end = seg.offset + len(seg.data)
+            for typed, n_in, n_full in _read_segment(seg, header, rtype, extra_cols, quarantine, short,
+                                                     end if seg.final else -1, tail, resync):
                 rows_in += n_in
                 full_rows += n_full
-                if tail:
-                    off, line = tail[0]
-                    carry = Segment(seg.offset + off, line, seg.data[off:], True)
-                elif resync:
-                    # After a stray quote: cut the rest of the segment again, fast path.
-                    off, line = resync[0]
-                    segments.push_back(seg.data[off:], seg.offset + off, line)
-            if typed.num_rows:
-                yield typed
+                if typed.num_rows:
+                    yield typed
+            if tail:
+                off, line = tail[0]
+                carry = Segment(off, line, seg.data[off - seg.offset:], True)
+            elif resync:
+                # After a stray quote: cut the rest of the segment again, fast path.
+                off, line = resync[0]
+                segments.push_back(seg.data[off - seg.offset:], off, line)
     if short:
         counts = {len(r.fields) for r in short}
         if full_rows == 0 and len(counts) == 1:
@@ -284,6 +278,51 @@ def _arrow_read(data: bytes, header: list[str], block_size: int, invalid: list,
             quoted_strings_can_be_null=False,
         ),
     )
+
+
+#: A segment that Arrow cannot read is halved (at a record end) until its parts are this small;
+#: only the parts with bad records are then read row-exact.
+SPLIT_MIN = 64 << 10
+
+
+def _read_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                  quarantine: Quarantine, short: list[ExactRecord], file_end: int,
+                  tail: list, resync: list) -> Iterator[tuple[pa.RecordBatch, int, int]]:
+    """``(typed batch, records read, records with the header's field count)`` for a segment or
+    for its parts, in file order.
+
+    Arrow reads it; when Arrow cannot (a bad byte, a bad field count, a NUL byte) it is halved at
+    a record end and each half tried again, down to :data:`SPLIT_MIN` bytes, which are read
+    row-exact (a broken segment: at once).  A bad row costs about two more Arrow passes over its
+    segment and a Python read of 64 KiB.  When the row-exact reader finds a stray quote (``resync``)
+    or a record left open (``tail``), it records the file offset and line to read again from, and
+    the rest of the segment is not read here.
+
+    Args:
+        file_end: the file offset where the file ends when ``seg`` reaches it, else -1.
+    """
+    if not seg.broken and seg.data.find(b"\0") < 0:
+        fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
+        if fast is not None:
+            yield fast[0], fast[1], fast[1]
+            return
+    if not seg.broken and len(seg.data) > SPLIT_MIN:
+        cut = last_record_end(seg.data[:len(seg.data) // 2], False)
+        if cut:
+            first = Segment(seg.offset, seg.first_line, seg.data[:cut])
+            second = Segment(seg.offset + cut, seg.first_line + count_lines(first.data), seg.data[cut:])
+            for part in (first, second):
+                yield from _read_segment(part, header, rtype, extra_cols, quarantine, short, file_end,
+                                         tail, resync)
+                if tail or resync:
+                    return
+            return
+    final = seg.offset + len(seg.data) == file_end
+    t: list[tuple[int, int]] = []
+    r: list[tuple[int, int]] = []
+    yield _exact_segment(seg, header, rtype, extra_cols, quarantine, short, final, t, r)
+    tail.extend((seg.offset + off, line) for off, line in t)
+    resync.extend((seg.offset + off, line) for off, line in r)
 
 
 def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
