@@ -16,8 +16,8 @@ Three tools, from cheap to slow:
 - :func:`exact_records` reads one segment record by record with Python's :mod:`csv` module,
   line-aware: the fallback for a segment that Arrow cannot read (bytes that are not UTF-8, NUL bytes,
   a record larger than Arrow's block, wrong field counts, an unterminated quote).  It is about ten
-  times slower than the fast path, and is paid only for the segments (16 MiB by default) that need
-  it.
+  times slower than the fast path, and is paid only for the small parts of segments that need it
+  (:func:`herald.sources.shadowserver_csv.iter_file` halves a failing segment first).
 """
 
 from __future__ import annotations

@@ -27,9 +27,10 @@ Herald accepts them with the column null.
 
 Records (RFC 4180; :mod:`herald.sources.csv_records`): the file is cut into segments of whole
 records (``block_size`` bytes, 16 MiB by default) that Arrow parses (the fast path).  A segment that
-Arrow cannot read, or that has a record with the wrong field count or a NUL byte, is read again
-record by record with Python's :mod:`csv` module (about ten times slower, for that segment only),
-which quarantines exactly the bad records: not UTF-8 (naming the field), NUL bytes, unterminated
+Arrow cannot read, or that has a record with the wrong field count or a NUL byte, is halved at
+record ends down to :data:`SPLIT_MIN` bytes, and only the parts that still fail are read record by
+record with Python's :mod:`csv` module (about ten times slower; the cost of the fallback), which
+quarantines exactly the bad records: not UTF-8 (naming the field), NUL bytes, unterminated
 quotes, more fields than the header.  Rows with fewer fields than the header are quarantined
 (``N fields, header has M``) unless *every* record of the file is short by the same number of fields
 (the header names trailing columns that the writer did not emit: the real ``scan_rdp`` sample);
