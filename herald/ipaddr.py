@@ -9,6 +9,11 @@ reports, is parsed with :func:`socket.inet_pton` over the *distinct* IPv6 values
 follows RFC 4291 section 2.2 (IPv6 text forms) and the dotted-quad form of IPv4; IPv4 octets with
 leading zeros are rejected, like Python's :mod:`ipaddress` does since 3.9.5 (they are ambiguous:
 octal in some libc parsers).
+
+IPv4-mapped IPv6 addresses (``::ffff:198.51.100.7``, RFC 4291 section 2.5.5.2) are parsed as the
+IPv4 address they carry (version 4, dotted-quad text).  IPv4-compatible ones (``::198.51.100.7``,
+deprecated by RFC 4291 section 2.5.5.1) stay IPv6.  Text with a zone id (``fe80::1%eth0``,
+RFC 4007 section 11) is not an address here (version -1).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class ParsedIPs:
     """Parsed form of an IP address column of length N.
 
     Attributes:
-        version: ``int8[N]``: 4, 6, 0 for empty/null, -1 for text that is not an address.
+        version: ``int8[N]``: 4 (also for IPv4-mapped IPv6), 6, 0 for empty/null, -1 for text that
+            is not an address (also an IPv6 address with a zone id).
         v4: ``uint32[N]``: the IPv4 address where ``version == 4``, else 0.
         v6_hi, v6_lo: ``uint64[N]``: high and low halves of the IPv6 address where ``version == 6``.
         text: canonical text (``str`` Arrow array, length N): IPv4 as given (already canonical when
@@ -267,9 +273,16 @@ def _parse_general(values: pa.Array) -> ParsedIPs:
                     continue
                 hi[j], lo[j], canon[j] = hit
                 ok[j] = True
-            version[v6_idx] = np.where(ok[inverse], 6, -1)
-            v6_hi[v6_idx] = hi[inverse]
-            v6_lo[v6_idx] = lo[inverse]
+            # IPv4-mapped IPv6 (``::ffff:a.b.c.d``, RFC 4291 section 2.5.5.2) is the IPv4 address:
+            # version 4, its 32 bits, dotted-quad text, so that enrichment and routing see IPv4.
+            mapped = ok & (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+            if mapped.any():
+                for j in np.flatnonzero(mapped):
+                    canon[j] = str(ipaddress.IPv4Address(int(lo[j]) & 0xFFFFFFFF))
+            version[v6_idx] = np.where(ok[inverse], np.where(mapped[inverse], 4, 6), -1)
+            v4[v6_idx] = np.where(mapped[inverse], lo[inverse] & np.uint64(0xFFFFFFFF), 0).astype(np.uint32)
+            v6_hi[v6_idx] = np.where(mapped[inverse], 0, hi[inverse]).astype(np.uint64)
+            v6_lo[v6_idx] = np.where(mapped[inverse], 0, lo[inverse]).astype(np.uint64)
             # Canonical IPv6 text (RFC 5952) replaces what was given.
             canon_full = np.empty(n, dtype=object)
             canon_full[v6_idx] = canon[inverse]
@@ -334,8 +347,12 @@ _V6_CACHE_MAX = 1 << 20
 
 def _parse_v6(t: str) -> tuple[int, int, str | None]:
     """``(hi, lo, RFC 5952 text)`` of one IPv6 text, ``(0, 0, None)`` when it is not one."""
+    if "%" in t:
+        # A zone id (RFC 4007 section 11, ``fe80::1%eth0``) names an interface of the host that
+        # wrote the text: the address is not globally meaningful and cannot be routed.
+        return 0, 0, None
     try:
-        packed = socket.inet_pton(socket.AF_INET6, t.split("%", 1)[0])
+        packed = socket.inet_pton(socket.AF_INET6, t)
     except (OSError, ValueError):
         return 0, 0, None
     # glibc's inet_ntop writes RFC 5952 text exactly as ipaddress does (lower case, no leading

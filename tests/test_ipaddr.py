@@ -25,7 +25,8 @@ from herald.sources.shadowserver_csv import normalize_batch
 
 def reference(value: str | None) -> tuple[int, int, int, str | None]:
     """``(version, integer, 0, canonical text)`` of one value by :mod:`ipaddress`: version 0 for
-    null/empty/white space, -1 for text that is not an address (``parse_ips``'s contract)."""
+    null/empty/white space, -1 for text that is not an address or has a zone id, 4 for IPv4-mapped
+    IPv6 (``parse_ips``'s contract)."""
     if value is None or not value.strip():
         return 0, 0, 0, None
     t = value.strip()
@@ -34,9 +35,11 @@ def reference(value: str | None) -> tuple[int, int, int, str | None]:
         return 4, int(a), 0, str(a)
     except ValueError:
         pass
-    if ":" in t:
+    if ":" in t and "%" not in t:  # a zone id (RFC 4007) is not an address here (issue 12)
         try:
-            a = ipaddress.IPv6Address(t.split("%", 1)[0])
+            a = ipaddress.IPv6Address(t)
+            if a.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 address (issue 12)
+                return 4, int(a.ipv4_mapped), 0, str(a.ipv4_mapped)
             return 6, int(a), 0, str(a)
         except ValueError:
             pass

@@ -117,7 +117,7 @@ def test_bad_rows_are_quarantined_with_file_line_field_and_reason(tmp_path):
     assert set(q) == {3, 4, 5, 7}
     assert q[3]["field"] == "port" and q[3]["reason"] == "not an integer" and q[3]["value"] == "eighty"
     assert q[4]["field"] == "timestamp" and "not a timestamp" in q[4]["reason"]
-    assert q[5]["field"] is None and "expected 12 fields, found 13" in q[5]["reason"]
+    assert q[5]["field"] is None and q[5]["reason"] == "13 fields, header has 12"
     assert "multi\nline" in q[5]["raw"]
     assert q[7]["reason"] == "missing timestamp"
     assert all(r["file"] == str(p) for r in parsed.quarantine.rows)
@@ -130,13 +130,18 @@ def test_short_rows_are_read_with_missing_trailing_columns_empty(data_dir):
     assert [r["ip"] for r in parsed.table.to_pylist()] == ["198.123.245.178", "198.123.245.233"]
 
 
-def test_short_rows_keep_file_order(tmp_path):
+def test_a_short_row_among_full_rows_is_quarantined(tmp_path):
+    # Changed on purpose (issue 12): a short row among full rows is quarantined, not padded.
     text = (HEADER + "\n"
             '"2024-01-02 03:04:05","192.0.2.1","tcp",80,,,64496,"AT",,,0,0\n'
             '"2024-01-02 03:04:05","192.0.2.2","tcp",80,,,64496,"AT"\n'
             '"2024-01-02 03:04:05","192.0.2.3","tcp",80,,,64496,"AT",,,0,0\n')
     parsed = read_file(write(tmp_path, "scan_http.csv", text))
-    assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.1", "192.0.2.2", "192.0.2.3"]
+    assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.1", "192.0.2.3"]
+    assert [(r["line"], r["field"], r["reason"]) for r in parsed.quarantine.rows] == [
+        (3, None, "8 fields, header has 12")]
+    assert parsed.quarantine.rows[0]["raw"].startswith('"2024-01-02 03:04:05","192.0.2.2"')
+    assert parsed.rows_in == 3
 
 
 def test_invalid_address_is_kept_as_given(data_dir):
@@ -145,11 +150,15 @@ def test_invalid_address_is_kept_as_given(data_dir):
     assert "37.120.178.9.10" in parsed.table.column("src_ip").to_pylist()
 
 
-def test_not_utf8_is_a_clear_error(tmp_path):
-    p = write(tmp_path, "scan_http.csv", (HEADER + '\n"2024-01-02 03:04:05","192.0.2.1","tcp",80,"\xff\xfe",,1,"AT",,,0,0\n').encode("latin-1"))
-    with pytest.raises(InputError) as exc:
-        read_file(p)
-    assert str(p) in str(exc.value)
+def test_not_utf8_row_is_quarantined_naming_line_and_field(tmp_path):
+    # Changed on purpose (issue 12): the row is quarantined, the file's other rows are kept.
+    p = write(tmp_path, "scan_http.csv", (HEADER + '\n"2024-01-02 03:04:05","192.0.2.1","tcp",80,"\xff\xfe",,1,"AT",,,0,0\n'
+                                          '"2024-01-02 03:04:05","192.0.2.2","tcp",80,,,1,"AT",,,0,0\n').encode("latin-1"))
+    parsed = read_file(p)
+    assert [r["ip"] for r in parsed.table.to_pylist()] == ["192.0.2.2"]
+    [q] = parsed.quarantine.rows
+    assert (q["file"], q["line"], q["field"]) == (str(p), 2, "hostname")
+    assert q["reason"] == "not UTF-8: byte 0xff on line 2" and q["value"] == "\\xff\\xfe"
 
 
 def test_impossible_dates_are_quarantined_not_rolled_over(tmp_path):
@@ -172,7 +181,7 @@ def test_out_of_range_ports_and_asns_and_leap_seconds_are_quarantined(tmp_path):
             '"2024-01-02 03:04:05","192.0.2.5","tcp",65535,,,4294967295," at ",,,0,0\n')
     parsed = read_file(write(tmp_path, "scan_http.csv", text))
     rows = parsed.table.to_pylist()
-    assert [r["ip"] for r in rows] == ["192.0.2.5"] and rows[0]["geo"] == "at"
+    assert [r["ip"] for r in rows] == ["192.0.2.5"] and rows[0]["geo"] == "AT"  # upper case (issue 11)
     q = {r["line"]: (r["field"], r["reason"]) for r in parsed.quarantine.rows}
     assert q == {2: ("port", "out of range (0..65535)"), 3: ("port", "out of range (0..65535)"),
                  4: ("asn", "out of range (0..4294967295)"),

@@ -1,6 +1,9 @@
 """Sources: one module per input format, each turning a file into a typed table of one report type.
 
-- :mod:`herald.sources.shadowserver_csv`: Shadowserver-format CSV reports.
+- :mod:`herald.sources.shadowserver_csv`: Shadowserver-format CSV reports, with its helpers
+  :mod:`~herald.sources.csv_records` (record boundaries, row-exact fallback reader),
+  :mod:`~herald.sources.csv_timestamps` (timestamp typing) and :mod:`~herald.sources.quarantine`
+  (the quarantine of every source).
 - :mod:`herald.sources.abusech`, :mod:`~herald.sources.spamhaus`, :mod:`~herald.sources.cymru`,
   :mod:`~herald.sources.ctip`, :mod:`~herald.sources.blocklists`, :mod:`~herald.sources.shodan`:
   the feeds CERTs receive besides Shadowserver (docs/feeds.md).

@@ -12,28 +12,38 @@ Typing rules (Herald's, documented in ``docs/input.md``):
 - integer columns (ports, ASNs, NAICS, ...; see :mod:`herald.schema.registry`): decimal digits.
   Anything else non-empty: quarantined.
 - IP columns (``src_ip``, ``ip``, ``dst_ip``, ...): a valid IPv4 or IPv6 address is rewritten in
-  canonical form (IPv6 per RFC 5952).  Other text (a CIDR in ``blocklist``, a malformed address) is
-  kept as given, as IntelMQ keeps it; such an event cannot be routed by address and counts as
-  unrouted unless its ASN or country routes it.
+  canonical form (IPv6 per RFC 5952; IPv4-mapped IPv6 ``::ffff:a.b.c.d``, RFC 4291 section 2.5.5.2,
+  as the IPv4 dotted quad).  An IPv6 address with a zone id (RFC 4007) is quarantined.  Other text
+  (a CIDR in ``blocklist``, a malformed address) is kept as given, as IntelMQ keeps it; such an
+  event cannot be routed by address and counts as unrouted unless its ASN or country routes it.
+- country-code columns (``geo``, ``*_geo``): trimmed, upper case, and one of
+  :data:`herald.countries.VALID` (ISO 3166-1 alpha-2 plus reserved and user-assigned codes);
+  anything else: quarantined.
 - every other column: a string; empty strings become null.
 
 Only the ``timestamp`` column is required in the header.  Columns that IntelMQ 3.5.0 requires
 (for example ``port`` of ``malware_url``) are optional here: IntelMQ rejects such older files' rows,
 Herald accepts them with the column null.
 
-Rows with more fields than the header are quarantined with their physical line number.  Rows with
-fewer fields are read with the missing trailing columns empty (IntelMQ does the same; real
-Shadowserver files have them).
+Records (RFC 4180; :mod:`herald.sources.csv_records`): the file is cut into segments of whole
+records (``block_size`` bytes, 16 MiB by default) that Arrow parses (the fast path).  A segment that
+Arrow cannot read, or that has a record with the wrong field count or a NUL byte, is halved at
+record ends down to :data:`SPLIT_MIN` bytes, and only the parts that still fail are read record by
+record with Python's :mod:`csv` module (about ten times slower; the cost of the fallback), which
+quarantines exactly the bad records: not UTF-8 (naming the field), NUL bytes, unterminated
+quotes, more fields than the header.  Rows with fewer fields than the header are quarantined
+(``N fields, header has M``) unless *every* record of the file is short by the same number of fields
+(the header names trailing columns that the writer did not emit: the real ``scan_rdp`` sample);
+then they are read with those columns empty, as IntelMQ reads them.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import mmap
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -42,24 +52,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from herald.countries import VALID as VALID_COUNTRY_CODES
+from herald.countries import is_country_column
 from herald.errors import InputError
 from herald.ipaddr import parse_ips, remember_parsed
 from herald.schema.registry import IP_COLUMNS, TIMESTAMP_TYPE, Registry, ReportType, default_registry
+from herald.sources.csv_records import (ExactRecord, RecordIndex, Segment, SegmentReader, count_lines, exact_records,
+                                        header_end, last_record_end)
+from herald.sources.csv_timestamps import parse_timestamps
+from herald.sources.quarantine import QUARANTINE_SCHEMA, Quarantine
+
+__all__ = ["FILENAME_RE", "QUARANTINE_SCHEMA", "ParsedFile", "Quarantine", "iter_file", "normalize_batch",
+           "read_file", "read_header", "resolve_type", "type_from_filename"]
 
 #: ``YYYY-MM-DD-<type>-...csv`` or ``<type>.csv`` (report-filename.md, "Sample regular expression 2").
 FILENAME_RE = re.compile(r"^(?:(?P<date>\d{4}-\d{2}-\d{2})-)?(?P<type>[A-Za-z0-9_]+)(?:-[^/]*)?\.csv$")
-
-#: Columns of the quarantine table.
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("file", pa.string()),
-        ("line", pa.int64()),
-        ("field", pa.string()),
-        ("reason", pa.string()),
-        ("value", pa.string()),
-        ("raw", pa.string()),
-    ]
-)
 
 _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
 
@@ -67,17 +74,17 @@ _INT_RE = r"^\s*[+-]?\d{1,18}\s*$"
 #: (RFC 6793).
 _RANGES = {"port": (0, 65535), "asn": (0, 4294967295)}
 
-#: String columns whose surrounding white space is dropped (country codes, severity levels).
-_TRIMMED = frozenset({"geo", "src_geo", "dst_geo", "severity"})
-_TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+#: String columns whose surrounding white space is dropped (severity levels; country codes are
+#: trimmed and checked by :func:`_country_codes`).
+_TRIMMED = frozenset({"severity"})
 
 #: Default bytes per CSV block read at once (bounds memory per batch).
 DEFAULT_BLOCK_SIZE = 16 << 20
-#: Bytes per block Arrow's CSV reader parses; consecutive blocks are joined up to the caller's
-#: ``block_size`` before typing.  Arrow reads the same file with 25-40 % less CPU in 4 MB blocks
-#: than in 16 MB ones (measured on the generated 1M day), while the later stages (range lookups,
-#: Parquet row groups) have a cost per batch and prefer larger batches.
-READ_BLOCK_SIZE = 4 << 20
+#: Bytes per block Arrow's CSV parser reads within one segment (of ``block_size`` bytes, one typed
+#: batch).  Single-threaded, a 15 MB segment of the generated day parsed in 0.05 s with 1 MB blocks,
+#: 0.10 s with 4 MB and 0.16 s with 16 MB ones, while the later stages (range lookups, Parquet row
+#: groups) have a cost per batch and prefer the larger segments.
+READ_BLOCK_SIZE = 1 << 20
 
 
 def type_from_filename(path: str | os.PathLike) -> tuple[str | None, str | None]:
@@ -94,90 +101,6 @@ def type_from_filename(path: str | os.PathLike) -> tuple[str | None, str | None]
 
 
 @dataclass
-class Quarantine:
-    """Rows of one input that could not be read, with their reasons.
-
-    Attributes:
-        path: the input file.
-        rows: list of dicts with the keys of :data:`QUARANTINE_SCHEMA`.
-    """
-
-    path: str
-    rows: list[dict] = field(default_factory=list)
-
-    def add(self, line: int | None, fld: str | None, reason: str, value: str | None = None,
-            raw: str | None = None) -> None:
-        """Record one quarantined row (``line`` is 1-based and physical, header is line 1)."""
-        self.rows.append({"file": self.path, "line": line, "field": fld, "reason": reason,
-                          "value": value, "raw": raw})
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def to_table(self) -> pa.Table:
-        """The rows as an Arrow table of :data:`QUARANTINE_SCHEMA`, sorted by line."""
-        rows = sorted(self.rows, key=lambda r: (r["line"] or 0))
-        return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
-
-
-class RecordIndex:
-    """Physical position of every CSV record of a file, computed on demand.
-
-    A vectorized scan (numpy over the file's bytes, quote-aware: a newline inside double quotes
-    does not end a record, RFC 4180 section 2.6) finds each record's byte offset, first physical
-    line and field count.  Used only when a row must be quarantined, so clean files never pay for it.
-    """
-
-    def __init__(self, path: str) -> None:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                data = np.zeros(0, dtype=np.uint8)
-                self._bytes = b""
-            else:
-                mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                self._bytes = mm
-                data = np.frombuffer(mm, dtype=np.uint8)
-        quote = data == 0x22
-        inside = (np.cumsum(quote, dtype=np.int64) & 1).astype(bool)
-        nl = (data == 0x0A)
-        ends = np.flatnonzero(nl & ~inside)
-        if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
-            ends = np.append(ends, len(data))
-        starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.zeros(0, dtype=np.int64)
-        # Skip a UTF-8 BOM at the start.
-        if len(data) >= 3 and bytes(data[:3]) == b"\xef\xbb\xbf":
-            starts[0] = 3
-        nl_before = np.concatenate(([0], np.cumsum(nl, dtype=np.int64)))
-        lines = nl_before[starts] + 1
-        commas = (data == 0x2C) & ~inside
-        comma_cum = np.concatenate(([0], np.cumsum(commas, dtype=np.int64)))
-        fields = comma_cum[ends] - comma_cum[starts] + 1
-        lengths = ends - starts
-        # Records that are empty (or only "\r") are skipped by the CSV reader.
-        blank = (lengths == 0) | ((lengths == 1) & (data[np.minimum(starts, max(len(data) - 1, 0))] == 0x0D))
-        keep = ~blank
-        self.starts = starts[keep]
-        self.ends = ends[keep]
-        self.lines = lines[keep]
-        self.fields = fields[keep]
-
-    def raw(self, i: int) -> str:
-        """Text of record ``i`` (0 is the header), without its line ending."""
-        return bytes(self._bytes[self.starts[i]:self.ends[i]]).decode("utf-8", "replace").rstrip("\r")
-
-    def data_records(self, ncols: int) -> np.ndarray:
-        """Indices of the data records (header excluded) whose field count equals ``ncols``."""
-        idx = np.arange(1, len(self.starts))
-        return idx[self.fields[1:] == ncols]
-
-    def bad_records(self, ncols: int) -> np.ndarray:
-        """Indices of data records whose field count differs from ``ncols``."""
-        idx = np.arange(1, len(self.starts))
-        return idx[self.fields[1:] != ncols]
-
-
-@dataclass
 class ParsedFile:
     """A Shadowserver CSV file read and typed.
 
@@ -191,8 +114,6 @@ class ParsedFile:
         quarantine: the rows that could not be read.
         rows_in: data records in the file (good + quarantined).
         header: the column names as in the file.
-        record_order: ``int64[rows]`` file record number of each row of ``table`` when rows were
-            recovered out of order (short rows), else ``None``.
     """
 
     path: str
@@ -202,7 +123,6 @@ class ParsedFile:
     quarantine: Quarantine
     rows_in: int
     header: list[str]
-    record_order: np.ndarray | None = None
 
 
 def resolve_type(path: str | os.PathLike, report_type: str | None, registry: Registry) -> ReportType:
@@ -251,8 +171,6 @@ def read_file(path: str | os.PathLike, report_type: str | None = None,
         batches.append(b)
     schema = meta.table.schema
     table = pa.Table.from_batches(batches, schema=schema) if batches else meta.table
-    if meta.record_order is not None and table.num_rows == len(meta.record_order):
-        table = table.take(pa.array(np.argsort(meta.record_order, kind="stable")))
     meta.table = table
     return meta
 
@@ -287,120 +205,203 @@ def iter_file(path: str | os.PathLike, report_type: str | None = None,
         if "timestamp" in rtype.columns and "timestamp" not in header:
             raise InputError("required column 'timestamp' is missing from the header", path, 1, "timestamp")
     extra_cols = [h for h in header if h not in rtype.column_types]
-    schema = pa.schema(list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extra_cols])
+    schema = _typed_schema(rtype, extra_cols)
     meta = ParsedFile(path, rtype, report_date, schema.empty_table(), quarantine, 0, header)
     yield meta
     if not header:
         return
 
-    bad_rows: list[str] = []
-
-    def on_invalid(row) -> str:
-        bad_rows.append(row.text)
-        return "skip"
-
+    ncols = len(header)
+    start, first_line = header_end(path)
+    rows_in = 0
+    full_rows = 0
+    short: list[ExactRecord] = []
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(block_size=min(block_size, READ_BLOCK_SIZE), use_threads=True),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV" in str(exc):  # a header without a line end and nothing else
-            return
-        raise InputError(f"cannot read CSV: {exc}", path) from exc
+        fh = open(path, "rb")
     except OSError as exc:
         raise InputError(f"cannot read CSV: {exc}", path) from exc
-
-    def blocks() -> Iterator[pa.RecordBatch]:
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                raise InputError(f"cannot read CSV: {exc}", path) from exc
-
-    index: RecordIndex | None = None
-    good_seen = 0
-    pending: list[tuple[int, str, str, str]] = []  # (good row number, field, reason, value)
-    for batch in _joined(blocks(), max(1, block_size // READ_BLOCK_SIZE)):
-        typed, problems = normalize_batch(batch, rtype, extra_cols)
-        for (row, fld, reason, value) in problems:
-            pending.append((good_seen + row, fld, reason, value))
-        good_seen += batch.num_rows
-        if typed.num_rows:
-            yield typed
-
-    recovered = 0
-    if pending or bad_rows:
-        index = RecordIndex(path)
-        ncols = len(header)
-        good_idx = index.data_records(ncols)
-        for gi, fld, reason, value in pending:
-            rec = int(good_idx[gi]) if gi < len(good_idx) else None
-            quarantine.add(int(index.lines[rec]) if rec is not None else None, fld, reason, value,
-                           index.raw(rec) if rec is not None else None)
-        bad_recs = index.bad_records(ncols)
-        short_recs, short_rows = [], []
-        for rec in bad_recs:
-            rec = int(rec)
-            text = index.raw(rec)
-            fields = next(csv.reader(io.StringIO(text)), [])
-            if len(fields) < ncols:
-                # A short row: its trailing columns are missing.  Shadowserver files have these
-                # (scan_rdp sample); IntelMQ reads them with the missing columns empty, so does Herald.
-                short_recs.append(rec)
-                short_rows.append(fields + [""] * (ncols - len(fields)))
-            else:
-                quarantine.add(int(index.lines[rec]), None,
-                               f"expected {ncols} fields, found {len(fields)}", None, text)
-        if len(bad_recs) != len(bad_rows):
-            # The quote-aware scan and Arrow's parser disagree (for example a stray quote in an
-            # unquoted field): report what Arrow rejected so that nothing is lost silently.
-            found = {index.raw(int(r)) for r in bad_recs}
-            for text in bad_rows:
-                if text not in found:
-                    quarantine.add(None, None, "malformed CSV record", None, text)
-        if short_rows:
-            cols = list(zip(*short_rows))
-            batch = pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in cols], names=header)
-            typed, problems = normalize_batch(batch, rtype, extra_cols)
-            bad_set = set()
-            for (row, fld, reason, value) in problems:
-                rec = short_recs[row]
-                bad_set.add(row)
-                quarantine.add(int(index.lines[rec]), fld, reason, value, index.raw(rec))
-            recovered = len(short_rows)
-            # File order of every yielded row, so that read_file can restore it.
-            good_ok = np.ones(len(good_idx), dtype=bool)
-            for gi, *_ in pending:
-                if gi < len(good_idx):
-                    good_ok[gi] = False
-            meta.record_order = np.concatenate(
-                [good_idx[good_ok], np.array([r for i, r in enumerate(short_recs) if i not in bad_set],
-                                             dtype=np.int64)])
+    carry: Segment | None = None  # the start of a record that the last segment cut (stray quote)
+    with fh:
+        fh.seek(start)
+        segments = SegmentReader(fh, start, first_line, block_size)
+        for seg in segments:
+            if carry is not None:
+                seg = Segment(carry.offset, carry.first_line, carry.data + seg.data, True, seg.final)
+                carry = None
+            tail: list[tuple[int, int]] = []    # (file offset, line) of a record left open
+            resync: list[tuple[int, int]] = []  # (file offset, line) after a stray quote
+            end = seg.offset + len(seg.data)
+            for typed, n_in, n_full in _read_segment(seg, header, rtype, extra_cols, quarantine, short,
+                                                     end if seg.final else -1, tail, resync):
+                rows_in += n_in
+                full_rows += n_full
+                if typed.num_rows:
+                    yield typed
+            if tail:
+                off, line = tail[0]
+                carry = Segment(off, line, seg.data[off - seg.offset:], True)
+            elif resync:
+                # After a stray quote: cut the rest of the segment again, fast path.
+                off, line = resync[0]
+                segments.push_back(seg.data[off - seg.offset:], off, line)
+    if short:
+        counts = {len(r.fields) for r in short}
+        if full_rows == 0 and len(counts) == 1:
+            # Every record of the file is short by the same number of fields: the header names
+            # trailing columns the writer did not emit (the scan_rdp sample): read them as empty,
+            # as IntelMQ does.
+            padded = [r.fields + [""] * (ncols - len(r.fields)) for r in short]
+            typed = _typed_rows(padded, short, header, rtype, extra_cols, quarantine)
             if typed.num_rows:
                 yield typed
-    meta.rows_in = good_seen + len(bad_rows)
+        else:
+            for r in short:
+                quarantine.add(r.line, None, f"{len(r.fields)} fields, header has {ncols}", None, r.raw)
+    meta.rows_in = rows_in
 
 
-def _joined(batches: Iterator[pa.RecordBatch], group: int) -> Iterator[pa.RecordBatch]:
-    """Consecutive batches joined ``group`` at a time (one copy), in order; the last may be
-    smaller."""
-    buf: list[pa.RecordBatch] = []
-    for b in batches:
-        buf.append(b)
-        if len(buf) >= group:
-            yield buf[0] if len(buf) == 1 else pa.concat_batches(buf)
-            buf = []
-    if buf:
-        yield buf[0] if len(buf) == 1 else pa.concat_batches(buf)
+def _arrow_read(data: bytes, header: list[str], block_size: int, invalid: list,
+                threads: bool = False) -> pa.Table:
+    """One segment through Arrow's CSV parser (every column ``string``).  Single-threaded by
+    default: on a 15 MB segment of the generated day Arrow's thread pool made it 2-3x slower (the
+    segment is one unit of work already; the pipeline runs several inputs at once)."""
+    def on_invalid(row) -> str:
+        invalid.append(row.text)
+        return "skip"
+
+    return pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=threads, column_names=header),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+#: A segment that Arrow cannot read is halved (at a record end) until its parts are this small;
+#: only the parts with bad records are then read row-exact.
+SPLIT_MIN = 64 << 10
+
+
+def _read_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                  quarantine: Quarantine, short: list[ExactRecord], file_end: int,
+                  tail: list, resync: list) -> Iterator[tuple[pa.RecordBatch, int, int]]:
+    """``(typed batch, records read, records with the header's field count)`` for a segment or
+    for its parts, in file order.
+
+    Arrow reads it; when Arrow cannot (a bad byte, a bad field count, a NUL byte) it is halved at
+    a record end and each half tried again, down to :data:`SPLIT_MIN` bytes, which are read
+    row-exact (a broken segment: at once).  A bad row costs about two more Arrow passes over its
+    segment and a Python read of 64 KiB.  When the row-exact reader finds a stray quote (``resync``)
+    or a record left open (``tail``), it records the file offset and line to read again from, and
+    the rest of the segment is not read here.
+
+    Args:
+        file_end: the file offset where the file ends when ``seg`` reaches it, else -1.
+    """
+    if not seg.broken and seg.data.find(b"\0") < 0:
+        fast = _fast_segment(seg, header, rtype, extra_cols, quarantine)
+        if fast is not None:
+            yield fast[0], fast[1], fast[1]
+            return
+    if not seg.broken and len(seg.data) > SPLIT_MIN:
+        cut = last_record_end(seg.data[:len(seg.data) // 2], False)
+        if cut:
+            first = Segment(seg.offset, seg.first_line, seg.data[:cut])
+            second = Segment(seg.offset + cut, seg.first_line + count_lines(first.data), seg.data[cut:])
+            for part in (first, second):
+                yield from _read_segment(part, header, rtype, extra_cols, quarantine, short, file_end,
+                                         tail, resync)
+                if tail or resync:
+                    return
+            return
+    final = seg.offset + len(seg.data) == file_end
+    t: list[tuple[int, int]] = []
+    r: list[tuple[int, int]] = []
+    yield _exact_segment(seg, header, rtype, extra_cols, quarantine, short, final, t, r)
+    tail.extend((seg.offset + off, line) for off, line in t)
+    resync.extend((seg.offset + off, line) for off, line in r)
+
+
+def _fast_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                  quarantine: Quarantine) -> tuple[pa.RecordBatch, int] | None:
+    """The fast path for one segment: ``(typed batch, records read)``, or ``None`` when the
+    segment needs the row-exact reader (Arrow failed, or a record has the wrong field count)."""
+    invalid: list[str] = []
+    try:
+        try:
+            table = _arrow_read(seg.data, header, READ_BLOCK_SIZE, invalid, threads=False)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # One record larger than Arrow's block: parse the segment as one block.
+            invalid.clear()
+            table = _arrow_read(seg.data, header, len(seg.data) + 1, invalid)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV" in str(exc):
+            schema = _typed_schema(rtype, extra_cols)
+            return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema), 0
+        return None
+    except UnicodeDecodeError:
+        return None
+    if invalid:
+        return None
+    batch = table.combine_chunks().to_batches()
+    batch = batch[0] if batch else pa.RecordBatch.from_arrays(
+        [pa.array([], pa.string()) for _ in header], names=header)
+    typed, problems = normalize_batch(batch, rtype, extra_cols)
+    if problems:
+        index = RecordIndex(seg.data, seg.first_line)
+        if len(index) != batch.num_rows:
+            return None  # Arrow and the quote-aware scan disagree: let the exact reader decide
+        for row, fld, reason, value in problems:
+            quarantine.add(int(index.lines[row]), fld, reason, value, index.raw(row))
+    return typed, batch.num_rows
+
+
+def _exact_segment(seg: Segment, header: list[str], rtype: ReportType, extra_cols: list[str],
+                   quarantine: Quarantine, short: list[ExactRecord], final: bool = True,
+                   tail: list | None = None, resync: list | None = None) -> tuple[pa.RecordBatch, int, int]:
+    """The row-exact path for one segment (see :func:`herald.sources.csv_records.exact_records`,
+    which explains ``final``, ``tail`` and ``resync``): ``(typed batch, records read, records with the header's
+    field count)``.  Records with fewer fields than the header are appended to ``short`` (the
+    caller decides at the end of the file); the rest that cannot be read are quarantined."""
+    ncols = len(header)
+    rows: list[list[str]] = []
+    recs: list[ExactRecord] = []
+    n_in = 0
+    for r in exact_records(seg.data, seg.first_line, header, final=final, tail=tail, resync=resync):
+        n_in += 1
+        if r.fields is None:
+            quarantine.add(r.line, r.field, r.reason or "unreadable record", r.value, r.raw)
+        elif len(r.fields) == ncols:
+            rows.append(r.fields)
+            recs.append(r)
+        elif len(r.fields) < ncols:
+            short.append(r)
+        else:
+            quarantine.add(r.line, None, f"{len(r.fields)} fields, header has {ncols}", None, r.raw)
+    return _typed_rows(rows, recs, header, rtype, extra_cols, quarantine), n_in, len(rows)
+
+
+def _typed_rows(rows: list[list[str]], recs: list[ExactRecord], header: list[str], rtype: ReportType,
+                extra_cols: list[str], quarantine: Quarantine) -> pa.RecordBatch:
+    """Rows of ``len(header)`` strings typed by :func:`normalize_batch`; bad ones quarantined with
+    the line and text of their record (``recs[i]`` is row ``i``'s)."""
+    cols = list(zip(*rows)) if rows else [() for _ in header]
+    batch = pa.RecordBatch.from_arrays([pa.array(c, pa.string()) for c in cols], names=header)
+    typed, problems = normalize_batch(batch, rtype, extra_cols)
+    for row, fld, reason, value in problems:
+        quarantine.add(recs[row].line, fld, reason, value, recs[row].raw)
+    return typed
+
+
+def _typed_schema(rtype: ReportType, extra_cols: list[str]) -> pa.Schema:
+    """The normalized schema: the type's columns, then the file's extra columns as strings."""
+    return pa.schema(list(rtype.arrow_schema) + [pa.field(c, pa.string()) for c in extra_cols])
 
 
 def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[str]
@@ -436,7 +437,7 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
         col = batch.column(col_name)
         empty = _empty_mask(col)
         if typ == TIMESTAMP_TYPE:
-            ts, bad_ts = _parse_timestamps(col)
+            ts, bad_ts = parse_timestamps(col)
             flag(empty, col, col_name, "missing timestamp")
             flag(bad_ts & ~empty, col, col_name, "not a timestamp (expected YYYY-MM-DD HH:MM:SS, UTC)")
             out[col_name] = ts
@@ -459,6 +460,14 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             # a malformed address) is kept as given, as IntelMQ keeps it: such an event cannot be
             # routed by address (it may still route by ASN or country) and is not lost.
             parsed = parse_ips(col)
+            inv = np.flatnonzero(parsed.version < 0)
+            if len(inv):
+                # An IPv6 address with a zone id (RFC 4007 section 11) names an interface of the
+                # observing host: it can never be routed, so the row is quarantined.
+                zone = pc.fill_null(pc.match_substring_regex(col.take(pa.array(inv)), _ZONE_RE), False)
+                zmask = np.zeros(n, dtype=bool)
+                zmask[inv] = zone.to_numpy(zero_copy_only=False)
+                flag(zmask, col, col_name, "IPv6 address with a zone id (RFC 4007): not routable")
             # Rows that are not an address but hold text (possibly only white space) keep it.
             keep = (parsed.version <= 0) & ~empty
             ips = parsed.text
@@ -468,6 +477,11 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
             # text fails again): enrichment and routing of the batch reuse it instead of parsing.
             remember_parsed(ips, parsed)
             out[col_name] = ips
+        elif is_country_column(col_name):
+            codes, bad_cc = _country_codes(col)
+            empty = _empty_mask(codes)
+            flag(bad_cc & ~empty, col, col_name, "not an ISO 3166-1 alpha-2 country code")
+            out[col_name] = _null_where(codes, empty)
         else:
             if col_name in _TRIMMED:
                 col = pc.utf8_trim_whitespace(col)
@@ -478,9 +492,27 @@ def normalize_batch(batch: pa.RecordBatch, rtype: ReportType, extra_cols: list[s
         out[col_name] = _null_where(col, _empty_mask(col))
 
     typed = pa.RecordBatch.from_pydict(out)
+    problems.sort(key=lambda p: p[0])
     if bad.any():
         typed = typed.filter(pa.array(~bad))
     return typed, problems
+
+
+#: An IPv6 address with a zone id: ``fe80::1%eth0`` (RFC 4007 section 11).
+_ZONE_RE = r"^\s*[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*%"
+_COUNTRY_SET = pa.array(sorted(VALID_COUNTRY_CODES), pa.string())
+
+
+def _country_codes(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A country-code column trimmed and in upper case, and ``bool[N]``: the non-empty values that
+    are not a code of :data:`herald.countries.VALID` (ISO 3166-1 alpha-2 plus the reserved and
+    user-assigned codes ``docs/input.md`` lists)."""
+    col = pc.utf8_trim_whitespace(col)
+    ok = pc.fill_null(pc.is_in(col, value_set=_COUNTRY_SET), False).to_numpy(zero_copy_only=False)
+    if not ok.all():
+        col = pc.ascii_upper(col)
+        ok = pc.fill_null(pc.is_in(col, value_set=_COUNTRY_SET), False).to_numpy(zero_copy_only=False)
+    return col, ~ok
 
 
 def _offsets(col: pa.Array) -> np.ndarray | None:
@@ -526,94 +558,3 @@ def _fast_ints(col: pa.Array, empty: np.ndarray) -> pa.Array | None:
     if ((data - np.uint8(0x30)) > 9).any():
         return None
     return pc.cast(_null_where(col, empty), pa.int64())
-
-
-def _parse_timestamps(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Parse Shadowserver timestamps (UTC).  Returns ``(timestamp[us, UTC] array, bad mask)``."""
-    fast = _fast_timestamps(col)
-    if fast is not None:
-        return fast
-    s = pc.utf8_trim_whitespace(col)
-    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})T", r"\1 ")
-    s = pc.replace_substring_regex(s, r"(Z| ?UTC| ?\+00:?00)$", "")
-    frac = pc.extract_regex(s, r"^(?P<base>.{19})(?P<frac>\.\d{1,6})?$")
-    base = pc.struct_field(frac, "base")
-    fr = pc.struct_field(frac, "frac")
-    ok = pc.fill_null(pc.match_substring_regex(base, _TS_RE), False)
-    ts = pc.strptime(pc.if_else(ok, base, pa.nulls(len(s), pa.string())), format="%Y-%m-%d %H:%M:%S",
-                     unit="us", error_is_null=True)
-    bad = pc.is_null(ts).to_numpy(zero_copy_only=False) | _impossible(base)
-    micros = pc.fill_null(pc.cast(pc.utf8_rpad(pc.utf8_ltrim(pc.fill_null(fr, ""), "."), 6, "0"),
-                                  pa.int64(), safe=False), 0)
-    ts = pc.add(pc.cast(ts, pa.int64()), micros).cast(pa.timestamp("us")).cast(TIMESTAMP_TYPE)
-    return ts, bad
-
-
-_TS_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
-_TS_SEPS = ((4, 0x2D), (7, 0x2D), (10, 0x20), (13, 0x3A), (16, 0x3A))
-
-
-def _fast_timestamps(col: pa.Array) -> tuple[pa.Array, np.ndarray] | None:
-    """The common case, vectorized over the bytes: every value exactly ``YYYY-MM-DD HH:MM:SS``
-    (19 bytes, as Shadowserver writes them) naming a real date and time.
-
-    Returns what :func:`_parse_timestamps` returns (no bad rows), or ``None`` when any value is
-    in another form or impossible: the general path then decides each row (and names the bad
-    ones).  Days from the civil date: H. Hinnant's ``days_from_civil`` (proleptic Gregorian).
-    """
-    n = len(col)
-    if n == 0 or col.null_count or not pa.types.is_string(col.type):
-        return None
-    offs = np.frombuffer(col.buffers()[1], dtype=np.int32)[col.offset:col.offset + n + 1]
-    if offs[-1] - offs[0] != 19 * n or not (np.diff(offs) == 19).all():
-        return None
-    raw = np.frombuffer(col.buffers()[2], dtype=np.uint8)[offs[0]:offs[-1]].reshape(n, 19)
-    for pos, ch in _TS_SEPS:
-        if not (raw[:, pos] == ch).all():
-            return None
-    dig = raw[:, _TS_DIGITS] - np.uint8(0x30)  # non-digits wrap above 9
-    if (dig > 9).any():
-        return None
-    dig = dig.astype(np.int64)
-    y = dig[:, 0] * 1000 + dig[:, 1] * 100 + dig[:, 2] * 10 + dig[:, 3]
-    mo = dig[:, 4] * 10 + dig[:, 5]
-    d = dig[:, 6] * 10 + dig[:, 7]
-    hh, mm, ss = dig[:, 8] * 10 + dig[:, 9], dig[:, 10] * 10 + dig[:, 11], dig[:, 12] * 10 + dig[:, 13]
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    month_ok = (mo >= 1) & (mo <= 12)
-    days_in = _MONTH_DAYS[np.where(month_ok, mo, 1)] + ((mo == 2) & leap)
-    if not (month_ok & (y >= 1) & (d >= 1) & (d <= days_in) & (hh <= 23) & (mm <= 59) & (ss <= 59)).all():
-        return None
-    yy = y - (mo <= 2)
-    era = yy // 400
-    yoe = yy - era * 400
-    doy = (153 * (mo + np.where(mo > 2, -3, 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    days = era * 146097 + doe - 719468
-    micros = (days * 86400 + hh * 3600 + mm * 60 + ss) * 1_000_000
-    return pa.array(micros, type=TIMESTAMP_TYPE), np.zeros(n, dtype=bool)
-
-
-_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-
-
-def _impossible(base: pa.Array) -> np.ndarray:
-    """``bool[N]``: ``YYYY-MM-DD HH:MM:SS`` text naming a date or time that does not exist
-    (``2024-02-30``, ``13:61:00``).  Arrow's ``strptime`` rolls such values over instead of failing,
-    so the fields are checked arithmetically (Gregorian leap years), without formatting back."""
-    n = len(base)
-    ok = pc.fill_null(pc.match_substring_regex(base, _TS_RE), False)
-    text = pc.if_else(ok, base, pa.scalar("2000-01-01 00:00:00"))
-
-    def field(a: int, b: int) -> np.ndarray:
-        return pc.cast(pc.utf8_slice_codeunits(text, a, b), pa.int64()).to_numpy(zero_copy_only=False)
-
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    y, mo, d = field(0, 4), field(5, 7), field(8, 10)
-    hh, mm, ss = field(11, 13), field(14, 16), field(17, 19)
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    month_ok = (mo >= 1) & (mo <= 12)
-    days = _MONTH_DAYS[np.where(month_ok, mo, 1)] + ((mo == 2) & leap)
-    valid = month_ok & (d >= 1) & (d <= days) & (hh <= 23) & (mm <= 59) & (ss <= 59)
-    return ~valid
