@@ -1,0 +1,202 @@
+"""The stored abuse-contact data under ``<data>/contacts/``: range tables, rows and a manifest.
+
+Layout::
+
+    <data>/contacts/manifest.json          which generation is current, its sources and dates
+    <data>/contacts/<generation>/ranges.npz     two RangeTables (herald.enrich.iprange)
+    <data>/contacts/<generation>/networks.parquet   one row per inetnum/inet6num
+    <data>/contacts/<generation>/autnums.parquet    one row per aut-num
+
+Two range tables, both built with :meth:`herald.enrich.iprange.RangeTable.from_bounds`
+("most specific wins", :func:`herald.enrich.iprange.flatten_ranges`), payload = row of
+``networks.parquet``:
+
+- ``net_``: every network object: the most specific ``inetnum``/``inet6num`` holding an address.
+- ``ans_``: only the network objects that have an abuse mailbox: the most specific object *with an
+  answer*.  Where the most specific object has none, this is its closest less specific parent
+  that has one: RIPE's documented inheritance of ``abuse-c`` from the parent ``inetnum``
+  (RIPE Database documentation, "Abuse-c Information": "the abuse-c of the less specific object
+  is used").
+
+Atomic writes: a new generation is written into its own directory, then ``manifest.json`` is
+replaced with :func:`os.replace` (atomic on POSIX), then older generations are removed.  A
+reader that loaded the old manifest a moment earlier may find its files gone; it then retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from herald.contacts.importer import PLACEHOLDER_NETNAMES, ImportedData
+from herald.enrich.iprange import RangeTable
+from herald.errors import HeraldError
+
+#: Data older than this many days makes ``herald contacts info`` warn (as ``herald ipdata info``).
+MAX_AGE_DAYS = 90
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class ContactDataError(HeraldError):
+    """No contact data imported yet, or the stored files are damaged."""
+
+
+def contacts_dir(data_dir: str | Path) -> Path:
+    """``<data>/contacts``."""
+    return Path(data_dir) / "contacts"
+
+
+@dataclass
+class ContactData:
+    """Loaded abuse-contact data.
+
+    Attributes:
+        networks: table of network rows (see :class:`herald.contacts.importer.ImportedData`).
+        autnums: aut-num rows, ``asn`` sorted ascending.
+        net_table: :class:`RangeTable`, payload = row of ``networks``: most specific network.
+        answer_table: :class:`RangeTable`, payload = row of ``networks``: most specific network
+            that has an abuse mailbox.
+        manifest: the manifest dict (``generation``, ``imported_at``, ``sources``, counts).
+    """
+
+    networks: pa.Table
+    autnums: pa.Table
+    net_table: RangeTable
+    answer_table: RangeTable
+    manifest: dict[str, Any]
+
+    def info(self, today: dt.date | None = None) -> dict[str, Any]:
+        """Age and provenance, for ``herald contacts info``.
+
+        Args:
+            today: the UTC day to measure the age from (default: today, UTC; tests pass a fixed day).
+
+        Returns:
+            The manifest's ``imported_at``, ``sources`` and counts, plus ``date`` (the oldest
+            source's date), ``age_days`` and, when older than :data:`MAX_AGE_DAYS` days,
+            ``warning``.
+        """
+        today = today or dt.datetime.now(dt.timezone.utc).date()
+        out = dict(self.manifest)
+        dates = [s["date"] for s in self.manifest.get("sources", []) if s.get("date")]
+        out["date"] = min(dates) if dates else None
+        out["age_days"] = (today - dt.date.fromisoformat(out["date"])).days if out["date"] else None
+        if out["age_days"] is not None and out["age_days"] > MAX_AGE_DAYS:
+            out["warning"] = (f"abuse-contact data of {out['date']} is {out['age_days']} days old "
+                              f"(more than {MAX_AGE_DAYS}); download the dumps again and run "
+                              f"'herald contacts import'")
+        return out
+
+
+def build_tables(networks: pa.Table) -> tuple[RangeTable, RangeTable]:
+    """The two range tables of a networks table (see the module docstring).
+
+    Args:
+        networks: rows as in :class:`ImportedData`.  Placeholder objects
+            (:data:`herald.contacts.importer.PLACEHOLDER_NETNAMES`) are left out of both.
+
+    Returns:
+        ``(net_table, answer_table)``.
+    """
+    fam = networks.column("family").to_numpy().astype(np.int8)
+    sh, sl, eh, el = (networks.column(c).to_numpy() for c in ("first_hi", "first_lo", "last_hi", "last_lo"))
+    rows = np.arange(len(fam), dtype=np.int64)
+    placeholder = pc.fill_null(pc.is_in(networks.column("netname"),
+                                        value_set=pa.array(sorted(PLACEHOLDER_NETNAMES))), False)
+    real = ~np.asarray(placeholder.to_numpy(zero_copy_only=False), dtype=bool)
+    has = pc.is_valid(networks.column("mailbox")).to_numpy(zero_copy_only=False).astype(bool)
+    v_net = np.where(real, fam, -1)
+    v_ans = np.where(real & has, fam, -1)
+    return (RangeTable.from_bounds(v_net, sh, sl, eh, el, rows),
+            RangeTable.from_bounds(v_ans, sh, sl, eh, el, rows))
+
+
+def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | None = None
+                   ) -> dict[str, Any]:
+    """Store imported data as a new generation and make it current (atomically).
+
+    Args:
+        data_dir: the ``[paths] data`` directory.
+        data: from :func:`herald.contacts.importer.import_dumps`.
+        now: import time (UTC; default now).
+
+    Returns:
+        The new manifest.
+
+    Raises:
+        OSError: the directory cannot be written.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    root = contacts_dir(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    gen_dir = Path(tempfile.mkdtemp(prefix=now.strftime("g%Y%m%dT%H%M%S-"), dir=root))
+    net_table, ans_table = build_tables(data.networks)
+    arrays = {**net_table.to_arrays("net_"), **ans_table.to_arrays("ans_")}
+    np.savez(gen_dir / "ranges.npz", **arrays)
+    pq.write_table(data.networks, gen_dir / "networks.parquet", compression="zstd")
+    pq.write_table(data.autnums, gen_dir / "autnums.parquet", compression="zstd")
+    has = pc.is_valid(data.networks.column("mailbox"))
+    manifest = {
+        "format": FORMAT_VERSION,
+        "generation": gen_dir.name,
+        "imported_at": now.astimezone(dt.timezone.utc).isoformat(timespec="seconds"),
+        "sources": [s.to_dict() for s in data.sources],
+        "networks": data.networks.num_rows,
+        "networks_with_mailbox": int(pc.sum(has).as_py() or 0),
+        "autnums": data.autnums.num_rows,
+        "autnums_with_mailbox": int(pc.sum(pc.is_valid(data.autnums.column("mailbox"))).as_py() or 0),
+        "ranges_v4": net_table.n_v4, "ranges_v6": net_table.n_v6,
+    }
+    for f in gen_dir.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / MANIFEST)
+    for old in root.iterdir():
+        if old.is_dir() and old.name != gen_dir.name and old.name.startswith("g"):
+            shutil.rmtree(old, ignore_errors=True)
+    return manifest
+
+
+def load_contacts(data_dir: str | Path) -> ContactData:
+    """Load the current generation.
+
+    Raises:
+        ContactDataError: nothing imported yet, or the files are missing or damaged.
+    """
+    root = contacts_dir(data_dir)
+    for _attempt in range(3):
+        try:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ContactDataError(f"no abuse-contact data in {root}: run 'herald contacts import'") from None
+        except (OSError, ValueError) as exc:
+            raise ContactDataError(f"cannot read {root / MANIFEST}: {exc}") from None
+        gen = root / manifest["generation"]
+        try:
+            with np.load(gen / "ranges.npz") as z:
+                net = RangeTable.from_arrays(z, "net_")
+                ans = RangeTable.from_arrays(z, "ans_")
+            networks = pq.read_table(gen / "networks.parquet")
+            autnums = pq.read_table(gen / "autnums.parquet")
+        except FileNotFoundError:
+            continue  # replaced by a concurrent import between reading the manifest and the files
+        except (OSError, KeyError, ValueError) as exc:
+            raise ContactDataError(f"damaged abuse-contact data in {gen}: {exc}") from None
+        return ContactData(networks, autnums, net, ans, manifest)
+    raise ContactDataError(f"abuse-contact data in {root} keeps changing; try again")
