@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "herald.commands.operations",
     "herald.commands.send",
     "herald.commands.outbox",
+    "herald.commands.contacts",
 ]
 
 

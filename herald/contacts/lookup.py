@@ -6,7 +6,8 @@ Rules, in order (RIPE Database documentation, "Abuse-c Information"; see docs/ab
    ``abuse-c`` role's ``abuse-mailbox``, else its ``org``'s ``abuse-c`` role's ``abuse-mailbox``.
    When the most specific object has no answer, its closest less specific parent with one
    answers (RIPE: ``abuse-c`` is inherited from the parent).
-2. Else, when the event's ASN is given, the ``aut-num`` of that ASN, resolved the same way.
+2. Else, when the event's ASN is given (and the address is valid), the ``aut-num`` of that ASN,
+   resolved the same way.
 
 The answer keeps the object it came from (``inetnum 193.0.0.0 - 193.0.7.255`` or
 ``aut-num AS3333``) and the role handle (``AB123-RIPE``).  Per event the work is two
@@ -112,7 +113,7 @@ def lookup_contacts(data: ContactData, ips: ParsedIPs | pa.Array | pa.ChunkedArr
         pos = np.searchsorted(keys, a)
         posc = np.minimum(pos, len(keys) - 1)
         a_has = pc.is_valid(data.autnums.column("mailbox")).to_numpy(zero_copy_only=False).astype(bool)
-        hit = (ans_row < 0) & (a >= 0) & (keys[posc] == a) & a_has[posc]
+        hit = (ans_row < 0) & (ips.version > 0) & (a >= 0) & (keys[posc] == a) & a_has[posc]
         if hit.any():
             arow = np.where(hit, posc, -1)
             mask = pa.array(hit)
