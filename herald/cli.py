@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "herald.commands.send",
     "herald.commands.outbox",
     "herald.commands.contacts",
+    "herald.commands.bounces",
 ]
 
 

@@ -43,7 +43,7 @@ from herald.errors import HeraldError
 log = logging.getLogger(__name__)
 
 #: Rows per column chunk of the accumulated inetnum/inet6num objects.
-CHUNK = 1 << 18
+CHUNK = 1 << 16
 
 #: Attributes read (besides each object's class attribute).
 KEEP = frozenset({"netname", "org", "abuse-c", "nic-hdl", "abuse-mailbox", "organisation"})

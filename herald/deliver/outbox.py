@@ -57,6 +57,7 @@ from sqlalchemy.exc import IntegrityError
 from herald.config import Settings
 from herald.constituency.recipients import Recipient, recipients_from_specs
 from herald.deliver import compose as _compose
+from herald.deliver.bounces import bounce_threshold, hold_bouncing
 from herald.deliver.pgp import KeyUnusable, PgpError, Signer
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.deliver.smtp import Attempt, Outcome, Relay
@@ -603,6 +604,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
             return result
         recover(db, ds, result)
         _rebuild_held(db, ds, result)
+        result.held.extend(hold_bouncing(db, bounce_threshold(settings)))
         if not ds.smtp.configured:
             result.errors.append("no [smtp] host configured: nothing sent")
             return result
