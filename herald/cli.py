@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "herald.commands.outbox",
     "herald.commands.contacts",
     "herald.commands.bounces",
+    "herald.commands.inhibitions",
 ]
 
 
