@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from herald.contacts.importer import PLACEHOLDER_NETNAMES, ImportedData
-from herald.enrich.iprange import RangeTable
+from herald.enrich.iprange import V4_MAX, RangeTable, flatten_ranges
 from herald.errors import HeraldError
 
 #: Data older than this many days makes ``herald contacts info`` warn (as ``herald ipdata info``).
@@ -100,15 +100,51 @@ class ContactData:
         return out
 
 
-def build_tables(networks: pa.Table) -> tuple[RangeTable, RangeTable]:
+#: IPv4 ranges per block of :func:`build_tables` (bounds the memory of the flattening).
+BUILD_BLOCK = 1 << 18
+
+
+def _flatten_v4_blocks(start: np.ndarray, end: np.ndarray, rows: np.ndarray, block: int) -> RangeTable:
+    """IPv4 ranges flattened block by block of the address space, as one :class:`RangeTable`.
+
+    :func:`flatten_ranges` needs about 300 bytes per range at once; cutting the space into blocks
+    of about ``block`` range starts bounds that.  A range crossing a cut is clipped into each
+    block it touches, and every range gets a unique *tier* that encodes the global order
+    (smaller original size wins, then the later input row), so the clipped pieces win exactly
+    where the whole range would have: the result equals one global flatten.
+    """
+    n = len(rows)
+    if n == 0:
+        return RangeTable()
+    size = (end - start).astype(np.int64)
+    tier = ((np.int64(V4_MAX) - size) << np.int64(31)) | rows.astype(np.int64)
+    cuts = np.unique(np.sort(start)[::block])
+    lo_b = cuts
+    hi_b = np.append(cuts[1:] - np.uint64(1), np.uint64(V4_MAX))
+    parts = []
+    for lo, hi in zip(lo_b, hi_b):
+        m = np.flatnonzero((start <= hi) & (end >= lo))
+        if not len(m):
+            continue
+        z = np.zeros(len(m), np.uint64)
+        _, a, _, b, p = flatten_ranges(z, np.maximum(start[m], lo), z, np.minimum(end[m], hi),
+                                       rows[m], tier[m])
+        parts.append((a, b, p))
+    a, b, p = (np.concatenate(x) for x in zip(*parts))
+    t = RangeTable(a, b, p)
+    return t.map_payload(np.arange(int(p.max()) + 1, dtype=np.int64))  # merge runs across cuts
+
+
+def build_tables(networks: pa.Table, block: int = BUILD_BLOCK) -> tuple[RangeTable, RangeTable]:
     """The two range tables of a networks table (see the module docstring).
 
     Args:
         networks: rows as in :class:`ImportedData`.  Placeholder objects
             (:data:`herald.contacts.importer.PLACEHOLDER_NETNAMES`) are left out of both.
+        block: IPv4 ranges per flattening block (memory bound; the result does not depend on it).
 
     Returns:
-        ``(net_table, answer_table)``.
+        ``(net_table, answer_table)``, payload = row of ``networks``.
     """
     fam = networks.column("family").to_numpy().astype(np.int8)
     sh, sl, eh, el = (networks.column(c).to_numpy() for c in ("first_hi", "first_lo", "last_hi", "last_lo"))
@@ -117,10 +153,16 @@ def build_tables(networks: pa.Table) -> tuple[RangeTable, RangeTable]:
                                         value_set=pa.array(sorted(PLACEHOLDER_NETNAMES))), False)
     real = ~np.asarray(placeholder.to_numpy(zero_copy_only=False), dtype=bool)
     has = pc.is_valid(networks.column("mailbox")).to_numpy(zero_copy_only=False).astype(bool)
-    v_net = np.where(real, fam, -1)
-    v_ans = np.where(real & has, fam, -1)
-    return (RangeTable.from_bounds(v_net, sh, sl, eh, el, rows),
-            RangeTable.from_bounds(v_ans, sh, sl, eh, el, rows))
+    out = []
+    for keep in (real, real & has):
+        m4 = np.flatnonzero(keep & (fam == 4))
+        v4 = _flatten_v4_blocks(sl[m4], el[m4], rows[m4], block)
+        m6 = np.flatnonzero(keep & (fam == 6))
+        v6 = RangeTable.from_ranges(v6_start_hi=sh[m6], v6_start_lo=sl[m6], v6_end_hi=eh[m6],
+                                    v6_end_lo=el[m6], v6_payload=rows[m6])
+        out.append(RangeTable(v4.v4_start, v4.v4_end, v4.v4_payload, v6.v6_start_hi, v6.v6_start_lo,
+                              v6.v6_end_hi, v6.v6_end_lo, v6.v6_payload))
+    return out[0], out[1]
 
 
 def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | None = None
