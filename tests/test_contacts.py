@@ -281,3 +281,11 @@ def test_cli_errors(config, tmp_path, capsys):
     assert "run 'herald contacts import'" in capsys.readouterr().err
     assert main(["contacts", "import", "--config", str(config), str(tmp_path / "missing")]) == 2
     assert "cannot read dump" in capsys.readouterr().err
+
+
+def test_import_truncated_gzip(tmp_path):
+    gz = gzip.compress((DATA / "ripe.db.inetnum").read_bytes() * 50)
+    bad = tmp_path / "ripe.db.inetnum.gz"
+    bad.write_bytes(gz[: len(gz) // 2])
+    with pytest.raises(ContactImportError, match="cannot read dump"):
+        import_dumps([bad])

@@ -22,7 +22,6 @@ specific objects is done at lookup time by the range table (see :mod:`herald.con
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import hashlib
 import io
 import logging
@@ -36,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herald.contacts.rpsl import iter_objects
+from herald.contacts.rpsl import iter_objects, text_stream
 from herald.contacts.values import handle, parse_asn, parse_mailboxes, parse_range
 from herald.errors import HeraldError
 
@@ -71,9 +70,11 @@ class _HashingReader(io.RawIOBase):
         self.size = 0
 
     def readable(self) -> bool:
+        """Always true."""
         return True
 
     def readinto(self, b) -> int:
+        """Read into ``b``, hashing and counting what was read."""
         n = self._fh.readinto(b)
         if n:
             self.sha.update(memoryview(b)[:n])
@@ -81,6 +82,7 @@ class _HashingReader(io.RawIOBase):
         return n or 0
 
     def close(self) -> None:
+        """Close the underlying file."""
         self._fh.close()
         super().close()
 
@@ -143,6 +145,7 @@ class _Columns:
         self.abuse_c: list[str | None] = []
 
     def add(self, family: int, first: int, last: int, netname, org, abuse_c) -> None:
+        """Append one network (bounds as Python ints); flushes a full chunk."""
         self.family.append(family)
         self.first.append(first)
         self.last.append(last)
@@ -153,6 +156,7 @@ class _Columns:
             self.flush()
 
     def flush(self) -> None:
+        """Turn the pending rows into one Arrow record batch."""
         if not self.family:
             return
         m64 = (1 << 64) - 1
@@ -170,6 +174,7 @@ class _Columns:
         self._reset()
 
     def table(self) -> pa.Table:
+        """All rows as one Arrow table."""
         self.flush()
         schema = pa.schema([("family", pa.int8()), ("first_hi", pa.uint64()), ("first_lo", pa.uint64()),
                             ("last_hi", pa.uint64()), ("last_lo", pa.uint64()), ("netname", pa.string()),
@@ -252,12 +257,10 @@ def import_dumps(paths: Iterable[str | Path], progress: Callable[[str, int], Non
         except OSError as exc:
             raise ContactImportError(f"cannot read dump {path}: {exc.strerror}") from None
         reader = _HashingReader(raw)
-        buffered = io.BufferedReader(reader, 1 << 20)
-        magic = buffered.peek(2)[:2]
-        binary = gzip.GzipFile(fileobj=buffered, mode="rb") if magic == b"\x1f\x8b" else buffered
-        text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline=None)
+        text = text_stream(io.BufferedReader(reader, 1 << 20))
 
         def lines(text=text, header=header):
+            """The file's lines, collecting its leading comment lines into ``header``."""
             in_header = True
             for line in text:
                 if in_header:
@@ -300,7 +303,7 @@ def import_dumps(paths: Iterable[str | Path], progress: Callable[[str, int], Non
                     if asn is not None:
                         autnum[asn] = (handle(obj.first("abuse-c")), handle(obj.first("org")))
             # Drain what the parser did not need, so the digest covers the whole file.
-            while binary.read(1 << 20):
+            while text.buffer.read(1 << 20):
                 pass
         except (OSError, EOFError) as exc:
             raise ContactImportError(f"cannot read dump {path}: {exc}") from None

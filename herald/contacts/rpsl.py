@@ -66,17 +66,25 @@ class RpslObject:
         return [v for n, v in self.attributes if n == name]
 
 
+def text_stream(raw: IO[bytes]) -> IO[str]:
+    """A text stream over a binary one, decompressing it when it starts with the gzip magic
+    bytes.  ``raw`` must support ``peek`` (e.g. :class:`io.BufferedReader`) or ``seek``."""
+    if hasattr(raw, "peek"):
+        magic = raw.peek(2)[:2]
+    else:
+        magic = raw.read(2)
+        raw.seek(0)
+    stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if magic == _GZIP_MAGIC else raw
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
+
+
 def open_dump(path: str | Path) -> IO[str]:
     """Open an RPSL dump for reading as text, gzip-compressed or not (detected by content).
 
     Raises:
         OSError: the file cannot be read.
     """
-    raw = open(path, "rb")
-    magic = raw.read(2)
-    raw.seek(0)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if magic == _GZIP_MAGIC else raw
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=None)
+    return text_stream(open(path, "rb"))
 
 
 def _clean(value: str) -> str:
@@ -140,21 +148,3 @@ def iter_objects(lines: Iterable[str], keep: frozenset[str] | set[str] | None = 
             keeping_last = False
     if attrs:
         yield RpslObject(attrs, start)
-
-
-def header_lines(path: str | Path, limit: int = 50) -> list[str]:
-    """The leading comment lines (``%``/``#``) of a dump, at most ``limit`` of them.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    out: list[str] = []
-    with open_dump(path) as fh:
-        for line in fh:
-            if line[:1] in ("%", "#"):
-                out.append(line.rstrip("\r\n"))
-                if len(out) >= limit:
-                    break
-            elif line.strip():
-                break
-    return out
