@@ -329,4 +329,5 @@ def import_dumps(paths: Iterable[str | Path], progress: Callable[[str, int], Non
     a_mail, a_role, a_via = _resolve(a_abuse, a_org, roles, orgs)
     autnums = pa.table({"asn": pa.array(asns, pa.uint32()), "mailbox": a_mail, "role": a_role,
                         "via": a_via})
+    pa.default_memory_pool().release_unused()  # the resolution's temporaries
     return ImportedData(nets, autnums, sources)

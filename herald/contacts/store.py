@@ -104,65 +104,77 @@ class ContactData:
 BUILD_BLOCK = 1 << 18
 
 
-def _flatten_v4_blocks(start: np.ndarray, end: np.ndarray, rows: np.ndarray, block: int) -> RangeTable:
-    """IPv4 ranges flattened block by block of the address space, as one :class:`RangeTable`.
+def _flatten_v4_blocks(start: np.ndarray, end: np.ndarray, rows: np.ndarray, block: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IPv4 ranges flattened block by block of the address space.
 
     :func:`flatten_ranges` needs about 300 bytes per range at once; cutting the space into blocks
     of about ``block`` range starts bounds that.  A range crossing a cut is clipped into each
     block it touches, and every range gets a unique *tier* that encodes the global order
     (smaller original size wins, then the later input row), so the clipped pieces win exactly
-    where the whole range would have: the result equals one global flatten.
+    where the whole range would have; pieces that meet at a cut with the same payload are merged
+    again, so the result equals one global flatten.
+
+    Returns:
+        ``(start uint32[R], end uint32[R], payload int64[R])``, sorted, non-overlapping.
     """
-    n = len(rows)
-    if n == 0:
-        return RangeTable()
-    size = (end - start).astype(np.int64)
-    tier = ((np.int64(V4_MAX) - size) << np.int64(31)) | rows.astype(np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.int64)
+    tier = ((np.int64(V4_MAX) - (end - start).astype(np.int64)) << np.int64(31)) | rows.astype(np.int64)
     cuts = np.unique(np.sort(start)[::block])
-    lo_b = cuts
     hi_b = np.append(cuts[1:] - np.uint64(1), np.uint64(V4_MAX))
     parts = []
-    for lo, hi in zip(lo_b, hi_b):
+    for lo, hi in zip(cuts, hi_b):
         m = np.flatnonzero((start <= hi) & (end >= lo))
         if not len(m):
             continue
         z = np.zeros(len(m), np.uint64)
         _, a, _, b, p = flatten_ranges(z, np.maximum(start[m], lo), z, np.minimum(end[m], hi),
                                        rows[m], tier[m])
-        parts.append((a, b, p))
+        parts.append((a.astype(np.uint32), b.astype(np.uint32), p))
+        del m, z
+    del tier
     a, b, p = (np.concatenate(x) for x in zip(*parts))
-    t = RangeTable(a, b, p)
-    return t.map_payload(np.arange(int(p.max()) + 1, dtype=np.int64))  # merge runs across cuts
+    del parts
+    # Merge pieces that meet at a cut with the same payload.
+    new = np.ones(len(p), dtype=bool)
+    new[1:] = (a[1:].astype(np.int64) != b[:-1].astype(np.int64) + 1) | (p[1:] != p[:-1])
+    last = np.append(new[1:], True)
+    return a[new], b[last], p[new]
 
 
-def build_tables(networks: pa.Table, block: int = BUILD_BLOCK) -> tuple[RangeTable, RangeTable]:
-    """The two range tables of a networks table (see the module docstring).
+def build_table(networks: pa.Table, answers_only: bool, block: int = BUILD_BLOCK) -> RangeTable:
+    """One range table of a networks table (see the module docstring), payload = row.
 
     Args:
         networks: rows as in :class:`ImportedData`.  Placeholder objects
-            (:data:`herald.contacts.importer.PLACEHOLDER_NETNAMES`) are left out of both.
-        block: IPv4 ranges per flattening block (memory bound; the result does not depend on it).
-
-    Returns:
-        ``(net_table, answer_table)``, payload = row of ``networks``.
+            (:data:`herald.contacts.importer.PLACEHOLDER_NETNAMES`) are left out.
+        answers_only: only the rows that have an abuse mailbox (the answer table), else all (the
+            network table).
+        block: IPv4 ranges per flattening block (bounds memory; the result does not depend on it).
     """
     fam = networks.column("family").to_numpy().astype(np.int8)
-    sh, sl, eh, el = (networks.column(c).to_numpy() for c in ("first_hi", "first_lo", "last_hi", "last_lo"))
-    rows = np.arange(len(fam), dtype=np.int64)
     placeholder = pc.fill_null(pc.is_in(networks.column("netname"),
                                         value_set=pa.array(sorted(PLACEHOLDER_NETNAMES))), False)
-    real = ~np.asarray(placeholder.to_numpy(zero_copy_only=False), dtype=bool)
-    has = pc.is_valid(networks.column("mailbox")).to_numpy(zero_copy_only=False).astype(bool)
-    out = []
-    for keep in (real, real & has):
-        m4 = np.flatnonzero(keep & (fam == 4))
-        v4 = _flatten_v4_blocks(sl[m4], el[m4], rows[m4], block)
-        m6 = np.flatnonzero(keep & (fam == 6))
-        v6 = RangeTable.from_ranges(v6_start_hi=sh[m6], v6_start_lo=sl[m6], v6_end_hi=eh[m6],
-                                    v6_end_lo=el[m6], v6_payload=rows[m6])
-        out.append(RangeTable(v4.v4_start, v4.v4_end, v4.v4_payload, v6.v6_start_hi, v6.v6_start_lo,
-                              v6.v6_end_hi, v6.v6_end_lo, v6.v6_payload))
-    return out[0], out[1]
+    keep = ~np.asarray(placeholder.to_numpy(zero_copy_only=False), dtype=bool)
+    if answers_only:
+        keep &= pc.is_valid(networks.column("mailbox")).to_numpy(zero_copy_only=False).astype(bool)
+    m4 = np.flatnonzero(keep & (fam == 4))
+    m6 = np.flatnonzero(keep & (fam == 6))
+    del keep, fam
+
+    def col(name: str, idx: np.ndarray) -> np.ndarray:
+        return networks.column(name).take(pa.array(idx)).to_numpy()
+
+    v4 = _flatten_v4_blocks(col("first_lo", m4), col("last_lo", m4), m4, block)
+    v6 = RangeTable.from_ranges(v6_start_hi=col("first_hi", m6), v6_start_lo=col("first_lo", m6),
+                                v6_end_hi=col("last_hi", m6), v6_end_lo=col("last_lo", m6), v6_payload=m6)
+    return RangeTable(*v4, v6.v6_start_hi, v6.v6_start_lo, v6.v6_end_hi, v6.v6_end_lo, v6.v6_payload)
+
+
+def build_tables(networks: pa.Table, block: int = BUILD_BLOCK) -> tuple[RangeTable, RangeTable]:
+    """``(net_table, answer_table)``: :func:`build_table` of all rows and of rows with an answer."""
+    return build_table(networks, False, block), build_table(networks, True, block)
 
 
 def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | None = None
@@ -184,9 +196,16 @@ def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | 
     root = contacts_dir(data_dir)
     root.mkdir(parents=True, exist_ok=True)
     gen_dir = Path(tempfile.mkdtemp(prefix=now.strftime("g%Y%m%dT%H%M%S-"), dir=root))
-    net_table, ans_table = build_tables(data.networks)
-    arrays = {**net_table.to_arrays("net_"), **ans_table.to_arrays("ans_")}
+    arrays: dict[str, np.ndarray] = {}
+    counts = {}
+    for prefix, answers_only in (("net_", False), ("ans_", True)):
+        table = build_table(data.networks, answers_only)  # one at a time: bounded memory
+        arrays.update(table.to_arrays(prefix))
+        counts[prefix] = (table.n_v4, table.n_v6)
+        del table
+        pa.default_memory_pool().release_unused()
     np.savez(gen_dir / "ranges.npz", **arrays)
+    del arrays
     pq.write_table(data.networks, gen_dir / "networks.parquet", compression="zstd")
     pq.write_table(data.autnums, gen_dir / "autnums.parquet", compression="zstd")
     has = pc.is_valid(data.networks.column("mailbox"))
@@ -199,7 +218,7 @@ def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | 
         "networks_with_mailbox": int(pc.sum(has).as_py() or 0),
         "autnums": data.autnums.num_rows,
         "autnums_with_mailbox": int(pc.sum(pc.is_valid(data.autnums.column("mailbox"))).as_py() or 0),
-        "ranges_v4": net_table.n_v4, "ranges_v6": net_table.n_v6,
+        "ranges_v4": counts["net_"][0], "ranges_v6": counts["net_"][1],
     }
     for f in gen_dir.iterdir():
         with open(f, "rb") as fh:
