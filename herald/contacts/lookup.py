@@ -42,19 +42,40 @@ def object_text(family: int, first: int, last: int) -> str:
     return f"inet6num {ipaddress.IPv6Address(first)} - {ipaddress.IPv6Address(last)}"
 
 
+def _v4_text(x: np.ndarray) -> pa.Array:
+    """Dotted-quad text of ``uint64`` IPv4 values, vectorized (Arrow string kernels)."""
+    octets = [pa.array(((x >> np.uint64(sh)) & np.uint64(255)).astype(np.uint8)).cast(pa.string())
+              for sh in (24, 16, 8, 0)]
+    return pc.binary_join_element_wise(*octets, ".")
+
+
 def _texts(data: ContactData, rows: np.ndarray) -> pa.Array:
-    """``object_text`` of network rows (``int64[N]``, -1 gives null), formatted per distinct row."""
-    out = pa.nulls(len(rows), pa.string())
+    """``object_text`` of network rows (``int64[N]``, -1 gives null), computed once per distinct
+    row: vectorized for IPv4, :func:`object_text` per distinct IPv6 object."""
     valid = rows >= 0
     if not valid.any():
-        return out
+        return pa.nulls(len(rows), pa.string())
     uniq, inv = np.unique(rows[valid], return_inverse=True)
     t = data.networks.select(["family", "first_hi", "first_lo", "last_hi", "last_lo"]).take(pa.array(uniq))
-    cols = [t.column(c).to_pylist() for c in t.column_names]
-    texts = [object_text(f, (fh << 64) | fl, (lh << 64) | ll) for f, fh, fl, lh, ll in zip(*cols)]
+    fam = t.column("family").to_numpy()
+    first_lo = t.column("first_lo").to_numpy()
+    last_lo = t.column("last_lo").to_numpy()
+    texts = pc.binary_join_element_wise("inetnum ", _v4_text(first_lo), " - ", _v4_text(last_lo), "")
+    i6 = np.flatnonzero(fam == 6)
+    if len(i6):
+        fh = t.column("first_hi").to_numpy()
+        lh = t.column("last_hi").to_numpy()
+        v6 = [object_text(6, (int(fh[i]) << 64) | int(first_lo[i]), (int(lh[i]) << 64) | int(last_lo[i]))
+              for i in i6]
+        mask = np.zeros(len(fam), dtype=bool)
+        mask[i6] = True
+        full6 = np.zeros(len(fam), dtype=np.int64)
+        full6[i6] = np.arange(len(i6))
+        texts = pc.if_else(pa.array(mask), pa.array(v6, pa.string()).take(pa.array(full6)) if v6 else texts,
+                           texts)
     full = np.full(len(rows), -1, dtype=np.int64)
     full[valid] = inv
-    return pa.array(texts, pa.string()).take(pa.array(full, mask=~valid))
+    return texts.take(pa.array(full, mask=~valid))
 
 
 def _take(column, rows: np.ndarray) -> pa.Array:

@@ -253,7 +253,8 @@ def load_contacts(data_dir: str | Path) -> ContactData:
             with np.load(gen / "ranges.npz") as z:
                 net = RangeTable.from_arrays(z, "net_")
                 ans = RangeTable.from_arrays(z, "ans_")
-            networks = pq.read_table(gen / "networks.parquet")
+            # One chunk per column, so that per-lookup ``take`` never concatenates chunks.
+            networks = pq.read_table(gen / "networks.parquet").combine_chunks()
             autnums = pq.read_table(gen / "autnums.parquet")
         except FileNotFoundError:
             continue  # replaced by a concurrent import between reading the manifest and the files
