@@ -5,6 +5,8 @@
 - ``lookup --config FILE [--asn N] IP...``: the abuse mailbox, source object, network and
   organisation of addresses.
 - ``info --config FILE``: sources, dates and age; warns on stderr past 90 days.
+- ``override add|list|remove``: the operator's corrections (another mailbox for a network or
+  ASN, or a suppression; audited), applied by ``lookup`` (:mod:`herald.contacts.overrides`).
 
 See docs/abuse-contacts.md.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+
+from herald.commands.db import actor_of, add_common, open_from_args
 
 
 def today() -> dt.date:
@@ -35,6 +39,8 @@ def register(sub) -> None:
     ql.add_argument("--config", required=True, metavar="TOML")
     ql.add_argument("--asn", type=int, default=None, help="the events' ASN, for the aut-num fallback")
     ql.add_argument("--json", action="store_true", help="print JSON lines")
+    ql.add_argument("--no-overrides", action="store_true",
+                    help="show the RPSL answer without the operator's overrides (no database needed)")
     ql.add_argument("ips", nargs="+", metavar="IP")
     ql.set_defaults(func=run_lookup)
 
@@ -42,6 +48,27 @@ def register(sub) -> None:
     qn.add_argument("--config", required=True, metavar="TOML")
     qn.add_argument("--json", action="store_true", help="print JSON")
     qn.set_defaults(func=run_info)
+    ov = csub.add_parser("override", help="correct or suppress RPSL contacts for a network or ASN")
+    osub = ov.add_subparsers(dest="override_command", metavar="ACTION")
+    oa = osub.add_parser("add", help="add an override (audited)")
+    add_common(oa, actor=True)
+    oa.add_argument("--network", metavar="CIDR")
+    oa.add_argument("--asn", type=int)
+    what = oa.add_mutually_exclusive_group(required=True)
+    what.add_argument("--mailbox", help="send to this address instead")
+    what.add_argument("--suppress", action="store_true", help="send nothing to the RPSL contact")
+    oa.add_argument("--reason", required=True)
+    oa.set_defaults(func=run_override_add)
+    ol = osub.add_parser("list", help="list overrides")
+    add_common(ol)
+    ol.add_argument("--json", action="store_true")
+    ol.set_defaults(func=run_override_list)
+    orm = osub.add_parser("remove", help="remove an override (audited)")
+    add_common(orm, actor=True)
+    orm.add_argument("id", type=int)
+    orm.add_argument("--reason")
+    orm.set_defaults(func=run_override_remove)
+    ov.set_defaults(func=lambda args: (ov.print_help(), 2)[1])
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -78,7 +105,20 @@ def run_lookup(args) -> int:
     data = load_contacts(_data_dir(args))
     parsed = parse_ips(pa.array(args.ips, pa.string()))
     asn = None if args.asn is None else [args.asn] * len(args.ips)
-    rows = lookup_contacts(data, parsed, asn).to_pylist()
+    result = lookup_contacts(data, parsed, asn)
+    if not args.no_overrides:
+        import numpy as np
+
+        from herald.contacts.overrides import apply_overrides, list_overrides
+
+        _, db = open_from_args(args)
+        try:
+            overrides = list_overrides(db)
+        finally:
+            db.dispose()
+        result = apply_overrides(result, parsed, overrides,
+                                 None if asn is None else np.asarray(asn, dtype=np.int64))
+    rows = result.to_pylist()
     status = 0
     for ip, ok, row in zip(args.ips, parsed.version > 0, rows):
         if not ok:
@@ -114,4 +154,55 @@ def run_info(args) -> int:
                   f"sha256 {s['sha256']}")
     if "warning" in info:
         print(f"herald: warning: {info['warning']}", file=sys.stderr)
+    return 0
+
+
+def _override_line(o) -> str:
+    what = f"network {o.network}" if o.network else f"AS{o.asn}"
+    return f"{o.id:>5}  {what}  -> {o.mailbox or 'SUPPRESSED'}  by {o.created_by}: {o.reason}"
+
+
+def run_override_add(args) -> int:
+    """Exit status 0, or 1 when the override is refused."""
+    from herald.contacts.overrides import OverrideError, add_override
+
+    _, db = open_from_args(args)
+    try:
+        o = add_override(db, reason=args.reason, actor=actor_of(args), network=args.network,
+                         asn=args.asn, mailbox=None if args.suppress else args.mailbox)
+    except OverrideError as exc:
+        print(f"herald: contacts override: {exc}")
+        return 1
+    finally:
+        db.dispose()
+    print(_override_line(o))
+    return 0
+
+
+def run_override_list(args) -> int:
+    """Print one line (or JSON object) per override."""
+    from herald.contacts.overrides import list_overrides
+
+    _, db = open_from_args(args)
+    try:
+        for o in list_overrides(db):
+            print(json.dumps(o.to_dict(), sort_keys=True) if args.json else _override_line(o))
+    finally:
+        db.dispose()
+    return 0
+
+
+def run_override_remove(args) -> int:
+    """Exit status 0, or 1 when there is no such override."""
+    from herald.contacts.overrides import OverrideError, remove_override
+
+    _, db = open_from_args(args)
+    try:
+        o = remove_override(db, args.id, actor_of(args), args.reason)
+    except OverrideError as exc:
+        print(f"herald: contacts override: {exc}")
+        return 1
+    finally:
+        db.dispose()
+    print(f"removed: {_override_line(o)}")
     return 0

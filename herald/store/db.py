@@ -382,6 +382,23 @@ class BounceReportRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ContactOverrideRow(Base):
+    """The operator's correction of an RPSL abuse contact (``herald contacts override``;
+    herald/contacts/overrides.py): for a network (CIDR) or an ASN, use ``mailbox`` instead of
+    the RIR's answer, or, with ``mailbox`` NULL, suppress the RIR's answer (send nothing)."""
+
+    __tablename__ = "contact_overrides"
+    __table_args__ = (CheckConstraint("network IS NOT NULL OR asn IS NOT NULL", name="matches"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str | None] = mapped_column(String(64))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class InhibitionRow(Base):
     """Do not report matching events (``herald inhibitions``; herald/constituency/inhibitions.py).
 

@@ -1,4 +1,4 @@
-"""Abuse contacts (issue 15): bounce state of contact addresses, counted DSNs, inhibitions.
+"""Abuse contacts (issue 15): bounce state, counted DSNs, inhibitions, contact overrides.
 
 Revision ID: c001
 Revises: d001
@@ -10,7 +10,8 @@ status; after ``[abuse_contacts] bounce_threshold`` of them the sender holds mes
 address (``outbox.hold_reason = 'bouncing'``).  ``bounce_reports``: each counted (DSN, address)
 pair, so that a notification read twice counts once.  ``inhibitions``: operator rules that stop
 reporting matching events (network CIDR / ASN / report type / tag, for one recipient or everyone,
-until an expiry time).
+until an expiry time).  ``contact_overrides``: the operator's corrections of RPSL abuse contacts
+(for a network CIDR or an ASN: another mailbox, or NULL to suppress).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    """Create the three tables."""
+    """Create the four tables."""
     op.create_table(
         "bounces",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -71,10 +72,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inhibitions")),
     )
     op.create_index(op.f("ix_inhibitions_recipient_id"), "inhibitions", ["recipient_id"])
+    op.create_table(
+        "contact_overrides",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("network", sa.String(64), nullable=True),
+        sa.Column("asn", sa.BigInteger(), nullable=True),
+        sa.Column("mailbox", sa.String(320), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(200), nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.CheckConstraint("network IS NOT NULL OR asn IS NOT NULL",
+                           name=op.f("ck_contact_overrides_matches")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_overrides")),
+    )
 
 
 def downgrade() -> None:
     """Drop them again."""
+    op.drop_table("contact_overrides")
     op.drop_index(op.f("ix_inhibitions_recipient_id"), table_name="inhibitions")
     op.drop_table("inhibitions")
     op.drop_index(op.f("ix_bounce_reports_address"), table_name="bounce_reports")
