@@ -29,6 +29,9 @@ COMMAND_MODULES = [
     "herald.commands.operations",
     "herald.commands.send",
     "herald.commands.outbox",
+    "herald.commands.contacts",
+    "herald.commands.bounces",
+    "herald.commands.inhibitions",
 ]
 
 

@@ -58,7 +58,7 @@ USER_ROLES = ("recipient", "admin")
 AUDIT_MIN_RETENTION_DAYS = 365
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "w002"
+HEAD_REVISION = "c001"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -348,6 +348,81 @@ class OutboxRow(Base):
     hold_reason: Mapped[str | None] = mapped_column(String(32))
     smtp_phase: Mapped[str | None] = mapped_column(String(16))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class BounceRow(Base):
+    """Delivery failures of one contact address, from RFC 3464 delivery status notifications
+    (``herald bounces``, herald/deliver/bounces.py; migration c001)."""
+
+    __tablename__ = "bounces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The failed address, lower-cased.
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_bounce_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_bounce_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: RFC 3463 status code of the last failure (``5.1.1``).
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_diagnostic: Mapped[str | None] = mapped_column(Text)
+
+
+class BounceReportRow(Base):
+    """One counted failure: a DSN (by the SHA-256 of its bytes) and one of its recipients, so a
+    DSN read twice is counted once."""
+
+    __tablename__ = "bounce_reports"
+    __table_args__ = (UniqueConstraint("dsn_sha256", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dsn_sha256: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContactOverrideRow(Base):
+    """The operator's correction of an RPSL abuse contact (``herald contacts override``;
+    herald/contacts/overrides.py): for a network (CIDR) or an ASN, use ``mailbox`` instead of
+    the RIR's answer, or, with ``mailbox`` NULL, suppress the RIR's answer (send nothing)."""
+
+    __tablename__ = "contact_overrides"
+    __table_args__ = (CheckConstraint("network IS NOT NULL OR asn IS NOT NULL", name="matches"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str | None] = mapped_column(String(64))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InhibitionRow(Base):
+    """Do not report matching events (``herald inhibitions``; herald/constituency/inhibitions.py).
+
+    Matches on any combination of a network (CIDR), an ASN, a report type and a tag; applies to
+    one recipient or (``recipient_id`` NULL) everyone; expires at ``expires_at`` (UTC) if set.
+    """
+
+    __tablename__ = "inhibitions"
+    __table_args__ = (
+        CheckConstraint("network IS NOT NULL OR asn IS NOT NULL OR report_type IS NOT NULL "
+                        "OR tag IS NOT NULL", name="matches"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str | None] = mapped_column(String(64))
+    asn: Mapped[int | None] = mapped_column(BigInteger)
+    report_type: Mapped[str | None] = mapped_column(String(100))
+    tag: Mapped[str | None] = mapped_column(String(100))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("recipients.id", ondelete="CASCADE"),
+                                                     index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKeyRow(Base):

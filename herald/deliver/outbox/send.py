@@ -16,6 +16,7 @@ from typing import Iterator
 import sqlalchemy as sa
 
 from herald.config import Settings
+from herald.deliver.bounces import bounce_threshold, hold_bouncing
 from herald.deliver.outbox.results import OutboxError, SendResult
 from herald.deliver.outbox.spool import protect, signer_for, spool_paths
 from herald.deliver.pgp import KeyUnusable, PgpError
@@ -226,6 +227,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
             return result
         recover(db, ds, result)
         rebuild_held(db, ds, result)
+        result.held.extend(hold_bouncing(db, bounce_threshold(settings)))
         if not ds.smtp.configured:
             result.errors.append("no [smtp] host configured: nothing sent")
             return result
