@@ -19,8 +19,7 @@ from herald.deliver.bounces import (
 from herald.deliver.outbox import enqueue_reports, list_outbox, send_due
 from herald.errors import ConfigError
 from herald.store.db import AuditRow, OutboxRow, open_db
-from tests.db_fixtures import *  # noqa: F401,F403
-from tests.test_deliver_support import DAY, SmtpServer, make_report, make_settings
+from tests.deliver_support import DAY, SmtpServer, make_report, make_settings
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 ISP = "abuse@cable-isp.example"

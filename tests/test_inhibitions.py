@@ -18,7 +18,6 @@ from herald.constituency.inhibitions import (
     Inhibition, InhibitionError, add_inhibition, inhibited_mask, list_inhibitions, remove_inhibition,
 )
 from herald.store.db import AuditRow, RecipientRow, open_db
-from tests.db_fixtures import *  # noqa: F401,F403
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
