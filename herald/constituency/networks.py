@@ -123,6 +123,23 @@ class Networks(Sequence):
         idx = np.flatnonzero(self.version == version)
         return self.hi[idx], self.lo[idx], self.plen[idx], idx
 
+    def texts(self) -> list[str]:
+        """The canonical text of every network (``192.0.2.0/24``, ``2001:db8::/32``), in list
+        order, as :func:`str` of the ``ipaddress`` network gives it.  IPv4 is formatted vectorized
+        (a million networks in well under a second); IPv6 goes through :mod:`ipaddress`."""
+        n = len(self)
+        if n == 0:
+            return []
+        lo = self.lo.astype(np.uint64)
+        octets = [pa.array(((lo >> np.uint64(s)) & np.uint64(255)).astype(np.int64)).cast(pa.string())
+                  for s in (24, 16, 8, 0)]
+        plen = pa.array(self.plen.astype(np.int64)).cast(pa.string())
+        v4 = pc.binary_join_element_wise(
+            pc.binary_join_element_wise(*octets, "."), plen, "/").to_pylist()
+        for i in np.flatnonzero(self.version != 4).tolist():
+            v4[i] = str(self[i])
+        return v4
+
     # -- sequence protocol -------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.version)
