@@ -3,18 +3,34 @@ for ``bench/import_constituency.py --legacy``): one query, flush and audit entry
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from herald.constituency.bulk_import import ImportResult
 from herald.constituency.recipients import Recipient, recipients_from_specs
 from herald.constituency.validation import check_tlp as _check_tlp
 from herald.constituency.validation import normalize_filter
 from herald.store import audit
 from herald.store.db import ContactRow, Database, FilterRow, RecipientRow, utcnow
 from herald.constituency.recipients import slugify
+
+
+@dataclass
+class ImportResult:
+    """What the old import changed (names of recipients; ids of filters)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    filters_verified: list[int] = field(default_factory=list)
+    filters_rejected: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True when the import changed anything."""
+        return bool(self.added or self.updated or self.filters_verified or self.filters_rejected)
 
 
 def _loaded():
