@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -32,6 +33,9 @@ from herald.store.db import AuditRow, ContactRow, Database, FilterRow, Recipient
 
 #: Rows per ``executemany`` batch into the temporary table.
 CHUNK_ROWS = 20_000
+
+#: SQLite page cache of the importing connection during the import, in KiB.
+SQLITE_CACHE_KB = 256 * 1024
 
 #: The audit action of the per-import summary entry.
 IMPORT_ACTION = "recipients.import"
@@ -95,9 +99,20 @@ class _Wanted:
                 "pgp_fingerprint": self.pgp_fingerprint, "tlp": self.tlp, "disabled": self.disabled}
 
 
-def _wanted(r: Recipient, spec: dict[str, Any]) -> _Wanted:
+def _wanted_all(parsed: list[Recipient], specs: list[dict[str, Any]]) -> list[_Wanted]:
+    """Every table validated and normalized; the CIDR texts of all tables made in one vectorized
+    pass (:meth:`Networks.texts`)."""
+    nets = [r.cidrs if isinstance(r.cidrs, Networks) else Networks.from_networks(r.cidrs)
+            for r in parsed]
+    bounds = np.cumsum([0] + [len(n) for n in nets])
+    texts = Networks(*(np.concatenate([getattr(n, a) for n in nets] or [np.zeros(0)])
+                       for a in ("version", "hi", "lo", "plen"))).texts()
+    return [_wanted(r, spec, texts[bounds[i]:bounds[i + 1]])
+            for i, (r, spec) in enumerate(zip(parsed, specs))]
+
+
+def _wanted(r: Recipient, spec: dict[str, Any], cidrs: list[str]) -> _Wanted:
     """Validate and normalize one parsed table (raises ConfigError like the old import)."""
-    cidrs = r.cidrs.texts() if isinstance(r.cidrs, Networks) else [str(c) for c in r.cidrs]
     filters = {
         "asn": sorted({str(a) for a in r.asns}),
         "cidr": sorted(set(cidrs)),
@@ -134,7 +149,7 @@ def import_digest(specs: Iterable[dict[str, Any]]) -> str:
         ConfigError: an invalid table.
     """
     specs = list(specs)
-    return _digest([_wanted(r, s) for r, s in zip(recipients_from_specs(specs), specs)])
+    return _digest(_wanted_all(recipients_from_specs(specs), specs))
 
 
 def _digest(wanted: list[_Wanted]) -> str:
@@ -169,13 +184,13 @@ def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
     """
     specs = list(specs)
     parsed = recipients_from_specs(specs, where="recipients")
-    wanted = [_wanted(r, spec) for r, spec in zip(parsed, specs)]
+    wanted = _wanted_all(parsed, specs)
     result = ImportResult(digest=_digest(wanted))
     now = utcnow()
     with db.session() as s:
         conn = s.connection()
-        ids, changed_fields, disabled = _sync_recipients(conn, wanted, actor, now, result)
-        touched, counts = _sync_filters(conn, wanted, ids, actor, now)
+        ids, new_ids, changed_fields, disabled = _sync_recipients(conn, wanted, actor, now, result)
+        touched, counts = _sync_filters(conn, wanted, ids, new_ids, actor, now)
         result.filters_added, result.filters_verified, result.filters_rejected = (
             counts["added"], counts["verified"], counts["rejected"])
         added = set(result.added)
@@ -206,11 +221,12 @@ def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
 # --- recipients -----------------------------------------------------------------------------------
 
 def _sync_recipients(conn: Connection, wanted: list[_Wanted], actor: str, now: datetime,
-                     result: ImportResult) -> tuple[dict[str, int], set[str], int]:
+                     result: ImportResult) -> tuple[dict[str, int], set[int], set[str], int]:
     """Create and update the recipients and their primary contacts.
 
     Returns:
-        ``(ids by slug, slugs whose fields changed, number of recipients disabled)``; appends the
+        ``(ids by slug, ids of the new recipients, slugs whose fields changed, number of
+        recipients disabled)``; appends the
         new recipients' names to ``result.added``.
     """
     stored = {row.slug: row for row in conn.execute(sa.select(
@@ -266,9 +282,10 @@ def _sync_recipients(conn: Connection, wanted: list[_Wanted], actor: str, now: d
     if audit_rows:
         conn.execute(sa.insert(_audit), audit_rows)
     ids = {slug: row.id for slug, row in stored.items()}
-    if new:
-        ids.update(new_ids)
-    return ids, changed, disabled
+    if not new:
+        return ids, set(), changed, disabled
+    ids.update(new_ids)
+    return ids, set(new_ids.values()), changed, disabled
 
 
 def _ids_by_slug(conn: Connection, slugs: list[str]) -> dict[str, int]:
@@ -305,9 +322,10 @@ def _audit_row(actor: str, action: str, object_id: int, details: dict, now: date
 
 # --- filters --------------------------------------------------------------------------------------
 
-def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int], actor: str,
-                  now: datetime) -> tuple[set[int], dict[str, int]]:
-    """Apply the filter set differences in the database.
+def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int],
+                  new_ids: set[int], actor: str, now: datetime) -> tuple[set[int], dict[str, int]]:
+    """Store the new recipients' filters, and apply the set differences for the others
+    (``new_ids``: recipients created by this import).
 
     Returns:
         ``(ids of recipients whose filters changed, counts)`` with counts ``added``, ``verified``
@@ -319,19 +337,54 @@ def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int], 
                       sa.Column("recipient_id", sa.Integer, primary_key=True),
                       sa.Column("kind", sa.String(16), primary_key=True),
                       sa.Column("value", sa.String(255), primary_key=True),
-                      prefixes=["TEMPORARY"])
+                      prefixes=["TEMPORARY"], sqlite_with_rowid=False)
     members = sa.Table("herald_import_recipients", md,
                        sa.Column("id", sa.Integer, primary_key=True), prefixes=["TEMPORARY"])
-    md.drop_all(conn, checkfirst=True)
-    md.create_all(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # A million index entries: with SQLite's default 2 MB page cache the pages spill to disk
+        # mid-transaction; give this connection SQLITE_CACHE_KB for the import (restored after).
+        raw = conn.connection.driver_connection
+        cache_before = raw.execute("PRAGMA cache_size").fetchone()[0]
+        raw.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KB}")
     try:
-        rids = sorted({ids[w.slug] for w in wanted})
-        for i in range(0, len(rids), CHUNK_ROWS):
-            conn.execute(sa.insert(members), [{"id": r} for r in rids[i:i + CHUNK_ROWS]])
-        _fill(conn, listed, _listed_rows(wanted, ids))
-        return _apply(conn, listed, members, actor, now)
+        new = [w for w in wanted if ids[w.slug] in new_ids]
+        old = [w for w in wanted if ids[w.slug] not in new_ids]
+        # New recipients have no filters: theirs go straight in, without a set difference.
+        stamp = _db_value(conn, UTCDateTime(), now)
+        added = _copy(conn, _filters, _FILTER_COLUMNS, (
+            (rid, kind, v, "verified", actor, stamp, actor, stamp, _REASON_LISTED)
+            for rid, kind, v in _listed_rows(new, ids)))
+        if not old:
+            return set(), {"added": added, "verified": added, "removed": 0, "superseded": 0,
+                           "rejected": 0}
+        md.drop_all(conn, checkfirst=True)
+        md.create_all(conn)
+        try:
+            rids = sorted({ids[w.slug] for w in old})
+            for i in range(0, len(rids), CHUNK_ROWS):
+                conn.execute(sa.insert(members), [{"id": r} for r in rids[i:i + CHUNK_ROWS]])
+            _copy(conn, listed, ("recipient_id", "kind", "value"), _listed_rows(old, ids))
+            touched, counts = _apply(conn, listed, members, actor, now)
+        finally:
+            md.drop_all(conn)
+        counts["added"] += added
+        counts["verified"] += added
+        return touched, counts
     finally:
-        md.drop_all(conn)
+        if sqlite:
+            raw.execute(f"PRAGMA cache_size = {cache_before}")
+
+
+_FILTER_COLUMNS = ("recipient_id", "kind", "value", "state", "requested_by", "requested_at",
+                   "decided_by", "decided_at", "reason")
+
+
+def _db_value(conn: Connection, type_: sa.types.TypeEngine, value: Any) -> Any:
+    """``value`` as the driver receives it for a column of ``type_`` (e.g. SQLite's text for an
+    aware datetime), for rows handed to the driver directly."""
+    proc = type_.bind_processor(conn.dialect)
+    return proc(value) if proc else value
 
 
 def _listed_rows(wanted: list[_Wanted], ids: dict[str, int]) -> Iterator[tuple[int, str, str]]:
@@ -346,24 +399,47 @@ def _listed_rows(wanted: list[_Wanted], ids: dict[str, int]) -> Iterator[tuple[i
                 yield rid, kind, v
 
 
-def _fill(conn: Connection, table: sa.Table, rows: Iterator[tuple[int, str, str]]) -> None:
-    """Rows into the temporary table: ``COPY`` on PostgreSQL (psycopg 3), else ``executemany``
-    in chunks of :data:`CHUNK_ROWS`."""
+def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...],
+          rows: Iterator[tuple]) -> int:
+    """Rows (tuples of driver values for ``columns``) into ``table``: ``COPY`` on PostgreSQL
+    (psycopg 3), the driver's ``executemany`` on SQLite, else SQLAlchemy ``executemany`` in chunks
+    of :data:`CHUNK_ROWS`.
+
+    Returns:
+        The number of rows written.
+    """
+    n = 0
+
+    def counted():
+        nonlocal n
+        for row in rows:
+            n += 1
+            yield row
+
+    names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         cur = conn.connection.driver_connection.cursor()
-        with cur.copy(f"COPY {table.name} (recipient_id, kind, value) FROM STDIN") as copy:
-            for row in rows:
+        with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in counted():
                 copy.write_row(row)
-        return
+        return n
+    if conn.dialect.name == "sqlite":
+        # The driver's executemany takes the rows as they come, without SQLAlchemy's per-row
+        # parameter processing (the values are already the driver's).
+        conn.connection.driver_connection.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})",
+            counted())
+        return n
     stmt = sa.insert(table)
     chunk: list[dict[str, Any]] = []
-    for rid, kind, value in rows:
-        chunk.append({"recipient_id": rid, "kind": kind, "value": value})
+    for row in counted():
+        chunk.append(dict(zip(columns, row)))
         if len(chunk) >= CHUNK_ROWS:
             conn.execute(stmt, chunk)
             chunk = []
     if chunk:
         conn.execute(stmt, chunk)
+    return n
 
 
 def _apply(conn: Connection, listed: sa.Table, members: sa.Table, actor: str,
