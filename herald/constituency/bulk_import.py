@@ -333,11 +333,10 @@ def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int],
         ``superseded``.
     """
     md = sa.MetaData()
-    listed = sa.Table("herald_import_filters", md,
-                      sa.Column("recipient_id", sa.Integer, primary_key=True),
-                      sa.Column("kind", sa.String(16), primary_key=True),
-                      sa.Column("value", sa.String(255), primary_key=True),
-                      prefixes=["TEMPORARY"], sqlite_with_rowid=False)
+    # No key while filling (rows arrive one statement each); the index is built after, sorted.
+    listed = sa.Table("herald_import_filters", md, sa.Column("recipient_id", sa.Integer),
+                      sa.Column("kind", sa.String(16)), sa.Column("value", sa.String(255)),
+                      prefixes=["TEMPORARY"])
     members = sa.Table("herald_import_recipients", md,
                        sa.Column("id", sa.Integer, primary_key=True), prefixes=["TEMPORARY"])
     sqlite = conn.dialect.name == "sqlite"
@@ -350,11 +349,7 @@ def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int],
     try:
         new = [w for w in wanted if ids[w.slug] in new_ids]
         old = [w for w in wanted if ids[w.slug] not in new_ids]
-        # New recipients have no filters: theirs go straight in, without a set difference.
-        stamp = _db_value(conn, UTCDateTime(), now)
-        added = _copy(conn, _filters, _FILTER_COLUMNS, (
-            (rid, kind, v, "verified", actor, stamp, actor, stamp, _REASON_LISTED)
-            for rid, kind, v in _listed_rows(new, ids)))
+        added = _insert_new(conn, _listed_rows(new, ids), actor, now) if new else 0
         if not old:
             return set(), {"added": added, "verified": added, "removed": 0, "superseded": 0,
                            "rejected": 0}
@@ -365,6 +360,8 @@ def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int],
             for i in range(0, len(rids), CHUNK_ROWS):
                 conn.execute(sa.insert(members), [{"id": r} for r in rids[i:i + CHUNK_ROWS]])
             _copy(conn, listed, ("recipient_id", "kind", "value"), _listed_rows(old, ids))
+            sa.Index("herald_import_filters_key", listed.c.recipient_id, listed.c.kind,
+                     listed.c.value, unique=True).create(conn)
             touched, counts = _apply(conn, listed, members, actor, now)
         finally:
             md.drop_all(conn)
@@ -374,6 +371,40 @@ def _sync_filters(conn: Connection, wanted: list[_Wanted], ids: dict[str, int],
     finally:
         if sqlite:
             raw.execute(f"PRAGMA cache_size = {cache_before}")
+
+
+def _insert_new(conn: Connection, rows: Iterator[tuple[int, str, str]], actor: str,
+                now: datetime) -> int:
+    """Store ``(recipient_id, kind, value)`` rows as verified filters, without a set difference
+    (for recipients that have no filters yet).  PostgreSQL: ``COPY`` into ``filters``.  SQLite:
+    into a temporary table with the driver's ``executemany``, then one ``INSERT ... SELECT``
+    (an ``executemany`` straight into ``filters`` costs about four times as much: each row is a
+    statement with its own constraint checks and statement journal).
+
+    Returns:
+        The number of filters stored.
+    """
+    if conn.dialect.name == "postgresql":
+        stamp = _db_value(conn, UTCDateTime(), now)
+        return _copy(conn, _filters, _FILTER_COLUMNS, (
+            (rid, kind, v, "verified", actor, stamp, actor, stamp, _REASON_LISTED)
+            for rid, kind, v in rows))
+    md = sa.MetaData()
+    staged = sa.Table("herald_import_new", md, sa.Column("recipient_id", sa.Integer),
+                      sa.Column("kind", sa.String(16)), sa.Column("value", sa.String(255)),
+                      prefixes=["TEMPORARY"])
+    md.drop_all(conn, checkfirst=True)
+    md.create_all(conn)
+    try:
+        n = _copy(conn, staged, ("recipient_id", "kind", "value"), rows)
+        ts = sa.bindparam("now", now, type_=UTCDateTime())
+        conn.execute(sa.insert(_filters).from_select(list(_FILTER_COLUMNS), sa.select(
+            staged.c.recipient_id, staged.c.kind, staged.c.value, sa.literal("verified", sa.String),
+            sa.literal(actor, sa.String), ts, sa.literal(actor, sa.String), ts,
+            sa.literal(_REASON_LISTED, sa.String))))
+    finally:
+        md.drop_all(conn)
+    return n
 
 
 _FILTER_COLUMNS = ("recipient_id", "kind", "value", "state", "requested_by", "requested_at",
