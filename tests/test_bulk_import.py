@@ -158,3 +158,16 @@ def test_one_audit_entry_per_import_with_summary_and_digest(db):
                                        "removed": 2, "superseded": 0}
     update = audit.query(db, action="recipient.update")[-1]
     assert update.details == {"disabled": [False, True]}
+
+
+def test_new_recipient_disabled_in_the_file_is_created_disabled(db):
+    result = repo.import_recipients(db, [
+        {"name": "Gone ISP", "email": "a@gone.example", "cidrs": ["192.0.2.0/24"], "disabled": True},
+        {"name": "Live ISP", "email": "a@live.example", "cidrs": ["198.51.100.0/24"]}])
+    assert result.added == ["Gone ISP", "Live ISP"]
+    assert repo.get_recipient(db, "Gone ISP").disabled
+    assert [r.name for r in repo.load_recipients(db)] == ["Live ISP"]
+    add = next(e for e in audit.query(db, action="recipient.add") if e.details["name"] == "Gone ISP")
+    assert add.details["disabled"] is True
+    summary = audit.query(db, action=bulk_import.IMPORT_ACTION)[-1]
+    assert summary.details["recipients"]["disabled"] == 1

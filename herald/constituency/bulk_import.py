@@ -170,7 +170,9 @@ def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
     ``decided_by=actor`` — the configuration is authoritative for the claims it lists — and filters
     earlier verified by ``actor`` that the table no longer lists are ``rejected``.  A listed
     minimum severity supersedes (rejects) another verified one.  Filters from other actors (portal
-    requests, admins) are otherwise left alone, as are recipients absent from ``specs``.
+    requests, admins) are otherwise left alone, as are recipients absent from ``specs``.  A new
+    recipient whose table sets ``disabled = true`` is created disabled (the ORM import before
+    issue 14 created it enabled and disabled it on the next import).
 
     All in one transaction.  Audit: one ``recipients.import`` entry (summary and digest) when
     anything changed, plus ``recipient.add`` / ``recipient.update`` per recipient whose fields
