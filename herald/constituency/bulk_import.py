@@ -441,37 +441,33 @@ def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...],
     Returns:
         The number of rows written.
     """
-    n = 0
-
-    def counted():
-        nonlocal n
-        for row in rows:
-            n += 1
-            yield row
-
     names = ", ".join(columns)
+    n = 0
     if conn.dialect.name == "postgresql":
         cur = conn.connection.driver_connection.cursor()
         with cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in counted():
+            for row in rows:
                 copy.write_row(row)
+                n += 1
         return n
     if conn.dialect.name == "sqlite":
         # The driver's executemany takes the rows as they come, without SQLAlchemy's per-row
-        # parameter processing (the values are already the driver's).
-        conn.connection.driver_connection.executemany(
-            f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})",
-            counted())
-        return n
+        # parameter processing (the values are already the driver's); its rowcount is the sum.
+        cur = conn.connection.driver_connection.cursor()
+        cur.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+        return max(cur.rowcount, 0)
     stmt = sa.insert(table)
     chunk: list[dict[str, Any]] = []
-    for row in counted():
+    for row in rows:
         chunk.append(dict(zip(columns, row)))
         if len(chunk) >= CHUNK_ROWS:
             conn.execute(stmt, chunk)
+            n += len(chunk)
             chunk = []
     if chunk:
         conn.execute(stmt, chunk)
+        n += len(chunk)
     return n
 
 
