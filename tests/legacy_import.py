@@ -9,12 +9,11 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from herald.constituency.recipients import Recipient, recipients_from_specs
+from herald.constituency.recipients import Recipient, recipients_from_specs, slugify
 from herald.constituency.validation import check_tlp as _check_tlp
 from herald.constituency.validation import normalize_filter
 from herald.store import audit
 from herald.store.db import ContactRow, Database, FilterRow, RecipientRow, utcnow
-from herald.constituency.recipients import slugify
 
 
 @dataclass
