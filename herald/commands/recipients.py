@@ -210,8 +210,8 @@ def run_import(args) -> int:
         raise ConfigError("[[recipients]] must be an array of tables")
     result = repo.import_recipients(db, specs, actor=args.actor or "config")
     print(f"{len(result.added)} added, {len(result.updated)} updated, {len(result.unchanged)} "
-          f"unchanged; {len(result.filters_verified)} filter(s) verified, "
-          f"{len(result.filters_rejected)} rejected")
+          f"unchanged; {result.filters_verified} filter(s) verified, "
+          f"{result.filters_rejected} rejected")
     for name in result.added:
         print(f"  added:   {name}")
     for name in result.updated:

@@ -12,6 +12,7 @@ networks and ``str`` of the items work as for the list it replaces, so code writ
 from __future__ import annotations
 
 import ipaddress
+import socket
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -122,6 +123,26 @@ class Networks(Sequence):
         ``index`` (``int64``) gives their positions in this list."""
         idx = np.flatnonzero(self.version == version)
         return self.hi[idx], self.lo[idx], self.plen[idx], idx
+
+    def texts(self) -> list[str]:
+        """The canonical text of every network (``192.0.2.0/24``, ``2001:db8::/32``), in list
+        order, as :func:`str` of the ``ipaddress`` network gives it.  IPv4 is formatted vectorized
+        (a million networks in well under a second); IPv6 with :func:`socket.inet_ntop`."""
+        n = len(self)
+        if n == 0:
+            return []
+        lo = self.lo.astype(np.uint64)
+        octets = [pa.array(((lo >> np.uint64(s)) & np.uint64(255)).astype(np.int64)).cast(pa.string())
+                  for s in (24, 16, 8, 0)]
+        plen = pa.array(self.plen.astype(np.int64)).cast(pa.string())
+        v4 = pc.binary_join_element_wise(
+            pc.binary_join_element_wise(*octets, "."), plen, "/").to_pylist()
+        for i in np.flatnonzero(self.version != 4).tolist():
+            # inet_ntop gives RFC 5952 text as ipaddress does, except for embedded IPv4 forms.
+            addr = socket.inet_ntop(socket.AF_INET6, int(self.hi[i]).to_bytes(8, "big")
+                                    + int(self.lo[i]).to_bytes(8, "big"))
+            v4[i] = f"{addr}/{int(self.plen[i])}" if "." not in addr else str(self[i])
+        return v4
 
     # -- sequence protocol -------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -4,45 +4,44 @@ The router consumes :class:`herald.constituency.recipients.Recipient` objects;
 :func:`load_recipients` builds them from the database with only *enabled* recipients and only
 *verified* filters.  Filters come from two places:
 
-- the configuration file's ``[[recipients]]`` tables, imported with :func:`import_recipients` —
-  the operator wrote them, so they are stored ``verified`` with ``decided_by`` the importing actor
-  (``config``);
+- the configuration file's ``[[recipients]]`` tables, imported in bulk with
+  :func:`herald.constituency.bulk_import.import_recipients` (re-exported here) — the operator wrote
+  them, so they are stored ``verified`` with ``decided_by`` the importing actor (``config``);
 - requests (portal, ``herald recipients add --asn ...``), stored ``pending`` until an admin
   verifies or rejects them (:func:`verify_filter`, :func:`reject_filter`).
 
-Every change is written to the audit log in the same transaction.  Recipients are never deleted;
+Every change is written to the audit log in the same transaction (the import writes one summary
+entry per import for its filters, see :mod:`herald.constituency.bulk_import`).  Filter values are
+validated and normalized by :mod:`herald.constituency.validation`.  Recipients are never deleted;
 :func:`disable_recipient` stops routing to them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from herald.config import TLP_LABELS
+from herald.constituency.bulk_import import ImportResult, import_recipients  # noqa: F401 (re-exported)
 from herald.constituency.networks import Networks
 from herald.constituency.recipients import (
-    KINDS, Recipient, recipient_from_dict, recipients_from_specs, slugify,
+    KINDS, Recipient, slugify,
 )
+from herald.constituency.validation import check_email as _check_email
+from herald.constituency.validation import check_tlp as _check_tlp
+from herald.constituency.validation import normalize_filter
 from herald.errors import ConfigError
-from herald.schema.registry import SEVERITY_LEVELS
 from herald.store import audit
 from herald.store.db import (
-    FILTER_KINDS, ContactRow, Database, FilterRow, NotFound, RecipientRow, utcnow,
+    ContactRow, Database, FilterRow, NotFound, RecipientRow, utcnow,
 )
-
-_CC_RE = re.compile(r"^[A-Z]{2}$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 #: A reference to a recipient: database id, name, slug, or a Recipient (by id, else name).
 RecipientRef = int | str | Recipient
@@ -88,22 +87,6 @@ class RecipientInfo:
     created_at: datetime
 
 
-@dataclass
-class ImportResult:
-    """What :func:`import_recipients` changed (names of recipients; ids of filters)."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    filters_verified: list[int] = field(default_factory=list)
-    filters_rejected: list[int] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        """True when the import changed anything."""
-        return bool(self.added or self.updated or self.filters_verified or self.filters_rejected)
-
-
 @dataclass(frozen=True)
 class Claim:
     """One side of a conflict: a recipient's filter."""
@@ -130,77 +113,6 @@ class Conflict:
     kind: str
     detail: str
     claims: tuple[Claim, Claim]
-
-
-# --- validation ---------------------------------------------------------------------------------
-
-def normalize_filter(kind: str, value: Any) -> str:
-    """The canonical text of a filter value, as stored and compared.
-
-    ASN: decimal (``AS64496`` gives ``64496``); CIDR: network with host bits cleared; country:
-    upper-case ISO 3166-1 alpha-2; domain: lower-case IDNA (``xn--``) without trailing dot;
-    report type: a name known to the registry; min_severity: a level of
-    :data:`herald.schema.registry.SEVERITY_LEVELS`.
-
-    Raises:
-        ConfigError: unknown kind or invalid value (the message names both).
-    """
-    if kind not in FILTER_KINDS:
-        raise ConfigError(f"filter kind {kind!r} must be one of {', '.join(FILTER_KINDS)}")
-    text = str(value).strip()
-    if kind == "asn":
-        try:
-            asn = int(text.upper().removeprefix("AS"))
-        except ValueError:
-            raise ConfigError(f"asn filter: {value!r} is not an AS number") from None
-        if not 0 < asn < 2**32:
-            raise ConfigError(f"asn filter: {asn} is out of range (1..4294967295, RFC 6793)")
-        return str(asn)
-    if kind == "cidr":
-        try:
-            return str(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ConfigError(f"cidr filter: {value!r} is not an IPv4 or IPv6 network") from None
-    if kind == "country":
-        cc = text.upper()
-        if not _CC_RE.match(cc):
-            raise ConfigError(f"country filter: {value!r} is not an ISO 3166-1 alpha-2 code")
-        return cc
-    if kind == "domain":
-        try:
-            name = text.rstrip(".").encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            raise ConfigError(f"domain filter: {value!r} is not a valid domain name") from None
-        labels = name.split(".")
-        if len(name) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(x) for x in labels):
-            raise ConfigError(f"domain filter: {value!r} is not a valid domain name")
-        return name
-    if kind == "report_type":
-        from herald.schema import default_registry
-
-        if text not in default_registry():
-            raise ConfigError(f"report_type filter: unknown report type {text!r} "
-                              f"(see 'herald types')")
-        return text
-    sev = text.lower()
-    if sev not in SEVERITY_LEVELS:
-        raise ConfigError(f"min_severity filter: {value!r} must be one of {', '.join(SEVERITY_LEVELS)}")
-    return sev
-
-
-def _check_email(email: str) -> str:
-    if not isinstance(email, str) or not _EMAIL_RE.match(email.strip()):
-        raise ConfigError(f"{email!r} is not an email address")
-    return email.strip()
-
-
-def _check_tlp(tlp: str | None) -> str | None:
-    if tlp is None or tlp == "":
-        return None
-    label = str(tlp).upper().removeprefix("TLP:")
-    if label not in TLP_LABELS:
-        raise ConfigError(f"tlp {tlp!r} is not a TLP 2.0 label ({', '.join(TLP_LABELS)})")
-    return label
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -483,107 +395,6 @@ def enable_recipient(db: Database, ref: RecipientRef, actor: str,
         NotFound: no such recipient.
     """
     return _set_disabled(db, ref, False, actor, reason)
-
-
-def _spec_filters(r: Recipient, spec: dict[str, Any]) -> set[tuple[str, str]]:
-    want = {("asn", str(a)) for a in r.asns}
-    want |= {("cidr", str(c)) for c in r.cidrs}
-    want |= {("country", c) for c in r.countries}
-    want |= {("report_type", normalize_filter("report_type", t)) for t in r.report_types}
-    want |= {("domain", normalize_filter("domain", d)) for d in spec.get("domains", [])}
-    if r.min_severity != "info":
-        want.add(("min_severity", r.min_severity))
-    return want
-
-
-def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
-                      actor: str = "config") -> ImportResult:
-    """Bring the database in line with ``[[recipients]]`` tables; idempotent.
-
-    For each table (matched to a stored recipient by file slug): the recipient is created, or its
-    name, kind, TLP, e-mail and PGP fingerprint are updated; every filter it lists (``asns``,
-    ``cidrs``, ``countries``, ``report_types``, ``domains``, ``min_severity`` other than ``info``)
-    is stored ``verified`` with ``decided_by=actor`` — the configuration is authoritative for the
-    claims it lists — and filters earlier verified by ``actor`` that the table no longer lists are
-    ``rejected``.  Filters from other actors (portal requests, admins) are left alone, as are
-    recipients absent from ``specs`` and the ``disabled`` flag (unless a table sets
-    ``disabled``).  All in one transaction, with an audit entry for each change; importing the
-    same specs again changes nothing and writes no audit entry.
-
-    Raises:
-        ConfigError: an invalid table or duplicate names/slugs (nothing is imported).
-    """
-    specs = list(specs)
-    parsed = recipients_from_specs(specs, where="recipients")
-    result = ImportResult()
-    with db.session() as s:
-        for r, spec in zip(parsed, specs):
-            want = _spec_filters(r, spec)
-            tlp = _check_tlp(r.tlp)
-            row = s.scalars(sa.select(RecipientRow).options(*_loaded())
-                            .where(RecipientRow.slug == r.slug)).one_or_none()
-            changed = False
-            if row is None:
-                row = _create(s, r.name, r.email, r.kind, tlp, r.pgp_fingerprint, actor,
-                              "imported from configuration")
-                result.added.append(r.name)
-            else:
-                changes = _update(row, r, tlp, spec)
-                if changes:
-                    row.updated_at = utcnow()
-                    s.flush()
-                    audit.record(s, actor, "recipient.update", "recipient", row.id,
-                                 "imported from configuration", changes)
-                    changed = True
-            have = {(f.kind, f.value): f for f in row.filters}
-            # Reject first: the new min_severity may only be verified once the old one is not.
-            for key, f in sorted(have.items()):
-                if key not in want and f.state == "verified" and f.decided_by == actor:
-                    _decide(s, f, "rejected", actor, "no longer in the configuration")
-                    result.filters_rejected.append(f.id)
-                    changed = True
-            for kind, value in sorted(want):
-                f = have.get((kind, value))
-                if f is None:
-                    f = FilterRow(recipient_id=row.id, kind=kind, value=value, state="pending",
-                                  requested_by=actor, requested_at=utcnow())
-                    s.add(f)
-                    s.flush()
-                if f.state != "verified":
-                    _decide(s, f, "verified", actor, "listed in the configuration")
-                    result.filters_verified.append(f.id)
-                    changed = True
-            if changed and r.name not in result.added:
-                result.updated.append(r.name)
-            elif r.name not in result.added:
-                result.unchanged.append(r.name)
-    return result
-
-
-def _update(row: RecipientRow, r: Recipient, tlp: str | None, spec: dict[str, Any]) -> dict:
-    """Apply a table's scalar fields to ``row``; return ``{field: [old, new]}`` of changes."""
-    changes: dict[str, list] = {}
-
-    def _set(obj, attr, new, label=None):
-        old = getattr(obj, attr)
-        if old != new:
-            changes[label or attr] = [old, new]
-            setattr(obj, attr, new)
-
-    _set(row, "name", r.name)
-    _set(row, "kind", r.kind)
-    _set(row, "tlp", tlp)
-    if "disabled" in spec:
-        _set(row, "disabled", bool(spec["disabled"]))
-    primary = next((c for c in row.contacts if c.is_primary), None)
-    if primary is None:
-        row.contacts.append(ContactRow(email=r.email, pgp_fingerprint=r.pgp_fingerprint,
-                                       is_primary=True))
-        changes["email"] = [None, r.email]
-    else:
-        _set(primary, "email", r.email)
-        _set(primary, "pgp_fingerprint", r.pgp_fingerprint, "pgp_fingerprint")
-    return changes
 
 
 # --- conflicts ----------------------------------------------------------------------------------

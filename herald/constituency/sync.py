@@ -1,7 +1,7 @@
 """Bring the metadata database in line with the configuration file, and build the routing view.
 
 The configuration's ``[[recipients]]`` and ``[[operations]]`` tables are authoritative for what
-they list (see :func:`herald.constituency.repository.import_recipients`); everything else
+they list (see :func:`herald.constituency.bulk_import.import_recipients`); everything else
 (portal requests, admin decisions, recipients added with ``herald recipients add``) lives only in
 the database.  The daily run calls :func:`sync_config` and then :func:`routing_recipients`.
 
@@ -27,7 +27,8 @@ from typing import Any
 from herald.config import Settings
 from herald.constituency import operations as ops
 from herald.constituency.recipients import Recipient
-from herald.constituency.repository import import_recipients, load_recipients
+from herald.constituency.bulk_import import import_recipients
+from herald.constituency.repository import load_recipients
 from herald.errors import ConfigError
 from herald.reports.render import atomic_write
 from herald.store.db import Database, NotFound
