@@ -171,6 +171,20 @@ def test_threatfox_bad_rows_are_quarantined(tmp_path):
     assert p.table.num_rows == 3
 
 
+def test_threatfox_newer_layout_with_is_compromised_and_none(tmp_path):
+    # Exports since 2025: an is_compromised column, "None" for empty values.
+    p = tmp_path / "tf.csv"
+    p.write_text('# "first_seen_utc","ioc_id","ioc_value","ioc_type","threat_type","fk_malware","malware_alias",'
+                 '"malware_printable","last_seen_utc","confidence_level","is_compromised","reference","tags",'
+                 '"anonymous","reporter"\n"2024-04-04 01:39:33", "7", "w.example.dev", "domain", "botnet_cc", '
+                 '"php.shin_webshell", "None", "php.shin_webshell", "", "50", "True", "None", "None", "0", "xscon"\n',
+                 encoding="utf-8")
+    assert detect_format(str(p)) == "threatfox"
+    (row,) = check(threatfox.parse(str(p))).table.to_pylist()
+    assert (row["hostname"], row["malware_alias"], row["reference"], row["tag"], row["confidence"]) == \
+        ("w.example.dev", None, None, None, "50")
+
+
 def test_threatfox_routing_by_domain_and_cidr():
     p = threatfox.parse(str(THREATFOX))
     recips = [

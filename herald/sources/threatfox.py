@@ -7,7 +7,8 @@ conformance test.
 Layout: a ``#`` banner naming "ThreatFox", the commented, quoted header
 ``# "first_seen_utc","ioc_id","ioc_value","ioc_type","threat_type","fk_malware","malware_alias",
 "malware_printable","last_seen_utc","confidence_level","reference","tags","anonymous","reporter"``,
-then records of quoted fields separated by ``", "`` (comma *and space*).
+then records of quoted fields separated by ``", "`` (comma *and space*).  Exports since 2025 add an
+``is_compromised`` column (not kept) and write ``None`` for empty values (read as empty).
 
 Mapping by ``ioc_type``:
 
@@ -77,7 +78,9 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     dump = abusech_csv.read_dump(path, lines, "first_seen_utc", ("ioc_value", "ioc_type", "first_seen_utc"),
                                  q, spaced=True)
     n = len(dump.lines)
-    get = lambda c: feed_table.get(dump.cols, c, n)  # noqa: E731
+    # ThreatFox writes Python's None for empty values ("None" in malware_alias, reference, tags).
+    cols_in = {c: feed_table.null_dashes(v, ("None",)) for c, v in dump.cols.items()}
+    get = lambda c: feed_table.get(cols_in, c, n)  # noqa: E731
     value, kind = get("ioc_value"), pc.utf8_lower(get("ioc_type"))
     kinds = kind.to_pylist()
     is_hash = np.array([k in HASH_TYPES for k in kinds], dtype=bool)
