@@ -25,7 +25,6 @@ or one without a host, an invalid details address, wrong CSV field counts.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from herald.errors import InputError
