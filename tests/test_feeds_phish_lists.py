@@ -23,6 +23,7 @@ OP_IMQ = DATA / "openphish" / "openphish_feed.txt"
 OP = DATA / "openphish" / "openphish_feed_herald.txt"
 TURRIS = DATA / "turris" / "turris_greylist-latest.csv"
 DOMAINS = DATA / "dshield_domains" / "suspiciousdomains_High.txt"
+DOMAINS_IMQ = DATA / "dshield_domains" / "suspiciousdomains_High_intelmq.txt"
 UTC = dt.timezone.utc
 SEEN = "2024-04-04 06:00:00"
 
@@ -62,6 +63,7 @@ def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
     (OP, "openphish", "herald_phishing_url", 5, 5),
     (TURRIS, "turris", "herald_greylist", 11, 11),
     (DOMAINS, "dshield_domains", "herald_suspicious_domain", 5, 4),
+    (DOMAINS_IMQ, "dshield_domains", "herald_suspicious_domain", 2, 2),
 ])
 def test_samples_detected_and_counted(path, fmt, rtype, rows_in, n):
     assert detect_format(str(path)) == fmt
@@ -195,6 +197,16 @@ def test_dshield_domains_values():
     assert set(p.table.column("tag").to_pylist()) == {"high"} and p.table.column("ip").null_count == 4
     (q,) = p.quarantine.rows
     assert (q["line"], q["field"], q["value"]) == (17, "Site", "exa mple.invalid")
+
+
+def test_dshield_domains_as_intelmq_2_expected():
+    # IntelMQ 3.5.0 has no parser; the events IntelMQ 2.x's dshield.parser_domain test expected for
+    # this file (test_parser_domain.py): source.fqdn and time.source of each domain.
+    expected = [("example.com", "2015-12-22T04:10:10+00:00"), ("example.org", "2015-12-22T04:10:10+00:00")]
+    p = check(dshield_domains.parse(str(DOMAINS_IMQ)))
+    got = [(r["hostname"], r["timestamp"].isoformat()) for r in p.table.to_pylist()]
+    assert got == expected
+    assert p.header == ["Site"] and set(p.table.column("tag").to_pylist()) == {"high"}
 
 
 def test_dshield_domains_bad_updated_line(tmp_path):

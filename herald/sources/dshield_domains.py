@@ -5,9 +5,10 @@ suspiciousdomains_High.txt``, ``_Medium.txt``, ``_Low.txt``).  IntelMQ 3.5.0 has
 (IntelMQ 2.x's ``intelmq.bots.parsers.dshield.parser_domain`` was removed), so there is no
 conformance test.
 
-Layout: a ``#`` comment banner naming the "Suspicious Domain List", with the sensitivity level
-(``High Level Sensitivity``) and ``# updated: <Day> <Mon> DD HH:MM:SS YYYY UTC``; the header line
-``Site``; one domain per line.
+Layout: a ``#`` comment banner (after a blank line) naming the "DShield.org Suspicious Domain List",
+with the sensitivity level (``High Level Sensitivity``) and ``# updated: <Day> <Mon> DD HH:MM:SS YYYY
+UTC``; the header line ``Site``; one domain per line followed by a tab ("tab delimited", one column);
+a ``#`` statistics trailer.
 
 Detection (:func:`looks_like`): the banner says "suspicious domain" and the first data line is
 ``Site``.
@@ -65,6 +66,8 @@ def parse(path: str, *, registry: Registry | None = None, observed_at=None, **_o
     lines = feed_files.read_lines(path)
     stamp, level = None, ""
     for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         if not line.lstrip().startswith("#"):
             break
         m = _LEVEL.search(line)
@@ -86,7 +89,8 @@ def parse(path: str, *, registry: Registry | None = None, observed_at=None, **_o
     if rows and rows[0][1].strip().lower() == "site":
         header = [rows.pop(0)[1].strip()]
     n = len(rows)
-    host = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array([t for _, t in rows], pa.string())))
+    # Tab-delimited with one column: the real lists end each domain with a tab.
+    host = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array([t.split("\t", 1)[0] for _, t in rows], pa.string())))
     host = pc.replace_substring_regex(host, r"\.$", "")
     bad = ~feed_table.is_valid_hostname(host) | pc.equal(pc.utf8_length(host), 0).to_numpy(zero_copy_only=False)
     cols = {"timestamp": feed_table.const(stamp, n), "hostname": host, "tag": feed_table.const(level, n),
