@@ -1,4 +1,5 @@
-"""Conformance of Herald's PhishTank, OpenPhish and Turris parsers with IntelMQ 3.5.0's parser bots.
+"""Conformance of Herald's PhishTank, OpenPhish, Turris and URLhaus (per-TLD/country/ASN feed) parsers
+with IntelMQ 3.5.0's parser bots (URLhaus: the generic CSV parser configured as IntelMQ's feeds.yaml).
 
 The expected events, ``tests/data/feeds/<feed>/<sample>.intelmq.jsonl``, are IntelMQ's own output,
 made by ``scripts/intelmq_feed_conformance.py`` (without ``time.observation``).  For every sample:
@@ -8,8 +9,8 @@ made by ``scripts/intelmq_feed_conformance.py`` (without ``time.observation``). 
   IntelMQ has must hold the Herald value, a Herald value must appear under its IntelMQ key;
 - ``classification.type`` equals the Herald type's classification (or, for Turris, its ``category``);
 - ``raw`` is IntelMQ's copy of the input record: for OpenPhish it must decode to the URL, for
-  PhishTank to the same JSON object as the file's record; Turris's raw (header plus line) is not
-  compared.
+  PhishTank to the same JSON object as the file's record, for URLhaus to the data line; Turris's raw
+  (header plus line) is not compared.
 
 Documented exception (docs/feeds.md, Turris): Herald keeps rows for Turris tags IntelMQ drops
 (``haas``...); they are compared as absent from IntelMQ's output.
@@ -43,6 +44,11 @@ FIELDS = {
         "extra.phishtank.verification_time": ("verification_time", str),
     },
     "openphish": {"source.url": ("url", str)},
+    "urlhaus": {
+        "source.url": ("url", str), "source.fqdn": ("hostname", str), "source.ip": ("ip", str),
+        "source.asn": ("asn", int), "source.geolocation.cc": ("geo", str), "status": ("status", str),
+        "time.source": ("timestamp", _iso),
+    },
     "turris": {
         "source.ip": ("ip", str), "protocol.transport": ("protocol", str),
         "protocol.application": ("application", str), "destination.port": ("dst_port", int),
@@ -55,6 +61,8 @@ SAMPLES = [
     ("openphish", "openphish/openphish_feed.txt"),
     ("openphish", "openphish/openphish_feed_herald.txt"),
     ("turris", "turris/turris_greylist-latest.csv"),
+    ("turris", "turris/greylist-latest_2019.csv"),
+    ("urlhaus", "urlhaus/urlhaus_tld_ch.txt"),
 ]
 
 
@@ -88,6 +96,9 @@ def test_same_events_as_intelmq(feed, rel):
         elif feed == "phishtank":
             records = json.loads(sample.read_text(encoding="utf-8"))
             assert json.loads(raw) == [records[i]]
+        elif feed == "urlhaus":
+            data = [ln for ln in sample.read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+            assert raw.rstrip("\n") == data[i]
 
 
 def test_expected_outputs_exist_for_every_sample():

@@ -5,8 +5,9 @@ Source: https://view.sentinel.turris.cz/greylist-data/ (``greylist-latest.csv``;
 (``tests/test_feed_conformance.py`` compares Herald with it field by field).
 
 Layout: ``#`` comment lines, the header ``Address,Tags``, then one address per line with its tags,
-comma-separated and quoted when more than one (``103.155.105.100,"ftp,http"``).  The file has no
-times.
+comma-separated and quoted when more than one (``103.155.105.100,"ftp,http"``).  Files of 2019 had
+the header ``Address,Country,Tags,ASN`` (country and ASN are then kept as geo and asn).  The file
+has no times.
 
 Mapping, one row per address *and tag* (as IntelMQ: each tag is a different observation):
 ip <- Address, tag <- the tag; for ``ftp``, ``http``, ``smtp``, ``telnet``: category =
@@ -37,10 +38,23 @@ REPORT_TYPE = "herald_greylist"
 BRUTE_FORCE_PORTS = {"ftp": "21", "telnet": "23", "http": "80", "smtp": ""}
 
 
+#: Header names (lower case) -> column.
+COLUMNS = {"address": "ip", "tags": "tags", "country": "geo", "asn": "asn"}
+
+
+def _header(line: str) -> list[str] | None:
+    """The lower-case names of a header line that starts with ``Address`` and has ``Tags`` and
+    only known names (:data:`COLUMNS`); else ``None``."""
+    names = [h.strip().strip('"').strip().lower() for h in line.split(",")]
+    ok = names[:1] == ["address"] and "tags" in names and set(names) <= set(COLUMNS)
+    return names if ok and len(set(names)) == len(names) else None
+
+
 def looks_like(head: str) -> bool:
-    """Whether the first non-comment line of ``head`` is the header ``Address,Tags``."""
+    """Whether the first non-comment line of ``head`` is the header ``Address,Tags`` (or the 2019
+    ``Address,Country,Tags,ASN``)."""
     rows = text_lists.data_lines(head.splitlines()[:50])
-    return bool(rows) and rows[0][1].strip().replace('"', "").replace(" ", "").lower() == "address,tags"
+    return bool(rows) and _header(rows[0][1]) is not None
 
 
 def parse(path: str, *, registry: Registry | None = None, observed_at=None, **_opts) -> ParsedFile:
@@ -57,19 +71,25 @@ def parse(path: str, *, registry: Registry | None = None, observed_at=None, **_o
     rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     lines = feed_files.read_lines(path)
     rows = text_lists.data_lines(lines)
-    if not rows or rows[0][1].strip().replace('"', "").replace(" ", "").lower() != "address,tags":
-        raise InputError("expected the header 'Address,Tags'", path, rows[0][0] if rows else 1)
+    names = _header(rows[0][1]) if rows else None
+    if names is None:
+        raise InputError("expected the header 'Address,Tags' (or 'Address,Country,Tags,ASN')", path,
+                         rows[0][0] if rows else 1)
     header = [h.strip().strip('"') for h in rows.pop(0)[1].split(",")]
     q = Quarantine(path)
-    table, raws = text_lists.read_delimited(path, rows, ["address", "tags"], q)
+    table, raws = text_lists.read_delimited(path, rows, names, q)
+    n_in = table.num_rows
+    geo = table.column("country").to_pylist() if "country" in names else [""] * n_in
+    asn = table.column("asn").to_pylist() if "asn" in names else [""] * n_in
     stamp = timestamps.observed_text(observed_at) if observed_at is not None else feed_files.file_mtime_utc(path)
-    cols = {c: [] for c in ("ip", "tag", "category", "protocol", "application", "dst_port")}
+    cols = {c: [] for c in ("ip", "geo", "asn", "tag", "category", "protocol", "application", "dst_port")}
     out_lines, out_raws = [], []
-    for no, raw, ip, tags in zip(table.column(text_lists.LINE_COL).to_pylist(), raws,
-                                 table.column("address").to_pylist(), table.column("tags").to_pylist()):
+    for no, raw, ip, tags, cc, as_ in zip(table.column(text_lists.LINE_COL).to_pylist(), raws,
+                                         table.column("address").to_pylist(), table.column("tags").to_pylist(),
+                                         geo, asn):
         for tag in [t.strip() for t in tags.split(",")] if tags.strip() else [""]:
             brute = tag in BRUTE_FORCE_PORTS
-            for c, v in (("ip", ip), ("tag", tag),
+            for c, v in (("ip", ip), ("geo", cc.strip().upper()), ("asn", as_.strip()), ("tag", tag),
                          ("category", "brute-force" if brute else "scanner" if tag == "port_scan" else ""),
                          ("protocol", "tcp" if brute else ""), ("application", tag if brute else ""),
                          ("dst_port", BRUTE_FORCE_PORTS.get(tag, ""))):

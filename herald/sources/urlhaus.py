@@ -15,6 +15,15 @@ given), first_seen <- dateadded, last_seen <- last_online, reporter, source_id <
 urlhaus_link, source = ``urlhaus``.  ``timestamp`` is ``max(dateadded, last_online)`` (UTC), the
 latest moment the URL is known to be active, as for Feodo Tracker.
 
+The per-TLD/country/ASN feeds (https://urlhaus.abuse.ch/feeds/, ``/feeds/tld/<TLD>/``,
+``/feeds/country/<CC>/``, ``/feeds/asn/<ASN>/``) have another layout: the commented header
+``# Dateadded (UTC),URL,URL_status,Threat,Host,IPaddress,ASnumber,Country``, unquoted records and a
+``# of entries: <n>`` trailer (checked when present).  IntelMQ reads them with
+``intelmq.bots.parsers.generic.parser_csv`` configured as in its ``feeds.yaml``;
+``tests/test_feed_conformance.py`` compares Herald with it field by field.  Mapping as above, plus
+ip <- IPaddress (the address the host resolved to; else an IP-literal URL host), asn <- ASnumber,
+geo <- Country; timestamp and first_seen <- Dateadded (the feed has no last-online time).
+
 Quarantined (file, line, field, reason): records with a wrong number of fields, ``dateadded``
 missing or not ``YYYY-MM-DD HH:MM:SS``, a bad ``last_online``, an empty URL or a URL without a host,
 a non-numeric port.
@@ -22,8 +31,11 @@ a non-numeric port.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow.compute as pc
 
+from herald.errors import InputError
 from herald.schema.registry import Registry
 from herald.sources import abusech_csv, feed_files, feed_table, urls
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
@@ -31,18 +43,29 @@ from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 #: The report type this module produces.
 REPORT_TYPE = "herald_malware_url"
 
-#: The first column of the commented header (detection and reading).
+#: The start of the commented header of the dumps and of the per-TLD/country/ASN feeds.
 HEADER_START = "id,dateadded,url,url_status"
+FEED_HEADER_START = "dateadded (utc),url,url_status,threat,host,ipaddress"
 
 
 def looks_like(head: str) -> bool:
-    """Whether the first lines ``head`` of a file are a URLhaus CSV dump: the commented header
-    ``# id,dateadded,url,url_status,...`` (the banner alone does not decide)."""
-    for line in head.splitlines()[:40]:
+    """Whether the first lines ``head`` of a file are a URLhaus CSV dump or feed: the commented
+    header ``# id,dateadded,url,url_status,...`` or ``# Dateadded (UTC),URL,URL_status,Threat,Host,
+    IPaddress,...`` (the banner alone does not decide)."""
+    return _variant(head.splitlines()[:40]) is not None
+
+
+def _variant(lines: list[str]) -> str | None:
+    for line in lines:
         s = line.strip()
-        if s.startswith("#") and s.lstrip("#").strip().replace('"', "").lower().startswith(HEADER_START):
-            return True
-    return False
+        if not s.startswith("#"):
+            continue
+        h = s.lstrip("#").strip().replace('"', "").lower()
+        if h.startswith(HEADER_START):
+            return "dump"
+        if h.startswith(FEED_HEADER_START):
+            return "feed"
+    return None
 
 
 def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile:
@@ -59,12 +82,18 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     rtype = feed_table.get_type(REPORT_TYPE, registry, path)
     lines = feed_files.read_lines(path)
     q = Quarantine(path)
-    dump = abusech_csv.read_dump(path, lines, "id", ("url", "dateadded"), q)
+    if _variant(lines[:200]) == "feed":
+        dump = abusech_csv.read_dump(path, lines, "dateadded (utc)", ("url", "dateadded (utc)"), q)
+        _check_entries(path, lines, len(dump.lines) + len(q))
+        dump.cols["dateadded"] = dump.cols.pop("dateadded (utc)")
+    else:
+        dump = abusech_csv.read_dump(path, lines, "id", ("url", "dateadded"), q)
     n = len(dump.lines)
     get = lambda c: feed_table.get(dump.cols, c, n)  # noqa: E731
     url = get("url")
     parts = urls.split_urls(url)
     first, last = get("dateadded"), get("last_online")
+    resolved = get("ipaddress")
     url_empty = pc.equal(pc.utf8_length(url), 0).to_numpy(zero_copy_only=False)
     checks = [
         abusech_csv.time_check(first, "dateadded", required=True),
@@ -74,7 +103,9 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     ]
     cols = {
         "timestamp": abusech_csv.latest(first, last),
-        "url": url, "hostname": parts.hostname, "ip": parts.ip, "port": parts.port,
+        "url": url, "hostname": parts.hostname, "port": parts.port,
+        "ip": pc.if_else(pc.greater(pc.utf8_length(resolved), 0), resolved, parts.ip),
+        "asn": get("asnumber"), "geo": pc.utf8_upper(get("country")),
         "status": pc.utf8_lower(get("url_status")), "threat": get("threat"), "tag": get("tags"),
         "first_seen": first, "last_seen": last, "reporter": get("reporter"),
         "source_id": get("id"), "source_url": get("urlhaus_link"),
@@ -82,3 +113,14 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
     }
     return feed_table.finish(path, rtype, cols, dump.lines, dump.raws, q, address="optional",
                              checks=checks, header=dump.header)
+
+
+def _check_entries(path: str, lines: list[str], records: int) -> None:
+    """``# of entries: <n>`` closes a complete feed download; a different count is a damaged file."""
+    for no in range(len(lines), 0, -1):
+        m = re.match(r"^#\s*of entries:\s*(\d+)", lines[no - 1].strip(), re.I)
+        if m:
+            if int(m.group(1)) != records:
+                raise InputError(f"the file says {m.group(1)} entries but has {records} data lines "
+                                 "(damaged or edited download)", path, no)
+            return
