@@ -17,6 +17,7 @@ from herald.sources.detect import detect_format, parse_any
 
 DATA = Path(__file__).parent / "data" / "feeds"
 URLHAUS = DATA / "urlhaus" / "urlhaus_csv_recent.csv"
+URLHAUS_FEED = DATA / "urlhaus" / "urlhaus_tld_ch.txt"
 THREATFOX = DATA / "threatfox" / "threatfox_recent.csv"
 SSLBL = DATA / "sslbl" / "sslipblacklist.csv"
 UTC = dt.timezone.utc
@@ -57,6 +58,7 @@ def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
 
 @pytest.mark.parametrize("path,fmt,rtype,rows_in,n", [
     (URLHAUS, "urlhaus", "herald_malware_url", 6, 6),
+    (URLHAUS_FEED, "urlhaus", "herald_malware_url", 2, 2),
     (THREATFOX, "threatfox", "herald_threat_ioc", 6, 5),
     (SSLBL, "sslbl", "herald_c2_server", 4, 4),
 ])
@@ -118,6 +120,18 @@ def test_urlhaus_header_without_url_is_an_error(tmp_path):
     path = variant(tmp_path, URLHAUS, "nourl.csv", {"# id,dateadded,url,": "# id,dateadded,link,"})
     with pytest.raises(InputError, match="'url'"):
         urlhaus.parse(path)
+
+
+def test_urlhaus_tld_feed_values_and_entry_count(tmp_path):
+    p = check(urlhaus.parse(str(URLHAUS_FEED)))
+    rows = p.table.to_pylist()
+    assert [(r["hostname"], r["ip"], r["asn"], r["geo"], r["status"]) for r in rows] == [
+        ("marconuenlist.ch", "62.241.37.242", 29083, "DE", "offline"),
+        ("cbd-planet.ch", "83.166.138.63", 29222, "CH", "online")]
+    assert rows[0]["timestamp"] == dt.datetime(2019, 2, 13, 0, 34, 42, tzinfo=UTC)
+    cut = variant(tmp_path, URLHAUS_FEED, "cut.txt", {"# of entries: 2": "# of entries: 3"})
+    with pytest.raises(InputError, match="says 3 entries but has 2"):
+        urlhaus.parse(cut)
 
 
 def test_urlhaus_routing_by_domain_and_cidr():

@@ -22,6 +22,7 @@ PT_CSV = DATA / "phishtank" / "phishtank_online-valid.csv"
 OP_IMQ = DATA / "openphish" / "openphish_feed.txt"
 OP = DATA / "openphish" / "openphish_feed_herald.txt"
 TURRIS = DATA / "turris" / "turris_greylist-latest.csv"
+TURRIS_2019 = DATA / "turris" / "greylist-latest_2019.csv"
 DOMAINS = DATA / "dshield_domains" / "suspiciousdomains_High.txt"
 DOMAINS_IMQ = DATA / "dshield_domains" / "suspiciousdomains_High_intelmq.txt"
 UTC = dt.timezone.utc
@@ -62,6 +63,7 @@ def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
     (OP_IMQ, "openphish", "herald_phishing_url", 2, 2),
     (OP, "openphish", "herald_phishing_url", 5, 5),
     (TURRIS, "turris", "herald_greylist", 11, 11),
+    (TURRIS_2019, "turris", "herald_greylist", 2, 2),
     (DOMAINS, "dshield_domains", "herald_suspicious_domain", 5, 4),
     (DOMAINS_IMQ, "dshield_domains", "herald_suspicious_domain", 2, 2),
 ])
@@ -178,6 +180,12 @@ def test_turris_rows_per_tag_and_unknown_tags(tmp_path):
     assert (q["line"], q["field"]) == (4, "ip")
     with pytest.raises(InputError, match="Address,Tags"):
         turris.parse(write(tmp_path, "n.csv", "IP,Tags\n192.0.2.1,http\n"))
+
+
+def test_turris_2019_layout_keeps_country_and_asn():
+    rows = check(turris.parse(str(TURRIS_2019), observed_at=SEEN)).table.to_pylist()
+    assert [(r["ip"], r["geo"], r["asn"], r["tag"], r["category"]) for r in rows] == [
+        ("1.1.1.2", "AU", 15169, "dns", None), ("1.20.96.142", "TH", 56120, "telnet", "brute-force")]
 
 
 def test_turris_routing_by_cidr():
