@@ -84,8 +84,8 @@ def run(py: Path, sample: Path, ref: str, params: dict) -> list[str]:
         for sub in ("etc", "var/lib/bots", "var/log", "var/run"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, INTELMQ_ROOT_DIR=str(root))
-        res = subprocess.run([str(py), "-c", CHILD, str(sample), ref, json.dumps(params)], capture_output=True, text=True,
-                             env=env, cwd=root)
+        res = subprocess.run([str(py), "-c", CHILD, str(sample), ref, json.dumps(params)],
+                             capture_output=True, text=True, env=env, cwd=root)
         if res.returncode:
             raise RuntimeError(f"IntelMQ failed on {sample}: {res.stderr[-2000:]}")
         return [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
