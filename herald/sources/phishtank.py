@@ -14,7 +14,8 @@ Mapping: url, hostname/port <- the URL (:mod:`herald.sources.urls`), ip <- ``det
 when present (the address PhishTank resolved, as IntelMQ's ``source.ip``), else the URL's host when it
 is an IP literal; network <- ``details[0].cidr_block``, asn <- ``details[0].announcing_network``, geo <-
 ``details[0].country`` (the first detail only, as IntelMQ); timestamp <- submission_time (ISO 8601
-with offset, converted to UTC); verification_time (UTC text), verified, status = ``online`` when
+with offset, converted to UTC); verification_time (as given when in UTC, as PhishTank writes it and
+IntelMQ keeps it; other offsets converted to UTC text), verified, status = ``online`` when
 ``online`` is ``yes`` (the list holds online phish only), target, source_id <- phish_id, source_url <-
 phish_detail_url, source = ``phishtank``.
 
