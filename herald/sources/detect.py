@@ -26,6 +26,13 @@ generic_csv        :mod:`herald.sources.generic_csv` + mapping       the mapping
 zoneh              generic_csv + ``mappings/zoneh.toml``             compromised_website
 cert_eu            generic_csv + ``mappings/cert_eu.toml``           herald_intelmq_event
 shodan             :mod:`herald.sources.shodan`                      herald_exposed_service
+urlhaus            :mod:`herald.sources.urlhaus`                     herald_malware_url
+threatfox          :mod:`herald.sources.threatfox`                   herald_threat_ioc
+sslbl              :mod:`herald.sources.sslbl`                       herald_c2_server
+phishtank          :mod:`herald.sources.phishtank` (JSON and CSV)    herald_phishing_url
+openphish          :mod:`herald.sources.openphish`                   herald_phishing_url
+turris             :mod:`herald.sources.turris`                      herald_greylist
+dshield_domains    :mod:`herald.sources.dshield_domains`             herald_suspicious_domain
 =================  ================================================  ===============================
 
 Module names are accepted as aliases (``abusech``, ``spamhaus``, ``blocklists``): the module then
@@ -45,12 +52,18 @@ from herald.errors import InputError
 from herald.schema.registry import default_registry
 from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, shodan, spamhaus
 from herald.sources import shadowserver_csv
+from herald.sources import dshield_domains, openphish, phishtank, sslbl, threatfox, turris, urlhaus
 from herald.sources.shadowserver_csv import ParsedFile
 
 #: Every format name :func:`detect_format` can return.
 FORMATS = ("shadowserver", "abusech_feodo", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert", "cymru",
            "ctip", "blocklistde", "dshield", "dataplane", "bambenek", "intelmq", "generic_csv", "zoneh",
-           "cert_eu", "shodan")
+           "cert_eu", "shodan", "urlhaus", "threatfox", "sslbl", "phishtank",
+           "openphish", "turris", "dshield_domains")
+
+#: Formats whose module's ``parse(path, **opts)`` reads them (added for issue 16).
+NEW_PARSERS = {"urlhaus": urlhaus, "threatfox": threatfox, "sslbl": sslbl, "phishtank": phishtank,
+               "openphish": openphish, "turris": turris, "dshield_domains": dshield_domains}
 
 #: Accepted by :func:`parse_any` besides :data:`FORMATS`.
 ALIASES = {"abusech": "abusech_feodo", "feodo": "abusech_feodo", "spamhaus": "spamhaus",
@@ -82,6 +95,8 @@ def _json_keys(text: str) -> set[str]:
 
 
 def _from_json(keys: set[str]) -> str | None:
+    if phishtank.looks_like_json(keys):
+        return "phishtank"
     if "ip_address" in keys and keys & {"malware", "last_online", "as_number"}:
         return "abusech_feodo"
     if keys & {"networksourceipv4", "indicatorthreattype", "DataFeed", "DateTimeReceivedUtc"}:
@@ -104,6 +119,12 @@ def _from_text(text: str) -> str | None:
     low = head.lower()
     if low.lstrip().startswith(("<!doctype html", "<html")):
         return "abusech_feodo" if 'id="botnet_c2s"' in text else "html"
+    for fmt, looks_like in (("urlhaus", urlhaus.looks_like), ("threatfox", threatfox.looks_like),
+                            ("sslbl", sslbl.looks_like), ("phishtank", phishtank.looks_like_csv),
+                            ("turris", turris.looks_like), ("dshield_domains", dshield_domains.looks_like),
+                            ("openphish", openphish.looks_like)):
+        if looks_like(text if fmt == "openphish" else head):
+            return fmt
     if "feodo tracker" in low or '"first_seen_utc","dst_ip"' in low:
         return "abusech_feodo"
     data = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", ";"))]
@@ -238,4 +259,6 @@ def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
         return generic_csv.parse(path, **opts)
     if fmt == "shodan":
         return shodan.parse(path, **opts)
+    if fmt in NEW_PARSERS:
+        return NEW_PARSERS[fmt].parse(path, **opts)
     raise InputError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})", path)
