@@ -324,8 +324,9 @@ def test_engine_errors_are_generic(world, monkeypatch, caplog):
             raise exc
 
         monkeypatch.setattr(catalog, "_arrow", boom)
+        # a type the caller has a report of: only its own files are read
         r = call(world, "Example Mobile RO", {"query": {"ip": "5.12.0.0/14"},
-                                              "date": EXAMPLE_DAY, "type": "scan_http"})
+                                              "date": EXAMPLE_DAY, "type": "event4_sinkhole_http"})
         assert r.status_code == 400, r.text
         assert secret not in r.text and "convert" not in r.text.lower()
         assert r.json() == {"error": "the query could not be evaluated"}

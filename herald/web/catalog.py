@@ -6,10 +6,12 @@ when the run ledger fills it, the ``reports`` table.  An entry belongs to a reci
 ``recipient`` is the recipient's name **and** its file lies in ``<reports>/<day>/<slug>/``; a file
 outside that directory (a crafted path, a symlink out) is never served.
 
-Events come from the Parquet store ``<data>/events/date=D/type=T/*.parquet`` through DuckDB, and
-every row returned has passed :class:`herald.route.Router` built from the recipient's *verified*
-filters alone: :meth:`Catalog.own_events` cannot return a row the daily run would not have sent
-to the recipient.  ``reports/query`` (:mod:`herald.web.query`) runs on its result only.
+Events (``reports/query``) come from the recipient's own report files of the day and type, read
+back with the type's Arrow schema (:func:`herald.reports.read.read_report_csv`), and every row
+returned has also passed :class:`herald.route.Router` built from the recipient's *verified*
+filters alone: :meth:`Catalog.own_events` cannot return a row the daily run did not send to the
+recipient, and it reads nothing of anyone else's (its work grows with the caller's rows, not with
+the day's).  ``reports/query`` (:mod:`herald.web.query`) runs on its result only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.errors import HeraldError
+from herald.reports.read import read_report_csv
 from herald.route import Router
 from herald.schema.registry import Registry
 from herald.store.db import Database, RecipientRow, ReportRow
@@ -225,10 +228,6 @@ class Catalog:
 
     # --- events -------------------------------------------------------------------------------
 
-    def _partition(self, day: str, type_name: str) -> list[str]:
-        d = self.settings.paths.data / "events" / f"date={day}" / f"type={type_name}"
-        return sorted(str(p) for p in d.glob("*.parquet")) if d.is_dir() else []
-
     def event_types(self, day: str) -> list[str]:
         """Report types with stored events on ``day``."""
         d = self.settings.paths.data / "events" / f"date={day}"
@@ -237,41 +236,74 @@ class Catalog:
         return sorted(p.name.removeprefix("type=") for p in d.iterdir()
                       if p.name.startswith("type=") and p.name.removeprefix("type=") in self.registry)
 
+    def own_types(self, shares: list[Recipient], day: str) -> list[str]:
+        """Registered report types the recipient of ``shares`` has report files of on ``day``
+        (sorted; empty without ``shares``)."""
+        owner = _owner(shares)
+        if owner is None or not DAY_RE.match(day or ""):
+            return []
+        return sorted({e.type for e in self.reports(owner, days=[day])
+                       if e.type in self.registry and e.file.endswith(".csv")})
+
     def own_events(self, shares: list[Recipient], day: str, type_name: str) -> pa.Table | None:
-        """One recipient's distinct events of one day and type: exactly the rows
-        :class:`herald.route.Router` built from its routing entries ``shares`` alone (its own
-        filters; for law enforcement, one scoped share per operation) sends it.
+        """One recipient's distinct events of one day and type: the rows of its own report files
+        of that day and type (one file; a law-enforcement partner: one per operation), kept only
+        where :class:`herald.route.Router` built from its routing entries ``shares`` alone still
+        sends them to it.
 
         This is the *scope* step of ``reports/query`` (:mod:`herald.web.query`): no value of a
         request takes part in it, and every later predicate, sort or facet runs on its result.
+        Its work is bounded by the caller's rows, never the day's: only files listed by
+        :meth:`reports` for the recipient (inside ``<reports>/<day>/<slug>/``) are read, never
+        the Parquet store of all recipients.  Time and memory grow with the size of those files.
+
+        Args:
+            shares: the caller's routing entries of ``day`` (all of one recipient: same ``id``,
+                ``name`` and ``slug``).
+            day: ``YYYY-MM-DD``.
+            type_name: a registered report type.
 
         Returns:
-            a table with ``rtype.arrow_schema`` (distinct rows, in a fixed order), ``None`` when
-            the type has no stored data that day; an empty table when ``shares`` is empty.
+            a table with ``rtype.arrow_schema`` (distinct rows, in a fixed order: ``ORDER BY
+            ALL``; timestamps in whole seconds, as the reports hold them), ``None`` when the
+            recipient has no report of the type that day; an empty table when ``shares`` is
+            empty.
 
         Raises:
-            duckdb.Error / pyarrow.ArrowException: the store could not be read (callers answer a
-            generic error).
+            duckdb.Error / pyarrow.ArrowException / OSError: a report file could not be read
+            (callers answer a generic error).
         """
-        files = self._partition(day, type_name)
+        rtype = self.registry.get(type_name)
+        owner = _owner(shares)
+        if owner is None:
+            return rtype.arrow_schema.empty_table()
+        files = [e.path for e in self.reports(owner, days=[day], types=[type_name])
+                 if e.file.endswith(".csv")]
         if not files:
             return None
-        rtype = self.registry.get(type_name)
-        cols = ", ".join(f'"{c}"' for c in rtype.columns)
-        sql = f"SELECT DISTINCT {cols} FROM read_parquet(?, union_by_name=true) ORDER BY ALL"
+        tables = [read_report_csv(f, rtype) for f in files]
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         con = self.cursor()
         try:
-            try:
-                rel = con.sql(sql, params=[files])
-            except TypeError:  # pragma: no cover - DuckDB without sql(params=)
-                rel = con.execute(sql, [files])
-            table = _arrow(rel)
+            con.register("own", table)
+            table = _arrow(con.sql("SELECT DISTINCT * FROM own ORDER BY ALL"))
         finally:
             con.close()
         table = table.cast(rtype.arrow_schema)
-        if not shares:
-            return table.slice(0, 0)
+        # Defence in depth: the files are the caller's; the Router of its current routing
+        # entries must still send each row to it.
         return table.filter(pa.array(Router(shares).route(table, rtype).routed))
+
+
+def _owner(shares: list[Recipient]) -> Recipient | None:
+    """The recipient whose routing entries ``shares`` are (``None`` when empty or when they are
+    not all of one recipient with a database id)."""
+    if not shares:
+        return None
+    first = shares[0]
+    if first.id is None or any(r.id != first.id or r.name != first.name for r in shares):
+        return None
+    return first
 
 
 def _arrow(result) -> pa.Table:

@@ -343,7 +343,7 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
                 name in r.columns or (what == "facet" and f"src_{name}" in r.columns)
                 for r in known):
             raise RequestError(f"{what}: not a column of any report type")
-    parts = [(day, t) for day in days for t in (types or catalog.event_types(day))]
+    parts = [(day, t) for day in days for t in (types or catalog.own_types(shares[day], day))]
     rtypes = {t: catalog.registry.get(t) for _, t in parts}
     try:
         return _run(catalog, shares, parts, rtypes, (asns, geos, nets), converted, sort,
