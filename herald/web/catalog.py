@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,8 +38,13 @@ from herald.store.db import Database, RecipientRow, ReportRow
 
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
-#: Largest date range a request may cover.
+#: Largest date range a request may cover (``reports/stats``, ``reports/types``).
 MAX_RANGE_DAYS = 366
+#: Largest date range of ``reports/list`` (each listed report costs a sealed id: ~92 days, a
+#: quarter, keeps one answer to a few thousand entries for a recipient with many types).
+MAX_LIST_DAYS = 92
+#: Run summaries kept parsed in memory (the first parsed is dropped first).
+MAX_CACHED_RUNS = 32
 #: Largest ``limit`` of ``reports/query`` (as Shadowserver's API; used by :mod:`herald.web.query`).
 MAX_QUERY_LIMIT = 10000
 
@@ -65,12 +71,21 @@ class ReportEntry:
     sha256: str
 
 
-def parse_dates(value: Any, default_days: list[str] | None = None) -> list[str]:
+def parse_dates(value: Any, default_days: list[str] | None = None,
+                max_days: int = MAX_RANGE_DAYS) -> list[str]:
     """Days of a ``date`` field: ``YYYY-MM-DD`` or ``YYYY-MM-DD:YYYY-MM-DD`` (inclusive).
 
+    Args:
+        value: the field's JSON value (``None``/``""``: ``default_days``).
+        default_days: the days of an absent ``date``.
+        max_days: the longest range accepted (default :data:`MAX_RANGE_DAYS`).
+
+    Returns:
+        ``YYYY-MM-DD`` strings, oldest first.
+
     Raises:
-        RequestError: malformed, reversed, or longer than :data:`MAX_RANGE_DAYS` (the message
-        never repeats the value).
+        RequestError: 400, malformed, reversed, or longer than ``max_days`` (the message names
+        the field ``date`` and never repeats the value).
     """
     if value is None or value == "":
         return list(default_days or [])
@@ -87,8 +102,8 @@ def parse_dates(value: Any, default_days: list[str] | None = None) -> list[str]:
     if end < start:
         raise RequestError("date: the range ends before it starts")
     n = (end - start).days + 1
-    if n > MAX_RANGE_DAYS:
-        raise RequestError(f"date: at most {MAX_RANGE_DAYS} days")
+    if n > max_days:
+        raise RequestError(f"date: at most {max_days} days")
     return [(start + timedelta(days=i)).isoformat() for i in range(n)]
 
 
@@ -127,6 +142,7 @@ class Catalog:
         self.registry = registry
         self._duck: duckdb.DuckDBPyConnection | None = None
         self._runs_cache: dict[str, tuple[tuple[int, int], list[dict]]] = {}
+        self._runs_lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB cursor (one per call: cursors of one connection are thread-safe to use
@@ -162,7 +178,11 @@ class Catalog:
             reports = json.loads(path.read_text()).get("reports", [])
         except (OSError, ValueError, AttributeError):
             return []
-        self._runs_cache[day] = (stamp, reports)
+        with self._runs_lock:  # handlers run in a thread pool
+            self._runs_cache.pop(day, None)
+            self._runs_cache[day] = (stamp, reports)
+            while len(self._runs_cache) > MAX_CACHED_RUNS:
+                self._runs_cache.pop(next(iter(self._runs_cache)))
         return reports
 
     def _own_path(self, slug: str, day: str, path: str | Path) -> Path | None:
