@@ -141,7 +141,7 @@ class Catalog:
         self.db = db
         self.registry = registry
         self._duck: duckdb.DuckDBPyConnection | None = None
-        self._runs_cache: dict[str, tuple[tuple[int, int], list[dict]]] = {}
+        self._runs_cache: dict[str, tuple[tuple[int, int], dict[str, list[dict]]]] = {}
         self._runs_lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -160,9 +160,11 @@ class Catalog:
             return []
         return sorted((p.stem for p in d.glob("*.json") if DAY_RE.match(p.stem)), reverse=True)
 
-    def _run_reports(self, day: str) -> list[dict]:
-        """The ``reports`` list of the run summary of ``day`` (cached while the file is
-        unchanged); empty when there is none or it is unreadable."""
+    def _run_reports(self, day: str, name: str) -> list[dict]:
+        """The entries of recipient ``name`` in the ``reports`` list of the run summary of
+        ``day``; empty when there is none or it is unreadable.  The summary is parsed once while
+        the file is unchanged and indexed by recipient (a day has an entry per recipient and
+        type: tens of thousands), so a lookup costs the recipient's entries only."""
         if not DAY_RE.match(day):
             return []
         path = self.settings.paths.data / "runs" / f"{day}.json"
@@ -173,17 +175,20 @@ class Catalog:
         stamp = (st.st_mtime_ns, st.st_size)
         hit = self._runs_cache.get(day)
         if hit and hit[0] == stamp:
-            return hit[1]
+            return hit[1].get(name, [])
         try:
             reports = json.loads(path.read_text()).get("reports", [])
-        except (OSError, ValueError, AttributeError):
+            by_name: dict[str, list[dict]] = {}
+            for r in reports:
+                by_name.setdefault(r.get("recipient"), []).append(r)
+        except (OSError, ValueError, AttributeError, TypeError):
             return []
         with self._runs_lock:  # handlers run in a thread pool
             self._runs_cache.pop(day, None)
-            self._runs_cache[day] = (stamp, reports)
+            self._runs_cache[day] = (stamp, by_name)
             while len(self._runs_cache) > MAX_CACHED_RUNS:
                 self._runs_cache.pop(next(iter(self._runs_cache)))
-        return reports
+        return by_name.get(name, [])
 
     def _own_path(self, slug: str, day: str, path: str | Path) -> Path | None:
         """``path`` resolved, if it is a file inside ``<reports>/<day>/<slug>/``; else ``None``."""
@@ -211,7 +216,7 @@ class Catalog:
         found: dict[Path, ReportEntry] = {}
         for day in (sorted(want_days, reverse=True) if want_days is not None
                     else self.run_days()):
-            for r in self._run_reports(day):
+            for r in self._run_reports(day, recipient.name):
                 if r.get("recipient") != recipient.name:
                     continue
                 if want_types is not None and r.get("type") not in want_types:
