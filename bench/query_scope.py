@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         med = {m: {k: _med([r[k] for r in runs[m] if r.get(k) is not None])
                    for k in ("seconds", "peak_rss_mb", "call_peak_mb")} for m in MODES}
         base = med["baseline"]
-        line = [f"{label} caller ({nrows:,} rows in its report):"]
+        line = [f"{label} caller {name!r} ({nrows:,} rows in its report):"]
         for m in MODES:
             line.append(f"{m} {med[m]['seconds'] * 1000:.1f} ms "
                         f"(x{med[m]['seconds'] / base['seconds']:.1f}), "
