@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -289,8 +290,9 @@ class Catalog:
             type_name: a registered report type.
 
         Returns:
-            a table with ``rtype.arrow_schema`` (distinct rows, in a fixed order: ``ORDER BY
-            ALL``; timestamps in whole seconds, as the reports hold them), ``None`` when the
+            a table with ``rtype.arrow_schema`` (distinct rows: the first occurrence of each,
+            in file order, files in :meth:`reports` order; timestamps in whole seconds, as the
+            reports hold them), ``None`` when the
             recipient has no report of the type that day; an empty table when ``shares`` is
             empty.
 
@@ -308,10 +310,16 @@ class Catalog:
             return None
         tables = [read_report_csv(f, rtype) for f in files]
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        table = table.append_column("__i", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        cols = [f'"{c}"' for c in rtype.columns]  # registry names, not request values
+        # The first occurrence of each row (two 64-bit hashes of its cells, as the daily run
+        # de-duplicates), in file order: cheaper than ORDER BY ALL, and as stable.
+        sql = (f"SELECT {', '.join(cols)} FROM own WHERE __i IN (SELECT min(__i) FROM own "
+               f"GROUP BY hash({', '.join(cols)}), hash({', '.join(reversed(cols))})) ORDER BY __i")
         con = self.cursor()
         try:
             con.register("own", table)
-            table = _arrow(con.sql("SELECT DISTINCT * FROM own ORDER BY ALL"))
+            table = _arrow(con.sql(sql))
         finally:
             con.close()
         table = table.cast(rtype.arrow_schema)
