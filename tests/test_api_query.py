@@ -413,3 +413,21 @@ def test_law_enforcement_sees_only_its_operation(world):
                          ("src_port", "eighty")]:
         r = call(world, name, {"query": dict(q, **{field: value}), "date": EXAMPLE_DAY})
         assert r.status_code in (400, 403) and not leaked(world, name, r), r.text
+
+
+def test_a_report_file_gone_is_a_generic_error(world, monkeypatch, caplog):
+    """A report file that cannot be read (removed between listing and reading) is the generic
+    400, never a 500 or the path."""
+    import logging
+
+    from herald.web import catalog
+
+    caplog.set_level(logging.WARNING, logger="herald.web.query")
+
+    def gone(path, rtype):
+        raise FileNotFoundError(2, "No such file", str(path))
+
+    monkeypatch.setattr(catalog, "read_report_csv", gone)
+    r = call(world, "CERT.at", {"query": {"geo": "AT"}, "date": EXAMPLE_DAY})
+    assert r.status_code == 400 and r.json() == {"error": "the query could not be evaluated"}
+    assert "FileNotFoundError" in caplog.text and ".csv" not in r.text

@@ -292,9 +292,8 @@ class Catalog:
         Returns:
             a table with ``rtype.arrow_schema`` (distinct rows: the first occurrence of each,
             in file order, files in :meth:`reports` order; timestamps in whole seconds, as the
-            reports hold them), ``None`` when the
-            recipient has no report of the type that day; an empty table when ``shares`` is
-            empty.
+            reports hold them), ``None`` when the recipient has no report of the type that
+            day; an empty table when ``shares`` is empty.
 
         Raises:
             duckdb.Error / pyarrow.ArrowException / OSError: a report file could not be read

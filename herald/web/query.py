@@ -14,8 +14,9 @@ Isolation comes first, by construction:
    takes ISO 8601 strings (UTC when no offset is given), address columns
    (:data:`herald.schema.registry.IP_COLUMNS`) take addresses or CIDR networks, every other column
    takes strings.  A bad value is a 400 naming the field, never echoing the value or any data.
-3. **Generic errors.**  Errors of the engines (DuckDB, Arrow) are logged server-side by class name
-   only and answered with a fixed message: no engine text, which could quote data, reaches a client.
+3. **Generic errors.**  Errors of the engines (DuckDB, Arrow) and of reading a report file
+   (``OSError``) are logged server-side by class name only and answered with a fixed message: no
+   engine text, which could quote data, reaches a client.
 4. **Bounded work.**  ``limit`` (at most :data:`MAX_QUERY_LIMIT`) and ``page`` become
    ``LIMIT``/``OFFSET`` of the DuckDB statement that orders (or counts, with ``facet``) the scoped
    rows (``page`` at most :data:`MAX_QUERY_PAGE`); a date range covers at most
@@ -354,7 +355,7 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
     try:
         return _run(catalog, shares, parts, rtypes, (asns, geos, nets), converted, sort,
                     facet or None, limit, page)
-    except (duckdb.Error, pa.ArrowException) as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # OSError: a file went away
         log.warning("reports/query failed in the engine: %s", type(exc).__name__)
         raise RequestError(GENERIC_ERROR) from None
 
