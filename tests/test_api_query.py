@@ -62,11 +62,14 @@ def own_values(state, dep, name: str) -> tuple[set[str], set]:
 
     from herald.constituency import repository
     from herald.constituency.recipients import slugify
+    from herald.reports.cells import unescape_formula
 
     rid = {r.name: r.id for r in repository.list_recipients(dep.db)}[name]
     vals, rows = set(), set()
     for e in state.catalog.reports(SimpleNamespace(id=rid, name=name, slug=slugify(name))):
-        for rec in csv.DictReader(io.StringIO(e.path.read_text())):
+        for raw in csv.DictReader(io.StringIO(e.path.read_text())):
+            # the values the cells stand for (reports escape spreadsheet formulas, docs/reports.md)
+            rec = {k: unescape_formula(v) for k, v in raw.items()}
             vals.update(v for v in rec.values() if v)
             rows.add((e.type, tuple(sorted(rec.items()))))
     return vals, rows
@@ -251,14 +254,79 @@ def test_repeated_type_returns_rows_once(world):
 
 
 def test_date_range_is_bounded(world):
-    """At most 31 days per query (366 stays the bound of reports/list and stats)."""
+    """At most 31 days per query; 366 stays the bound of reports/stats (reports/list: 92 days,
+    see test_list_and_stats_date_bounds)."""
     q = {"query": {"geo": "AT"}}
     assert call(world, "CERT.at", dict(q, date="2026-11-01:2026-12-01")).status_code == 200
     r = call(world, "CERT.at", dict(q, date="2026-10-31:2026-12-01"))
     assert r.status_code == 400 and "31 days" in r.json()["error"]
     assert call(world, "CERT.at", dict(q, date="2026-01-01:2026-12-31")).status_code == 400
     assert call(world, "CERT.at", {"date": "2026-01-01:2026-12-31"},
-                "reports/list").status_code == 200
+                "reports/stats").status_code == 200
+
+
+@pytest.mark.parametrize("method,ok,over", [
+    ("reports/list", "2026-09-01:2026-12-01", "2026-08-31:2026-12-01"),      # 92 / 93 days
+    ("reports/stats", "2025-12-01:2026-12-01", "2025-11-30:2026-12-01"),     # 366 / 367 days
+    ("reports/types", "2025-12-01:2026-12-01", "2025-11-30:2026-12-01"),
+])
+def test_list_and_stats_date_bounds(world, method, ok, over):
+    """reports/list covers at most 92 days, reports/stats and types 366: over the bound is a 400
+    naming ``date`` that does not repeat the value."""
+    good = call(world, "CERT.at", {"date": ok}, method)
+    assert good.status_code == 200, good.text
+    assert method == "reports/types" or EXAMPLE_DAY in good.text
+    r = call(world, "CERT.at", {"date": over}, method)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err.startswith("date") and "days" in err
+    assert over not in r.text and over.split(":")[0] not in r.text
+
+
+def test_page_is_bounded(world):
+    """``page`` at most 10**9: over it, a 400 naming ``page`` without the value."""
+    base = {"query": own_scope(world, "CERT.at"), "date": EXAMPLE_DAY, "limit": 1}
+    assert call(world, "CERT.at", dict(base, page=10 ** 9)).json() == []
+    for page in (10 ** 9 + 1, 987654321987):
+        r = call(world, "CERT.at", dict(base, page=page))
+        assert r.status_code == 400 and r.json()["error"].startswith("page")
+        assert str(page) not in r.text
+
+
+def test_query_reads_only_the_callers_report_files(world, monkeypatch):
+    """The scope step reads the caller's own report files of the day and type and nothing else:
+    no Parquet scan of the day, no other recipient's file (bounded work)."""
+    from types import SimpleNamespace
+
+    from herald.web import catalog
+
+    read = []
+    real = catalog.read_report_csv
+    monkeypatch.setattr(catalog, "read_report_csv", lambda p, t: read.append(p) or real(p, t))
+    spy = _Spy(world.state.catalog.cursor)
+    monkeypatch.setattr(world.state.catalog, "cursor", spy)
+    for name in NAMES:
+        read.clear()
+        rows = call(world, name, {"query": own_scope(world, name), "date": EXAMPLE_DAY,
+                                  "limit": 1}).json()
+        assert len(rows) == 1, name
+        me = SimpleNamespace(id=_rid(world, name), name=name, slug=_slug(name))
+        own = {e.path for e in world.state.catalog.reports(me, days=[EXAMPLE_DAY])}
+        assert read and set(read) <= own, name
+    seen = [sql for sql, _ in spy.seen]
+    assert seen and not any("parquet" in sql.lower() for sql in seen)
+
+
+def _rid(w, name):
+    from herald.constituency import repository
+
+    return {r.name: r.id for r in repository.list_recipients(w.dep.db)}[name]
+
+
+def _slug(name):
+    from herald.constituency.recipients import slugify
+
+    return slugify(name)
 
 
 class _Spy:
@@ -324,8 +392,9 @@ def test_engine_errors_are_generic(world, monkeypatch, caplog):
             raise exc
 
         monkeypatch.setattr(catalog, "_arrow", boom)
+        # a type the caller has a report of: only its own files are read
         r = call(world, "Example Mobile RO", {"query": {"ip": "5.12.0.0/14"},
-                                              "date": EXAMPLE_DAY, "type": "scan_http"})
+                                              "date": EXAMPLE_DAY, "type": "event4_sinkhole_http"})
         assert r.status_code == 400, r.text
         assert secret not in r.text and "convert" not in r.text.lower()
         assert r.json() == {"error": "the query could not be evaluated"}
@@ -347,3 +416,21 @@ def test_law_enforcement_sees_only_its_operation(world):
                          ("src_port", "eighty")]:
         r = call(world, name, {"query": dict(q, **{field: value}), "date": EXAMPLE_DAY})
         assert r.status_code in (400, 403) and not leaked(world, name, r), r.text
+
+
+def test_a_report_file_gone_is_a_generic_error(world, monkeypatch, caplog):
+    """A report file that cannot be read (removed between listing and reading) is the generic
+    400, never a 500 or the path."""
+    import logging
+
+    from herald.web import catalog
+
+    caplog.set_level(logging.WARNING, logger="herald.web.query")
+
+    def gone(path, rtype):
+        raise FileNotFoundError(2, "No such file", str(path))
+
+    monkeypatch.setattr(catalog, "read_report_csv", gone)
+    r = call(world, "CERT.at", {"query": {"geo": "AT"}, "date": EXAMPLE_DAY})
+    assert r.status_code == 400 and r.json() == {"error": "the query could not be evaluated"}
+    assert "FileNotFoundError" in caplog.text and ".csv" not in r.text

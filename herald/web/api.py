@@ -28,11 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from herald.constituency.recipients import Recipient
 from herald.web.app import WebState, dumps
 from herald.web.catalog import (
-    MAX_QUERY_LIMIT, RequestError, ReportEntry, _as_list, parse_dates,
+    MAX_LIST_DAYS, MAX_QUERY_LIMIT, MAX_RANGE_DAYS, RequestError, ReportEntry, _as_list,
+    parse_dates,
 )
 from herald.web.crypto import InvalidToken
 from herald.web.keys import Caller, key_active, remember_nonce, verify_request
-from herald.web.query import query_events
+from herald.web.query import MAX_QUERY_PAGE, query_events
 
 router = APIRouter()
 
@@ -303,11 +304,16 @@ def subscribed(request, st, caller, body):
     return [caller.slug]
 
 
-def _entries(st: WebState, caller: Caller, body: dict[str, Any]) -> list[ReportEntry]:
+def _entries(st: WebState, caller: Caller, body: dict[str, Any],
+             max_days: int = MAX_RANGE_DAYS, default_days: list[str] | None = None
+             ) -> list[ReportEntry]:
+    """The caller's report entries selected by ``reports``/``report``, ``date`` (at most
+    ``max_days`` days, else a 400 naming ``date``; absent: ``default_days``, or every day when
+    that is ``None``) and ``type``."""
     names = _as_list(body.get("reports", body.get("report")), "reports")
     if names and caller.slug not in names:
         return []
-    days = parse_dates(body.get("date"), None) if body.get("date") else None
+    days = parse_dates(body.get("date"), None, max_days) if body.get("date") else default_days
     types = _as_list(body.get("type"), "type")
     row = _recipient_row(st, caller.recipient_id)
     return st.catalog.reports(row, days, types or None) if row else []
@@ -328,16 +334,17 @@ def types(request, st, caller, body):
     return out
 
 
-@method("reports/list", "Reports that can be downloaded",
+@method("reports/list", f"Reports that can be downloaded (date: at most {MAX_LIST_DAYS} days)",
         {"reports": _STRS, "date": _DATE, "type": _STRS, "limit": {"type": "integer"}})
 def list_reports(request, st, caller, body):
-    """``[{id, file, type, report, timestamp, url}]``, newest first; ``id`` expires."""
+    """``[{id, file, type, report, timestamp, url}]``, newest first; ``id`` expires; ``date``
+    covers at most :data:`MAX_LIST_DAYS` days (longer: 400 naming ``date``)."""
     limit = body.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ApiError("limit must be a positive integer")
     base = str(request.base_url)
     out = []
-    for e in _entries(st, caller, body)[:limit]:
+    for e in _entries(st, caller, body, MAX_LIST_DAYS)[:limit]:
         token = download_token(st, e, caller.recipient_id, caller.key_id)
         out.append({"id": token, "file": e.file, "type": e.type, "report": e.slug,
                     "timestamp": e.day, "url": f"{base}dl/{token}"})
@@ -358,7 +365,7 @@ def download(request, st, caller, body):
                                                "asn, geo or ip"},
     "date": _DATE, "type": _STRS, "facet": {"type": "string"},
     "sort": {"type": "string"}, "limit": {"type": "integer", "maximum": MAX_QUERY_LIMIT},
-    "page": {"type": "integer", "minimum": 1}})
+    "page": {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_PAGE}})
 def query(request, st, caller, body):
     """Events as objects, or ``{value: count}`` with ``facet``."""
     return query_events(st.catalog, _shares(st, caller), body)
@@ -367,11 +374,14 @@ def query(request, st, caller, body):
 @method("reports/stats", "Row counts of the caller's reports",
         {"date": _DATE, "report": _STRS, "type": _STRS})
 def stats(request, st, caller, body):
-    """``[{date, report, type, value}]``: rows per day and type (default: the last 7 run days)."""
+    """``[{date, report, type, value}]``: rows per day and type (default: the last 7 run days;
+    ``date`` covers at most :data:`MAX_RANGE_DAYS` days)."""
+    days = None
     if not body.get("date"):
-        days = st.catalog.run_days()[:7]
-        body = dict(body, date=f"{days[-1]}:{days[0]}") if days else body
-    entries = _entries(st, caller, body) if body.get("date") else []
+        runs = st.catalog.run_days()[:7]
+        # every day from the 7th newest run day to the newest (at most MAX_RANGE_DAYS of them)
+        days = parse_dates(f"{runs[-1]}:{runs[0]}", None, 10 ** 6)[-MAX_RANGE_DAYS:] if runs else []
+    entries = [] if days == [] else _entries(st, caller, body, MAX_RANGE_DAYS, days)
     out = [{"date": e.day, "report": e.slug, "type": e.type, "value": e.rows} for e in entries]
     return sorted(out, key=lambda r: (r["date"], r["type"]))
 

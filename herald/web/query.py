@@ -3,8 +3,9 @@
 Isolation comes first, by construction:
 
 1. **Scope first.**  For every (day, type) asked for, :meth:`herald.web.catalog.Catalog.own_events`
-   reads the stored events and keeps only the rows :class:`herald.route.Router`, built from the
-   caller's own routing entries, sends to the caller.  No user-supplied value takes part in that
+   reads the caller's own report files of that day and type (nobody else's rows are read: the
+   work grows with the caller's rows, not with the day) and keeps only the rows
+   :class:`herald.route.Router`, built from the caller's own routing entries, sends to the caller.  No user-supplied value takes part in that
    step, and every later step (asn/geo/ip narrowing, field filters, sort, facet, paging) only sees
    this already-scoped Arrow table: a wrong value can fail or match only on the caller's rows.
 2. **Typed filters.**  Every filter value is checked and converted in Python against the column's
@@ -13,11 +14,14 @@ Isolation comes first, by construction:
    takes ISO 8601 strings (UTC when no offset is given), address columns
    (:data:`herald.schema.registry.IP_COLUMNS`) take addresses or CIDR networks, every other column
    takes strings.  A bad value is a 400 naming the field, never echoing the value or any data.
-3. **Generic errors.**  Errors of the engines (DuckDB, Arrow) are logged server-side by class name
-   only and answered with a fixed message: no engine text, which could quote data, reaches a client.
+3. **Generic errors.**  Errors of the engines (DuckDB, Arrow) and of reading a report file
+   (``OSError``) are logged server-side by class name only and answered with a fixed message: no
+   engine text, which could quote data, reaches a client.
 4. **Bounded work.**  ``limit`` (at most :data:`MAX_QUERY_LIMIT`) and ``page`` become
    ``LIMIT``/``OFFSET`` of the DuckDB statement that orders (or counts, with ``facet``) the scoped
-   rows; a date range covers at most :data:`MAX_QUERY_DAYS` days; a repeated ``type`` is read once.
+   rows (``page`` at most :data:`MAX_QUERY_PAGE`); a date range covers at most
+   :data:`MAX_QUERY_DAYS` days; a repeated ``type`` is read once; without ``type``, only the types
+   the caller has reports of are read.
 
 The request format is Shadowserver's ``reports/query`` (https://github.com/The-Shadowserver-Foundation/api_utils/wiki/API:-Reports-Query).
 """
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Largest number of days one query may cover.
 MAX_QUERY_DAYS = 31
+#: Largest ``page`` (the OFFSET stays a 64-bit integer: 10**9 pages of 10,000 rows).
+MAX_QUERY_PAGE = 10 ** 9
 #: Largest number of field filters in one query, and of values per field.
 MAX_FIELDS = 32
 MAX_VALUES = 1000
@@ -290,7 +296,8 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
     list: any of), their values typed as :func:`convert_values` says.  ``date`` (default: the
     newest run day; a range covers at most :data:`MAX_QUERY_DAYS` days), ``type`` (also accepted
     inside ``query``; repeats ignored), ``sort`` (``field``, ``-field`` or ``field desc``; nulls
-    last), ``limit`` (default 1000, at most :data:`MAX_QUERY_LIMIT`), ``page`` (from 1) and
+    last), ``limit`` (default 1000, at most :data:`MAX_QUERY_LIMIT`), ``page`` (from 1 to
+    :data:`MAX_QUERY_PAGE`) and
     ``facet`` (a field: ``{value: count}``, largest first) as Shadowserver's API.
     ``shares_of(day)`` gives the caller's routing entries of a day (what the daily run routes
     with).
@@ -311,8 +318,8 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
     page = body.get("page", 1)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= MAX_QUERY_LIMIT:
         raise RequestError(f"limit must be an integer from 1 to {MAX_QUERY_LIMIT}")
-    if not isinstance(page, int) or isinstance(page, bool) or not 0 < page <= 10 ** 9:
-        raise RequestError("page must be an integer from 1")
+    if not isinstance(page, int) or isinstance(page, bool) or not 0 < page <= MAX_QUERY_PAGE:
+        raise RequestError(f"page must be an integer from 1 to {MAX_QUERY_PAGE}")
     types = _type_names(body.get("type") or query.pop("type", None))
     query.pop("type", None)
     for t in types:
@@ -343,12 +350,12 @@ def query_events(catalog: Catalog, shares_of: Callable[[str], list[Recipient]],
                 name in r.columns or (what == "facet" and f"src_{name}" in r.columns)
                 for r in known):
             raise RequestError(f"{what}: not a column of any report type")
-    parts = [(day, t) for day in days for t in (types or catalog.event_types(day))]
+    parts = [(day, t) for day in days for t in (types or catalog.own_types(shares[day], day))]
     rtypes = {t: catalog.registry.get(t) for _, t in parts}
     try:
         return _run(catalog, shares, parts, rtypes, (asns, geos, nets), converted, sort,
                     facet or None, limit, page)
-    except (duckdb.Error, pa.ArrowException) as exc:
+    except (duckdb.Error, pa.ArrowException, OSError) as exc:  # OSError: a file went away
         log.warning("reports/query failed in the engine: %s", type(exc).__name__)
         raise RequestError(GENERIC_ERROR) from None
 
