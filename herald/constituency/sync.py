@@ -29,7 +29,7 @@ from herald.constituency import operations as ops
 from herald.constituency.recipients import Recipient
 from herald.constituency.repository import import_recipients, load_recipients
 from herald.errors import ConfigError
-from herald.reports.render import atomic_write
+from herald.fsutil import atomic_write
 from herald.store.db import Database, NotFound
 
 _OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description", "partners"}
