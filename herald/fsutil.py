@@ -39,6 +39,22 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
     digest = hashlib.sha256(data).hexdigest()
     if same_content(path, len(data), digest):
         return digest
+    with atomic_writer(path, durable=durable) as fh:
+        fh.write(data)
+    return digest
+
+
+@contextmanager
+def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A binary file object whose content replaces ``path`` when the ``with`` block ends without
+    an error (temporary file beside ``path``, then ``os.replace``); on an error the temporary file
+    is removed and ``path`` is unchanged.  Missing parent directories are created; the file is
+    ``0644``.  ``durable`` as for :func:`atomic_write`.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+    """
+    path = Path(path)
     # The temporary name is unique per writer (process id and thread id); O_EXCL refuses a leftover
     # of a crashed writer that had the same ids, which is then replaced.  The directory is created
     # only when the first attempt finds it missing (tens of thousands of files per run).
@@ -52,32 +68,6 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
     except FileExistsError:
         os.unlink(tmp)
         fd = os.open(tmp, flags, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
-
-
-@contextmanager
-def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
-    """A binary file object whose content replaces ``path`` when the ``with`` block ends without
-    an error (temporary file beside ``path``, then ``os.replace``); on an error the temporary file
-    is removed and ``path`` is unchanged.  Parent directories are created; the file is ``0644``.
-
-    Raises:
-        OSError: the directory cannot be created or written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
@@ -146,9 +136,10 @@ class FileLock:
         self.mode = mode
         self.fd: int | None = None
 
-    def acquire(self) -> bool:
-        """Take the lock: ``True`` when taken, ``False`` when another process holds it.  Creates
-        the file and its directory when missing.
+    def acquire(self, *, wait: bool = False) -> bool:
+        """Take the lock: ``True`` when taken, ``False`` when another process holds it (with
+        ``wait``, block until it is free instead).  Creates the file and its directory when
+        missing.
 
         Raises:
             OSError: the lock file cannot be created.
@@ -158,7 +149,7 @@ class FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), self.mode)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
             return False

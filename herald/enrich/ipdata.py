@@ -27,7 +27,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, lru_cache
@@ -41,6 +40,7 @@ import pyarrow.compute as pc
 
 from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, parse_prefixes, prefix_masks, unique_inverse
 from herald.errors import ConfigError, InputError
+from herald.fsutil import atomic_write, atomic_writer
 from herald.ipaddr import ParsedIPs, parse_ips
 
 #: Days after which :meth:`IPData.info` warns that the data is stale.
@@ -104,25 +104,6 @@ def _date_from(text: str | None) -> str | None:
         if d.year >= 1990:
             return d.isoformat()
     return None
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be readable
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _strings_to_arrays(prefix: str, values: pa.Array) -> dict[str, np.ndarray]:
@@ -249,9 +230,10 @@ class IPData:
         meta.update(extra_meta or {})
         meta["format"] = FORMAT
         meta["counts"] = self._counts()
-        _atomic_write(path, write_npz)
+        with atomic_writer(path) as fh:
+            write_npz(fh)
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(path.with_suffix(".json"), text.encode("utf-8"))
 
     def _counts(self) -> dict[str, int]:
         return {"asn_ranges_v4": self.asn_ranges.n_v4, "asn_ranges_v6": self.asn_ranges.n_v6,

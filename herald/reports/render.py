@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from herald.constituency.recipients import Recipient
-from herald.fsutil import atomic_write, same_content, sync_paths  # noqa: F401 - atomic_write, sync_paths re-exported
+from herald.fsutil import same_content
 from herald.schema.registry import TIMESTAMP_TYPE, ReportType
 
 
