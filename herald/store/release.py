@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import sqlalchemy as sa
 
-from herald.constituency.recipients import Recipient
 from herald.store import audit, ledger
 from herald.store.db import Database, ReportRow
 
 
 def record_reports(db: Database, run_id: int, day: str, reports: list[dict],
-                   by_name: dict[str, Recipient], actor: str = "pipeline") -> dict[int, int]:
+                   by_name: dict[str, Any], actor: str = "pipeline") -> dict[int, int]:
     """Record each report of the run summary (``{recipient, type, rows, sha256, path, tlp,
     operation}``) in the ledger; write a ``report.release`` audit entry when its content is new (a
-    re-run that rewrites identical bytes releases nothing new).  Recipients without a database id
+    re-run that rewrites identical bytes releases nothing new).  ``by_name`` maps recipient names
+    to :class:`herald.constituency.recipients.Recipient` s; recipients without a database id
     (given in code: benchmarks) are not recorded.
 
     Returns:
