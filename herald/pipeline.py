@@ -35,7 +35,6 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from herald import faults
@@ -46,61 +45,11 @@ from herald.fsutil import atomic_write, sync_paths
 from herald.schema.registry import Registry, default_registry
 from herald.sources.inputs import file_sha256, find_inputs
 from herald.store.ingest import StoredInput
+from herald.summary import COUNTS, RunSummary
 
 __all__ = ["RunSummary", "find_inputs", "file_sha256", "run_day"]
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COUNTS = ("rows_in", "rows_stored", "rows_reported", "rows_unrouted", "rows_quarantined",
-           "rows_duplicate")
-
-
-@dataclass
-class RunSummary:
-    """The result of a daily run; :meth:`to_dict` is the JSON summary."""
-
-    day: str
-    rows_in: int = 0
-    rows_stored: int = 0
-    rows_reported: int = 0
-    rows_unrouted: int = 0
-    rows_quarantined: int = 0
-    rows_duplicate: int = 0
-    reports: list[dict] = field(default_factory=list)
-    inputs: list[StoredInput] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    stages: dict[str, float] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
-    skipped: bool = False
-    previous: dict = field(default_factory=dict)
-    new_inputs: list[str] = field(default_factory=list)
-    run_id: int | None = None
-
-    @property
-    def reconciles(self) -> bool:
-        """``rows_in == rows_reported + rows_unrouted + rows_quarantined + rows_duplicate``."""
-        return self.rows_in == (self.rows_reported + self.rows_unrouted + self.rows_quarantined
-                                + self.rows_duplicate)
-
-    @property
-    def ok(self) -> bool:
-        """No input failed and the counts reconcile."""
-        return not self.errors and self.reconciles
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary (counts, reports ``[{recipient, type, rows, path, sha256}]``, inputs,
-        errors, stage timings in seconds)."""
-        return {
-            "day": self.day, "run_id": self.run_id, "status": "ok" if self.ok else "errors",
-            **{k: getattr(self, k) for k in _COUNTS},
-            "reconciles": self.reconciles,
-            "reports": self.reports,
-            "inputs": [i.to_dict() for i in self.inputs],
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "stages_seconds": {k: round(v, 3) for k, v in self.stages.items()},
-            "paths": self.paths,
-        }
 
 
 class _Progress:
@@ -183,7 +132,7 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                 raise
             summary.run_id = run_id
             result = summary.to_dict()
-            ledger.finish_run(db, run_id, result, counts={k: result[k] for k in _COUNTS})
+            ledger.finish_run(db, run_id, result, counts={k: result[k] for k in COUNTS})
             return summary
     finally:
         db.engine.dispose()
