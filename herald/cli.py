@@ -58,14 +58,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader of our output went away (``herald parse FILE | head``): stop quietly.  This
+        # branch must come before ``OSError``, of which BrokenPipeError is a subclass.
+        _silence_stdout()
+        return 0
     except HeraldError as exc:
         print(f"herald: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable directory, disk full, ...
         print(f"herald: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at ``/dev/null`` so that the interpreter's final flush of the closed pipe does
+    not print ``Exception ignored ... BrokenPipeError`` (Python's documented recipe, "Note on
+    SIGPIPE" in the ``signal`` module)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout already closed or not a file
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

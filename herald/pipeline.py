@@ -24,7 +24,9 @@ values and returns values, so that it could run in another process:
    the composed messages (``herald send`` sends them).
 
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
-``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate``.  Every file is
+``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
+(``rows_failed``: the data rows of inputs that could not be read at all).  A day with a failed
+input is recorded ``failed``, not done: the next run processes it again.  Every file is
 written to a temporary name and renamed; a re-run with the same inputs and recipients rewrites
 byte-identical files.  Crash tests stop the run at named points (:mod:`herald.faults`).
 """
@@ -132,7 +134,14 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                 raise
             summary.run_id = run_id
             result = summary.to_dict()
-            ledger.finish_run(db, run_id, result, counts={k: result[k] for k in COUNTS})
+            counts = {k: result[k] for k in COUNTS}
+            if summary.errors:
+                # Not done: the next run (without --force) processes the day again, once the
+                # input is fixed or removed.
+                ledger.fail_run(db, run_id, f"{len(summary.errors)} input(s) failed", summary=result,
+                                counts=counts)
+            else:
+                ledger.finish_run(db, run_id, result, counts=counts)
             return summary
     finally:
         db.engine.dispose()
@@ -227,6 +236,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         paths={k: str(v) for k, v in vars(paths).items()},
         rows_in=sum(i.rows_in for i in inputs), rows_stored=sum(i.rows_stored for i in inputs),
         rows_quarantined=sum(i.rows_quarantined for i in inputs),
+        rows_failed=sum(i.rows_failed for i in inputs),
         rows_reported=sum(d.reported for d, _ in per_type),
         rows_unrouted=sum(d.unrouted for d, _ in per_type),
         rows_duplicate=sum(d.duplicate for d, _ in per_type))
@@ -255,6 +265,7 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
             res = ingest_input(Path(path_s), sha, day=day, data_dir=data, registry=registry,
                                ipdata=ipdata, overwrite_enrichment=settings.overwrite_enrichment)
         inputs.append(res)
+        warnings += res.warnings
         if res.error:
             show(f"FAILED {Path(path_s).name}: {res.error}")
             continue

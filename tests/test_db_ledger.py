@@ -125,3 +125,17 @@ def test_record_report_is_idempotent_per_recipient_type_day_scope(db):
 def test_bad_day(db):
     with pytest.raises(StoreError, match="not a day"):
         ledger.start_run(db, "29/11/2026", INPUTS)
+
+
+def test_a_failed_run_after_a_done_one_leaves_the_day_open(db):
+    done = ledger.start_run(db, DAY, INPUTS)
+    ledger.finish_run(db, done, {})
+    forced = ledger.start_run(db, DAY, INPUTS, force=True)
+    ledger.fail_run(db, forced, "1 input(s) failed", summary={"rows_failed": 3},
+                    counts={"rows_failed": 3})
+    assert ledger.get_run(db, forced).counts == {"rows_failed": 3}
+    # the newest finished run failed: the day runs again without force
+    again = ledger.start_run(db, DAY, INPUTS)
+    ledger.finish_run(db, again, {})
+    with pytest.raises(ledger.AlreadyDone):
+        ledger.start_run(db, DAY, INPUTS)

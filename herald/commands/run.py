@@ -26,6 +26,49 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+#: Recipients listed by name in the printed summary (the largest by rows).
+TOP_RECIPIENTS = 10
+
+
+def summary_lines(data: dict, paths, summary_json: Path | None = None) -> list[str]:
+    """The lines ``herald run`` prints for a run summary (:meth:`RunSummary.to_dict` ``data``):
+    the counts, the failed inputs, the :data:`TOP_RECIPIENTS` recipients with the most rows
+    (ties by name) and where the full list of reports is (``summary_json``, else the run's summary
+    ``<data>/runs/<day>.json``).  A bounded number of lines whatever the number of reports.
+
+    Args:
+        data: the summary dictionary.
+        paths: the configuration's paths (``reports``, ``outbox``, ``data``).
+        summary_json: the ``--summary-json`` path, if given.
+    """
+    day = data["day"]
+    lines = [f"Herald run for {day}: {data['rows_in']} rows in, {data['rows_stored']} stored, "
+             f"{data['rows_reported']} reported, {data['rows_unrouted']} unrouted, "
+             f"{data['rows_quarantined']} quarantined, {data['rows_duplicate']} duplicate, "
+             f"{data.get('rows_failed', 0)} failed"]
+    for f in data.get("failed_inputs", []):
+        lines.append(f"  failed input: {f['path']} ({f['rows']} rows)")
+    reports = data["reports"]
+    per: dict[tuple[str, str], list[int]] = {}
+    for r in reports:
+        acc = per.setdefault((r["recipient"], r.get("email") or ""), [0, 0])
+        acc[0] += r["rows"]
+        acc[1] += 1
+    lines.append(f"{len(reports)} report(s) for {len(per)} recipient(s) written to {paths.reports / day}")
+    top = sorted(per.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_RECIPIENTS]
+    if top:
+        lines.append(f"Largest recipients (top {len(top)} of {len(per)} by rows):")
+        for (name, email), (rows, n) in top:
+            lines.append(f"  {name:<32} {email:<32} {rows:>9} rows  {n:>4} report(s)")
+    if reports:
+        where = summary_json or Path(paths.data) / "runs" / f"{day}.json"
+        lines.append(f"Every report (recipient, e-mail, type, rows, path): {where}")
+    lines.append(f"Outbox messages (.eml): {paths.outbox / day}")
+    if data["rows_quarantined"]:
+        lines.append(f"Quarantined rows: {Path(paths.data) / 'quarantine' / day}")
+    return lines
+
+
 def run(args) -> int:
     """Run the day; print a short summary.  Exit 0 when all went well, 1 when an input failed or
     the counts do not reconcile (the other inputs are still processed)."""
@@ -47,17 +90,8 @@ def run(args) -> int:
     if args.summary_json:
         atomic_write(args.summary_json, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     out = sys.stdout
-    print(f"Herald run for {day}: {summary.rows_in} rows in, {summary.rows_stored} stored, "
-          f"{summary.rows_reported} reported, {summary.rows_unrouted} unrouted, "
-          f"{summary.rows_quarantined} quarantined, {summary.rows_duplicate} duplicate", file=out)
-    recipients = sorted({r["recipient"] for r in summary.reports})
-    print(f"{len(summary.reports)} report(s) for {len(recipients)} recipient(s) written to "
-          f"{settings.paths.reports / day}", file=out)
-    for r in summary.reports:
-        print(f"  {r['recipient']:<32} {r['type']:<32} {r['rows']:>7}  {r['path']}", file=out)
-    print(f"Outbox messages (.eml): {settings.paths.outbox / day}", file=out)
-    if summary.rows_quarantined:
-        print(f"Quarantined rows: {settings.paths.data / 'quarantine' / day}", file=out)
+    for line in summary_lines(data, settings.paths, args.summary_json):
+        print(line, file=out)
     for w in summary.warnings:
         print(f"herald: warning: {w}", file=sys.stderr)
     for e in summary.errors:

@@ -515,7 +515,9 @@ _SHORT_LINE = 78
 def attachment_headers(att: Attachment) -> bytes:
     """The MIME headers of an attachment part (RFC 2045, RFC 2183), CRLF endings.
 
-    ``Content-Type: <maintype>/<subtype>``, ``Content-Transfer-Encoding: base64`` and
+    ``Content-Type: <maintype>/<subtype>`` (``; charset=utf-8`` for ``text/*``: report CSVs are
+    UTF-8, and RFC 2046 section 4.1.2 makes US-ASCII the default otherwise; RFC 7111 section 5.1
+    for ``text/csv``), ``Content-Transfer-Encoding: base64`` and
     ``Content-Disposition: attachment; filename="<name>"``, the disposition folded before
     ``filename`` when the line would exceed 78 characters (the parameter line then holds up to
     998, RFC 5322 section 2.1.1).  File names that are not printable US-ASCII without ``"`` and
@@ -523,7 +525,8 @@ def attachment_headers(att: Attachment) -> bytes:
     ``filename*=utf-8''...``, with continuations).
     """
     name = att.filename
-    head = f"Content-Type: {att.maintype}/{att.subtype}\r\nContent-Transfer-Encoding: base64\r\n"
+    charset = "; charset=utf-8" if att.maintype == "text" else ""
+    head = f"Content-Type: {att.maintype}/{att.subtype}{charset}\r\nContent-Transfer-Encoding: base64\r\n"
     if name and _PLAIN_FILENAME.issuperset(name):
         param = f'filename="{name}"'
         if len("Content-Disposition: attachment; ") + len(param) <= _SHORT_LINE:
@@ -535,7 +538,8 @@ def attachment_headers(att: Attachment) -> bytes:
             return (head + f"Content-Disposition: attachment;\r\n {param}\r\n").encode("ascii")
     part = MIMEPart(policy=_POLICY)
     part.set_content(b"", maintype=att.maintype, subtype=att.subtype, filename=name,
-                     cte="base64", disposition="attachment")
+                     cte="base64", disposition="attachment",
+                     params={"charset": "utf-8"} if att.maintype == "text" else None)
     return _generate(part).split(b"\r\n\r\n", 1)[0] + _CRLF
 
 

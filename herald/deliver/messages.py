@@ -29,6 +29,7 @@ from herald.deliver.compose import Templates, recipient_texts
 from herald.deliver.report_message import compose_report_message
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.fsutil import atomic_write
+from herald.parentdeath import check_parent, exit_with_parent
 from herald.reports.render import ParallelWrites
 from herald.reports.write import ReportFile
 from herald.schema.registry import Registry, ReportType
@@ -137,6 +138,7 @@ _CONTEXT: MessageContext | None = None
 
 def _compose_chunk(job: tuple[str, list[ReportFile]]) -> tuple[list[dict], set[Path]]:
     """Worker: the messages of one chunk ``(type name, reports)``; fault point ``compose``."""
+    check_parent()  # the parent died (where the kernel does not signal): stop
     faults.hit("compose")
     type_name, reports = job
     entries: list[dict] = []
@@ -157,7 +159,8 @@ class MessageWorkers:
     carries :class:`ReportFile` s.  Before forking, the parent collects garbage and freezes its
     objects (:func:`gc.freeze`): the workers' garbage collector then never frees an object of the
     parent, which may hold native state of the parent's threads (Arrow, DuckDB) that does not exist
-    in a forked child (freeing it there crashed a worker).  A worker that dies makes
+    in a forked child (freeing it there crashed a worker).  Workers die with the parent
+    (:mod:`herald.parentdeath`).  A worker that dies makes
     :meth:`messages` raise ``BrokenProcessPool`` instead of waiting for ever.  Use as a context
     manager (or call :meth:`close`).
     """
@@ -206,7 +209,9 @@ class MessageWorkers:
         # Each recipient's area and filter texts, once, here: the forked workers inherit them.
         for r in self.ctx.recipients:
             recipient_texts(r)
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                        initializer=exit_with_parent, initargs=(os.getpid(),))
         # With the fork start method the executor forks all its workers at this first submit.
         gc.collect()
         gc.freeze()

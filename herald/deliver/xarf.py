@@ -197,6 +197,13 @@ def reports_for_csv(rtype: ReportType, csv_bytes: bytes, *, recipient_slug: str,
     if not csv_bytes.strip():
         return []
     table = _read_as_strings(csv_bytes)
+    # String cells were escaped against spreadsheet formulas (docs/reports.md): the exact values.
+    import pyarrow as pa
+
+    from herald.reports.cells import unescape_formulas
+    strings = {c for c, t in rtype.column_types.items() if pa.types.is_string(t)}
+    table = pa.table({c: unescape_formulas(table.column(c)) if c in strings else table.column(c)
+                      for c in table.column_names})
     out = []
     for row in table.to_pylist():
         doc = event_report(rtype, row, recipient_slug=recipient_slug, reporter_org=reporter_org,

@@ -10,6 +10,8 @@ expression ``^(\\d{4}-\\d{2}-\\d{2})-([^-]+)-.+\\.csv$`` reads date and type bac
 
 CSV: RFC 4180, header row, the type's columns in schema order, strings quoted, integers bare,
 timestamps as ``YYYY-MM-DD HH:MM:SS`` (UTC), empty for null: the same shape as Shadowserver's files.
+An empty ``severity`` holds the type's default level; string values that a spreadsheet would run as
+a formula get a leading ``'`` (``herald/reports/cells.py``, ``docs/reports.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pyarrow.csv as pacsv
 
 from herald.constituency.recipients import Recipient
 from herald.fsutil import same_content
+from herald.reports.cells import escape_formulas
 from herald.schema.registry import TIMESTAMP_TYPE, ReportType
 
 
@@ -37,14 +40,33 @@ def report_filename(day: str, rtype: ReportType, recipient: Recipient, ext: str 
 
 
 def for_csv(table: pa.Table, rtype: ReportType) -> pa.Table:
-    """The type's columns in schema order, timestamps formatted as Shadowserver writes them."""
+    """The type's columns in schema order, as a report writes them.
+
+    Timestamps are formatted as Shadowserver writes them; an empty or missing ``severity`` holds
+    the type's default level (``severity.md``, :attr:`ReportType.default_severity`: the level the
+    router used); string values a spreadsheet would run as a formula are escaped
+    (:func:`herald.reports.cells.escape_formulas`, ``docs/reports.md``).
+    """
     cols = []
     for name, typ in rtype.column_types.items():
         col = table.column(name) if name in table.column_names else pa.nulls(table.num_rows, typ)
         if typ == TIMESTAMP_TYPE:
             col = format_timestamps(col)
+        elif name == "severity" and pa.types.is_string(typ):
+            col = escape_formulas(fill_severity(col, rtype.default_severity))
+        elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            col = escape_formulas(col)
         cols.append(col)
     return pa.Table.from_arrays(cols, names=list(rtype.column_types))
+
+
+def fill_severity(col: pa.Array | pa.ChunkedArray, default: str) -> pa.Array | pa.ChunkedArray:
+    """``col`` (strings) with null and empty values replaced by ``default`` (a level of
+    :data:`herald.schema.registry.SEVERITY_LEVELS`); other values are kept as they are."""
+    if col.null_count == 0 and not pc.any(pc.equal(col, "")).as_py():
+        return col
+    empty = pc.fill_null(pc.equal(col, ""), True)
+    return pc.if_else(empty, pa.scalar(default, col.type), col)
 
 
 def format_timestamps(col: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -16,6 +16,8 @@ Example (every key is optional except at least one listener of the sensor you ru
     batch_seconds = 5                     # ... or age of the oldest buffered row, seconds
     rate_per_client = 20                  # DNS queries per second per client address
     rate_burst = 40                       # bucket size; default 2 * rate_per_client
+    http_rate_per_client = 10             # HTTP requests per second per client address (else 429)
+    http_rate_burst = 20                  # bucket size; default 2 * http_rate_per_client
     operations = false                    # also sinkhole the domains of active operations (database)
 
     [[sinkhole.domains]]
@@ -238,6 +240,8 @@ class SinkholeConfig:
     rate_per_client: float = 20.0
     rate_burst: float = 40.0
     rate_table_size: int = 100_000
+    http_rate_per_client: float = 10.0
+    http_rate_burst: float = 20.0
     tcp_idle_timeout: float = 10.0
     max_connections: int = 10_000
     max_connections_per_client: int = 64
@@ -318,6 +322,7 @@ def load_sinkhole_config(settings: Settings) -> SinkholeConfig:
     if not _SENSOR_RE.match(name):
         raise ConfigError(f"{where}: sinkhole.sensor_name {name!r}: use 1-64 letters, digits, '_' or '.'")
     rate = _num("rate_per_client", 20.0)
+    http_rate = _num("http_rate_per_client", 10.0)
     body = s.get("http_body", "")
     if not isinstance(body, str):
         raise ConfigError(f"{where}: sinkhole.http_body must be a string")
@@ -338,6 +343,8 @@ def load_sinkhole_config(settings: Settings) -> SinkholeConfig:
         rate_per_client=rate,
         rate_burst=_num("rate_burst", max(1.0, 2 * rate), float, 1, strict=False),
         rate_table_size=_num("rate_table_size", 100_000, int),
+        http_rate_per_client=http_rate,
+        http_rate_burst=_num("http_rate_burst", max(1.0, 2 * http_rate), float, 1, strict=False),
         tcp_idle_timeout=_num("tcp_idle_timeout", 10.0),
         max_connections=_num("max_connections", 10_000, int),
         max_connections_per_client=_num("max_connections_per_client", 64, int),

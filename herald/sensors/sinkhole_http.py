@@ -21,6 +21,11 @@ Defences (the server faces the Internet and hostile bots):
   within ``body_timeout`` seconds;
 * at most ``max_connections`` connections and ``max_connections_per_client`` per client address;
   at most ``max_requests_per_connection`` requests per connection;
+* a token bucket per client address (``http_rate_per_client`` requests per second,
+  ``http_rate_burst``; :class:`herald.sensors.ratelimit.TokenBucketLimiter`, as the DNS sensor's):
+  a request over the limit is answered ``429 Too Many Requests`` with ``Retry-After: 1`` and the
+  connection is closed; it is **not** recorded (a flood must not fill the disk);
+* ``Content-Length`` must be ASCII digits (RFC 9110 section 8.6, ``1*DIGIT``), else ``400``;
 * stored strings are cut to ``max_field_chars`` characters.
 
 Columns written: ``timestamp``, ``protocol`` (``tcp``), ``src_ip``, ``src_port``, ``severity`` (type
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import re
 import ssl
 from typing import Any
 
@@ -45,6 +51,7 @@ from herald.errors import ConfigError
 from herald.schema.registry import Registry, default_registry
 from herald.sensors.batch import EventBatcher, now_us
 from herald.sensors.config import DomainTable, SinkholeConfig
+from herald.sensors.ratelimit import TokenBucketLimiter
 from herald.sensors.runtime import canonical_ip, event_type, truncate
 
 log = logging.getLogger(__name__)
@@ -53,9 +60,38 @@ log = logging.getLogger(__name__)
 class _Reject(Exception):
     """A request the server answers with an error status and then closes."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, extra: str = "") -> None:
         super().__init__(status)
         self.status = status
+        self.extra = extra  # further header lines, CRLF-terminated
+
+
+#: ``Content-Length`` value (RFC 9110 section 8.6: ``1*DIGIT``, ASCII only).
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def content_length(value: str | None, limit: int) -> int | None:
+    """The body length a ``Content-Length`` field value announces, or ``None`` without one.
+
+    Args:
+        value: the field value (white space around it already stripped), or ``None``.
+        limit: the largest body accepted, in bytes.
+
+    Raises:
+        _Reject: 400 when the value is not ASCII digits (``-1``, ``1e3``, ``²``, ``1, 1``);
+            413 when it is larger than ``limit``.
+    """
+    if value is None:
+        return None
+    if not _DIGITS.fullmatch(value):
+        raise _Reject(400)
+    value = value.lstrip("0") or "0"
+    if len(value) > len(str(limit)):  # also keeps int() below its digit limit
+        raise _Reject(413)
+    n = int(value)
+    if n > limit:
+        raise _Reject(413)
+    return n
 
 
 def _status_line(status: int) -> str:
@@ -100,8 +136,9 @@ class HttpSinkhole:
         ConfigError: the certificate or key cannot be loaded (or do not match).
 
     Attributes:
-        stats: counters ``requests`` (recorded), ``rejected`` (400/413/431), ``timeouts``,
-            ``refused_connections`` (over a connection limit).
+        stats: counters ``requests`` (recorded), ``rejected`` (400/413/431), ``rate_limited``
+            (429, not recorded), ``timeouts``, ``refused_connections`` (over a connection limit).
+        limiter: the per-client request rate limit.
     """
 
     def __init__(self, config: SinkholeConfig, batcher: EventBatcher, registry: Registry | None = None,
@@ -117,7 +154,10 @@ class HttpSinkhole:
             except (ssl.SSLError, OSError) as exc:
                 raise ConfigError(f"sinkhole: cannot load tls_cert {config.tls_cert} / tls_key "
                                   f"{config.tls_key}: {exc}") from exc
-        self.stats = {"requests": 0, "rejected": 0, "timeouts": 0, "refused_connections": 0}
+        self.stats = {"requests": 0, "rejected": 0, "rate_limited": 0, "timeouts": 0,
+                      "refused_connections": 0}
+        self.limiter = TokenBucketLimiter(config.http_rate_per_client, config.http_rate_burst,
+                                          config.rate_table_size)
         self._servers: list[asyncio.AbstractServer] = []
         self._conns: set[asyncio.Task] = set()
         self._idle: set[asyncio.Task] = set()  # connections waiting for a request head
@@ -221,23 +261,27 @@ class HttpSinkhole:
                 if head is None:
                     return  # clean end of the connection between requests
                 method, target, version, headers = head
+                if not self.limiter.allow(src_ip):
+                    self.stats["rate_limited"] += 1
+                    raise _Reject(429, "Retry-After: 1\r\n")
                 # Recorded as soon as the header is complete: a bot whose body is too large, malformed
                 # or too slow has still called in.  Always before the response is sent.
                 self._record(scheme, src_ip, src_port, dst_ip, dst_port, sni, cipher, target, version, headers,
                              method)
                 keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+                length = None if "transfer-encoding" in headers else \
+                    content_length(headers.get("content-length"), cfg.max_body_bytes)
                 if (version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
-                        and ("transfer-encoding" in headers
-                             or headers.get("content-length", "x").isdigit()
-                             and 0 < int(headers["content-length"]) <= cfg.max_body_bytes)):
+                        and ("transfer-encoding" in headers or length)):
                     # The client waits for this before sending the body (RFC 9110 section 10.1.1).
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 async with asyncio.timeout(cfg.body_timeout):
                     await self._discard_body(reader, headers)
             except _Reject as rej:
-                self.stats["rejected"] += 1
-                writer.write(f"{_status_line(rej.status)}Content-Length: 0\r\nConnection: close\r\n\r\n"
-                             .encode("latin-1"))
+                if rej.status != 429:
+                    self.stats["rejected"] += 1
+                writer.write(f"{_status_line(rej.status)}{rej.extra}Content-Length: 0\r\n"
+                             "Connection: close\r\n\r\n".encode("latin-1"))
                 await writer.drain()
                 return
             last = not keep or i == cfg.max_requests_per_connection - 1
@@ -338,15 +382,9 @@ class HttpSinkhole:
                 except asyncio.LimitOverrunError:
                     raise _Reject(400) from None
             raise _Reject(400)
-        cl = headers.get("content-length")
-        if cl is None:
-            return
-        if not cl.isdigit():
-            raise _Reject(400)
-        length = int(cl)
-        if length > limit:
-            raise _Reject(413)
-        await self._skip(reader, length)
+        length = content_length(headers.get("content-length"), limit)
+        if length:
+            await self._skip(reader, length)
 
     @staticmethod
     async def _skip(reader: asyncio.StreamReader, n: int) -> None:

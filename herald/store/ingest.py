@@ -43,8 +43,11 @@ class StoredInput:
         rows_in: data rows read.
         rows_stored: events written to the store.
         rows_quarantined: rows that could not be read (quarantined with their reasons).
+        rows_failed: data rows of an input that could not be read at all
+            (:func:`herald.sources.rowcount.physical_rows`; then ``rows_in`` too).
         error: why the input could not be read at all, else ``None``.
         parquet: the Parquet file written, or ``None`` (no rows, or an error).
+        warnings: what the run should say about this input (not in :meth:`to_dict`).
     """
 
     path: str
@@ -54,13 +57,16 @@ class StoredInput:
     rows_in: int = 0
     rows_stored: int = 0
     rows_quarantined: int = 0
+    rows_failed: int = 0
     error: str | None = None
     parquet: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """The run summary's entry: every attribute but ``parquet``."""
+        """The run summary's entry: every attribute but ``parquet`` and ``warnings``."""
         d = asdict(self)
         d.pop("parquet")
+        d.pop("warnings")
         return d
 
 
@@ -93,10 +99,12 @@ def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry:
 
     Returns:
         the :class:`StoredInput`; an input that cannot be read at all has ``error`` set (the
-        error is not raised: the other inputs go on).
+        error is not raised: the other inputs go on), its data rows counted as ``rows_in`` and
+        ``rows_failed``, and nothing of it stays in the store.
     """
     path = Path(path)
     known: dict = {}  # report type and format, once known (kept in an error's result)
+    out = None
     try:
         opened = open_input(path, registry)
         rtype = opened.report_type
@@ -123,13 +131,31 @@ def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry:
         atomic_write(marker_path(data_dir, day, sha256),
                      (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
         return result
-    except InputError as exc:
-        return StoredInput(path=str(path), sha256=sha256, error=str(exc), **known)
     except Exception as exc:  # noqa: BLE001 - reported with its type, the run goes on
-        # Whatever else goes wrong with one input must not stop the others.
-        log.debug("input %s failed", path, exc_info=True)
-        return StoredInput(path=str(path), sha256=sha256, **known,
-                           error=f"{path}: cannot be read: {type(exc).__name__}: {exc}")
+        # Whatever goes wrong with one input must not stop the others; its rows are counted as
+        # failed (and none of them as stored).
+        if not isinstance(exc, InputError):
+            log.debug("input %s failed", path, exc_info=True)
+        return _failed(path, sha256, exc, out, known)
+
+
+def _failed(path: Path, sha256: str, exc: Exception, out: Path | None, known: dict) -> StoredInput:
+    """The result of an input that cannot be read: events already stored from it (it failed after
+    the store) are removed; its data rows are ``rows_in`` and ``rows_failed``."""
+    from herald.sources.rowcount import physical_rows
+
+    error = str(exc) if isinstance(exc, InputError) else \
+        f"{path}: cannot be read: {type(exc).__name__}: {exc}"
+    if out is not None:
+        Path(out).unlink(missing_ok=True)
+    warnings: tuple[str, ...] = ()
+    try:
+        n = physical_rows(path)
+    except OSError as err:
+        n = 0
+        warnings = (f"{path}: rows of the failed input not counted: {err}",)
+    return StoredInput(path=str(path), sha256=sha256, rows_in=n, rows_failed=n, error=error,
+                       warnings=warnings, **known)
 
 
 def write_quarantine(path: Path, quarantine: Quarantine) -> None:

@@ -1,7 +1,7 @@
 """The run ledger: which days were processed, from which inputs, producing which reports.
 
-A daily run calls :func:`start_run` first.  A day that already has a ``done`` run is not processed
-again (:class:`AlreadyDone`) unless forced; a day with a ``running`` run is not started twice
+A daily run calls :func:`start_run` first.  A day whose newest finished run is ``done`` is not
+processed again (:class:`AlreadyDone`) unless forced; a day with a ``running`` run is not started twice
 (:class:`RunInProgress`) — a partial unique index on ``runs(day) WHERE status = 'running'`` makes
 that hold across processes and hosts.  The run ends with :func:`finish_run` (summary and counts
 stored) or :func:`fail_run`.  :func:`record_report` remembers each report file; it is idempotent
@@ -154,7 +154,10 @@ def start_run(db: Database, day: date | str, inputs: Iterable[tuple[str, str, in
             previous = s.scalars(sa.select(RunRow).where(RunRow.day == day)
                                  .order_by(RunRow.id.desc())).all()
             running = next((r for r in previous if r.status == "running"), None)
-            done = next((r for r in previous if r.status == "done"), None)
+            # The day is done when its newest finished run is done: a later run that failed
+            # (an input could not be read, a crash) leaves the day to be run again.
+            finished = next((r for r in previous if r.status != "running"), None)
+            done = finished if finished is not None and finished.status == "done" else None
             if running is not None and not force:
                 raise RunInProgress(day, running.id)
             if done is not None and not force:
@@ -206,8 +209,11 @@ def finish_run(db: Database, run_id: int, summary: dict[str, Any],
         run.counts = counts if counts is not None else summary.get("counts")
 
 
-def fail_run(db: Database, run_id: int, error: str, summary: dict[str, Any] | None = None) -> None:
-    """Mark a run failed with an error message (and the partial summary, if any).
+def fail_run(db: Database, run_id: int, error: str, summary: dict[str, Any] | None = None,
+             counts: dict[str, Any] | None = None) -> None:
+    """Mark a run failed with an error message (and the partial summary and counts, if any).
+
+    A failed run does not make its day done: the next run of the day starts without ``force``.
 
     Raises:
         NotFound: no such run.
@@ -218,6 +224,8 @@ def fail_run(db: Database, run_id: int, error: str, summary: dict[str, Any] | No
         run.status, run.finished_at, run.error = "failed", utcnow(), str(error)
         if summary is not None:
             run.summary = summary
+        if counts is not None:
+            run.counts = counts
 
 
 def _recipient_id(s: Session, recipient: int | str | Recipient) -> tuple[int, str]:
