@@ -159,14 +159,16 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
 
 def remove_stale(root: Path, keep: set[Path]) -> None:
     """Remove report/message files (``.csv``, ``.eml``, ``.jsonl``) under ``root`` that are not in
-    ``keep`` (recipients or inputs changed since an earlier run of the same day)."""
+    ``keep`` (recipients or inputs changed since an earlier run of the same day), and temporary
+    files a crashed run left behind (``.<name>...tmp``, ``.<name>.part``).  Call it once this run's
+    writes are all done (the day's lock keeps other runs of the day out)."""
     if not root.is_dir():
         return
     keep_s = {str(p) for p in keep}
     # os.walk with plain strings: the day may hold a hundred thousand files.
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            if f.endswith((".csv", ".eml", ".jsonl")):
+            if f.endswith((".csv", ".eml", ".jsonl")) or (f.startswith(".") and f.endswith((".tmp", ".part"))):
                 full = os.path.join(dirpath, f)
                 if full not in keep_s:
                     os.unlink(full)
