@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from herald.enrich.iprange import RangeTable, unique_inverse  # noqa: E402
-from herald.enrich.ipdata import IPData, write_atomically  # noqa: E402
+from herald.enrich.ipdata import IPData  # noqa: E402
+from herald.fsutil import atomic_write  # noqa: E402
 from herald.ipaddr import parse_ips  # noqa: E402
 
 DEFAULT_VERSION = "2.3.2026061719"
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     lic.append(f"\n### {p}: {name}\n\n```\n{f.read_text(encoding='utf-8').strip()}\n```\n")
         integ = "; ".join(f"{p} {f.get('integrity', 'n/a')}" for p, f in fetched.items())
         text = ATTRIBUTION.format(version=args.version, date=date, integrity=integ, licences="".join(lic))
-        write_atomically(args.out.parent / "ATTRIBUTION.md", lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(args.out.parent / "ATTRIBUTION.md", text.encode("utf-8"))
     info = IPData.load(args.out).info()
     print(json.dumps({k: v for k, v in info.items() if k != "components"}, indent=2))
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")

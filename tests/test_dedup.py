@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from herald.pipeline import _distinct_batches, _duckdb_connection
+from herald.store.dedup import distinct_batches, duckdb_connection
 from herald.schema import default_registry
 
 RT = default_registry().get("scan_http")
@@ -54,9 +54,9 @@ def test_first_occurrences_in_input_order_across_files(tmp_path):
             if key not in seen:
                 seen.add(key)
                 expected.append(key)
-    con = _duckdb_connection(tmp_path / "duck")
+    con = duckdb_connection(tmp_path / "duck")
     got = []
-    for t in _distinct_batches(con, files, RT, batch_rows=97):
+    for t in distinct_batches(con, files, RT, batch_rows=97):
         assert t.schema == RT.arrow_schema
         for r in t.to_pylist():
             got.append(tuple(r[c] for c in full))

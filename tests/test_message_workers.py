@@ -33,7 +33,7 @@ def day_dir(tmp_path_factory) -> Path:
 
 
 def test_a_dying_message_worker_fails_the_run_instead_of_hanging(day_dir: Path, tmp_path: Path,
-                                                                 monkeypatch):
+                                                                 request):
     """The day's messages are composed in worker processes (a type with 256 reports or more): a
     worker killed by a signal makes the run fail, recorded in the ledger, not wait for ever."""
     from concurrent.futures.process import BrokenProcessPool
@@ -49,7 +49,17 @@ def test_a_dying_message_worker_fails_the_run_instead_of_hanging(day_dir: Path, 
                     "reports": str(tmp_path / "reports"), "outbox": str(tmp_path / "outbox")}
     settings = settings_from_dict(raw, base=day_dir)
     recipients = recipients_from_specs(settings.recipients_spec)
-    monkeypatch.setenv("HERALD_KILL_AT", "compose")
+    import os
+    import signal
+
+    from herald import faults
+
+    def kill_worker(point: str) -> None:  # the fault hook, inherited by the forked workers
+        if point == "compose":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    faults.install(kill_worker)
+    request.addfinalizer(lambda: faults.remove(kill_worker))
     outcome: list = []
 
     def run() -> None:

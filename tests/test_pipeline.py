@@ -382,7 +382,7 @@ def test_cli_run_prints_a_bounded_summary_with_the_largest_recipients(repo_root,
 
 def test_an_input_failing_after_its_events_were_stored_counts_once_as_failed(repo_root, tmp_path,
                                                                             monkeypatch):
-    import herald.pipeline as pl
+    import herald.store.ingest as ingest
 
     inbox = tmp_path / "inbox"
     shutil.copytree(repo_root / "examples/inbox", inbox)
@@ -392,7 +392,7 @@ def test_an_input_failing_after_its_events_were_stored_counts_once_as_failed(rep
     def broken(path, quarantine):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pl, "_write_quarantine", broken)  # fails after the events were stored
+    monkeypatch.setattr(ingest, "write_quarantine", broken)  # fails after the events were stored
     settings, _ = example_settings(repo_root, tmp_path, inbox)
     data = run_day(settings, DAY).to_dict()
     assert data["rows_failed"] == 2 and data["rows_in"] == 174 + 2 and data["reconciles"]

@@ -50,8 +50,12 @@ def ledger_view(url: str) -> list[tuple]:
         db.dispose()
 
 
-def herald(cfg: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "herald.cli", "run", "--config", str(cfg), "--date", DAY,
+def herald(cfg: Path, *args: str, env: dict | None = None,
+           kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """``herald run`` in a subprocess; with ``kill_at`` it is killed at that fault point
+    (tests/killer.py installs the hook)."""
+    entry = [str(Path(__file__).with_name("killer.py")), kill_at] if kill_at else ["-m", "herald.cli"]
+    return subprocess.run([sys.executable, *entry, "run", "--config", str(cfg), "--date", DAY,
                            *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
                           timeout=300)
 
@@ -80,7 +84,7 @@ def test_killed_run_resumes_to_the_same_result(repo_root, tmp_path, kill_at):
     assert herald(cfg).returncode == 0
     crashed = tmp_path / "crashed"
     cfg2 = config(repo_root, crashed, f"sqlite:///{crashed / 'data/herald.db'}")
-    killed = herald(cfg2, env={"HERALD_KILL_AT": kill_at})
+    killed = herald(cfg2, kill_at=kill_at)
     assert killed.returncode == -9, killed.stderr
     resumed = herald(cfg2)
     assert resumed.returncode == 0, resumed.stderr

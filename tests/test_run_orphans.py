@@ -19,21 +19,21 @@ from tests.test_pipeline import DAY, example_settings
 SCRIPT = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
+    import herald.deliver.messages as msgs
     import herald.pipeline as pl
+    from herald import faults
     from herald.config import load_settings
 
-    pl.PARALLEL_MESSAGES = 1                       # every type's messages go to the workers
-    pl._MessageWorkers.available = lambda self: True
+    msgs.PARALLEL_MESSAGES = 1                     # every type's messages go to the workers
+    msgs.MessageWorkers.available = lambda self: True
     piddir = Path(sys.argv[2])
-    original = pl._checkpoint
 
     def slow(name):                                 # the workers stop here until killed
         if name == "compose":
             (piddir / str(os.getpid())).write_text("")
             time.sleep(120)
-        original(name)
 
-    pl._checkpoint = slow
+    faults.install(slow)
     pl.run_day(load_settings(sys.argv[1]), sys.argv[3])
 """)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from herald.errors import ConfigError, InputError
+from herald.fsutil import atomic_writer
 from herald.sources.detect import ALIASES, FORMATS, detect_format, parse_any
 
 
@@ -40,18 +40,8 @@ def write_parquet_atomic(table: pa.Table, dest: str | os.PathLike) -> None:
     Raises:
         OSError: the directory is not writable.
     """
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_writer(Path(dest), durable=False) as fh:
+        pq.write_table(table, fh)
 
 
 def run(args) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from herald.config import load_settings
 from herald.pipeline import run_day
-from herald.reports.render import atomic_write
+from herald.fsutil import atomic_write
 
 
 def register(sub) -> None:

@@ -30,7 +30,7 @@ from herald.constituency.recipients import Recipient
 from herald.constituency.bulk_import import import_recipients
 from herald.constituency.repository import load_recipients
 from herald.errors import ConfigError
-from herald.reports.render import atomic_write
+from herald.fsutil import atomic_write
 from herald.store.db import Database, NotFound
 
 _OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description", "partners"}

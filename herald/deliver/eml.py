@@ -8,9 +8,10 @@ without an SMTP relay::
 A report larger than ``attach_max`` bytes (``[mail] attach_max``, default 10 MiB) is not attached:
 the body names the file, its size and SHA-256 and points to the Reports API and the portal.
 
-The messages are composed by :mod:`herald.deliver.compose` — the same subject, headers, body
-template and ``Message-ID`` as the messages :mod:`herald.deliver.outbox` queues for SMTP, but
-without OpenPGP protection.  They are deterministic (``Date`` is the report day, the
+The daily run composes them with :mod:`herald.deliver.report_message` (see
+:mod:`herald.deliver.messages`), and they are the very messages :mod:`herald.deliver.outbox`
+queues for SMTP (before OpenPGP protection).  :func:`compose_report` and :func:`build_message`
+here compose one report's message from explicit options (tools, tests, benchmarks).  They are deterministic (``Date`` is the report day, the
 ``Message-ID`` is derived from the report's identity and content), so a re-run writes
 byte-identical files.
 """

@@ -26,13 +26,12 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +43,7 @@ from herald.enrich.datafiles import (
 from herald.enrich.iprange import THREAD_CHUNK, RangeTable, join_tables, unique_inverse
 from herald.enrich.ranges import parse_prefixes, prefix_masks
 from herald.errors import ConfigError, InputError
+from herald.fsutil import atomic_write, atomic_writer
 from herald.ipaddr import ParsedIPs, parse_ips
 
 #: Days after which :meth:`IPData.info` warns that the data is stale.
@@ -56,30 +56,6 @@ LOOKUP_SCHEMA = pa.schema([("asn", pa.int64()), ("as_name", pa.string()), ("cc",
 FORMAT = "herald-ipdata/1"
 
 _ASN_MAX = (1 << 32) - 1
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write ``path`` through ``write(fileobj)`` (a binary file) into a temporary file beside it,
-    ``fsync`` it, make it mode 0644 and ``os.replace`` it onto ``path`` (creating the directory).
-
-    Raises:
-        OSError: the directory or file cannot be written; the temporary file is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be readable
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _strings_to_arrays(prefix: str, values: pa.Array) -> dict[str, np.ndarray]:
@@ -206,9 +182,10 @@ class IPData:
         meta.update(extra_meta or {})
         meta["format"] = FORMAT
         meta["counts"] = self._counts()
-        write_atomically(path, write_npz)
+        with atomic_writer(path) as fh:
+            write_npz(fh)
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        write_atomically(path.with_suffix(".json"), lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(path.with_suffix(".json"), text.encode("utf-8"))
 
     def _counts(self) -> dict[str, int]:
         return {"asn_ranges_v4": self.asn_ranges.n_v4, "asn_ranges_v6": self.asn_ranges.n_v6,

@@ -20,10 +20,8 @@ import collections
 import hashlib
 import io
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from herald.constituency.recipients import Recipient
+from herald.fsutil import same_content
 from herald.reports.cells import escape_formulas
 from herald.schema.registry import TIMESTAMP_TYPE, ReportType
 
@@ -158,80 +157,6 @@ def render_csv(table: pa.Table, rtype: ReportType) -> bytes:
     pacsv.write_csv(for_csv(table, rtype), buf,
                     write_options=pacsv.WriteOptions(include_header=True, quoting_style="needed"))
     return buf.getvalue()
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
-    """Write ``data`` to ``path`` via a temporary file and rename; returns the hex SHA-256.
-
-    A file whose content is already ``data`` is left untouched (keeps its mtime on re-runs).
-
-    Args:
-        durable: ``fsync`` the file before the rename (default).  ``False`` leaves durability to
-            the caller, which must call :func:`sync_paths` before it records the write as done
-            (the daily run does this once for all its report files instead of once per file).
-    """
-    path = Path(path)
-    digest = hashlib.sha256(data).hexdigest()
-    if _same_content(path, len(data), digest):
-        return digest
-    # The temporary name is unique per writer (process id and thread id); O_EXCL refuses a leftover
-    # of a crashed writer that had the same ids, which is then replaced.  The directory is created
-    # only when the first attempt finds it missing (tens of thousands of files per run).
-    tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{threading.get_ident()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    except FileExistsError:
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return digest
-
-
-def _same_content(path: Path, size: int, digest: str) -> bool:
-    """``path`` exists with ``size`` bytes whose SHA-256 is ``digest``."""
-    try:
-        if path.stat().st_size != size:
-            return False
-    except FileNotFoundError:
-        return False
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest() == digest
-
-
-def sync_paths(dirs: Iterable[Path]) -> None:
-    """Make every file written with ``durable=False`` under ``dirs`` durable, with their names.
-
-    One ``sync()`` flushes all dirty file data and metadata of the machine (Linux waits for it to
-    complete), then each directory is ``fsync``-ed (POSIX: makes the renames durable on file
-    systems where ``sync`` alone would not).  Tens of thousands of report files cost one flush
-    instead of one ``fsync`` each.
-    """
-    os.sync()
-    for d in sorted(set(dirs)):
-        try:
-            fd = os.open(d, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -387,7 +312,7 @@ class ReportSpool:
             for c in st[4]:
                 h.update(c)
             digest = h.hexdigest()
-            if _same_content(path, size, digest):
+            if same_content(path, size, digest):
                 if tmp is not None:
                     tmp.unlink()
             else:

@@ -741,12 +741,15 @@ def open_db(url: str, upgrade: bool | None = None) -> Database:
             if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
                 # Several processes may open a new SQLite file at once (runs of different days,
                 # a sensor, the web server): one migrates, the others wait for it.
-                import fcntl
+                from herald.fsutil import FileLock
 
-                with open(f"{engine.url.database}.migrate-lock", "a+") as fh:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                lock = FileLock(Path(f"{engine.url.database}.migrate-lock"))
+                lock.acquire(wait=True)
+                try:
                     if db.current_revision() != HEAD_REVISION:
                         db.upgrade()
+                finally:
+                    lock.release()
             else:
                 db.upgrade()
         else:

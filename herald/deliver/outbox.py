@@ -1,37 +1,137 @@
-"""Sending: one sender at a time takes the due messages of the outbox to the SMTP relay, recording
-before and after each message, and recovers what a dead sender left (see :mod:`herald.deliver.outbox`)."""
+"""The outbox: report messages queued in the metadata database and delivered exactly once.
+
+Life of a message (``outbox.state``)::
+
+    enqueue_reports ──> queued ──claim──> sending ──250──> sent
+                          ^  │               │ 4yz / lost connection before end of data
+                          │  │               ├──────────────> queued (retry later, backoff)
+                          │  │               │ 5yz / too many attempts
+                          │  │               ├──────────────> failed
+                          │  │               │ no reply after end of data (unknown outcome)
+                          │  │               └──────────────> held (operator decides)
+                          │  └─ key missing/expired ───────> held (retried by every send)
+                          └──────────── herald outbox --release ──┘
+
+Exactly once:
+
+- **Enqueue is idempotent.**  The ``Message-ID`` is derived from the recipient, report type, day
+  and the report's SHA-256 (:func:`herald.deliver.compose.message_id`) and is unique in the table;
+  re-running the day finds the row and queues nothing.
+- **One sender at a time.**  :func:`send_due` takes an exclusive lock (``flock`` on
+  ``<data>/mail/send.lock``, and a PostgreSQL advisory lock on PostgreSQL); a second ``herald send``
+  returns at once (``busy``).  A message is claimed with a conditional
+  ``UPDATE ... WHERE state = 'queued'``.
+- **Record before and after.**  The claim commits ``sending`` (phase ``smtp``) before connecting;
+  after the message data and *before* its terminating ``.`` the phase ``eod`` is committed; the
+  relay's reply is committed right after it arrives.
+- **Crash policy.**  A row found in ``sending`` when the lock is taken belongs to a sender that
+  died.  Phase ``smtp``: the terminator was never sent, the relay discarded the transaction
+  (RFC 5321 section 3.8), so the message is queued again and will arrive once.  Phase ``eod``: the
+  relay may or may not have accepted it; resending could deliver it twice (RFC 1047), so the
+  message is ``held`` with ``hold_reason = 'outcome_unknown'`` and a reason that tells the
+  operator to check the relay's log for the ``Message-ID`` and then ``herald outbox --mark-sent``
+  or ``--release`` it (``[smtp] unknown_outcome = "resend"`` chooses at-least-once instead).  The
+  same applies when the relay drops the connection after the terminator without replying.
+
+Built messages are spooled under ``<data>/mail/<day>/``: ``<key>.hdr`` (top-level headers),
+``<key>.entity`` (the unprotected MIME content) and ``<key>.eml`` (the exact bytes that are sent,
+signed and possibly encrypted; its SHA-256 is in ``outbox.sha256`` and is checked before sending).
+"""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
-import os
 import random
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
 from herald.config import Settings
 from herald.deliver.bounces import bounce_threshold, hold_bouncing
-from herald.deliver.outbox.results import OutboxError, SendResult
-from herald.deliver.outbox.spool import protect, signer_for, spool_paths
 from herald.deliver.pgp import KeyUnusable, PgpError
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.deliver.smtp import Attempt, Outcome, Relay
-from herald.reports.render import atomic_write
-from herald.store.db import ContactRow, Database, OutboxRow, RecipientRow, utcnow
+from herald.deliver.enqueue import enqueue_reports  # noqa: F401 - part of the outbox API (re-exported)
+from herald.deliver.spool import OutboxError, protect, signer_for, spool_paths
+from herald.fsutil import FileLock, atomic_write
+from herald.store.db import (
+    ContactRow, Database, OutboxRow, RecipientRow, utcnow,
+)
 
-#: The outbox modules log as one logger, ``herald.deliver.outbox``.
-log = logging.getLogger("herald.deliver.outbox")
+__all__ = ["OutboxEntry", "OutboxError", "SendResult", "enqueue_reports", "list_outbox", "mark_sent",
+           "recover", "release", "send_due", "sender_lock"]
 
+log = logging.getLogger(__name__)
 
 #: PostgreSQL advisory-lock key of the sender ("herald-send" folded to 63 bits).
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"herald-send").digest()[:8], "big") >> 1
 
+# --- results -------------------------------------------------------------------------------------
+
+@dataclass
+class SendResult:
+    """What one :func:`send_due` pass did (outbox ids in each list).
+
+    Attributes:
+        sent: accepted by the relay (``250``).
+        retried: temporary failure, queued again with a later ``next_attempt_at``.
+        failed: permanent failure (``5yz``) or too many attempts.
+        held: held in this pass (unknown outcome, key unusable).
+        requeued: found ``sending`` from a dead sender before the end of data, queued again.
+        released: held for a key problem, now built and queued.
+        errors: problems not tied to one message (relay unreachable, lock busy).
+        busy: another sender holds the lock; nothing was done.
+    """
+
+    sent: list[int] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    busy: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox row, as ``herald outbox`` shows it (times aware UTC)."""
+
+    id: int
+    message_id: str
+    state: str
+    recipient: str
+    rcpt_to: str | None
+    day: date | None
+    report_type: str | None
+    subject: str | None
+    tlp: str | None
+    protection: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    hold_reason: str | None
+    last_error: str | None
+    smtp_reply: str | None
+    envelope_sender: str
+    sent_at: datetime | None
+    path: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (dates as ISO text)."""
+        return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v)
+                for k, v in asdict(self).items()}
+
+
+# --- sending -------------------------------------------------------------------------------------
 
 @contextmanager
 def sender_lock(db: Database, spool: Path) -> Iterator[bool]:
@@ -41,13 +141,10 @@ def sender_lock(db: Database, spool: Path) -> Iterator[bool]:
     PostgreSQL, a session advisory lock (released when the connection ends), so senders on several
     hosts sharing one database exclude each other too.
     """
-    spool.mkdir(parents=True, exist_ok=True)
-    fd = os.open(spool / "send.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = FileLock(spool / "send.lock", mode=0o600)
     conn = None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock.acquire():
             yield False
             return
         if db.dialect == "postgresql":
@@ -65,10 +162,10 @@ def sender_lock(db: Database, spool: Path) -> Iterator[bool]:
                 conn.commit()
             finally:
                 conn.close()
-        os.close(fd)
+        lock.release()
 
 
-def update_state(db: Database, outbox_id: int, expect: tuple[str, ...], **values) -> bool:
+def _update(db: Database, outbox_id: int, expect: tuple[str, ...], **values) -> bool:
     """Conditional update of one row (only when its state is in ``expect``); True when done."""
     values.setdefault("updated_at", utcnow())
     with db.session() as s:
@@ -88,18 +185,18 @@ def recover(db: Database, ds: DeliverySettings, result: SendResult | None = None
                          .where(OutboxRow.state == "sending")).all()
     for oid, phase, mid in rows:
         if phase != "eod":
-            if update_state(db, oid, ("sending",), state="queued", smtp_phase=None, next_attempt_at=None,
+            if _update(db, oid, ("sending",), state="queued", smtp_phase=None, next_attempt_at=None,
                        last_error="a previous herald send stopped before the end of the message data "
                                   "was sent; the relay discarded that transaction (RFC 5321 "
                                   "section 3.8): queued again"):
                 result.requeued.append(oid)
         elif ds.smtp.unknown_outcome == "resend":
-            if update_state(db, oid, ("sending",), state="queued", smtp_phase=None, next_attempt_at=None,
+            if _update(db, oid, ("sending",), state="queued", smtp_phase=None, next_attempt_at=None,
                        last_error="a previous herald send stopped after the end of the message data; "
                                   "resending (unknown_outcome = \"resend\"): it may arrive twice"):
                 result.requeued.append(oid)
         else:
-            if update_state(db, oid, ("sending",), state="held", smtp_phase=None,
+            if _update(db, oid, ("sending",), state="held", smtp_phase=None,
                        hold_reason="outcome_unknown", last_error=_unknown_reason(oid, mid)):
                 result.held.append(oid)
 
@@ -123,34 +220,34 @@ def _backoff(ds: DeliverySettings, attempts: int) -> float:
 def _record(db: Database, ds: DeliverySettings, oid: int, mid: str, attempts: int, attempt: Attempt,
             now: datetime, result: SendResult) -> None:
     if attempt.outcome is Outcome.SENT:
-        update_state(db, oid, ("sending",), state="sent", sent_at=utcnow(), smtp_phase=None,
+        _update(db, oid, ("sending",), state="sent", sent_at=utcnow(), smtp_phase=None,
                 smtp_reply=attempt.reply, last_error=None, next_attempt_at=None, hold_reason=None)
         result.sent.append(oid)
     elif attempt.outcome is Outcome.FAILED:
-        update_state(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
+        _update(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
                 last_error=attempt.describe(), next_attempt_at=None)
         result.failed.append(oid)
     elif attempt.outcome is Outcome.UNKNOWN and ds.smtp.unknown_outcome == "hold":
-        update_state(db, oid, ("sending",), state="held", smtp_phase=None, smtp_reply=attempt.reply,
+        _update(db, oid, ("sending",), state="held", smtp_phase=None, smtp_reply=attempt.reply,
                 hold_reason="outcome_unknown",
                 last_error=_unknown_reason(oid, mid, f"the relay did not answer the end of the "
                                                      f"message data ({attempt.reply})"))
         result.held.append(oid)
     elif attempts >= ds.smtp.max_attempts:
-        update_state(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
+        _update(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
                 last_error=f"gave up after {attempts} attempts; last: {attempt.describe()}",
                 next_attempt_at=None)
         result.failed.append(oid)
     else:
         when = now + timedelta(seconds=_backoff(ds, attempts))
-        update_state(db, oid, ("sending",), state="queued", smtp_phase=None, smtp_reply=attempt.reply,
+        _update(db, oid, ("sending",), state="queued", smtp_phase=None, smtp_reply=attempt.reply,
                 last_error=f"attempt {attempts}: {attempt.describe()}; next attempt "
                            f"{when.strftime('%Y-%m-%d %H:%M:%S')} UTC",
                 next_attempt_at=when)
         result.retried.append(oid)
 
 
-def rebuild_held(db: Database, ds: DeliverySettings, result: SendResult,
+def _rebuild_held(db: Database, ds: DeliverySettings, result: SendResult,
                   only: int | None = None) -> None:
     """Try again to protect messages held for a key or signing problem (the operator may have
     imported the key or fixed the fingerprint since); those that now work are queued."""
@@ -181,15 +278,15 @@ def rebuild_held(db: Database, ds: DeliverySettings, result: SendResult,
         except KeyUnusable as exc:
             msg = f"held: {exc}"
             if msg != last_error:
-                update_state(db, oid, ("held",), hold_reason="pgp_key", last_error=msg)
+                _update(db, oid, ("held",), hold_reason="pgp_key", last_error=msg)
             continue
         except (PgpError, OSError) as exc:
             msg = f"held: {exc}"
             if msg != last_error:
-                update_state(db, oid, ("held",), hold_reason="pgp", last_error=msg)
+                _update(db, oid, ("held",), hold_reason="pgp", last_error=msg)
             continue
         sha = atomic_write(eml_path, hdr_path.read_bytes() + protected)
-        if update_state(db, oid, ("held",), state="queued", hold_reason=None, last_error=None,
+        if _update(db, oid, ("held",), state="queued", hold_reason=None, last_error=None,
                    protection=protection, sha256=sha, path=str(eml_path), next_attempt_at=None):
             result.released.append(oid)
 
@@ -226,7 +323,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
             result.errors.append("another herald send holds the sender lock; nothing done")
             return result
         recover(db, ds, result)
-        rebuild_held(db, ds, result)
+        _rebuild_held(db, ds, result)
         result.held.extend(hold_bouncing(db, bounce_threshold(settings)))
         if not ds.smtp.configured:
             result.errors.append("no [smtp] host configured: nothing sent")
@@ -244,7 +341,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
         relay = Relay(ds.smtp, ds.smtp.password())
         try:
             for oid in due:
-                if not update_state(db, oid, ("queued",), state="sending", smtp_phase="smtp",
+                if not _update(db, oid, ("queued",), state="sending", smtp_phase="smtp",
                                attempts=OutboxRow.attempts + 1):
                     continue  # changed meanwhile (operator)
                 with db.session() as s:
@@ -260,13 +357,13 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
                     problem = (None if hashlib.sha256(data).hexdigest() == sha
                                else f"message file {path} does not match its recorded SHA-256")
                 if problem or not rcpt:
-                    update_state(db, oid, ("sending",), state="held", smtp_phase=None,
+                    _update(db, oid, ("sending",), state="held", smtp_phase=None,
                             hold_reason="operator", last_error=f"held: {problem or 'no envelope recipient'}")
                     result.held.append(oid)
                     continue
 
                 def mark_eod(oid=oid) -> None:
-                    if not update_state(db, oid, ("sending",), smtp_phase="eod"):
+                    if not _update(db, oid, ("sending",), smtp_phase="eod"):
                         raise OutboxError(f"outbox {oid} is no longer 'sending'; not completing it")
 
                 try:
@@ -283,3 +380,87 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
             relay.close()
     return result
 
+
+# --- operator view and actions --------------------------------------------------------------------
+
+def list_outbox(db: Database, state: str | list[str] | None = None, day: str | None = None,
+                ids: list[int] | None = None) -> list[OutboxEntry]:
+    """Outbox rows (optionally by state(s), day or ids), oldest first."""
+    stmt = (sa.select(OutboxRow, RecipientRow.name).join(RecipientRow,
+                                                          RecipientRow.id == OutboxRow.recipient_id)
+            .order_by(OutboxRow.id))
+    if state:
+        stmt = stmt.where(OutboxRow.state.in_([state] if isinstance(state, str) else state))
+    if day:
+        stmt = stmt.where(OutboxRow.day == date.fromisoformat(day))
+    if ids:
+        stmt = stmt.where(OutboxRow.id.in_(ids))
+    with db.session() as s:
+        return [OutboxEntry(
+            id=o.id, message_id=o.message_id, state=o.state, recipient=name, rcpt_to=o.rcpt_to,
+            day=o.day, report_type=o.report_type, subject=o.subject, tlp=o.tlp,
+            protection=o.protection, attempts=o.attempts, next_attempt_at=o.next_attempt_at,
+            hold_reason=o.hold_reason, last_error=o.last_error, smtp_reply=o.smtp_reply,
+            envelope_sender=o.envelope_sender, sent_at=o.sent_at, path=o.path)
+            for o, name in s.execute(stmt)]
+
+
+def _get(db: Database, oid: int) -> OutboxEntry:
+    found = list_outbox(db, ids=[oid])
+    if not found:
+        raise OutboxError(f"no outbox message {oid}")
+    return found[0]
+
+
+def release(db: Database, settings: Settings, oid: int, actor: str,
+            reason: str | None = None) -> OutboxEntry:
+    """Queue a ``held`` or ``failed`` message again (the operator's decision; audited).
+
+    A message held for a key problem is rebuilt first and stays held if the key is still unusable.
+
+    Raises:
+        OutboxError: no such message, or it is not held/failed, or its key is still unusable.
+    """
+    from herald.store import audit
+
+    ds = delivery_settings(settings)
+    entry = _get(db, oid)
+    if entry.state not in ("held", "failed"):
+        raise OutboxError(f"outbox {oid} is {entry.state}; only held or failed messages can be released")
+    if entry.state == "held" and entry.hold_reason in ("pgp_key", "pgp"):
+        res = SendResult()
+        _rebuild_held(db, ds, res, only=oid)
+        if oid not in res.released:
+            raise OutboxError(f"outbox {oid} is still held: {_get(db, oid).last_error}")
+    else:
+        with db.session() as s:
+            n = s.execute(sa.update(OutboxRow).where(
+                OutboxRow.id == oid, OutboxRow.state == entry.state).values(
+                state="queued", hold_reason=None, next_attempt_at=None, updated_at=utcnow(),
+                last_error=f"released by {actor}" + (f": {reason}" if reason else ""))).rowcount
+            if n != 1:
+                raise OutboxError(f"outbox {oid} changed meanwhile; try again")
+    audit.record(db, actor, "outbox.release", "outbox", oid, reason,
+                 {"message_id": entry.message_id, "from_state": entry.state,
+                  "hold_reason": entry.hold_reason})
+    return _get(db, oid)
+
+
+def mark_sent(db: Database, oid: int, actor: str, reason: str | None = None) -> OutboxEntry:
+    """Record that a ``held`` message did arrive (e.g. the relay's log shows its Message-ID after
+    an unknown outcome); audited.
+
+    Raises:
+        OutboxError: no such message, or it is not held.
+    """
+    from herald.store import audit
+
+    entry = _get(db, oid)
+    if entry.state != "held":
+        raise OutboxError(f"outbox {oid} is {entry.state}; only held messages can be marked sent")
+    if not _update(db, oid, ("held",), state="sent", sent_at=utcnow(), hold_reason=None,
+                   last_error=f"marked sent by {actor}" + (f": {reason}" if reason else "")):
+        raise OutboxError(f"outbox {oid} changed meanwhile; try again")
+    audit.record(db, actor, "outbox.mark_sent", "outbox", oid, reason,
+                 {"message_id": entry.message_id, "hold_reason": entry.hold_reason})
+    return _get(db, oid)

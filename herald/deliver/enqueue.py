@@ -1,5 +1,9 @@
-"""Enqueue: one outbox row (and spooled message) per report or digest of a run, idempotent by
-``Message-ID`` (see :mod:`herald.deliver.outbox`)."""
+"""Queueing a run's messages in the outbox (``enqueue_reports``); idempotent on ``Message-ID``.
+
+See :mod:`herald.deliver.outbox` for the life of a message and docs/delivery.md ("One message
+path"): messages the daily run composed are queued as they are; digests, and reports handed over
+without a composed message, are composed here with :mod:`herald.deliver.report_message`.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from herald.config import Settings
 from herald.constituency.recipients import Recipient, recipients_from_specs
 from herald.deliver import compose as _compose
-from herald.deliver.outbox.results import OutboxError
-from herald.deliver.outbox.spool import protect, signer_for, spool_paths
 from herald.deliver.pgp import KeyUnusable, PgpError, Signer
+from herald.deliver.report_message import compose_message, report_part
 from herald.deliver.settings import DeliverySettings, delivery_settings
-from herald.deliver.xarf import XarfError, reports_for_csv, to_jsonl
-from herald.reports.render import atomic_write
+from herald.deliver.spool import OutboxError, protect, signer_for, spool_paths
+from herald.deliver.xarf import XarfError
+from herald.fsutil import atomic_write, link_or_write
 from herald.schema.registry import default_registry
 from herald.store.db import Database, OutboxRow, ReportRow
 
-#: The outbox modules log as one logger, ``herald.deliver.outbox``.
-log = logging.getLogger("herald.deliver.outbox")
-
+log = logging.getLogger(__name__)
 
 TLP_ORDER = ("CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED")
 
@@ -65,9 +67,9 @@ class _Built:
     summary_dicts: list[dict]
 
 
-def _build_one(ds: DeliverySettings, templates: _compose.Templates, r: Recipient, rep: dict,
-               day: str) -> tuple[list[_compose.Attachment], _compose.ReportPart, bytes]:
-    """Attachments and template part of one report of the run summary.
+def _build_one(ds: DeliverySettings, r: Recipient, rep: dict,
+               day: str) -> tuple[list[_compose.Attachment], _compose.ReportPart]:
+    """Attachments and template part of one report of the run summary, read from its file.
 
     Raises:
         OutboxError: the report file is missing or changed since the run.
@@ -82,51 +84,36 @@ def _build_one(ds: DeliverySettings, templates: _compose.Templates, r: Recipient
     if rep.get("sha256") and digest != rep["sha256"]:
         raise OutboxError(f"report file {path} changed since the run (SHA-256 {digest} != {rep['sha256']})")
     rtype = default_registry().get(rep["type"])
-    # Above [mail] attach_max the report is named in the body, not attached (nor its X-ARF
-    # version, which is larger still).
-    att, zipped = _compose.report_attachment(path.name, data, day, ds.mail.zip_above,
-                                             ds.mail.attach_max)
-    atts = [att] if att else []
-    xname, xcount = None, 0
-    if att is not None and ds.option(r.name, "xarf", False):
-        docs = reports_for_csv(rtype, data, recipient_slug=r.slug, reporter_org=ds.mail.reporter_org,
-                               contact=ds.mail.sender, day=day)
-        stem = path.name.removesuffix(".csv")
-        xatt, _ = _compose.report_attachment(f"{stem}.xarf.jsonl", to_jsonl(docs), day,
-                                             ds.mail.zip_above, ds.mail.attach_max,
-                                             "application", "x-ndjson")
-        if xatt is not None:
-            atts.append(xatt)
-            xname, xcount = xatt.filename, len(docs)
-    part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title),
-                               rows=int(rep.get("rows", 0)),
-                               filename=att.filename if att else path.name, zipped=zipped,
-                               url=rtype.url, sha256=digest, xarf=xname, xarf_count=xcount,
-                               attached=att is not None, size=len(data))
-    return atts, part, data
+    return report_part(ds, r, rtype, day, filename=path.name, data=data, sha256=digest,
+                       rows=int(rep.get("rows", 0)))
 
 
 def _compose_for(ds: DeliverySettings, templates: _compose.Templates, r: Recipient,
                  reps: list[dict], day: str, digest: bool) -> _Built:
-    language = str(ds.option(r.name, "language", ds.mail.language))
     tlp = _most_restrictive([str(x.get("tlp") or ds.mail.default_tlp).upper().removeprefix("TLP:")
                              for x in reps])
-    parts, atts, digests = [], [], []
+    parts, atts = [], []
     for rep in sorted(reps, key=lambda x: x["type"]):
-        a, p, _ = _build_one(ds, templates, r, rep, day)
+        a, p = _build_one(ds, r, rep, day)
         atts += a
         parts.append(p)
-        digests.append(f"{p.type}:{p.sha256}")
-    if digest:
-        key, content = "digest", hashlib.sha256("|".join(digests).encode()).hexdigest()
-        template, rtype_name = "digest", "digest"
-    else:
-        key, content, template, rtype_name = parts[0].type, parts[0].sha256, "report", parts[0].type
-    spec = _compose.MessageSpec(
-        recipient=r, day=day, tlp=tlp, sender=ds.mail.sender, template=template, key=key,
-        content_sha256=content, reports=parts, attachments=atts, language=language,
-        unsubscribe_url=ds.mail.unsubscribe_url, unsubscribe_mailto=ds.mail.unsubscribe_mailto)
-    return _Built(_compose.compose(spec, templates), rtype_name, tlp, reps)
+    composed = compose_message(ds, templates, r, day, tlp, parts, atts, digest=digest)
+    return _Built(composed, "digest" if digest else parts[0].type, tlp, reps)
+
+
+def _composed_by_run(rep: dict) -> _compose.Composed | None:
+    """The message the daily run composed for this report (its outbox ``.eml``: top-level
+    headers, then the MIME entity), or ``None`` when the entry names none or the file is gone."""
+    if not rep.get("message") or rep.get("message_header_bytes") is None:
+        return None
+    try:
+        data = Path(rep["message"]).read_bytes()
+    except OSError:
+        return None
+    n = int(rep["message_header_bytes"])
+    return _compose.Composed(headers=data[:n], entity=data[n:], message_id=rep["message_id"],
+                             subject=rep["subject"], rcpt_to=rep["email"],
+                             tlp=str(rep["tlp"]).upper().removeprefix("TLP:"))
 
 
 def _message_id_for(ds: DeliverySettings, r: Recipient, reps: list[dict], day: str, digest: bool) -> str:
@@ -149,7 +136,7 @@ def _annotate(reps: list[dict], outbox_id: int | None, state: str, reason: str |
 
 
 def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict],
-                    day: str) -> list[int]:
+                    day: str, *, recipients: dict[str, Recipient] | None = None) -> list[int]:
     """Queue the messages of a run's reports (``RunSummary.reports``); idempotent.
 
     One message per report, or one per recipient with ``digest`` (``[mail] digest`` or the
@@ -160,6 +147,13 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
     ``queued`` — or ``held`` when the recipient's key is missing/expired or signing fails.  A
     message whose ``Message-ID`` is already in the outbox is not built again.
 
+    A report whose entry names the message the daily run composed for it (``message``, the outbox
+    ``.eml``, with ``message_id``, ``subject`` and ``message_header_bytes``) is queued as those
+    bytes: it is not read, hashed or composed again.  Without OpenPGP protection the spooled
+    ``.eml`` is a hard link to the outbox ``.eml`` (one artifact).  Only digests and entries
+    without a composed message are composed here, with the same builder
+    (:mod:`herald.deliver.report_message`).
+
     Each summary dict gains ``outbox_id``, ``delivery`` (the row's state, or ``error``) and, for held
     messages and errors, ``delivery_reason`` — so the run summary says what happened.
 
@@ -168,6 +162,8 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
         settings: the configuration (``[smtp]``, ``[pgp]``, ``[mail]``, recipients).
         summary_reports: ``[{recipient, kind, type, rows, path, sha256, message, tlp}]``.
         day: ``YYYY-MM-DD``.
+        recipients: the run's recipients by name (loaded once per run); default: load those
+            named from the database.
 
     Returns:
         outbox ids, one per message (new or already queued), in order of first report.
@@ -177,7 +173,11 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
     """
     ds = delivery_settings(settings)
     templates = _compose.Templates(ds.mail.templates)
-    by_name = _recipients(db, settings, {r["recipient"] for r in summary_reports})
+    names = {r["recipient"] for r in summary_reports}
+    by_name = dict(recipients or {})
+    if any(by_name.get(n) is None or by_name[n].id is None for n in names):
+        by_name = {**_recipients(db, settings, names),
+                   **{k: v for k, v in by_name.items() if v.id is not None}}
     groups: dict[tuple[str, str], list[dict]] = {}
     for rep in summary_reports:
         r = by_name.get(rep["recipient"])
@@ -206,8 +206,12 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
             _annotate(reps, existing.id, existing.state,
                       existing.last_error if existing.state == "held" else None)
             continue
+        ready = None if digest else _composed_by_run(reps[0])
         try:
-            built = _compose_for(ds, templates, r, reps, day, digest)
+            if ready is not None and ready.message_id == mid:
+                built = _Built(ready, reps[0]["type"], ready.tlp, reps)
+            else:
+                built = _compose_for(ds, templates, r, reps, day, digest)
         except (OutboxError, XarfError) as exc:
             _annotate(reps, None, "error", str(exc))
             log.error("cannot build the message for %s: %s", name, exc)
@@ -222,8 +226,11 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
             if signer_error:
                 raise PgpError(signer_error)
             protected, protection = protect(ds, signer, c.entity, r.pgp_fingerprint)
-            data = c.headers + protected
-            sha = atomic_write(eml_path, data)
+            if protection == "none" and ready is not None and built.composed is ready:
+                # The spooled message is the outbox .eml itself (one artifact, two names).
+                sha = link_or_write(Path(reps[0]["message"]), eml_path, c.headers + protected)
+            else:
+                sha = atomic_write(eml_path, c.headers + protected)
             path = str(eml_path)
         except KeyUnusable as exc:
             state, hold_reason, error, path = "held", "pgp_key", f"held: {exc}", str(entity_path)
@@ -263,4 +270,3 @@ def _report_id(db: Database, recipient_id: int, reps: list[dict], day: str, dige
         return s.scalars(sa.select(ReportRow.id).where(
             ReportRow.recipient_id == recipient_id, ReportRow.report_type == reps[0]["type"],
             ReportRow.day == date.fromisoformat(day), ReportRow.sha256 == reps[0]["sha256"])).first()
-

@@ -1,0 +1,235 @@
+"""The daily run's messages: one composed message per report, written to the outbox folder.
+
+For every :class:`~herald.reports.write.ReportFile` the message is composed exactly once, with the
+delivery builder (:func:`herald.deliver.report_message.compose_report_message`: templates, ZIP and
+attachment thresholds, X-ARF and language per recipient), and written as
+``<outbox>/<day>/<slug>/<report file name>.eml``.  That file is the message: when an SMTP relay is
+configured, :func:`herald.deliver.outbox.enqueue_reports` queues these bytes (protecting them with
+OpenPGP where configured) instead of composing again.
+
+:func:`write_messages` does it in this process (the file writes on threads);
+:class:`MessageWorkers` in forked worker processes, for types with many reports.  Both return the
+run summary's report entries (``[{recipient, kind, type, rows, path, sha256, message, message_id,
+subject, message_header_bytes, tlp, operation, email[, intelmq_path]}]``) and the paths written.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from herald import faults
+from herald.config import Settings
+from herald.constituency.recipients import Recipient
+from herald.deliver.compose import Templates, recipient_texts
+from herald.deliver.report_message import compose_report_message
+from herald.deliver.settings import DeliverySettings, delivery_settings
+from herald.fsutil import atomic_write
+from herald.parentdeath import check_parent, exit_with_parent
+from herald.reports.render import ParallelWrites
+from herald.reports.write import ReportFile
+from herald.schema.registry import Registry, ReportType
+
+#: Reports of one type from which messages are composed in worker processes.
+PARALLEL_MESSAGES = 256
+#: At most this many message-composing processes.
+MESSAGE_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """What composing a day's messages needs, read once per run (workers inherit it by fork).
+
+    Attributes:
+        settings: the configuration (outbox folder, sender, default TLP).
+        day: ``YYYY-MM-DD``.
+        registry: the report types.
+        recipients: the run's recipients (a :class:`ReportFile` names one by index).
+        delivery: the ``[mail]`` (and per-recipient) delivery settings.
+        templates: the message templates.
+    """
+
+    settings: Settings
+    day: str
+    registry: Registry
+    recipients: list[Recipient]
+    delivery: DeliverySettings
+    templates: Templates
+
+    @classmethod
+    def for_run(cls, settings: Settings, day: str, registry: Registry,
+                recipients: list[Recipient]) -> "MessageContext":
+        """The context of one run: delivery settings and templates read once.
+
+        Raises:
+            ConfigError: invalid ``[mail]`` configuration.
+        """
+        ds = delivery_settings(settings)
+        return cls(settings, day, registry, recipients, ds, Templates(ds.mail.templates))
+
+
+def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
+                  writer: ParallelWrites | None = None) -> tuple[dict, set[Path]]:
+    """Compose the message of one written report and write it to the outbox folder.
+
+    The report is read back only when it is small enough to attach (``[mail] attach_max``).  With
+    ``writer`` the ``.eml`` is written on its threads (the caller closes it before relying on the
+    file); files are not ``fsync``-ed (the run syncs them all at once).
+
+    Returns:
+        ``(summary entry, paths written)``.
+
+    Raises:
+        herald.deliver.xarf.XarfError: an X-ARF document did not validate.
+    """
+    settings, day = ctx.settings, ctx.day
+    rcpt = ctx.recipients[report.recipient]
+    rpath = report.path
+    tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
+    data = rpath.read_bytes() if report.size <= ctx.delivery.mail.attach_max else b""
+    composed = compose_report_message(ctx.delivery, ctx.templates, rcpt, rtype, day, tlp,
+                                      filename=rpath.name, data=data, sha256=report.sha256,
+                                      rows=report.rows, size=report.size)
+    msg = composed.as_bytes()
+    epath = settings.paths.outbox / day / rcpt.slug / f"{rpath.name}.eml"
+    if writer is not None:
+        writer.submit(atomic_write, epath, msg, durable=False)
+    else:
+        atomic_write(epath, msg, durable=False)
+    out = {rpath, epath}
+    entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
+             "rows": report.rows, "path": str(rpath), "sha256": report.sha256,
+             "message": str(epath), "message_id": composed.message_id, "subject": composed.subject,
+             "message_header_bytes": len(composed.headers),
+             "tlp": tlp, "operation": rcpt.operation, "email": rcpt.email}
+    if report.intelmq is not None:
+        entry["intelmq_path"] = str(report.intelmq)
+        out.add(report.intelmq)
+    return entry, out
+
+
+def write_messages(ctx: MessageContext, rtype: ReportType, reports: list[ReportFile], *,
+                   first: int = 0) -> tuple[list[dict], set[Path]]:
+    """:func:`write_message` for each of ``reports``, in this process (writes on threads).
+
+    Fault point ``report:<n>`` after the n-th message of the run is handed to the writer (``n``
+    counts from ``first``).
+
+    Returns:
+        ``(summary entries, paths written)``.
+    """
+    entries: list[dict] = []
+    out: set[Path] = set()
+    with ParallelWrites() as writer:
+        for i, report in enumerate(reports, start=first + 1):
+            entry, paths = write_message(ctx, rtype, report, writer)
+            entries.append(entry)
+            out |= paths
+            faults.hit(f"report:{i}")
+    return entries, out
+
+
+_CONTEXT: MessageContext | None = None
+
+
+def _compose_chunk(job: tuple[str, list[ReportFile]]) -> tuple[list[dict], set[Path]]:
+    """Worker: the messages of one chunk ``(type name, reports)``; fault point ``compose``."""
+    check_parent()  # the parent died (where the kernel does not signal): stop
+    faults.hit("compose")
+    type_name, reports = job
+    entries: list[dict] = []
+    out: set[Path] = set()
+    with ParallelWrites() as writer:
+        for report in reports:
+            entry, paths = write_message(_CONTEXT, _CONTEXT.registry.get(type_name), report, writer)
+            entries.append(entry)
+            out |= paths
+    return entries, out
+
+
+class MessageWorkers:
+    """Message-composing processes shared by the run's report types (forked once, on first use,
+    one per core up to :data:`MESSAGE_WORKERS`).
+
+    Workers inherit the :class:`MessageContext` from the fork; a job names the report type and
+    carries :class:`ReportFile` s.  Before forking, the parent collects garbage and freezes its
+    objects (:func:`gc.freeze`): the workers' garbage collector then never frees an object of the
+    parent, which may hold native state of the parent's threads (Arrow, DuckDB) that does not exist
+    in a forked child (freeing it there crashed a worker).  Workers die with the parent
+    (:mod:`herald.parentdeath`).  A worker that dies makes
+    :meth:`messages` raise ``BrokenProcessPool`` instead of waiting for ever.  Use as a context
+    manager (or call :meth:`close`).
+    """
+
+    def __init__(self, ctx: MessageContext) -> None:
+        self.ctx = ctx
+        self.workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
+        self.pool: ProcessPoolExecutor | None = None
+
+    def available(self) -> bool:
+        """More than one core and the ``fork`` start method."""
+        return self.workers > 1 and "fork" in mp.get_all_start_methods()
+
+    def messages(self, rtype: ReportType, reports: list[ReportFile], *,
+                 first: int = 0) -> tuple[list[dict], set[Path]]:
+        """The messages of ``reports`` (of ``rtype``): composed in the workers when there are
+        :data:`PARALLEL_MESSAGES` or more and workers are available, else in this process
+        (:func:`write_messages`, ``first`` as there).  This process waits for them (on two cores
+        overlapping with routing the next type was slower).
+
+        Returns:
+            ``(summary entries, paths written)``.
+
+        Raises:
+            the first worker error; ``concurrent.futures.process.BrokenProcessPool`` when a worker
+            died.
+        """
+        if len(reports) < PARALLEL_MESSAGES or not self.available():
+            return write_messages(self.ctx, rtype, reports, first=first)
+        n = self.workers * 4
+        chunks = [(rtype.name, reports[i::n]) for i in range(n) if reports[i::n]]
+        pending = self._submit(chunks)
+        entries: list[dict] = []
+        out: set[Path] = set()
+        for fut in pending:
+            e, p = fut.result()
+            entries += e
+            out |= p
+        return entries, out
+
+    def _submit(self, chunks: list) -> list[Future]:
+        if self.pool is not None:
+            return [self.pool.submit(_compose_chunk, c) for c in chunks]
+        global _CONTEXT
+        _CONTEXT = self.ctx
+        # Each recipient's area and filter texts, once, here: the forked workers inherit them.
+        for r in self.ctx.recipients:
+            recipient_texts(r)
+        # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                        initializer=exit_with_parent, initargs=(os.getpid(),))
+        # With the fork start method the executor forks all its workers at this first submit.
+        gc.collect()
+        gc.freeze()
+        try:
+            return [self.pool.submit(_compose_chunk, c) for c in chunks]
+        finally:
+            gc.unfreeze()
+
+    def close(self) -> None:
+        """Stop the workers (unfinished jobs are abandoned)."""
+        global _CONTEXT
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+            _CONTEXT = None
+
+    def __enter__(self) -> "MessageWorkers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
