@@ -1,0 +1,87 @@
+"""Attacks on the portal's login and forms that were found to work, and their fixes.
+
+- An unauthenticated login with an e-mail longer than the audit log's ``actor`` column (200)
+  crashed the request on PostgreSQL (``StringDataRightTruncation``: a 500, and the failed attempt
+  was not audited) and stored up to a whole request body per attempt on SQLite.
+- A recipient login could create API keys and pending filter requests without bound (portal POSTs
+  have no rate limit): the database and the admin console's filter review (evidence and conflicts
+  for every pending request) grew with every POST, and many keys escaped the per-key rate limit.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from herald.constituency import repository
+from herald.store import audit
+from herald.web import keys, users
+from herald.web.portal import MAX_PENDING_REQUESTS, MAX_PORTAL_KEYS
+from herald.web.testing import build_deployment
+from tests.db_fixtures import pg_database  # noqa: F401 - fixture
+from tests.test_api import pg_url
+from tests.web_fixtures import cheap_argon2  # noqa: F401 - autouse fixture
+
+PW = "correct horse battery"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def dep(request, tmp_path_factory, cheap_argon2):  # noqa: F811 - fixture
+    """The example deployment with one recipient user, on both back ends."""
+    root = tmp_path_factory.mktemp("attack_portal")
+    url = (f"sqlite:///{root / 'herald.db'}" if request.param == "sqlite"
+           else pg_url(request.getfixturevalue("pg_database")))
+    d = build_deployment(root, url)
+    users.add_user(d.db, "ro@mobile-ro.example", PW, "recipient", "test", "Example Mobile RO")
+    yield d
+    d.db.dispose()
+
+
+def _csrf(client: TestClient, path: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def _login(dep) -> TestClient:
+    client = TestClient(dep.app, follow_redirects=False)
+    r = client.post("/login", data={"csrf_token": _csrf(client, "/login"),
+                                    "email": "ro@mobile-ro.example", "password": PW})
+    assert r.status_code == 303
+    return client
+
+
+def test_login_with_an_overlong_email_is_refused_and_audited(dep):
+    client = TestClient(dep.app, follow_redirects=False)
+    email = "a" * 5000 + "@mobile-ro.example"
+    r = client.post("/login", data={"csrf_token": _csrf(client, "/login"), "email": email,
+                                    "password": "not the password"})
+    assert r.status_code == 401
+    failed = [e for e in audit.query(dep.db, action="user.login_failed")
+              if e.actor.startswith("aaaa")]
+    assert failed and all(len(e.actor) <= audit.ACTOR_MAX for e in failed)
+
+
+def test_pending_filter_requests_are_bounded(dep):
+    client = _login(dep)
+    token = _csrf(client, "/portal/filters")
+    for i in range(MAX_PENDING_REQUESTS + 5):
+        r = client.post("/portal/filters", data={"csrf_token": token, "kind": "cidr",
+                                                 "value": f"5.12.{i}.0/24"})
+        assert r.status_code == 303
+    info = repository.get_recipient(dep.db, "Example Mobile RO")
+    assert sum(f.state == "pending" for f in info.filters) == MAX_PENDING_REQUESTS
+
+
+def test_active_api_keys_from_the_portal_are_bounded(dep):
+    client = _login(dep)
+    token = _csrf(client, "/portal/keys")
+    for _ in range(MAX_PORTAL_KEYS + 5):
+        assert client.post("/portal/keys/create", data={"csrf_token": token}).status_code == 303
+    active = [k for k in keys.list_keys(dep.db, "Example Mobile RO") if k.state == "active"]
+    assert len(active) == MAX_PORTAL_KEYS
+    # Revoking one makes room for one more.
+    client.post(f"/portal/keys/{active[0].key_id}/revoke", data={"csrf_token": token})
+    client.post("/portal/keys/create", data={"csrf_token": token})
+    active = [k for k in keys.list_keys(dep.db, "Example Mobile RO") if k.state == "active"]
+    assert len(active) == MAX_PORTAL_KEYS
