@@ -6,6 +6,8 @@
 - A recipient login could create API keys and pending filter requests without bound (portal POSTs
   have no rate limit): the database and the admin console's filter review (evidence and conflicts
   for every pending request) grew with every POST, and many keys escaped the per-key rate limit.
+- The per-address rate limit (API, ``/dl/``, login) counted each IPv6 address on its own, so a
+  client with one /64 had 2**64 buckets.
 """
 
 from __future__ import annotations
@@ -85,3 +87,20 @@ def test_active_api_keys_from_the_portal_are_bounded(dep):
     client.post("/portal/keys/create", data={"csrf_token": token})
     active = [k for k in keys.list_keys(dep.db, "Example Mobile RO") if k.state == "active"]
     assert len(active) == MAX_PORTAL_KEYS
+
+
+def test_ipv6_clients_are_rate_limited_by_their_64(tmp_path):
+    """Per-address limits keyed by the full IPv6 address are no limit at all: one subscriber's
+    /64 holds 2**64 addresses.  Addresses of one /64 share a bucket; another /64 does not."""
+    from herald.web.app import WebConfig
+
+    d = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'herald.db'}",
+                         config=WebConfig(rate_per_key=0, rate_per_ip=3))
+    codes = []
+    for i in range(1, 6):
+        client = TestClient(d.app, client=(f"2001:db8:1:2::{i:x}", 40000 + i))
+        codes.append(client.post("/api2/test/ping", content=b"{}").status_code)
+    assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
+    other = TestClient(d.app, client=("2001:db8:1:3::1", 40000))
+    assert other.post("/api2/test/ping", content=b"{}").status_code == 401
+    d.db.dispose()
