@@ -8,11 +8,15 @@
   for every pending request) grew with every POST, and many keys escaped the per-key rate limit.
 - The per-address rate limit (API, ``/dl/``, login) counted each IPv6 address on its own, so a
   client with one /64 had 2**64 buckets.
+- Logins were checked without bound on concurrency: each an Argon2id verification (64 MiB) holding
+  a database connection, so one client's burst of logins exhausted memory and the pool.
 """
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -104,3 +108,55 @@ def test_ipv6_clients_are_rate_limited_by_their_64(tmp_path):
     other = TestClient(d.app, client=("2001:db8:1:3::1", 40000))
     assert other.post("/api2/test/ping", content=b"{}").status_code == 401
     d.db.dispose()
+
+
+def test_concurrent_logins_are_bounded(dep, monkeypatch):
+    """Every login check is an Argon2id verification (64 MiB with the production parameters)
+    holding a database connection: unbounded, one client's burst of logins (no account needed)
+    exhausts memory and the database pool.  With every slot taken, one more login is refused as
+    busy (503 with Retry-After) before any check starts."""
+    entered: queue.Queue = queue.Queue()
+    release = threading.Event()
+
+    def blocking_check(*args, **kwargs):
+        entered.put("entered")
+        release.wait(60)  # bounded, so a failing test cannot hang
+        return None, "invalid"
+
+    monkeypatch.setattr(users, "_check_login", blocking_check)
+    results: queue.Queue = queue.Queue()
+
+    def attempt(i: int) -> None:
+        try:
+            users.authenticate(dep.db, dep.server_key, f"nobody{i}@example.org", "x" * 12)
+        except users.LoginError as exc:
+            results.put(exc.reason)
+
+    client = TestClient(dep.app, follow_redirects=False)
+    token = _csrf(client, "/login")
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(users.LOGIN_SLOTS)]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        entered.get(timeout=60)  # every slot is now inside a check
+    extra = threading.Thread(target=attempt, args=(99,))
+    extra.start()
+    # The extra login either starts a check (unbounded) or is refused at once.
+    first = _first_event(entered, results)
+    r = client.post("/login", data={"csrf_token": token, "email": "x@example.org",
+                                    "password": "y" * 12}) if first == "busy" else None
+    release.set()
+    for t in threads + [extra]:
+        t.join(timeout=60)
+    assert first == "busy"
+    assert r.status_code == 503 and "Retry-After" in r.headers
+
+
+def _first_event(entered: "queue.Queue", results: "queue.Queue") -> str:
+    """``"entered"`` when the extra login started a check, else its refusal reason."""
+    while True:
+        for q in (results, entered):
+            try:
+                return q.get(timeout=0.05)
+            except queue.Empty:
+                continue

@@ -233,6 +233,9 @@ async def login(request: Request):
             users.authenticate, st.db, st.server_key, email, str(form.get("password", "")),
             str(form.get("totp", "")) or None, client_ip(request), st.clock())
     except users.LoginError as exc:
+        if exc.reason == "busy":
+            return HTMLResponse("<h1>Too many logins at once; try again in a moment.</h1>",
+                                status_code=503, headers={"Retry-After": "1"})
         need_totp = exc.reason in ("totp_required", "totp_invalid")
         msg = {"totp_required": "Enter the code from your authenticator app.",
                "totp_invalid": "Wrong authenticator code."}.get(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -67,9 +68,14 @@ class User:
     session_version: str = ""
 
 
+#: Logins checked at the same time (each an Argon2id verification); more are refused as busy.
+LOGIN_SLOTS = 4
+_login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
+
+
 class LoginError(Exception):
-    """A login failed; :attr:`reason` is ``invalid``, ``locked``, ``totp_required`` or
-    ``totp_invalid``.  Only ``totp_required`` may be shown as such to the person logging in."""
+    """A login failed; :attr:`reason` is ``invalid``, ``locked``, ``totp_required``,
+    ``totp_invalid`` or ``busy`` (too many logins being checked; try again).  Only ``totp_required`` may be shown as such to the person logging in."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -152,10 +158,21 @@ def authenticate(db: Database, server_key: ServerKey, email: str, password: str,
 
     Raises:
         LoginError: wrong e-mail or password (``invalid``, also for disabled users), account locked
-            (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``).
+            (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``), or
+            :data:`LOGIN_SLOTS` logins already being checked (``busy``).
     """
-    user, error = _check_login(db, server_key, (email or "").strip().lower(), password, totp_code,
-                               ip, now or datetime.now(timezone.utc))
+    # Each check is an Argon2id verification (argon2-cffi defaults: 64 MiB and
+    # tens of ms of CPU)
+    # holding a database connection: without a bound, a burst of logins (no account needed)
+    # exhausts memory and the connection pool.  A login that finds every slot taken is refused
+    # at once as ``busy``.
+    if not _login_slots.acquire(blocking=False):
+        raise LoginError("busy")
+    try:
+        user, error = _check_login(db, server_key, (email or "").strip().lower(), password,
+                                   totp_code, ip, now or datetime.now(timezone.utc))
+    finally:
+        _login_slots.release()
     if error:
         raise LoginError(error)
     return user
