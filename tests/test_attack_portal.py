@@ -107,6 +107,8 @@ def test_ipv6_clients_are_rate_limited_by_their_64(tmp_path):
     assert codes[:3] == [401, 401, 401] and codes[3:] == [429, 429]
     other = TestClient(d.app, client=("2001:db8:1:3::1", 40000))
     assert other.post("/api2/test/ping", content=b"{}").status_code == 401
+    v4 = TestClient(d.app, client=("192.0.2.7", 40000))
+    assert v4.post("/api2/test/ping", content=b"{}").status_code == 401
     d.db.dispose()
 
 

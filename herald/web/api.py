@@ -77,9 +77,11 @@ def rate_bucket(ip: str) -> str:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return ip
-    if addr.version == 6 and addr.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network(((int(addr) >> 64) << 64, 64)))
-    return str(addr.ipv4_mapped or addr)
+    if addr.version == 4:
+        return str(addr)
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(ipaddress.IPv6Network(((int(addr) >> 64) << 64, 64)))
 
 
 def check_ip_rate(request: Request) -> None:
