@@ -182,24 +182,40 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
                  totp_code: str | None, ip: str | None,
                  at: datetime) -> tuple[User | None, str | None]:
     # Failures are returned, not raised, so the failure counter and audit entry are committed.
+    # The Argon2id work runs outside any database session: on SQLite a session holds the write
+    # lock from its start (BEGIN IMMEDIATE), and a login must not block every other request for
+    # the length of a password hash.  The user is read in one short session and the outcome
+    # written in a second one, which re-reads the row.
     now = utcnow()
     with db.session() as s:
         row = s.scalars(sa.select(UserRow).where(UserRow.email == email)).one_or_none()
+        seen = None if row is None else (row.id, row.password_hash, row.locked_until)
+    if seen is None:
+        try:
+            _hasher.verify(_dummy_hash(), password or "")
+        except VerificationError:
+            pass
+        audit.record(db, email or "?", "user.login_failed", "user", None, "unknown user",
+                     {"ip": ip})
+        return None, "invalid"
+    uid, hashed, locked_until = seen
+    if locked_until is not None and locked_until > now:
+        audit.record(db, email, "user.login_failed", "user", uid, "locked", {"ip": ip})
+        return None, "locked"
+    try:
+        ok = _hasher.verify(hashed, password or "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    rehashed = _hasher.hash(password) if ok and _hasher.check_needs_rehash(hashed) else None
+    with db.session() as s:
+        row = s.get(UserRow, uid)
         if row is None:
-            try:
-                _hasher.verify(_dummy_hash(), password or "")
-            except VerificationError:
-                pass
-            audit.record(s, email or "?", "user.login_failed", "user", None, "unknown user",
-                         {"ip": ip})
             return None, "invalid"
         if row.locked_until is not None and row.locked_until > now:
             audit.record(s, email, "user.login_failed", "user", row.id, "locked", {"ip": ip})
             return None, "locked"
-        try:
-            ok = _hasher.verify(row.password_hash, password or "")
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
+        if row.password_hash != hashed:
+            ok = False  # the password changed while this one was checked: it is not current
         if not ok or row.disabled:
             row.failed_attempts = (row.failed_attempts or 0) + 1
             reason = "bad password" if ok is False else "disabled"
@@ -224,8 +240,8 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
                              {"ip": ip})
                 return None, "totp_invalid"
             row.totp_last_step = step
-        if _hasher.check_needs_rehash(row.password_hash):
-            row.password_hash = _hasher.hash(password)
+        if rehashed:
+            row.password_hash = rehashed
         row.failed_attempts = 0
         row.locked_until = None
         row.last_login_at = now

@@ -1,4 +1,10 @@
-"""Findings of the attack review that are not fixed yet: each test fails today (strict xfail)."""
+"""Attack finding, fixed: a login held the SQLite write lock for the length of a password hash.
+
+On SQLite every session begins IMMEDIATE (takes the database write lock), and the login check kept
+its session open across the Argon2id verification: every attempt - unauthenticated, unknown
+e-mails included - blocked every other request (API, portal, pipeline) for a whole hash, and
+waits beyond busy_timeout ended as 500s.  The check now verifies outside any session.
+"""
 
 from __future__ import annotations
 
@@ -38,13 +44,6 @@ class _ProbingHasher:
         raise AssertionError("unexpected hash")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: on SQLite every session begins IMMEDIATE (takes the database write lock) and "
-    "users._check_login keeps its session open across the Argon2id verification, so each login "
-    "attempt - unauthenticated, unknown e-mails included - holds the write lock for a whole "
-    "password hash; a stream of logins stalls every other request (API, portal, pipeline) and "
-    "waits beyond busy_timeout end as 500s. Fix: read the user in one short session, verify "
-    "outside any session, record the outcome in a second one."))
 def test_password_hash_runs_without_the_sqlite_write_lock(tmp_path, monkeypatch):
     path = tmp_path / "herald.db"
     dep = build_deployment(tmp_path, f"sqlite:///{path}")
@@ -55,3 +54,21 @@ def test_password_hash_runs_without_the_sqlite_write_lock(tmp_path, monkeypatch)
         users.authenticate(dep.db, dep.server_key, "nobody@example.org", "x" * 12)
     dep.db.dispose()
     assert probe.locked == [False]
+
+
+def test_login_outcomes_after_the_split(tmp_path):
+    """Right password logs in; wrong ones count to the lockout, which refuses even the right one."""
+    dep = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'herald.db'}")
+    users.add_user(dep.db, "noc@cable-isp.example", "correct horse battery", "recipient", "t",
+                   "Example Cable ISP")
+    assert users.authenticate(dep.db, dep.server_key, "noc@cable-isp.example",
+                              "correct horse battery").email == "noc@cable-isp.example"
+    for _ in range(users.MAX_FAILURES):
+        with pytest.raises(users.LoginError) as exc:
+            users.authenticate(dep.db, dep.server_key, "noc@cable-isp.example", "wrong " * 3)
+        assert exc.value.reason == "invalid"
+    with pytest.raises(users.LoginError) as exc:
+        users.authenticate(dep.db, dep.server_key, "noc@cable-isp.example",
+                           "correct horse battery")
+    assert exc.value.reason == "locked"
+    dep.db.dispose()
