@@ -35,3 +35,25 @@ def test_download_links_listed_with_a_rotated_out_secret_die(tmp_path):
     status = client.get(f"/dl/{listed[0]['id']}").status_code
     dep.db.dispose()
     assert status == 404
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "FINDING (medium, availability): behind the reverse proxy docs/api.md requires for anything "
+    "but loopback, every client has the proxy's address (herald serve runs uvicorn with "
+    "proxy_headers=False and client_ip ignores X-Forwarded-For), so all clients share ONE "
+    "per-address bucket: one client's 300 requests a minute (unauthenticated /dl/x suffices) "
+    "answer 429 to every recipient's API calls, downloads and logins. Fix: a trusted-proxy "
+    "setting (uvicorn forwarded_allow_ips / proxy_headers, loopback by default) so the limiter "
+    "sees the real client."))
+def test_clients_behind_the_reverse_proxy_do_not_share_one_rate_bucket(tmp_path):
+    from herald.web.app import WebConfig
+
+    dep = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'herald.db'}",
+                           config=WebConfig(rate_per_key=0, rate_per_ip=3))
+    proxy = TestClient(dep.app, client=("127.0.0.1", 40000))
+    for _ in range(5):  # the attacker, through the proxy
+        proxy.get("/dl/" + "x" * 50, headers={"X-Forwarded-For": "203.0.113.66"})
+    # another recipient, through the same proxy
+    r = proxy.post("/api2/test/ping", content=b"{}", headers={"X-Forwarded-For": "198.51.100.7"})
+    dep.db.dispose()
+    assert r.status_code == 401
