@@ -43,6 +43,17 @@ class AuditEntry:
     details: dict[str, Any] | None
 
 
+#: Widths of the ``actor`` and ``object_id`` columns (``audit_log``, migration 0001).
+ACTOR_MAX = 200
+OBJECT_ID_MAX = 200
+
+
+def _clip(value: Any, limit: int) -> str:
+    """``value`` as text of at most ``limit`` characters (an ellipsis marks a clipped value)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _entry(row: AuditRow) -> AuditEntry:
     return AuditEntry(row.id, row.at, row.actor, row.action, row.object_type, row.object_id,
                       row.reason, row.details)
@@ -74,8 +85,11 @@ def record(target: Database | Session, actor: str, action: str, object_type: str
     for name, value in (("actor", actor), ("action", action), ("object_type", object_type)):
         if not value or not str(value).strip():
             raise ValueError(f"audit record: {name} is required")
-    row = AuditRow(actor=actor, action=action, object_type=object_type,
-                   object_id=None if object_id is None else str(object_id),
+    # Clipped to the columns' widths: an actor can be text a client sent (the e-mail of a failed
+    # login), which must neither fail the insert (PostgreSQL refuses over-long VARCHARs) nor
+    # bloat the log.
+    row = AuditRow(actor=_clip(actor, ACTOR_MAX), action=action, object_type=object_type,
+                   object_id=None if object_id is None else _clip(object_id, OBJECT_ID_MAX),
                    reason=reason, details=details, at=at or utcnow())
     if isinstance(target, Session):
         target.add(row)

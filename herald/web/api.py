@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import math
 import re
@@ -69,10 +70,25 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def rate_bucket(ip: str) -> str:
+    """The per-address rate-limit bucket of a client address: an IPv6 client counts by its /64
+    (one subscriber's prefix: every address in it is the same client to a limiter), an IPv4
+    client by its address; anything else as given."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if addr.version == 4:
+        return str(addr)
+    if addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(ipaddress.IPv6Network(((int(addr) >> 64) << 64, 64)))
+
+
 def check_ip_rate(request: Request) -> None:
-    """Raise :class:`ApiError` 429 when the client address is over its rate."""
+    """Raise :class:`ApiError` 429 when the client address (its /64 for IPv6) is over its rate."""
     st = _state(request)
-    ip = client_ip(request)
+    ip = rate_bucket(client_ip(request))
     if not st.ip_limiter.allow(ip):
         raise ApiError("rate limit exceeded for your address", 429,
                        {"Retry-After": str(st.ip_limiter.retry_after(ip))})

@@ -42,6 +42,13 @@ DAYS_SHOWN = 14
 #: Filter kinds a recipient may request in the portal.
 REQUESTABLE = ("asn", "cidr", "country")
 
+#: Most active API keys, and most pending filter requests, a recipient may hold through the
+#: portal: without a bound one login could fill the database and the admin console (whose filter
+#: review computes evidence and conflicts for every pending request) and spread its API calls
+#: over many keys to escape the per-key rate limit.
+MAX_PORTAL_KEYS = 20
+MAX_PENDING_REQUESTS = 20
+
 
 class Redirect(Exception):
     """Stop handling and redirect (to the login page, usually)."""
@@ -226,6 +233,9 @@ async def login(request: Request):
             users.authenticate, st.db, st.server_key, email, str(form.get("password", "")),
             str(form.get("totp", "")) or None, client_ip(request), st.clock())
     except users.LoginError as exc:
+        if exc.reason == "busy":
+            return HTMLResponse("<h1>Too many logins at once; try again in a moment.</h1>",
+                                status_code=503, headers={"Retry-After": "1"})
         need_totp = exc.reason in ("totp_required", "totp_invalid")
         msg = {"totp_required": "Enter the code from your authenticator app.",
                "totp_invalid": "Wrong authenticator code."}.get(
@@ -347,6 +357,10 @@ def keys_create(request, user, form):
     """Create a key; its secret is shown once."""
     st = _state(request)
     row = _recipient_row(request, user)
+    active = sum(k.state == "active" for k in apikeys.list_keys(st.db, row.id))
+    if active >= MAX_PORTAL_KEYS:
+        flash(request, f"At most {MAX_PORTAL_KEYS} active keys: revoke one first.")
+        raise Redirect("/portal/keys")
     new = apikeys.create_key(st.db, st.server_key, row.id, user.email,
                              label=str(form.get("label", ""))[:200] or None,
                              replay_protection=form.get("replay") == "on")
@@ -396,6 +410,10 @@ def filters_request(request, user, form):
     kind = str(form.get("kind", ""))
     if kind not in REQUESTABLE:
         flash(request, f"Filter kind must be one of {', '.join(REQUESTABLE)}.")
+        raise Redirect("/portal/filters")
+    pending = sum(f.state == "pending" for f in repository.get_recipient(st.db, row.id).filters)
+    if pending >= MAX_PENDING_REQUESTS:
+        flash(request, f"At most {MAX_PENDING_REQUESTS} pending requests: wait for a decision.")
         raise Redirect("/portal/filters")
     try:
         f = repository.add_filter(st.db, row.id, kind, str(form.get("value", "")), user.email,

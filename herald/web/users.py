@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -67,9 +68,14 @@ class User:
     session_version: str = ""
 
 
+#: Logins checked at the same time (each an Argon2id verification); more are refused as busy.
+LOGIN_SLOTS = 4
+_login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
+
+
 class LoginError(Exception):
-    """A login failed; :attr:`reason` is ``invalid``, ``locked``, ``totp_required`` or
-    ``totp_invalid``.  Only ``totp_required`` may be shown as such to the person logging in."""
+    """A login failed; :attr:`reason` is ``invalid``, ``locked``, ``totp_required``,
+    ``totp_invalid`` or ``busy`` (too many logins being checked; try again).  Only ``totp_required`` may be shown as such to the person logging in."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -152,10 +158,21 @@ def authenticate(db: Database, server_key: ServerKey, email: str, password: str,
 
     Raises:
         LoginError: wrong e-mail or password (``invalid``, also for disabled users), account locked
-            (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``).
+            (``locked``), TOTP code needed (``totp_required``) or wrong (``totp_invalid``), or
+            :data:`LOGIN_SLOTS` logins already being checked (``busy``).
     """
-    user, error = _check_login(db, server_key, (email or "").strip().lower(), password, totp_code,
-                               ip, now or datetime.now(timezone.utc))
+    # Each check is an Argon2id verification (argon2-cffi defaults: 64 MiB and
+    # tens of ms of CPU)
+    # holding a database connection: without a bound, a burst of logins (no account needed)
+    # exhausts memory and the connection pool.  A login that finds every slot taken is refused
+    # at once as ``busy``.
+    if not _login_slots.acquire(blocking=False):
+        raise LoginError("busy")
+    try:
+        user, error = _check_login(db, server_key, (email or "").strip().lower(), password,
+                                   totp_code, ip, now or datetime.now(timezone.utc))
+    finally:
+        _login_slots.release()
     if error:
         raise LoginError(error)
     return user
@@ -165,24 +182,40 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
                  totp_code: str | None, ip: str | None,
                  at: datetime) -> tuple[User | None, str | None]:
     # Failures are returned, not raised, so the failure counter and audit entry are committed.
+    # The Argon2id work runs outside any database session: on SQLite a session holds the write
+    # lock from its start (BEGIN IMMEDIATE), and a login must not block every other request for
+    # the length of a password hash.  The user is read in one short session and the outcome
+    # written in a second one, which re-reads the row.
     now = utcnow()
     with db.session() as s:
         row = s.scalars(sa.select(UserRow).where(UserRow.email == email)).one_or_none()
+        seen = None if row is None else (row.id, row.password_hash, row.locked_until)
+    if seen is None:
+        try:
+            _hasher.verify(_dummy_hash(), password or "")
+        except VerificationError:
+            pass
+        audit.record(db, email or "?", "user.login_failed", "user", None, "unknown user",
+                     {"ip": ip})
+        return None, "invalid"
+    uid, hashed, locked_until = seen
+    if locked_until is not None and locked_until > now:
+        audit.record(db, email, "user.login_failed", "user", uid, "locked", {"ip": ip})
+        return None, "locked"
+    try:
+        ok = _hasher.verify(hashed, password or "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    rehashed = _hasher.hash(password) if ok and _hasher.check_needs_rehash(hashed) else None
+    with db.session() as s:
+        row = s.get(UserRow, uid)
         if row is None:
-            try:
-                _hasher.verify(_dummy_hash(), password or "")
-            except VerificationError:
-                pass
-            audit.record(s, email or "?", "user.login_failed", "user", None, "unknown user",
-                         {"ip": ip})
             return None, "invalid"
         if row.locked_until is not None and row.locked_until > now:
             audit.record(s, email, "user.login_failed", "user", row.id, "locked", {"ip": ip})
             return None, "locked"
-        try:
-            ok = _hasher.verify(row.password_hash, password or "")
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            ok = False
+        if row.password_hash != hashed:
+            ok = False  # the password changed while this one was checked: it is not current
         if not ok or row.disabled:
             row.failed_attempts = (row.failed_attempts or 0) + 1
             reason = "bad password" if ok is False else "disabled"
@@ -207,8 +240,8 @@ def _check_login(db: Database, server_key: ServerKey, email: str, password: str,
                              {"ip": ip})
                 return None, "totp_invalid"
             row.totp_last_step = step
-        if _hasher.check_needs_rehash(row.password_hash):
-            row.password_hash = _hasher.hash(password)
+        if rehashed:
+            row.password_hash = rehashed
         row.failed_attempts = 0
         row.locked_until = None
         row.last_login_at = now
