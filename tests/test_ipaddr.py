@@ -144,6 +144,8 @@ def test_remember_parsed_returns_the_registered_result_for_the_same_buffers_only
 def test_source_registration_equals_a_fresh_parse(values):
     """The source registers the address column it builds; what later stages get back for it must
     be exactly what parsing a copy of that column gives."""
+    # Addresses with a zone id are quarantined by the source (test_zone_id_is_quarantined).
+    values = [v for v in values if v is None or "%" not in v] or ["192.0.2.1"]
     rt = default_registry().get("scan_http")
     n = len(values)
     batch = pa.record_batch({"timestamp": pa.array(["2026-11-30 00:00:00"] * n),
