@@ -32,6 +32,7 @@ RPSL = Path(__file__).parent / "data" / "rpsl"
 #: The dumps' date (file mtime): 60 days before the app clock's day.
 DUMP_TIME = dt.datetime(2026, 10, 1, 12, tzinfo=dt.timezone.utc).timestamp()
 HOSTILE = "<script>alert(1)</script>"
+HOSTILE_MAILBOX = "x<script>alert(2)</script>@evil.example"
 
 pytestmark = pytest.mark.usefixtures("cheap_argon2")
 
@@ -71,11 +72,18 @@ def dep(tmp_path_factory, cheap_argon2):
     ledger.record_report(d.db, run, HOSTILE, "scan_http", "2026-11-19", 3, "2" * 64,
                          report_path("2026-11-19", "script"))
     ledger.finish_run(d.db, run, {})
+    # A hostile mailbox (the configuration's e-mail check accepts it) with a report and bounces.
+    repository.add_recipient(d.db, "Hostile", HOSTILE_MAILBOX, "test")
+    run = ledger.start_run(d.db, "2026-11-18", [])
+    ledger.record_report(d.db, run, "Hostile", "scan_http", "2026-11-18", 2, "3" * 64,
+                         report_path("2026-11-18", "hostile"))
+    ledger.finish_run(d.db, run, {})
     md = root / "bounces"
     box = mailbox.Maildir(str(md), create=True)
     for n in range(3):
         box.add(dsn([("abuse@example.net", "failed", "5.1.1")], n))
     box.add(dsn([("other@bounce.example", "failed", "5.2.2")], 9))
+    box.add(dsn([(HOSTILE_MAILBOX, "failed", "5.1.1")], 10))
     bounces.record_bounces(d.db, md, now=FIXED_NOW - dt.timedelta(hours=2))
     yield d
     d.db.dispose()
@@ -288,7 +296,8 @@ def test_old_cookie_after_logout_is_refused(dep):
     ("/admin/abuse/inhibitions", {"reason": "r"}, "network"),
     ("/admin/abuse/inhibitions", {"tag": "x" * 101, "reason": "r"}, "tag"),
     ("/admin/abuse/inhibitions", {"asn": "1", "reason": "r\x00"}, "reason"),
-    ("/admin/abuse/bounces/reset", {"address": "<x>", "reason": "r"}, "address"),
+    ("/admin/abuse/bounces/reset", {"address": "no-at-sign", "reason": "r"}, "address"),
+    ("/admin/abuse/overrides", {"asn": "1", "mailbox": HOSTILE_MAILBOX, "reason": "r"}, "mailbox"),
     ("/admin/abuse/overrides", {"asn": "1", "suppress": "on", "reason": "x" * 2001}, "reason"),
 ])
 def test_bad_values_are_refused_naming_the_field(dep, admin, path, data, field):
@@ -333,8 +342,53 @@ def test_hostile_text_is_escaped(dep, admin):
         assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in admin.get("/admin/abuse/overrides").text
     assert "&lt;script&gt;" in admin.get("/admin/abuse/inhibitions").text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in admin.get("/admin/abuse/").text  # recipient name
+    html = admin.get("/admin/abuse/").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # recipient name
+    assert "x&lt;script&gt;alert(2)&lt;/script&gt;@evil.example" in html  # mailbox
+    assert "alert(2)&lt;/script&gt;@evil.example" in admin.get("/admin/abuse/bounces").text
+    r = post(admin, "/admin/abuse/bounces/reset", {"address": "x<script>alert(2)</script>@evil.example",
+                                                   "reason": "fixed"})
+    assert r.status_code == 303 and "bounces.reset" in [e.action for e in audit.query(dep.db, limit=1)]
     for o in ovr.list_overrides(dep.db):
         ovr.remove_override(dep.db, o.id, "test")
     for i in inh.list_inhibitions(dep.db):
         inh.remove_inhibition(dep.db, i.id, "test")
+
+
+def test_recipients_of_kind_abuse_contact_are_automatic(dep, admin):
+    """A recipient of kind ``abuse_contact`` (the routing's automatic recipients) is listed even
+    when its report file has no ``abuse_c`` filter part.  This tree's schema does not allow the
+    kind yet, so the row is written with SQLite's CHECK constraints off."""
+    import sqlalchemy as sa
+
+    from herald.store.db import ContactRow, RecipientRow, utcnow
+
+    with dep.db.engine.begin() as conn:
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+        rid = conn.execute(sa.insert(RecipientRow.__table__).values(
+            name="auto abuse@kind.example", slug="auto_abuse_kind_example", kind="abuse_contact",
+            disabled=False, created_at=utcnow(), updated_at=utcnow())).inserted_primary_key[0]
+        conn.execute(sa.insert(ContactRow.__table__).values(recipient_id=rid, email="abuse@kind.example",
+                                                            is_primary=True))
+        conn.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+    run = ledger.start_run(dep.db, "2026-11-17", [])
+    ledger.record_report(dep.db, run, rid, "scan_http", "2026-11-17", 9, "4" * 64,
+                         "/reports/2026-11-17/auto/2026-11-17-scan_http-auto.csv")
+    ledger.finish_run(dep.db, run, {})
+    row = row_of(admin.get("/admin/abuse/").text, "automatic-recipient", "data-mailbox", "abuse@kind.example")
+    assert re.search(r'class="rows">9<', row) and "auto abuse@kind.example" in row
+
+
+def test_engine_errors_are_not_shown(dep, monkeypatch):
+    import sqlalchemy.exc
+
+    def boom(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("INSERT INTO contact_overrides secret_column", {},
+                                              Exception("database is locked at /srv/secret.db"))
+
+    monkeypatch.setattr(ovr, "add_override", boom)
+    c = TestClient(dep.app, follow_redirects=False, raise_server_exceptions=False)
+    c.post("/login", data={"csrf_token": csrf(c), "email": ADMIN, "password": PW})
+    r = post(c, "/admin/abuse/overrides", {"asn": "64501", "suppress": "on", "reason": "r"})
+    assert r.status_code == 500 and r.json() == {"error": "internal error"}
+    assert "secret" not in r.text and "contact_overrides" not in r.text
