@@ -392,3 +392,15 @@ def test_engine_errors_are_not_shown(dep, monkeypatch):
     r = post(c, "/admin/abuse/overrides", {"asn": "64501", "suppress": "on", "reason": "r"})
     assert r.status_code == 500 and r.json() == {"error": "internal error"}
     assert "secret" not in r.text and "contact_overrides" not in r.text
+
+
+def test_automatic_recipients_are_summed_and_limited(dep):
+    from herald.web.admin_abuse import automatic_recipients
+
+    rows, more = automatic_recipients(dep.db)
+    top = rows[0]
+    assert (top.mailbox, top.reports, top.rows, top.types) == (
+        "abuse@example.net", 4, 14, ["scan_http", "scan_ssh"])
+    assert top.last_day == dt.date(2026, 11, 21) and more == 0
+    first, more = automatic_recipients(dep.db, limit=1)
+    assert first[0].mailbox == "abuse@example.net" and more == len(rows) - 1

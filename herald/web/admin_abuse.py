@@ -55,6 +55,8 @@ AUTOMATIC_FILTER = "abuse_c"
 MAX_REASON = 2000
 MAX_MAILBOX = 320
 MAX_TEXT = 100
+#: At most this many automatic recipients (most rows first) are listed.
+ROWS_SHOWN = 500
 #: At most this many RPSL objects are named per mailbox on the page.
 OBJECTS_SHOWN = 5
 
@@ -300,28 +302,38 @@ class AutomaticRecipient:
     overrides: list[str] = field(default_factory=list)
 
 
-def automatic_recipients(db) -> list[AutomaticRecipient]:
-    """Volumes per automatic recipient from the ledger: report count, rows, last day and types;
-    the mailbox is the recipient's primary contact (else its name).  Most rows first."""
-    stmt = (sa.select(RecipientRow.name, ContactRow.email, ReportRow.report_type, ReportRow.day,
-                      ReportRow.rows)
+def automatic_recipients(db, limit: int = ROWS_SHOWN) -> tuple[list[AutomaticRecipient], int]:
+    """Volumes per automatic recipient from the ledger, summed in the database per (recipient,
+    report type): report count, rows, last day and types; the mailbox is the recipient's primary
+    contact (else its name).
+
+    Returns:
+        ``(the `limit` recipients with the most rows, how many more there are)``.
+    """
+    automatic = sa.or_(RecipientRow.kind == AUTOMATIC_KIND,
+                       ReportRow.path.contains(f"-{AUTOMATIC_FILTER}.", autoescape=True))
+    stmt = (sa.select(RecipientRow.name, ContactRow.email, ReportRow.report_type,
+                      sa.func.count(ReportRow.id), sa.func.sum(ReportRow.rows),
+                      sa.func.max(ReportRow.day))
             .join(RecipientRow, ReportRow.recipient_id == RecipientRow.id)
             .outerjoin(ContactRow, sa.and_(ContactRow.recipient_id == RecipientRow.id,
                                            ContactRow.is_primary))
-            .where(sa.or_(RecipientRow.kind == AUTOMATIC_KIND,
-                          ReportRow.path.like(f"%-{AUTOMATIC_FILTER}.%"))))
+            .where(automatic)
+            .group_by(RecipientRow.name, ContactRow.email, ReportRow.report_type))
     acc: dict[str, AutomaticRecipient] = {}
     with db.session() as s:
-        for name, email, rtype, day, rows in s.execute(stmt):
+        for name, email, rtype, count, rows, last in s.execute(stmt):
             a = acc.get(name)
             if a is None:
-                a = acc[name] = AutomaticRecipient(name, email or name, 0, 0, day, [])
-            a.reports += 1
-            a.rows += int(rows)
-            a.last_day = max(a.last_day, day)
-            if rtype not in a.types:
-                a.types.append(rtype)
-    return sorted(acc.values(), key=lambda a: (-a.rows, a.mailbox))
+                a = acc[name] = AutomaticRecipient(name, email or name, 0, 0, last, [])
+            a.reports += int(count)
+            a.rows += int(rows or 0)
+            a.last_day = max(a.last_day, last)
+            a.types.append(rtype)
+    ranked = sorted(acc.values(), key=lambda a: (-a.rows, a.mailbox))
+    for a in ranked:
+        a.types.sort()
+    return ranked[:limit], max(0, len(ranked) - limit)
 
 
 def data_panel(st) -> dict[str, Any] | None:
@@ -339,7 +351,7 @@ def automatic(request, user):
     """Automatic recipients with volumes, RPSL objects, bounce and override state; the RPSL
     data panel."""
     st = request.app.state.herald
-    rows = automatic_recipients(st.db)
+    rows, more = automatic_recipients(st.db)
     data = contact_data(st)
     found = objects_by_mailbox(data, [r.mailbox for r in rows])
     try:
@@ -355,7 +367,7 @@ def automatic(request, user):
         if b is not None:
             r.bouncing = dict(b, over=b["count"] >= threshold)
         r.overrides = override_state(r.mailbox, f, overrides)
-    return render(request, "admin_abuse.html", rows=rows, panel=data_panel(st),
+    return render(request, "admin_abuse.html", rows=rows, more=more, panel=data_panel(st),
                   threshold=threshold)
 
 
