@@ -150,8 +150,13 @@ def test_rpsl_panel_without_data(dep, admin, tmp_path):
     settings.paths = dep.settings.paths.__class__(**{**vars(dep.settings.paths), "data": tmp_path})
     app = create_app(settings, dep.db, dep.server_key, config=WebConfig(rate_per_key=0, rate_per_ip=0),
                      clock=lambda: FIXED_NOW)
-    html = login(dep, ADMIN, app).get("/admin/abuse/").text
+    c = login(dep, ADMIN, app)
+    html = c.get("/admin/abuse/").text
     assert 'id="no-rpsl"' in html and "unknown" in html   # sources unknown without data
+    (tmp_path / "contacts").mkdir()
+    (tmp_path / "contacts" / "manifest.json").write_text('{"generation": "g-gone"}')
+    html = c.get("/admin/abuse/").text
+    assert 'id="rpsl-damaged"' in html and "g-gone" not in html
 
 
 def test_override_add_list_remove_audited(dep, admin):

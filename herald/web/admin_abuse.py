@@ -337,11 +337,13 @@ def automatic_recipients(db, limit: int = ROWS_SHOWN) -> tuple[list[AutomaticRec
 
 
 def data_panel(st) -> dict[str, Any] | None:
-    """The import manifest with age and warning (``ContactData.info`` on the app clock), or
-    ``None`` when no data is imported."""
+    """The import manifest with age and warning (``ContactData.info`` on the app clock);
+    ``{"damaged": True}`` when a manifest exists but the data cannot be loaded; ``None`` when no
+    data is imported."""
     data = contact_data(st)
     if data is None:
-        return None
+        exists = (contacts_dir(st.settings.paths.data) / MANIFEST).exists()
+        return {"damaged": True} if exists else None
     return data.info(today=st.clock().astimezone(timezone.utc).date())
 
 
