@@ -126,6 +126,13 @@ def test_automatic_recipients_page(dep, admin):
     assert 'class="last-day">2026-11-21<' in row and "scan_http, scan_ssh" in row
     assert "inetnum 192.0.2.0 - 192.0.2.255 (EXAMPLE-PARENT)" in row   # the RPSL source object
     assert "bouncing: 3 (last 5.1.1)" in row
+    # each object links to the override form, prefilled
+    assert 'href="/admin/abuse/overrides?network=192.0.2.0%2F24">override</a>' in row
+    assert 'href="/admin/abuse/overrides?asn=64496">override</a>' in row
+    form = admin.get("/admin/abuse/overrides?network=192.0.2.0%2F24").text
+    assert 'name="network" placeholder="192.0.2.0/24" maxlength="64" value="192.0.2.0/24"' in form
+    bad = admin.get('/admin/abuse/overrides?network="><script>&asn=-1').text
+    assert 'maxlength="64" value=""' in bad and 'maxlength="16" value=""' in bad
     other = row_of(r.text, "automatic-recipient", "data-mailbox", "as-abuse@example.net")
     assert "aut-num AS" in other and re.search(r'class="rows">3<', other)
     assert "ok" in other

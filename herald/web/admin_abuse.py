@@ -210,10 +210,11 @@ def contact_data(st) -> ContactData | None:
 
 
 def objects_by_mailbox(data: ContactData | None, mailboxes: list[str]) -> dict[str, dict[str, Any]]:
-    """``{mailbox: {objects: [text], count, networks: [(family, first, last)], asns: [int]}}`` of
-    the RPSL objects
+    """``{mailbox: {objects: [{text, query}], count, networks: [(family, first, last)], asns:
+    [int]}}`` of the RPSL objects
     whose resolved abuse mailbox names one of ``mailboxes`` (lower-case compare), one vectorized
-    pass over the networks and aut-nums."""
+    pass over the networks and aut-nums.  ``query`` prefills the override form for the object
+    (``{"network": cidr}`` / ``{"asn": n}``; ``None`` for a range that is not one prefix)."""
     out: dict[str, dict[str, Any]] = {m: {"objects": [], "count": 0, "networks": [], "asns": []}
                                       for m in mailboxes}
     if data is None or not mailboxes:
@@ -249,8 +250,11 @@ def objects_by_mailbox(data: ContactData | None, mailboxes: list[str]) -> dict[s
             entry["networks"].append((f, int(first), int(last)))
             if len(entry["objects"]) < OBJECTS_SHOWN:
                 label = netnames[k]
-                entry["objects"].append(object_text(f, int(first), int(last))
-                                        + (f" ({label})" if label else ""))
+                cls = ipaddress.IPv4Address if f == 4 else ipaddress.IPv6Address
+                cidrs = list(ipaddress.summarize_address_range(cls(int(first)), cls(int(last))))
+                entry["objects"].append({
+                    "text": object_text(f, int(first), int(last)) + (f" ({label})" if label else ""),
+                    "query": {"network": str(cidrs[0])} if len(cidrs) == 1 else None})
     rows, names = matches(data.autnums.column("mailbox"))
     for row, name in zip(rows.tolist(), names):
         entry = out[lower[name]]
@@ -258,7 +262,7 @@ def objects_by_mailbox(data: ContactData | None, mailboxes: list[str]) -> dict[s
         entry["count"] += 1
         entry["asns"].append(asn)
         if len(entry["objects"]) < OBJECTS_SHOWN:
-            entry["objects"].append(f"aut-num AS{asn}")
+            entry["objects"].append({"text": f"aut-num AS{asn}", "query": {"asn": str(asn)}})
     return out
 
 
@@ -378,9 +382,18 @@ def automatic(request, user):
 @router.get("/admin/abuse/overrides")
 @page("admin")
 def overrides_page(request, user):
-    """Every contact override, oldest first, and the form to add one."""
+    """Every contact override, oldest first, and the form to add one (``?network=`` or ``?asn=``
+    prefills it: links from the automatic-recipients page)."""
     st = request.app.state.herald
-    return render(request, "admin_overrides.html", overrides=ovr.list_overrides(st.db))
+    prefill = {}
+    for name, parse in (("network", network_of), ("asn", asn_of)):
+        try:
+            value = parse(dict(request.query_params), name)
+        except FieldError:
+            value = None  # a bad link prefills nothing
+        prefill[name] = "" if value is None else str(value)
+    return render(request, "admin_overrides.html", overrides=ovr.list_overrides(st.db),
+                  prefill=prefill)
 
 
 @router.post("/admin/abuse/overrides")
