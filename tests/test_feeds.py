@@ -427,7 +427,7 @@ def test_dataplane(feeds):
 
 def test_bambenek(feeds):
     (r,) = rows(check(blocklists.parse(str(feeds / "bambenek_c2-ipmasterlist.txt"))))
-    assert r == dict(r, ip="213.247.47.190", family="shiotob/urlzone/bebloh", source="bambenek",
+    assert r == dict(r, ip="213.247.47.190", family="bebloh", source="bambenek",  # as IntelMQ
                      timestamp=ts(2016, 11, 12, 18, 2),
                      source_url="http://osint.bambenekconsulting.com/manual/bebloh.txt",
                      detail="IP used by shiotob/urlzone/bebloh C&C")
@@ -663,7 +663,8 @@ def test_cli_ingest_writes_parquet(tmp_path, feeds, capsys):
     assert rc == 1  # the unknown file fails; the others are written
     text = capsys.readouterr()
     assert "format=spamhaus_cert\ttype=herald_spamhaus_cert\trows=19\tquarantined=0" in text.out
-    assert "mystery.dat: cannot tell the file's format" in text.err
+    # Message changed on purpose (issue 16): one "unsupported or ambiguous feed" refusal.
+    assert "mystery.dat: unsupported or ambiguous feed: cannot tell the file's format" in text.err
     t = pq.read_table(out / "spamhaus_cert.herald_spamhaus_cert.parquet")
     assert t.schema.names == default_registry().get("herald_spamhaus_cert").arrow_schema.names
     assert t.num_rows == 19 and t.column("src_ip")[0].as_py() == "109.126.64.2"
