@@ -68,7 +68,8 @@ SAMPLES = [
     ("html_table_feodotracker.html", "abusech_feodo", "herald_c2_server", 2, 2),
     ("blocklistde_imap.txt", "blocklistde", "blocklist", 6, 6),
     ("cert_eu_example.csv", "cert_eu", "herald_intelmq_event", 2, 2),
-    ("cymru_certname_20190327.txt", "cymru", "herald_cymru_cap", 35, 35),
+    # 35 lines; two name several destination ports (2 and 10): one event per port, as IntelMQ.
+    ("cymru_certname_20190327.txt", "cymru", "herald_cymru_cap", 45, 45),
     ("cymru_infected_20171031.txt", "cymru", "herald_cymru_cap", 9, 9),
     ("dataplane_sshpwauth.txt", "dataplane", "blocklist", 3, 3),
     ("dshield_block.txt", "dshield", "blocklist", 2, 2),
@@ -269,9 +270,11 @@ def test_spamhaus_cert(feeds):
                         timestamp=ts(2015, 8, 31, 8, 16, 10), dst_port=25, src_port=None, protocol="tcp")
     assert r[1] == dict(r[1], domain="dxxt.sinkhole.dk", dst_ip="212.227.20.19", dst_port=80, src_port=1036)
     mirai = r[3]  # "-,?,?,?,?" placeholders are nulls
-    assert (mirai["infection"], mirai["domain"], mirai["dst_ip"], mirai["dst_port"], mirai["protocol"]) == \
-        ("iotmirai", None, None, None, None)
-    spam = next(x for x in r if x["infection"] == "l_spamlink")
+    # infection is the malware as IntelMQ names it (issue 16); the feed's word stays in botname.
+    assert (mirai["botname"], mirai["infection"], mirai["domain"], mirai["dst_ip"], mirai["dst_port"],
+            mirai["protocol"]) == ("iotmirai", "mirai", None, None, None, None)
+    spam = next(x for x in r if x["botname"] == "l_spamlink")
+    assert spam["infection"] == "darkmailer2"
     assert spam["src_port"] == 1660 and spam["dst_ip"] is None
     assert spam["detail"] == "local_port=192.168.46.8:1660:darkmailer2;remote_ip=http://example.com/"
 
@@ -309,12 +312,15 @@ def test_cymru_certname_new_layout(feeds):
     r = rows(p)
     assert {x["geo"] for x in r} == {"AT"} and {x["as_name"] for x in r} == {"Example AS Name"}
     assert r[1] == dict(r[1], family="nivdort", dst_ip="172.16.0.22", dst_port=80, protocol="tcp")
-    assert r[10] == dict(r[10], category="proxy", tag="socks4", port=61039)
+    socks = next(x for x in r if x["detail"] == "socks4-61039;")
+    assert socks == dict(socks, category="proxy", tag="socks4", port=61039)
     glued = next(x for x in r if x["detail"] == "family: http_post;hostname: sub.example.comport: 80;")
     assert glued["hostname"] == "sub.example.com" and glued["port"] == 80
-    many = next(x for x in r if x["detail"] and "total_count:19" in x["detail"])
-    assert many["dst_port"] is None and many["port"] == 40434 and many["protocol"] == "udp"
-    assert sum(1 for x in r if x["category"] == "darknet") == 8
+    # Changed on purpose (issue 16): a port list gives one event per port, as IntelMQ does.
+    many = [x for x in r if x["detail"] and "total_count:19" in x["detail"]]
+    assert [x["dst_port"] for x in many] == [17875, 24526, 54449, 9314, 4903, 1568, 20749, 30524, 59316, 60704]
+    assert {(x["port"], x["protocol"]) for x in many} == {(40434, "udp")}
+    assert sum(1 for x in r if x["category"] == "darknet") == 8 + 1 + 9
 
 
 def test_cymru_bad_lines(tmp_path):

@@ -16,7 +16,9 @@ Sources and formats:
   ``; ip, asn, country, lastseen, botname, domain, remote_ip, remote_port, local_port, protocol``
   header comment, CSV rows, ``; EOF``.  -> ``herald_spamhaus_cert``: src_ip <- ip, src_asn <- asn
   (``AS`` prefix dropped), src_geo <- country, timestamp <- lastseen (Unix time, UTC),
-  infection <- botname, domain, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
+  botname (as given), taxonomy, classification_type, classification_identifier, application,
+  description and infection (the malware, where there is one) <- botname by IntelMQ's table
+  (:mod:`herald.sources.spamhaus_cert_classes`), domain, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
   src_port <- local_port, protocol.  ``-`` and ``?`` mean "no value".  ``local_port`` sometimes
   holds ``<ip>:<port>:<tool>`` (``l_spamlink``): the port is taken and the whole value kept in
   ``detail``; a ``remote_ip`` that is not an address (a URL) is kept in ``detail`` too.
@@ -39,7 +41,7 @@ import pyarrow.compute as pc
 from herald.errors import InputError
 from herald.ipaddr import parse_ips
 from herald.schema.registry import Registry
-from herald.sources import feed_files, feed_table, json_records, text_lists, timestamps
+from herald.sources import feed_files, feed_table, json_records, spamhaus_cert_classes, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 #: Column names of the CERT feed, in file order (from its header comment).
@@ -183,6 +185,20 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
                         address="optional" if asn_list else "network")
 
 
+def _classes(botname: pa.Array, remote_port: pa.Array, local_port: pa.Array) -> dict[str, pa.Array]:
+    """The classification columns of :func:`herald.sources.spamhaus_cert_classes.classify`, per row;
+    for ``l_spamlink`` the malware is the last part of ``local_port`` (``<ip>:<port>:<malware>``)."""
+    cols: dict[str, list[str]] = {}
+    for bot, rport, lport in zip(botname.to_pylist(), remote_port.to_pylist(), local_port.to_pylist()):
+        row = spamhaus_cert_classes.classify(bot or "", rport or "")
+        if (bot or "").lower() == "l_spamlink" and (lport or "").count(":") == 2:
+            row["infection"] = lport.rsplit(":", 1)[1]
+        for k, v in row.items():
+            cols.setdefault(k, []).append(v)
+    return {k: pa.array(v, pa.string()) for k, v in cols.items()} if cols else \
+        {k: pa.array([], pa.string()) for k in spamhaus_cert_classes.classify("", "")}
+
+
 def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
     """Parse the Spamhaus CERT Insight Portal CSV into ``herald_spamhaus_cert`` (see module docstring).
 
@@ -218,7 +234,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "src_ip": c["ip"],
         "src_asn": pc.replace_substring_regex(c["asn"], r"^(?i:AS)", ""),
         "src_geo": pc.utf8_upper(c["country"]),
-        "infection": c["botname"],
+        "botname": c["botname"],
         "domain": c["domain"],
         "dst_ip": pc.if_else(pa.array(remote_ok), c["remote_ip"], ""),
         "dst_port": c["remote_port"],
@@ -227,6 +243,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "detail": detail,
         "source": feed_table.const("spamhaus-cert", n),
     }
+    out.update(_classes(c["botname"], c["remote_port"], c["local_port"]))
     checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)",
                                c["lastseen"])]
     lines = table.column(text_lists.LINE_COL).to_numpy()
