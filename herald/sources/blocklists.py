@@ -42,6 +42,7 @@ VARIANTS = ("blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek")
 #: Bambenek manual-page names that are not the family's name (IntelMQ's ``MALWARE_NAME_MAP``).
 BAMBENEK_FAMILIES = {"cl": "cryptolocker", "p2pgoz": "p2p goz", "ptgoz": "pt goz", "volatile": "volatile cedar"}
 
+_DP_SPLIT = re.compile(r"\s{2,}\|\s{2,}")
 _DP_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -114,9 +115,15 @@ def _blocklistde(path, lines, registry, observed_at, list_name) -> ParsedFile:
 
 def _dataplane_fields(text: str) -> list[str] | None:
     """``[asn, asname, ip, first_seen, last_seen, category]`` of a DataPlane line (``first_seen`` empty
-    for the five-field layout), or ``None`` when the line has too few fields.  The AS name may
-    contain `` | ``: the first field is the ASN, the last three (or four, when the two before the
-    category are both times) are the rest, and what lies between is the AS name."""
+    for the five-field layout), or ``None`` when the line has too few fields.  Fields are split at
+    ``|`` with two spaces either side; when that does not give five or six, the AS name contains
+    `` | ``: the first field is the ASN, the last three (or four, when the two before the category
+    are both times) are the rest, and what lies between is the AS name."""
+    strict = [p.strip() for p in _DP_SPLIT.split(text.strip())]
+    if len(strict) == 5:
+        return [*strict[:3], "", *strict[3:]]
+    if len(strict) == 6:
+        return strict
     loose = [p.strip() for p in text.split("|")]
     six = len(loose) >= 6 and bool(_DP_TIME.match(loose[-3]) and _DP_TIME.match(loose[-2]))
     tail = 4 if six else 3
