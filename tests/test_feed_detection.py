@@ -74,7 +74,7 @@ EXPECTED: dict[str, str | tuple[str, tuple[str, ...]]] = {
 
 
 def _is_sample(p: Path) -> bool:
-    return p.is_file() and p.name != "LICENSE.md" and not p.name.endswith((".license", ".toml", ".jsonl"))
+    return p.is_file() and p.name != "LICENSE.md" and not p.name.endswith((".license", ".toml", ".jsonl", ".intelmq-error.txt"))
 
 
 def _all_files() -> list[str]:

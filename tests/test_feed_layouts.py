@@ -150,3 +150,20 @@ def test_forcing_a_domain_list_as_bambenek_quarantines_with_the_reason():
 def test_unknown_variant_is_an_error(tmp_path):
     with pytest.raises(InputError, match="not a known block list"):
         blocklists.parse(str(FEEDS / "abusech" / "zeusips.txt"))
+
+
+def test_cymru_rows_classified_by_category_as_intelmq():
+    r = reconciles(cymru.parse(str(FEEDS / "cymru" / "certname_20190327.txt")))
+
+    def cls(detail, category):
+        x = next(x for x in r if x["detail"] == detail and x["category"] == category)
+        return x["taxonomy"], x["classification_type"], x["classification_identifier"], x["application"]
+
+    assert cls("ssh;", "bruteforce") == ("intrusion-attempts", "brute-force", "ssh", "ssh")
+    assert cls("ports_scanned: 55756;protocol: 17;", "darknet") == ("information-gathering", "scanner", "darknet", None)
+    assert cls(None, "openresolvers") == ("vulnerable", "vulnerable-system", "dns-open-resolver", "dns")
+    assert cls("family: nivdort;dest_addr: 172.16.0.22; dest_port: 80;protocol: 6;", "bot") == (
+        "malicious-code", "infected-system", "nivdort", None)
+    assert cls("socks4-61039;", "proxy") == ("other", "proxy", "openproxy", "socks4")
+    old = reconciles(cymru.parse(str(FEEDS / "cymru" / "infected_20171031.txt")))
+    assert {x["classification_type"] for x in old if x["category"] == "bots"} == {"infected-system"}

@@ -19,7 +19,10 @@ family <- ``family``/``mwtype`` (category ``conficker``: ``conficker``), dst_ip 
 IntelMQ's ``intelmq.bots.parsers.cymru.parser_cap_program`` does), port <-
 ``port``/``srcport`` (or the number of a proxy type ``socks4-61039``), protocol <- ``protocol``
 (IANA number: 6 tcp, 17 udp, 1 icmp, else the number), hostname, url (a bare URL), tag <- proxy type
-or a bare service word (``ssh``).  A file mixes categories, so the type is one Herald type with a
+or a bare service word (``ssh``); taxonomy, classification_type, classification_identifier,
+application <- the category (and family, service word, proxy type) as IntelMQ classifies them
+(:mod:`herald.sources.cymru_classes`); family <- the report for old-layout worm reports
+(``blaster``, ``slammer``, ...).  A file mixes categories, so the type is one Herald type with a
 ``category`` column, not one Shadowserver type per category.
 
 This is an odd text format, so it is read line by line in Python.
@@ -35,13 +38,14 @@ import pyarrow.compute as pc
 
 from herald.ipaddr import parse_ips
 from herald.schema.registry import Registry
-from herald.sources import feed_files, feed_table, text_lists
+from herald.sources import cymru_classes, feed_files, feed_table, text_lists
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 REPORT_TYPE = "herald_cymru_cap"
 
-#: IANA protocol numbers used in CAP files (RFC 790 / IANA protocol-numbers registry).
-PROTOCOLS = {"1": "icmp", "6": "tcp", "17": "udp", "47": "gre", "58": "ipv6-icmp"}
+#: IANA protocol numbers used in CAP files (IANA protocol-numbers registry; IntelMQ's ``PROTOCOL_MAPPING``).
+PROTOCOLS = {"1": "icmp", "6": "tcp", "11": "nvp-ii", "17": "udp", "47": "gre", "58": "ipv6-icmp",
+             "59": "ipv6-nonxt"}
 
 _OLD_KEYS = ("srcport", "mwtype", "destaddr", "dstaddr", "destport")
 _OLD_RE = re.compile(r"\b(" + "|".join(_OLD_KEYS) + r")\s+(.*?)(?=\s+\b(?:" + "|".join(_OLD_KEYS) + r")\s|$)")
@@ -51,11 +55,11 @@ _CC_RE = re.compile(r"^(?P<name>.*?),\s*(?P<cc>[A-Z]{2})$")
 #: Keys of the optional information that hold destination ports (IntelMQ ``parser_cap_program``).
 _PORT_KEYS = ("dest_port", "ports_scanned", "destination_port_numbers", "darknet_port", "honeypot_port")
 _TOTAL_COUNT = re.compile(r"\s*\(total_count:\d+\)\s*$")
-#: Families implied by the category (IntelMQ ``MAPPING_STATIC``: ``conficker`` -> ``malware.name``).
-CATEGORY_FAMILY = {"conficker": "conficker"}
+
 
 _COLS = ("category", "ip", "asn", "timestamp", "detail", "as_name", "geo", "family", "dst_ip", "dst_port",
-         "port", "protocol", "hostname", "url", "tag")
+         "port", "protocol", "hostname", "url", "tag", "taxonomy", "classification_type",
+         "classification_identifier", "application")
 
 
 def parse_info(info: str) -> dict[str, str]:
@@ -163,8 +167,8 @@ def parse(path: str, *, registry: Registry | None = None, **_opts) -> ParsedFile
         row.update(category=category, ip=ip, asn="" if asn == "0" else asn, timestamp=ts, detail=info)
         m = _CC_RE.match(asinfo)
         row["as_name"], row["geo"] = (m["name"], m["cc"]) if m else (asinfo, "")
-        row["family"] = CATEGORY_FAMILY.get(category.lower(), "")
         row.update(parse_info(info))
+        row.update(cymru_classes.classify(category, row))
         for port in row["dst_port"].split(",") if row["dst_port"] else [""]:
             row["dst_port"] = port
             for c in _COLS:

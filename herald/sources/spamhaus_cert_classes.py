@@ -28,17 +28,13 @@ anything else (a bot)                  infected-system        –  (malware = bo
                                                               ``auto`` -> ``s_other``)
 =====================================  =====================  ===========================  ===========
 
-The taxonomy follows the type (RSIT, as IntelMQ's harmonization derives it).  IntelMQ's event
+The taxonomy follows the type (:mod:`herald.sources.rsit`, IntelMQ's taxonomy expert).  IntelMQ's event
 descriptions are copied too.
 """
 
 from __future__ import annotations
 
-#: RSIT taxonomy of each classification type used here.
-TAXONOMY = {"vulnerable-system": "vulnerable", "brute-force": "intrusion-attempts",
-            "scanner": "information-gathering", "spam": "abusive-content", "other": "other",
-            "system-compromise": "intrusions", "infected-system": "malicious-code",
-            "c2-server": "malicious-code"}
+from herald.sources import rsit
 
 _FIXED: dict[str, tuple[str, str, str, str]] = {
     # botname: (type, identifier, application, description)
@@ -94,5 +90,5 @@ def classify(botname: str, remote_port: str) -> dict[str, str]:
     else:
         ctype, ident, app, desc = "infected-system", "", "", ""
         infection = "s_other" if name == "auto" else name
-    return {"taxonomy": TAXONOMY[ctype], "classification_type": ctype, "classification_identifier": ident,
+    return {"taxonomy": rsit.taxonomy(ctype), "classification_type": ctype, "classification_identifier": ident,
             "application": app, "description": desc, "infection": infection}
