@@ -74,7 +74,8 @@ EXPECTED: dict[str, str | tuple[str, tuple[str, ...]]] = {
 
 
 def _is_sample(p: Path) -> bool:
-    return p.is_file() and p.name != "LICENSE.md" and not p.name.endswith((".license", ".toml", ".jsonl", ".intelmq-error.txt"))
+    skip = (".license", ".toml", ".jsonl", ".intelmq-error.txt")
+    return p.is_file() and p.name != "LICENSE.md" and not p.name.endswith(skip)
 
 
 def _all_files() -> list[str]:

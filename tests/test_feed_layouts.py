@@ -44,7 +44,8 @@ def test_dataplane_five_fields_unchanged_and_bad_first_seen(tmp_path):
     path = tmp_path / "proto41.txt"
     path.write_text("# DataPlane.org\n"
                     "1  |  AS  |  192.0.2.1  |  yesterday  |  2021-08-28 05:00:18  |  proto41\n"
-                    "1  |  AS | with | pipe  |  192.0.2.2  |  2021-08-27 05:00:18  |  2021-08-28 05:00:18  |  proto41\n")
+                    "1  |  AS | with | pipe  |  192.0.2.2  |  2021-08-27 05:00:18  |  "
+                    "2021-08-28 05:00:18  |  proto41\n")
     p = blocklists.parse(str(path), variant="dataplane")
     (r,) = reconciles(p)
     assert r["ip"] == "192.0.2.2" and r["first_seen"] == "2021-08-27 05:00:18"

@@ -50,8 +50,8 @@ from herald.sources.shadowserver_csv import ParsedFile
 
 #: Every format name :func:`detect_format` can return.
 FORMATS = ("shadowserver", "abusech_feodo", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert", "cymru",
-           "ctip", "blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek", "intelmq", "generic_csv", "zoneh",
-           "cert_eu", "shodan")
+           "ctip", "blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek", "intelmq", "generic_csv",
+           "zoneh", "cert_eu", "shodan")
 
 #: Accepted by :func:`parse_any` besides :data:`FORMATS`.
 ALIASES = {"abusech": "abusech_feodo", "feodo": "abusech_feodo", "spamhaus": "spamhaus",

@@ -112,8 +112,8 @@ def feodo(h: Head) -> list[Clue]:
 
 def spamhaus(h: Head) -> list[Clue]:
     """Spamhaus: the CERT portal header comment ``; ip, asn, country, lastseen``; DROP lines
-    ``<CIDR> ; SBL<n>``; ASN-DROP lines ``AS<n> ; <CC> | <name>`` (the first line and most sampled ones).  ``;`` comments over other data
-    resemble DROP."""
+    ``<CIDR> ; SBL<n>``; ASN-DROP lines ``AS<n> ; <CC> | <name>`` (the first line and most sampled
+    ones).  ``;`` comments naming Spamhaus over other data resemble DROP."""
     for s in h.semicolons:
         if s.lstrip("; ").lower().startswith("ip, asn, country, lastseen"):
             return [Clue("spamhaus_cert", True, "Spamhaus CERT header comment")]
@@ -170,7 +170,8 @@ def dataplane(h: Head) -> list[Clue]:
 
 def bambenek(h: Head) -> list[Clue]:
     """Bambenek's C2 IP master list: a banner naming Bambenek and lines of four comma-separated fields
-    ``ip,description,YYYY-MM-DD HH:MM,URL``, an address first (the first line and most sampled ones).  The domain master list and the DGA feed (a host name first) only resemble it."""
+    ``ip,description,YYYY-MM-DD HH:MM,URL``, an address first (the first line and most sampled
+    ones).  The domain master list and the DGA feed (a host name first) only resemble it."""
     def ip_row(s: str) -> bool:
         f = s.split(",")
         return len(f) == 4 and is_ip(f[0].strip())
