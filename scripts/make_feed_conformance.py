@@ -5,7 +5,7 @@ Run it with the Python of a virtual environment that has IntelMQ (outside the re
 part of the test suite)::
 
     python3 -m venv /tmp/intelmq-venv && /tmp/intelmq-venv/bin/pip install intelmq==3.5.0
-    /tmp/intelmq-venv/bin/python scripts/make_feed_conformance.py
+    /tmp/intelmq-venv/bin/python scripts/make_feed_conformance.py [FILE...]   # FILE: relative to tests/data/feeds
 
 Each file is fed to its parser bot in library mode (``BotLibSettings``, ``bot.process_message()``,
 IntelMQ's "Running IntelMQ as Library"), as one report with the ``feed.url`` IntelMQ's own tests use
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FEEDS = ROOT / "tests" / "data" / "feeds"
 
-#: file (relative to tests/data/feeds) -> (bot module:class, feed.url of the report).
-CASES = {
+#: file (relative to tests/data/feeds) -> (bot module:class, feed.url of the report[, bot parameters]).
+CASES: dict[str, tuple] = {
     "blocklistde/imap.txt": ("blocklistde.parser:BlockListDEParserBot",
                              "https://lists.blocklist.de/lists/imap.txt"),
     "bambenek/c2-ipmasterlist.txt": ("bambenek.parser:BambenekParserBot",
@@ -47,27 +47,47 @@ CASES = {
        for name in ("dnsrd", "dnsrdany", "dnsversion", "proto41", "sipinvitation", "sipquery",
                     "sipregistration", "smtpdata", "smtpgreet", "sshclient", "sshpwauth", "telnetlogin",
                     "vncrfb")},
+    "abusech/feodotracker.json": ("abusech.parser_feodotracker:AbusechFeodoTrackerParserBot",
+                                  "https://feodotracker.abuse.ch/downloads/ipblocklist.json"),
+    # The parameters of IntelMQ's own test (tests/bots/parsers/html_table/test_feodotracker.py).
+    "html_table/feodotracker.html": ("html_table.parser:HTMLTableParserBot", "https://feodotracker.abuse.ch/browse",
+                                     {"columns": "time.source,source.ip,malware.name,status,source.as_name,"
+                                                 "source.geolocation.cc",
+                                      "type": "c2-server", "ignore_values": ",,,,,", "skip_table_head": True}),
+    "microsoft/ctip.txt": ("microsoft.parser_ctip:MicrosoftCTIPParserBot", ""),
+    "microsoft/ctip_azure.txt": ("microsoft.parser_ctip:MicrosoftCTIPParserBot", ""),
+    # One banner per report, as IntelMQ's test and its stream collector feed them.
+    "shodan/tests.json": ("shodan.parser:ShodanParserBot", "", {"_per_line": True}),
+    "cert_eu/example.csv": ("cert_eu.parser_csv:CertEUCSVParserBot", "https://www.cert-eu.eu"),
+    "zoneh/defacement_accepted.csv": ("zoneh.parser:ZoneHParserBot", "", {"feedname": "Compromised-Website"}),
 }
 
 DROP = ("raw", "time.observation", "__type")
 
 
-def _bot(spec: str):
+def _bot(spec: str, params: dict):
     from intelmq.lib.bot import BotLibSettings
 
     module, cls = spec.split(":")
     bot_cls = getattr(importlib.import_module(f"intelmq.bots.parsers.{module}"), cls)
-    return bot_cls(f"conformance-{cls.lower()}", settings=BotLibSettings | {"logging_level": "ERROR"})
+    return bot_cls(f"conformance-{cls.lower()}", settings=BotLibSettings | {"logging_level": "ERROR"} | params)
 
 
-def run(rel: str, spec: str, url: str) -> None:
+def run(rel: str, spec: str, url: str, params: dict | None = None) -> None:
     """Parse ``tests/data/feeds/<rel>`` with ``spec`` and write its ``.intelmq.jsonl`` (or error)."""
     path = FEEDS / rel
-    report = {"__type": "Report", "raw": base64.b64encode(path.read_bytes()).decode(), "feed.name": "x"}
-    if url:
-        report["feed.url"] = url
-    queues = _bot(spec).process_message(report)
-    errors = queues.get("error", [])
+    params = dict(params or {})
+    chunks = path.read_bytes().splitlines() if params.pop("_per_line", False) else [path.read_bytes()]
+    bot = _bot(spec, params)
+    queues: dict[str, list] = {"output": [], "error": []}
+    for chunk in chunks:
+        report = {"__type": "Report", "raw": base64.b64encode(chunk).decode(), "feed.name": "x"}
+        if url:
+            report["feed.url"] = url
+        result = bot.process_message(report)
+        for name in queues:
+            queues[name] += result.get(name, [])
+    errors = queues["error"]
     out = path.with_name(path.name + ".intelmq.jsonl")
     err = path.with_name(path.name + ".intelmq-error.txt")
     events = []
@@ -89,8 +109,10 @@ def main() -> int:
     root = Path(os.environ["INTELMQ_ROOT_DIR"])
     for sub in ("etc", "var/log", "var/run", "var/lib/bots"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for rel, (spec, url) in CASES.items():
-        run(rel, spec, url)
+    only = set(sys.argv[1:])
+    for rel, case in CASES.items():
+        if not only or rel in only:
+            run(rel, *case)
     return 0
 
 

@@ -32,8 +32,11 @@ def register(sub) -> None:
 
 def _read(path: str, args):
     """The parsed file: Shadowserver CSV when its type is known, else any feed format."""
+    from herald.schema.registry import default_registry
+
     fmt = getattr(args, "input_format", None)
-    if fmt is None and (args.report_type or type_from_filename(path)[0]):
+    named = type_from_filename(path)[0]
+    if fmt is None and (args.report_type or (named and named in default_registry())):
         return read_file(path, args.report_type)
     from herald.sources.detect import parse_any
 
