@@ -171,3 +171,11 @@ def test_empty_file_is_refused_as_empty(tmp_path):
     path.write_text("\n \n")
     with pytest.raises(InputError, match="file is empty"):
         detect_format(str(path))
+
+
+def test_last_line_without_newline_counts(tmp_path):
+    """The last line of a file without a final newline is data, not a cut line."""
+    path = tmp_path / "list.txt"
+    path.write_text("192.0.2.1\n192.0.2.2\nnot an address")
+    with pytest.raises(InputError, match="resembles no supported format"):
+        detect_format(str(path))

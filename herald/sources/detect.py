@@ -141,7 +141,7 @@ def detect_format(path: str) -> str:
         raise InputError("file is empty", path)
     clues = _from_json(_json_keys(stripped)) if stripped[:1] in ("[", "{") else []
     if not clues:
-        clues = sniffers.sniff_text(text)
+        clues = sniffers.sniff_text(text, truncated=len(head) == _SNIFF)
     proven = {c.fmt for c in clues if c.proven}
     if len(proven) == 1:
         return proven.pop()

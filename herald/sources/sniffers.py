@@ -43,7 +43,8 @@ class Head:
     """The sniffed prefix of a file, split once for all sniffers.
 
     Attributes:
-        text: the decoded prefix (UTF-8, undecodable bytes replaced).
+        text: the decoded prefix (UTF-8, undecodable bytes replaced); truncated: whether the file
+            goes on after it.
         lines: its lines; ``low``: the first 80 lines joined, lower case.
         comments: stripped lines starting with ``#`` (``#`` kept); ``semicolons``: lines with ``;``.
         data: stripped lines that are neither blank nor comments (``#`` or ``;``), at most
@@ -51,6 +52,7 @@ class Head:
     """
 
     text: str
+    truncated: bool = False
     lines: list[str] = field(init=False)
     low: str = field(init=False)
     comments: list[str] = field(init=False)
@@ -59,8 +61,8 @@ class Head:
 
     def __post_init__(self) -> None:
         self.lines = self.text.splitlines()
-        # The prefix may end inside a line: drop the cut line unless it is the whole text.
-        if len(self.lines) > 1 and not self.text.endswith(("\n", "\r")):
+        # A truncated prefix may end inside a line: drop the cut line unless it is the only one.
+        if self.truncated and len(self.lines) > 1 and not self.text.endswith(("\n", "\r")):
             self.lines = self.lines[:-1]
         self.low = "\n".join(self.lines[:80]).lower()
         stripped = [ln.strip() for ln in self.lines]
@@ -213,7 +215,8 @@ TEXT_SNIFFERS: tuple[Callable[[Head], list[Clue]], ...] = (
     html, feodo, spamhaus, cymru, dshield, dataplane, bambenek, csv_headers, ip_list)
 
 
-def sniff_text(text: str) -> list[Clue]:
-    """All clues of all :data:`TEXT_SNIFFERS` for the decoded prefix ``text``."""
-    head = Head(text)
+def sniff_text(text: str, truncated: bool = False) -> list[Clue]:
+    """All clues of all :data:`TEXT_SNIFFERS` for the decoded prefix ``text`` of a file
+    (``truncated``: the file goes on after it)."""
+    head = Head(text, truncated)
     return [clue for sniffer in TEXT_SNIFFERS for clue in sniffer(head)]
