@@ -26,7 +26,8 @@ def register(sub) -> None:
     p = sub.add_parser("ingest", help="parse feed files (any supported format) into typed Parquet tables")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", dest="fmt", choices=sorted(set(FORMATS) | set(ALIASES)),
-                   help="input format (default: the format each file's content proves; else an 'unsupported or ambiguous feed' error)")
+                   help="input format (default: the format each file's content proves; else an "
+                        "'unsupported or ambiguous feed' error)")
     p.add_argument("--mapping", help="TOML mapping file for generic CSV input (implies --format generic_csv)")
     p.add_argument("--type", dest="report_type", help="report type for Shadowserver CSV or IntelMQ input")
     p.add_argument("--out", required=True, help="directory for the Parquet files (created if missing)")
