@@ -179,3 +179,10 @@ def test_last_line_without_newline_counts(tmp_path):
     path.write_text("192.0.2.1\n192.0.2.2\nnot an address")
     with pytest.raises(InputError, match="resembles no supported format"):
         detect_format(str(path))
+
+
+@pytest.mark.parametrize("name", ["feododomains.txt", "zeusips.txt"])
+def test_legacy_abusech_lists_forced_as_feodo_say_what_they_are_not(name):
+    """Forced --format abusech_feodo used to fail with "required column 'dst_ip' is missing"."""
+    with pytest.raises(InputError, match="not Feodo Tracker's CSV block list.*legacy abuse.ch"):
+        parse_any(str(DATA / "feeds" / "abusech" / name), "abusech_feodo")
