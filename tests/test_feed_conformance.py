@@ -41,7 +41,7 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
     "dataplane": {"+": _BLOCKLIST_TYPE["+"], "-": {"event_description.text", "protocol.application",
                                                    "source.as_name"},
                   "~": {"classification.type", "extra.first_seen"}},
-    "dshield": {"+": _BLOCKLIST_TYPE["+"], "-": {"extra.attacks", "extra.network_name", "source.abuse_contact"},
+    "dshield": {"+": _BLOCKLIST_TYPE["+"] | {"extra.abuse_contact"}, "-": {"extra.attacks", "source.abuse_contact"},
                 "~": set()},
     "dshield_asn": {"+": _BLOCKLIST_TYPE["+"], "-": {"extra.last_seen", "extra.reports", "extra.targets",
                                                      "source.asn"},

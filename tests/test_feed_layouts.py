@@ -168,3 +168,8 @@ def test_cymru_rows_classified_by_category_as_intelmq():
     assert cls("socks4-61039;", "proxy") == ("other", "proxy", "openproxy", "socks4")
     old = reconciles(cymru.parse(str(FEEDS / "cymru" / "infected_20171031.txt")))
     assert {x["classification_type"] for x in old if x["category"] == "bots"} == {"infected-system"}
+
+
+def test_dshield_block_keeps_network_name_and_contact():
+    r = reconciles(parse_any(str(FEEDS / "dshield" / "block.txt")))
+    assert [(x["network_name"], x["abuse_contact"]) for x in r] == [("Japan Inet", "admin@v6nic.net"), (None, None)]

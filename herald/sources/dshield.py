@@ -5,8 +5,8 @@ Sources and formats (``#`` starts a comment in both):
 - Block list (https://feeds.dshield.org/block.txt; IntelMQ ``intelmq.bots.parsers.dshield.parser_block``):
   tab-separated ``Start End Netblock Attacks Name Country email`` after a header line ``Start<TAB>End
   <TAB>Netblock...``; ``# updated: <ctime> UTC`` comment.  -> ``blocklist``: ip <- ``<Start>/<Netblock>``
-  (a /24 network), geo <- Country, reason ``<Attacks> targets scanned (3 days)``, source ``dshield``;
-  time <- ``updated``.
+  (a /24 network), geo <- Country, reason ``<Attacks> targets scanned (3 days)``, source ``dshield``,
+  extra string columns network_name <- Name, abuse_contact <- email; time <- ``updated``.
 - AS details (https://dshield.org/asdetailsascii.html?as=<ASN>; IntelMQ
   ``intelmq.bots.parsers.dshield.parser_asn``): tab-separated ``source IP, Reports, Targets, First
   Seen, Last Seen, Updated`` (the banner says so), the address zero-padded to three digits per
@@ -81,7 +81,7 @@ def parse_block(path: str, lines: list[str], *, registry: Registry | None = None
                          "tab-separated line (a DShield suspicious-domains list?)", path)
     stamp = stamp or _time(path, observed_at)
     rows = [(no, t) for no, t in data if not t.startswith("Start\t")]
-    cols = {c: [] for c in ("ip", "reason", "geo")}
+    cols = {c: [] for c in ("ip", "reason", "geo", "network_name", "abuse_contact")}
     keep_lines, raws, bad_attacks = [], [], []
     for no, text in rows:
         f = text.split("\t")
@@ -96,6 +96,8 @@ def parse_block(path: str, lines: list[str], *, registry: Registry | None = None
         cols["ip"].append(f"{start}/{bits}" if start and bits else start)
         cols["geo"].append(f[5].strip().upper())
         cols["reason"].append(f"{attacks} targets scanned (3 days)")
+        cols["network_name"].append(f[4].strip())
+        cols["abuse_contact"].append(f[6].strip())
         bad_attacks.append(not attacks.isdigit())
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
@@ -104,7 +106,7 @@ def parse_block(path: str, lines: list[str], *, registry: Registry | None = None
     checks = [feed_table.Check(np.array(bad_attacks, dtype=bool), "Attacks", "not an integer count",
                                pa.array([r.split("\t")[3] if r.count("\t") >= 3 else "" for r in raws]))]
     return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
-                             address="network", checks=checks)
+                             address="network", checks=checks, extra_cols=["network_name", "abuse_contact"])
 
 
 def parse_asn(path: str, lines: list[str], *, registry: Registry | None = None,
