@@ -111,8 +111,8 @@ def _refusal(clues: list[sniffers.Clue]) -> str:
             "; ".join(f"{c.fmt} ({c.why})" for c in clues)
     else:
         what = "cannot tell the file's format from its content; it resembles no supported format"
-    return (f"unsupported or ambiguous feed: {what}. If it is one of them, pass --format "
-            f"(one of {', '.join(FORMATS)}), or a --mapping for generic CSV")
+    return (f"unsupported or ambiguous feed: {what}; pass --format if you know the format "
+            f"(one of {', '.join(FORMATS)}), or --mapping for a generic CSV")
 
 
 def detect_format(path: str) -> str:

@@ -205,8 +205,8 @@ def ip_list(h: Head) -> list[Clue]:
     if not _all(h.data, is_ip):
         return []
     if h.comments or h.semicolons:
-        return [Clue("blocklistde", False, "a bare list of addresses, but under a comment banner "
-                                           "(blocklist.de's lists have none)")]
+        return [Clue("blocklistde", False, "a bare list of addresses, but under a comment banner, "
+                                           "which blocklist.de's lists never have")]
     return [Clue("blocklistde", True, "a bare list of addresses without comments")]
 
 
