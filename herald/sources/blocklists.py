@@ -19,7 +19,8 @@ Sources and formats (``#`` starts a comment in all):
   ``ip,description,YYYY-MM-DD HH:MM,manual URL`` (times in UTC per the banner).
   -> ``herald_c2_server``: ip, timestamp, family <- the manual URL's file name (``.../bebloh.txt`` ->
   ``bebloh``; ``cl`` -> ``cryptolocker`` and the other names of :data:`BAMBENEK_FAMILIES`, as IntelMQ),
-  detail <- description, source_url <- URL, source ``bambenek``.
+  detail <- description, source_url <- URL, status ``online`` (the banner: "known, active and
+  non-sinkholed C&Cs"; IntelMQ sets the same), source ``bambenek``.
 
 These are line formats with per-feed quirks, so they are read line by line in Python.
 """
@@ -185,4 +186,5 @@ def _bambenek(path, lines, registry) -> ParsedFile:
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
     out["source"] = feed_table.const("bambenek", n)
+    out["status"] = feed_table.const("online", n)  # the list holds active C&Cs (its banner; IntelMQ too)
     return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)
