@@ -59,8 +59,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
               "~": {"classification.identifier", "malware.name"}},
     "spamhaus_cert": {"+": {"classification.identifier", "extra.botname", "extra.detail", "extra.domain",
                             "extra.source", "source.port"},
-                      "-": {"destination.fqdn", "event_description.url", "extra.source.local_port",
-                            "extra.spam_ip", "malware.version", "source.url"}, "~": set()},
+                      "-": {"event_description.url", "extra.source.local_port", "extra.spam_ip",
+                            "malware.version"}, "~": set()},
     # Herald's time is max(first seen, last online), the latest moment the C2 is known active.
     "abusech_feodo": {"+": {"classification.identifier", "extra.first_seen", "extra.last_seen", "extra.source",
                             "source.asn"},

@@ -173,3 +173,10 @@ def test_cymru_rows_classified_by_category_as_intelmq():
 def test_dshield_block_keeps_network_name_and_contact():
     r = reconciles(parse_any(str(FEEDS / "dshield" / "block.txt")))
     assert [(x["network_name"], x["abuse_contact"]) for x in r] == [("Japan Inet", "admin@v6nic.net"), (None, None)]
+
+
+def test_spamhaus_cert_c2_host_name_and_spam_url():
+    r = reconciles(spamhaus.parse(str(FEEDS / "spamhaus" / "cert.txt")))
+    named = [(x["botname"], x["dst_hostname"], x["src_url"]) for x in r if x["dst_hostname"] or x["src_url"]]
+    # An address (216.66.15.109) or "ip:port" in domain is no host name; IntelMQ agrees.
+    assert named == [("patcher", "dxxt.sinkhole.dk", None), ("l_spamlink", None, "http://example.com/")]

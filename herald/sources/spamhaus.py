@@ -18,7 +18,8 @@ Sources and formats:
   (``AS`` prefix dropped), src_geo <- country, timestamp <- lastseen (Unix time, UTC),
   botname (as given), taxonomy, classification_type, classification_identifier, application,
   description and infection (the malware, where there is one) <- botname by IntelMQ's table
-  (:mod:`herald.sources.spamhaus_cert_classes`), domain, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
+  (:mod:`herald.sources.spamhaus_cert_classes`), domain (as given), dst_hostname <- domain when a
+  DNS name, src_url <- a URL in domain or (``l_spamlink``) remote_ip, as IntelMQ, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
   src_port <- local_port, protocol.  ``-`` and ``?`` mean "no value".  ``local_port`` sometimes
   holds ``<ip>:<port>:<tool>`` (``l_spamlink``): the port is taken and the whole value kept in
   ``detail``; a ``remote_ip`` that is not an address (a URL) is kept in ``detail`` too.
@@ -199,6 +200,26 @@ def _classes(botname: pa.Array, remote_port: pa.Array, local_port: pa.Array) -> 
         {k: pa.array([], pa.string()) for k in spamhaus_cert_classes.classify("", "")}
 
 
+def _c2_names(botname: pa.Array, domain: pa.Array, remote_ip: pa.Array) -> dict[str, pa.Array]:
+    """``dst_hostname`` and ``src_url`` as IntelMQ's CERT parser derives them: the C&C ``domain`` is
+    the destination host name when it is a DNS name (not an address, no ``:``; not for ``iotscan``,
+    whose domain the provider calls wrong); a URL in ``domain`` (an infected host) or in
+    ``remote_ip`` (``l_spamlink``) is the source URL."""
+    dom = pc.fill_null(domain, "")
+    bot = pc.utf8_lower(pc.fill_null(botname, ""))
+    is_addr = parse_ips(dom).version > 0
+    host = (feed_table.is_valid_hostname(dom) & ~is_addr
+            & ~pc.match_substring(dom, ":").to_numpy(zero_copy_only=False)
+            & ~pc.equal(bot, "iotscan").to_numpy(zero_copy_only=False)
+            & pc.greater(pc.utf8_length(dom), 0).to_numpy(zero_copy_only=False))
+    url_re = r"^https?://"
+    spam = pc.equal(bot, "l_spamlink")
+    rip = pc.fill_null(remote_ip, "")
+    src_url = pc.if_else(pc.and_(spam, pc.match_substring_regex(rip, url_re)), rip,
+                         pc.if_else(pc.and_(pc.invert(spam), pc.match_substring_regex(dom, url_re)), dom, ""))
+    return {"dst_hostname": pc.if_else(pa.array(host), dom, ""), "src_url": src_url}
+
+
 def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
     """Parse the Spamhaus CERT Insight Portal CSV into ``herald_spamhaus_cert`` (see module docstring).
 
@@ -244,6 +265,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "source": feed_table.const("spamhaus-cert", n),
     }
     out.update(_classes(c["botname"], c["remote_port"], c["local_port"]))
+    out.update(_c2_names(c["botname"], c["domain"], c["remote_ip"]))
     checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)",
                                c["lastseen"])]
     lines = table.column(text_lists.LINE_COL).to_numpy()
