@@ -161,7 +161,8 @@ def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
     Args:
         fmt: a name of :data:`FORMATS` or :data:`ALIASES`.
         opts: passed to the parser: ``registry``, ``report_type`` (Shadowserver, IntelMQ),
-            ``mapping`` (generic CSV), ``observed_at`` (lists without times), ``variant``.
+            ``mapping`` (generic CSV), ``observed_at`` (lists without times), ``variant``, ``asn``
+            (DShield AS details).
 
     Returns:
         :class:`ParsedFile`: a table of exactly the report type's Arrow schema (plus any extra string
