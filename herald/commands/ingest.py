@@ -30,6 +30,8 @@ def register(sub) -> None:
                         "'unsupported or ambiguous feed' error)")
     p.add_argument("--mapping", help="TOML mapping file for generic CSV input (implies --format generic_csv)")
     p.add_argument("--type", dest="report_type", help="report type for Shadowserver CSV or IntelMQ input")
+    p.add_argument("--asn", type=int, help="the AS of a DShield AS details list (the ?as= of its download "
+                                           "URL; the file does not name it)")
     p.add_argument("--out", required=True, help="directory for the Parquet files (created if missing)")
     p.set_defaults(func=run)
 
@@ -67,6 +69,8 @@ def run(args) -> int:
             opts["mapping"] = args.mapping
         if args.report_type:
             opts["report_type"] = args.report_type
+        if args.asn is not None:
+            opts["asn"] = args.asn
         try:
             fmt = args.fmt or ("generic_csv" if args.mapping else detect_format(path))
             parsed = parse_any(path, fmt, **opts)

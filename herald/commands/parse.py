@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--input", dest="input_format", choices=sorted(set(FORMATS) | set(ALIASES)),
                    help="input format of a feed file (default: a Shadowserver CSV when --type or the "
                         "file name gives its type, else proven by the content)")
+    p.add_argument("--asn", type=int, help="the AS of a DShield AS details list (the ?as= of its download "
+                                           "URL; the file does not name it)")
     p.add_argument("--format", choices=["intelmq", "csv"], default="intelmq",
                    help="intelmq: one IntelMQ event JSON object per line; csv: the normalized table")
     p.set_defaults(func=run)
@@ -41,6 +43,8 @@ def _read(path: str, args):
     from herald.sources.detect import parse_any
 
     opts = {"report_type": args.report_type} if args.report_type else {}
+    if getattr(args, "asn", None) is not None:
+        opts["asn"] = args.asn
     return parse_any(path, fmt, **opts)
 
 
