@@ -38,7 +38,7 @@ _BLOCKLIST_TYPE = {"+": {"classification.identifier", "extra.reason", "extra.sou
 ALLOWED: dict[str, dict[str, set[str]]] = {
     "blocklistde": {"+": _BLOCKLIST_TYPE["+"] | {"time.source"},
                     "-": {"event_description.text", "protocol.application"}, "~": {"classification.type"}},
-    "dataplane": {"+": _BLOCKLIST_TYPE["+"], "-": {"event_description.text", "protocol.application",
+    "dataplane": {"+": _BLOCKLIST_TYPE["+"] | {"extra.as_name"}, "-": {"event_description.text", "protocol.application",
                                                    "source.as_name"},
                   "~": {"classification.type", "extra.first_seen"}},
     "dshield": {"+": _BLOCKLIST_TYPE["+"] | {"extra.abuse_contact"}, "-": {"extra.attacks", "source.abuse_contact"},

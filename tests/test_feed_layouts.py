@@ -41,6 +41,7 @@ def test_dataplane_six_fields_keep_the_row():
 def test_dataplane_five_fields_unchanged_and_bad_first_seen(tmp_path):
     r = reconciles(parse_any(str(FEEDS / "dataplane" / "sshpwauth.txt")))
     assert {x["first_seen"] for x in r} == {None}
+    assert [x["as_name"] for x in r] == [None, "CHINANET-BACKBONE No.31,Jin-ro", "TEST-AS company | With | pipe"]
     path = tmp_path / "proto41.txt"
     path.write_text("# DataPlane.org\n"
                     "1  |  AS  |  192.0.2.1  |  yesterday  |  2021-08-28 05:00:18  |  proto41\n"

@@ -14,7 +14,7 @@ Sources and formats (``#`` starts a comment in all):
   firstseen | lastseen | category``; fields separated by ``|`` with at least two spaces on either
   side (the AS name may itself contain `` | ``).  -> ``blocklist``: asn (``NA`` -> null), ip,
   timestamp <- lastseen (UTC), reason <- category, source ``dataplane.org``, and the extra string
-  column ``first_seen`` (empty for five-field lines).
+  columns ``first_seen`` (empty for five-field lines) and ``as_name`` (``NA`` -> empty).
 - Bambenek C2 IP master list (``c2-ipmasterlist.txt``; IntelMQ ``intelmq.bots.parsers.bambenek.parser``):
   ``ip,description,YYYY-MM-DD HH:MM,manual URL`` (times in UTC per the banner).
   -> ``herald_c2_server``: ip, timestamp, family <- the manual URL's file name (``.../bebloh.txt`` ->
@@ -137,14 +137,14 @@ def _dataplane_fields(text: str) -> list[str] | None:
 def _dataplane(path, lines, registry) -> ParsedFile:
     rtype = feed_table.get_type("blocklist", registry, path)
     q = Quarantine(path)
-    cols = {c: [] for c in ("asn", "ip", "timestamp", "reason", "first_seen")}
+    cols = {c: [] for c in ("asn", "ip", "timestamp", "reason", "first_seen", "as_name")}
     keep_lines, raws = [], []
     for no, text in text_lists.data_lines(lines):
         parts = _dataplane_fields(text)
         if parts is None:
             q.add(no, None, f"expected 5 or 6 '|'-separated fields, found {text.count('|') + 1}", None, text)
             continue
-        asn, _asname, ip, first, last, category = parts
+        asn, asname, ip, first, last, category = parts
         keep_lines.append(no)
         raws.append(text)
         cols["asn"].append("" if asn.upper() == "NA" else asn)
@@ -152,6 +152,7 @@ def _dataplane(path, lines, registry) -> ParsedFile:
         cols["timestamp"].append(last)
         cols["reason"].append(category)
         cols["first_seen"].append(first)
+        cols["as_name"].append("" if asname.upper() == "NA" else asname)
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
     out["source"] = feed_table.const("dataplane.org", n)
@@ -160,7 +161,7 @@ def _dataplane(path, lines, registry) -> ParsedFile:
     bad_first = np.array([bool(v) and not _DP_TIME.match(v) for v in cols["first_seen"]], dtype=bool)
     checks = [feed_table.Check(bad_first, "first_seen", "not a time 'YYYY-MM-DD HH:MM:SS'", fs)]
     return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
-                             checks=checks, extra_cols=["first_seen"])
+                             checks=checks, extra_cols=["first_seen", "as_name"])
 
 
 def _bambenek(path, lines, registry) -> ParsedFile:
