@@ -73,7 +73,10 @@ def test_detection_needs_the_header_not_the_name(tmp_path):
     # The banner alone, or a URLhaus-looking name, does not make a URLhaus file.
     p = tmp_path / "urlhaus_recent.csv"
     p.write_text("# abuse.ch URLhaus Database Dump\n1.2.3.4\n", encoding="utf-8")
-    assert detect_format(str(p)) != "urlhaus"
+    # (Detection now refuses such a file as "unsupported or ambiguous feed" rather than guess.)
+    with pytest.raises(InputError, match="unsupported or ambiguous feed") as exc:
+        detect_format(str(p))
+    assert "resembles urlhaus" not in str(exc.value) and "; urlhaus (" not in str(exc.value)
     # Feodo Tracker's old commented header has five columns: not SSLBL.
     feodo = "# Firstseen,DstIP,DstPort,LastOnline,Malware\n2021-01-01 00:00:00,192.0.2.1,443,2021-01-02,Dridex\n"
     assert not sslbl.looks_like(feodo)

@@ -1,6 +1,6 @@
 """PhishTank, OpenPhish, Turris greylist and DShield suspicious domains (issue 16): detection by
 content, values of the samples in tests/data/feeds/<feed>/, quarantine, routing by CIDR and domain.
-(Conformance with IntelMQ: tests/test_feed_conformance.py.)"""
+(Conformance with IntelMQ: tests/test_feed_conformance_new.py.)"""
 
 from __future__ import annotations
 
@@ -68,6 +68,15 @@ def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
     (DOMAINS_IMQ, "dshield_domains", "herald_suspicious_domain", 2, 2),
 ])
 def test_samples_detected_and_counted(path, fmt, rtype, rows_in, n):
+    if fmt == "openphish":
+        # Changed on purpose (merge of issue 16's branches): a bare URL list proves no feed, so it is
+        # refused, naming openphish; --format openphish reads it.
+        with pytest.raises(InputError, match="unsupported or ambiguous feed.*resembles openphish"):
+            detect_format(str(path))
+        p = check(parse_any(str(path), fmt, observed_at=SEEN))
+        assert p.report_type.name == rtype
+        assert (p.rows_in, p.table.num_rows, len(p.quarantine)) == (rows_in, n, rows_in - n)
+        return
     assert detect_format(str(path)) == fmt
     p = check(parse_any(str(path), observed_at=SEEN))
     assert p.report_type.name == rtype
@@ -84,6 +93,20 @@ def test_detection_is_by_content(tmp_path):
     assert detect_format(str(Path(__file__).parent / "data" / "samples" / "feeds" / "dshield_block.txt")) == "dshield"
     assert not dshield_domains.looks_like("# dshield\nSite\nexample.com\n")
     assert phishtank.looks_like_json({"phish_id", "phish_detail_url", "url"})
+
+
+def test_bare_url_list_is_refused_naming_openphish(tmp_path):
+    """Any plain URL list used to be read as OpenPhish; it proves no feed, so detection refuses it
+    (naming openphish and asking for --format), under any name, and --format openphish reads it."""
+    path = write(tmp_path, "openphish_feed.txt", "http://a.example/x\nhttps://b.example/\n")
+    with pytest.raises(InputError) as exc:
+        detect_format(path)
+    msg = str(exc.value)
+    assert "unsupported or ambiguous feed" in msg and "resembles openphish" in msg and "--format" in msg
+    with pytest.raises(InputError, match="resembles openphish"):
+        parse_any(path)
+    p = check(parse_any(path, "openphish", observed_at=SEEN))
+    assert p.table.column("url").to_pylist() == ["http://a.example/x", "https://b.example/"]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,9 +26,12 @@ def register(sub) -> None:
     p = sub.add_parser("ingest", help="parse feed files (any supported format) into typed Parquet tables")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", dest="fmt", choices=sorted(set(FORMATS) | set(ALIASES)),
-                   help="input format (default: detected from each file's content, then its name)")
+                   help="input format (default: the format each file's content proves; else an "
+                        "'unsupported or ambiguous feed' error)")
     p.add_argument("--mapping", help="TOML mapping file for generic CSV input (implies --format generic_csv)")
     p.add_argument("--type", dest="report_type", help="report type for Shadowserver CSV or IntelMQ input")
+    p.add_argument("--asn", type=int, help="the AS of a DShield AS details list (the ?as= of its download "
+                                           "URL; the file does not name it)")
     p.add_argument("--out", required=True, help="directory for the Parquet files (created if missing)")
     p.set_defaults(func=run)
 
@@ -56,6 +59,8 @@ def run(args) -> int:
             opts["mapping"] = args.mapping
         if args.report_type:
             opts["report_type"] = args.report_type
+        if args.asn is not None:
+            opts["asn"] = args.asn
         try:
             fmt = args.fmt or ("generic_csv" if args.mapping else detect_format(path))
             parsed = parse_any(path, fmt, **opts)

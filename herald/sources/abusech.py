@@ -69,7 +69,8 @@ def parse(path: str, *, registry: Registry | None = None, fmt: str | None = None
 
     Raises:
         InputError: unreadable or empty file, invalid/truncated JSON (with line), a CSV without an IP
-            column (line of the header, field ``dst_ip``).
+            column (line of the header, field ``dst_ip``), a file whose first data line has fewer than
+            three comma-separated fields (abuse.ch's legacy plain domain and IP lists).
     """
     path = str(path)
     data = feed_files.read_bytes(path)
@@ -92,6 +93,10 @@ def parse_csv(path: str, *, registry: Registry | None = None, _data: bytes | Non
     rows = text_lists.data_lines(lines)
     q = Quarantine(path)
     header_line, header = None, None
+    if rows and rows[0][1].count(",") < 2:
+        # A bare value (abuse.ch's legacy domain and IP lists): neither a CSV header nor a CSV row.
+        raise InputError(f"not Feodo Tracker's CSV block list: {rows[0][1].strip()[:60]!r} is neither its "
+                         "header nor a CSV row (a legacy abuse.ch domain or IP list?)", path, rows[0][0])
     if rows and not _looks_like_data(rows[0][1]):
         header_line, htext = rows.pop(0)
         header = [h.strip().strip('"').strip() for h in htext.split(",")]

@@ -1,29 +1,32 @@
-"""Plain-text block lists: blocklist.de, DShield block list, DataPlane.org, Bambenek C2 IP list.
+"""Plain-text block lists: blocklist.de, DataPlane.org, Bambenek C2 IP list; DShield's lists are read
+by :mod:`herald.sources.dshield` (variants ``dshield`` and ``dshield_asn`` of this module's :func:`parse`).
 
-Sources and formats (``#`` starts a comment in all four):
+Sources and formats (``#`` starts a comment in all):
 
-- blocklist.de (https://lists.blocklist.de/lists/<service>.txt): one IP address per line, no time
-  at all.  -> ``blocklist``: ip, source ``blocklist.de``, reason <- the list name from the file name
+- blocklist.de (https://lists.blocklist.de/lists/<service>.txt; IntelMQ
+  ``intelmq.bots.parsers.blocklistde.parser``): one IP address per line, no comment, no time at all.
+  -> ``blocklist``: ip, source ``blocklist.de``, reason <- the list name from the file name
   (``imap.txt`` or ``blocklistde_imap.txt`` -> ``imap``).  Event time: the ``observed_at`` option,
-  else the file's modification time (UTC).
-- DShield recommended block list (https://feeds.dshield.org/block.txt): tab-separated
-  ``Start End Netblock Attacks Name Country email`` after a header line; ``# updated: <ctime> UTC``
-  comment.  -> ``blocklist``: ip <- ``<Start>/<Netblock>`` (a /24 network), geo <- Country,
-  reason ``<Attacks> targets scanned (3 days)``, source ``dshield``; time <- ``updated``.
-- DataPlane.org (https://dataplane.org/*.txt, for example ``sshpwauth.txt``): ``ASN | ASname | ipaddr
-  | lastseen | category``, fields separated by ``|`` with at least two spaces on either side (the AS
-  name may itself contain `` | ``).  -> ``blocklist``: asn (``NA`` -> null), ip, timestamp <- lastseen
-  (UTC), reason <- category, source ``dataplane.org``.
-- Bambenek C2 IP master list (``c2-ipmasterlist.txt``): ``ip,description,YYYY-MM-DD HH:MM,manual URL``
-  (times in UTC per the banner). -> ``herald_c2_server``: ip, timestamp, family <- the name in
-  ``IP used by <family> C&C``, detail <- description, source_url <- URL, source ``bambenek``.
+  else the file's modification time (UTC).  A file with comment lines is not a blocklist.de list
+  (abuse.ch's legacy IP lists look the same under a banner) and is refused.
+- DataPlane.org (https://dataplane.org/*.txt; IntelMQ ``intelmq.bots.parsers.dataplane.parser``):
+  ``ASN | ASname | ipaddr | lastseen | category`` or, for ``proto41``, ``ASN | ASname | ipaddr |
+  firstseen | lastseen | category``; fields separated by ``|`` with at least two spaces on either
+  side (the AS name may itself contain `` | ``).  -> ``blocklist``: asn (``NA`` -> null), ip,
+  timestamp <- lastseen (UTC), reason <- category, source ``dataplane.org``, and the extra string
+  columns ``first_seen`` (empty for five-field lines) and ``as_name`` (``NA`` -> empty).
+- Bambenek C2 IP master list (``c2-ipmasterlist.txt``; IntelMQ ``intelmq.bots.parsers.bambenek.parser``):
+  ``ip,description,YYYY-MM-DD HH:MM,manual URL`` (times in UTC per the banner).
+  -> ``herald_c2_server``: ip, timestamp, family <- the manual URL's file name (``.../bebloh.txt`` ->
+  ``bebloh``; ``cl`` -> ``cryptolocker`` and the other names of :data:`BAMBENEK_FAMILIES`, as IntelMQ),
+  detail <- description, source_url <- URL, status ``online`` (the banner: "known, active and
+  non-sinkholed C&Cs"; IntelMQ sets the same), source ``bambenek``.
 
 These are line formats with per-feed quirks, so they are read line by line in Python.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 
@@ -32,55 +35,45 @@ import pyarrow as pa
 
 from herald.errors import InputError
 from herald.schema.registry import Registry
-from herald.sources import feed_files, feed_table, text_lists, timestamps
+from herald.sources import dshield, feed_files, feed_table, sniffers, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
-VARIANTS = ("blocklistde", "dshield", "dataplane", "bambenek")
+VARIANTS = ("blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek")
+
+#: Bambenek manual-page names that are not the family's name (IntelMQ's ``MALWARE_NAME_MAP``).
+BAMBENEK_FAMILIES = {"cl": "cryptolocker", "p2pgoz": "p2p goz", "ptgoz": "pt goz", "volatile": "volatile cedar"}
 
 _DP_SPLIT = re.compile(r"\s{2,}\|\s{2,}")
-_BAMBENEK_FAMILY = re.compile(r"^IP used by (?P<family>.+?) C&C\s*$", re.I)
+_DP_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
 def detect_variant(path: str, lines: list[str] | None = None) -> str | None:
-    """Which list ``path`` holds (one of :data:`VARIANTS`), from its banner or first data line;
-    ``None`` when nothing matches."""
+    """Which list ``path`` holds (one of :data:`VARIANTS`), when its content proves it
+    (:mod:`herald.sources.sniffers`); ``None`` otherwise.  The file name is not evidence."""
     lines = lines if lines is not None else feed_files.read_lines(path, allow_empty=True)
-    head = "\n".join(lines[:80]).lower()
-    if "bambenek" in head:
-        return "bambenek"
-    if "dshield" in head:
-        return "dshield"
-    if "dataplane" in head:
-        return "dataplane"
-    for _, line in text_lists.data_lines(lines):
-        s = line.strip()
-        if s.startswith("Start\t"):
-            return "dshield"
-        if _DP_SPLIT.search(s):
-            return "dataplane"
-        if s.count(",") == 3:
-            return "bambenek"
-        if re.fullmatch(r"[0-9A-Fa-f:.]+", s):
-            return "blocklistde"
-        break
-    name = Path(path).name.lower()
-    for v in VARIANTS:
-        if v in name.replace("_", "").replace("-", ""):
-            return v
-    return None
+    proven = {c.fmt for c in sniffers.sniff_text("\n".join(lines[:400]) + "\n") if c.proven}
+    found = proven & set(VARIANTS)
+    return found.pop() if len(found) == 1 and len(proven) == 1 else None
 
 
 def parse(path: str, *, registry: Registry | None = None, variant: str | None = None,
-          observed_at=None, list_name: str | None = None, **_opts) -> ParsedFile:
+          observed_at=None, list_name: str | None = None, asn: int | str | None = None,
+          **_opts) -> ParsedFile:
     """Parse one of the block lists (``variant`` from :func:`detect_variant` unless given).
 
     Args:
         observed_at: event time (``datetime``/text, UTC) for lists without one (blocklist.de; DShield
             without an ``updated`` line).
         list_name: blocklist.de list name, default from the file name.
+        asn: the AS of a DShield AS details list (its URL's ``?as=``).
+
+    Returns:
+        :class:`ParsedFile` of ``blocklist`` (``herald_c2_server`` for Bambenek).
 
     Raises:
-        InputError: unreadable or empty file, or a list of unknown kind.
+        InputError: unreadable or empty file, a list of unknown kind, or a file that is not the
+            variant asked for (a blocklist.de list with comment lines, a DShield file that is not a
+            block list).
     """
     path = str(path)
     lines = feed_files.read_lines(path)
@@ -88,7 +81,9 @@ def parse(path: str, *, registry: Registry | None = None, variant: str | None = 
     if variant == "blocklistde":
         return _blocklistde(path, lines, registry, observed_at, list_name)
     if variant == "dshield":
-        return _dshield(path, lines, registry, observed_at)
+        return dshield.parse_block(path, lines, registry=registry, observed_at=observed_at)
+    if variant == "dshield_asn":
+        return dshield.parse_asn(path, lines, registry=registry, asn=asn)
     if variant == "dataplane":
         return _dataplane(path, lines, registry)
     if variant == "bambenek":
@@ -102,6 +97,10 @@ def _time(path: str, observed_at) -> str:
 
 def _blocklistde(path, lines, registry, observed_at, list_name) -> ParsedFile:
     rtype = feed_table.get_type("blocklist", registry, path)
+    for no, line in enumerate(lines, 1):
+        if line.strip().startswith("#"):
+            raise InputError("not a blocklist.de list: blocklist.de lists have no comment lines "
+                             f"(this one has: {line.strip()[:60]!r}; an abuse.ch list?)", path, no)
     rows = text_lists.data_lines(lines)
     n = len(rows)
     name = list_name or re.sub(r"^(blocklist[_-]?de[_-]?)", "", Path(path).stem, flags=re.I)
@@ -115,72 +114,54 @@ def _blocklistde(path, lines, registry, observed_at, list_name) -> ParsedFile:
                         [t for _, t in rows], Quarantine(path))
 
 
-def _dshield(path, lines, registry, observed_at) -> ParsedFile:
-    rtype = feed_table.get_type("blocklist", registry, path)
-    q = Quarantine(path)
-    stamp = None
-    for no, line in enumerate(lines, 1):
-        m = re.match(r"^#\s*updated:\s*(.+?)\s*$", line, re.I)
-        if m:
-            try:
-                stamp = dt.datetime.strptime(m.group(1).replace(" UTC", "").strip(),
-                                             "%a %b %d %H:%M:%S %Y").strftime("%Y-%m-%d %H:%M:%S")
-            except ValueError:
-                raise InputError(f"'updated' time {m.group(1)!r} is not '<Day> <Mon> DD HH:MM:SS YYYY UTC'",
-                                 path, no, "updated") from None
-            break
-    stamp = stamp or _time(path, observed_at)
-    rows = [(no, t) for no, t in text_lists.data_lines(lines) if not t.startswith("Start\t")]
-    cols = {c: [] for c in ("ip", "reason", "geo")}
-    keep_lines, raws, bad_attacks = [], [], []
-    for no, text in rows:
-        f = text.split("\t")
-        if len(f) < 4:
-            q.add(no, None, f"expected 7 tab-separated fields, found {len(f)}", None, text)
-            continue
-        f += [""] * (7 - len(f))
-        start, _end, bits, attacks = (x.strip() for x in f[:4])
-        keep_lines.append(no)
-        raws.append(text)
-        cols["ip"].append(f"{start}/{bits}" if start and bits else start)
-        cols["geo"].append(f[5].strip().upper())
-        cols["reason"].append(f"{attacks} targets scanned (3 days)")
-        bad_attacks.append(not attacks.isdigit())
-    n = len(keep_lines)
-    out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
-    out["timestamp"] = feed_table.const(stamp, n)
-    out["source"] = feed_table.const("dshield", n)
-    checks = [feed_table.Check(np.array(bad_attacks, dtype=bool), "Attacks", "not an integer count",
-                          pa.array([r.split("\t")[3] if r.count("\t") >= 3 else "" for r in raws]))]
-    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
-                        address="network", checks=checks)
+def _dataplane_fields(text: str) -> list[str] | None:
+    """``[asn, asname, ip, first_seen, last_seen, category]`` of a DataPlane line (``first_seen`` empty
+    for the five-field layout), or ``None`` when the line has too few fields.  Fields are split at
+    ``|`` with two spaces either side; when that does not give five or six, the AS name contains
+    `` | ``: the first field is the ASN, the last three (or four, when the two before the category
+    are both times) are the rest, and what lies between is the AS name."""
+    strict = [p.strip() for p in _DP_SPLIT.split(text.strip())]
+    if len(strict) == 5:
+        return [*strict[:3], "", *strict[3:]]
+    if len(strict) == 6:
+        return strict
+    loose = [p.strip() for p in text.split("|")]
+    six = len(loose) >= 6 and bool(_DP_TIME.match(loose[-3]) and _DP_TIME.match(loose[-2]))
+    tail = 4 if six else 3
+    if len(loose) < tail + 2:
+        return None
+    rest = loose[-tail:] if six else [loose[-3], "", *loose[-2:]]
+    return [loose[0], "|".join(loose[1:-tail]).strip(), *rest]
 
 
 def _dataplane(path, lines, registry) -> ParsedFile:
     rtype = feed_table.get_type("blocklist", registry, path)
     q = Quarantine(path)
-    cols = {c: [] for c in ("asn", "ip", "timestamp", "reason")}
+    cols = {c: [] for c in ("asn", "ip", "timestamp", "reason", "first_seen", "as_name")}
     keep_lines, raws = [], []
     for no, text in text_lists.data_lines(lines):
-        parts = [p.strip() for p in _DP_SPLIT.split(text.strip())]
-        if len(parts) != 5:
-            # The AS name may contain " | ": take the first field and the last three.
-            loose = [p.strip() for p in text.split("|")]
-            if len(loose) < 5:
-                q.add(no, None, f"expected 5 '|'-separated fields, found {len(loose)}", None, text)
-                continue
-            parts = [loose[0], "|".join(loose[1:-3]), *loose[-3:]]
-        asn, _asname, ip, ts, category = parts
+        parts = _dataplane_fields(text)
+        if parts is None:
+            q.add(no, None, f"expected 5 or 6 '|'-separated fields, found {text.count('|') + 1}", None, text)
+            continue
+        asn, asname, ip, first, last, category = parts
         keep_lines.append(no)
         raws.append(text)
         cols["asn"].append("" if asn.upper() == "NA" else asn)
         cols["ip"].append(ip)
-        cols["timestamp"].append(ts)
+        cols["timestamp"].append(last)
         cols["reason"].append(category)
+        cols["first_seen"].append(first)
+        cols["as_name"].append("" if asname.upper() == "NA" else asname)
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
     out["source"] = feed_table.const("dataplane.org", n)
-    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)
+    # first_seen must be a time when present (a bad one would otherwise pass silently).
+    fs = out["first_seen"]
+    bad_first = np.array([bool(v) and not _DP_TIME.match(v) for v in cols["first_seen"]], dtype=bool)
+    checks = [feed_table.Check(bad_first, "first_seen", "not a time 'YYYY-MM-DD HH:MM:SS'", fs)]
+    return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q,
+                             checks=checks, extra_cols=["first_seen", "as_name"])
 
 
 def _bambenek(path, lines, registry) -> ParsedFile:
@@ -199,11 +180,12 @@ def _bambenek(path, lines, registry) -> ParsedFile:
         # The list gives minutes only ("2016-11-12 18:02").
         if re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", ts):
             ts += ":00"
-        m = _BAMBENEK_FAMILY.match(desc)
+        page = url.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
         for c, v in (("ip", ip), ("detail", desc), ("timestamp", ts), ("source_url", url),
-                     ("family", m["family"] if m else "")):
+                     ("family", BAMBENEK_FAMILIES.get(page, page))):
             cols[c].append(v)
     n = len(keep_lines)
     out = {c: pa.array(v, pa.string()) for c, v in cols.items()}
     out["source"] = feed_table.const("bambenek", n)
+    out["status"] = feed_table.const("online", n)  # the list holds active C&Cs (its banner; IntelMQ too)
     return feed_table.finish(path, rtype, out, np.array(keep_lines, dtype=np.int64), raws, q)

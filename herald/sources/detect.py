@@ -1,8 +1,9 @@
 """Tell an input file's format and parse it: the single entry point for every inbox file.
 
-:func:`detect_format` looks at the file's first 64 KiB (JSON keys, comment banners, header lines,
-field separators) and only falls back to the file name when the content does not decide (an empty
-list, for example).  :func:`parse_any` dispatches to the format's parser.
+:func:`detect_format` reads a file as a format only when its first 64 KiB prove it (JSON keys;
+header lines, comment banners and the data lines' shape, judged by :mod:`herald.sources.sniffers`);
+anything else is refused as an "unsupported or ambiguous feed", naming the formats the file
+resembles.  The file name is never evidence.  :func:`parse_any` dispatches to the format's parser.
 
 Format names (``--format`` of ``herald ingest``):
 
@@ -18,6 +19,7 @@ cymru              :mod:`herald.sources.cymru` (both layouts)        herald_cymr
 ctip               :mod:`herald.sources.ctip` (Interflow and Azure)  event4_microsoft_sinkhole_http
 blocklistde        :mod:`herald.sources.blocklists`                  blocklist
 dshield            :mod:`herald.sources.blocklists`                  blocklist
+dshield_asn        :mod:`herald.sources.blocklists`                  blocklist
 dataplane          :mod:`herald.sources.blocklists`                  blocklist
 bambenek           :mod:`herald.sources.blocklists`                  herald_c2_server
 intelmq            :mod:`herald.sources.intelmq_json`                by feed.name, else
@@ -30,7 +32,8 @@ urlhaus            :mod:`herald.sources.urlhaus`                     herald_malw
 threatfox          :mod:`herald.sources.threatfox`                   herald_threat_ioc
 sslbl              :mod:`herald.sources.sslbl`                       herald_c2_server
 phishtank          :mod:`herald.sources.phishtank` (JSON and CSV)    herald_phishing_url
-openphish          :mod:`herald.sources.openphish`                   herald_phishing_url
+openphish          :mod:`herald.sources.openphish` (``--format``     herald_phishing_url
+                   only: a bare URL list proves no feed)
 turris             :mod:`herald.sources.turris`                      herald_greylist
 dshield_domains    :mod:`herald.sources.dshield_domains`             herald_suspicious_domain
 =================  ================================================  ===============================
@@ -49,17 +52,16 @@ from pathlib import Path
 from typing import Any
 
 from herald.errors import InputError
-from herald.schema.registry import default_registry
 from herald.sources import abusech, blocklists, ctip, cymru, generic_csv, intelmq_json, shodan, spamhaus
-from herald.sources import shadowserver_csv
+from herald.sources import shadowserver_csv, sniffers
 from herald.sources import dshield_domains, openphish, phishtank, sslbl, threatfox, turris, urlhaus
 from herald.sources.shadowserver_csv import ParsedFile
 
 #: Every format name :func:`detect_format` can return.
 FORMATS = ("shadowserver", "abusech_feodo", "spamhaus_drop", "spamhaus_asndrop", "spamhaus_cert", "cymru",
-           "ctip", "blocklistde", "dshield", "dataplane", "bambenek", "intelmq", "generic_csv", "zoneh",
-           "cert_eu", "shodan", "urlhaus", "threatfox", "sslbl", "phishtank",
-           "openphish", "turris", "dshield_domains")
+           "ctip", "blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek", "intelmq", "generic_csv",
+           "zoneh", "cert_eu", "shodan", "urlhaus", "threatfox", "sslbl", "phishtank", "openphish", "turris",
+           "dshield_domains")
 
 #: Formats whose module's ``parse(path, **opts)`` reads them (added for issue 16).
 NEW_PARSERS = {"urlhaus": urlhaus, "threatfox": threatfox, "sslbl": sslbl, "phishtank": phishtank,
@@ -75,8 +77,6 @@ UNSUPPORTED = {"html": "HTML pages are not supported (except Feodo Tracker's bro
                        "use the feed's CSV or JSON download"}
 
 _SNIFF = 64 << 10
-_CYMRU_RE = re.compile(r"^[A-Za-z_]+\|[0-9A-Fa-f:.]+\|\d*\|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\|")
-_IP_LINE = re.compile(r"^[0-9A-Fa-f:.]+$")
 
 
 def _json_keys(text: str) -> set[str]:
@@ -94,90 +94,56 @@ def _json_keys(text: str) -> set[str]:
     return set(obj) if isinstance(obj, dict) else set()
 
 
-def _from_json(keys: set[str]) -> str | None:
+def _from_json(keys: set[str]) -> list[sniffers.Clue]:
+    """Clues from the keys of a JSON document's first record (each key set below proves its format)."""
+    def proof(fmt: str, why: str) -> list[sniffers.Clue]:
+        return [sniffers.Clue(fmt, True, why)]
+
     if phishtank.looks_like_json(keys):
-        return "phishtank"
+        return proof("phishtank", "PhishTank JSON keys 'phish_id', 'phish_detail_url'")
     if "ip_address" in keys and keys & {"malware", "last_online", "as_number"}:
-        return "abusech_feodo"
+        return proof("abusech_feodo", "Feodo Tracker JSON keys")
     if keys & {"networksourceipv4", "indicatorthreattype", "DataFeed", "DateTimeReceivedUtc"}:
-        return "ctip"
+        return proof("ctip", "Microsoft CTIP keys")
     if "cidr" in keys and "sblid" in keys:
-        return "spamhaus_drop"
+        return proof("spamhaus_drop", "Spamhaus DROP JSON keys")
     if "asn" in keys and ({"asname", "rir", "domain"} & keys) and "ip" not in keys:
-        return "spamhaus_asndrop"
+        return proof("spamhaus_asndrop", "Spamhaus ASN-DROP JSON keys")
     if any(k.startswith(("source.", "time.", "classification.", "feed.")) for k in keys) or \
             {"classification", "time"} <= keys:  # hierarchical IntelMQ output: nested objects
-        return "intelmq"
+        return proof("intelmq", "IntelMQ field names")
     if {"hash", "ip", "port", "data"} <= keys or "_shodan" in keys:
-        return "shodan"
-    return None
+        return proof("shodan", "Shodan banner keys")
+    return []
 
 
-def _from_text(text: str) -> str | None:
-    lines = text.splitlines()
-    head = "\n".join(lines[:40])
-    low = head.lower()
-    if low.lstrip().startswith(("<!doctype html", "<html")):
-        return "abusech_feodo" if 'id="botnet_c2s"' in text else "html"
-    for fmt, looks_like in (("urlhaus", urlhaus.looks_like), ("threatfox", threatfox.looks_like),
-                            ("sslbl", sslbl.looks_like), ("phishtank", phishtank.looks_like_csv),
-                            ("turris", turris.looks_like), ("dshield_domains", dshield_domains.looks_like),
-                            ("openphish", openphish.looks_like)):
-        if looks_like(text if fmt == "openphish" else head):
-            return fmt
-    if "feodo tracker" in low or '"first_seen_utc","dst_ip"' in low:
-        return "abusech_feodo"
-    data = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith(("#", ";"))]
-    first = data[0] if data else ""
-    if any(ln.strip().startswith(";") for ln in lines[:10]) or re.match(r"^AS\d+\s*;", first):
-        v = spamhaus.detect_variant("", text.encode("utf-8"))
-        return {"drop": "spamhaus_drop", "drop_json": "spamhaus_drop", "asndrop": "spamhaus_asndrop",
-                "asndrop_json": "spamhaus_asndrop", "cert": "spamhaus_cert"}[v]
-    if "#category|address|asn|timestamp" in head.replace(" ", "") or "format:report|ip|asn" in \
-            low.replace(" ", "") or _CYMRU_RE.match(first):
-        return "cymru"
-    bl = blocklists.detect_variant("", lines[:200])
-    if bl in ("bambenek", "dshield", "dataplane"):
-        return bl
-    header = first.lower()
-    if header.startswith(('"add_date","accept_date"', "add_date,accept_date")):
-        return "zoneh"
-    if header.startswith("feed code,source ip"):
-        return "cert_eu"
-    if re.match(r'^"?timestamp"?\s*,', header):
-        return "shadowserver"
-    if first and all(_IP_LINE.match(ln) for ln in data[:50]):
-        return "blocklistde"
-    return None
-
-
-def _from_name(path: str) -> str | None:
-    name = Path(path).name.lower()
-    for key, fmt in (("feodo", "abusech_feodo"), ("asndrop", "spamhaus_asndrop"),
-                     ("spamhaus_cert", "spamhaus_cert"), ("drop", "spamhaus_drop"), ("cymru", "cymru"),
-                     ("ctip", "ctip"), ("blocklistde", "blocklistde"), ("blocklist.de", "blocklistde"),
-                     ("dshield", "dshield"), ("dataplane", "dataplane"), ("bambenek", "bambenek"),
-                     ("intelmq", "intelmq"), ("zoneh", "zoneh"), ("cert_eu", "cert_eu"),
-                     ("shodan", "shodan")):
-        if key in name:
-            return fmt
-    rtype, _ = shadowserver_csv.type_from_filename(path)
-    if rtype and rtype in default_registry():
-        return "shadowserver"
-    if name.endswith(".jsonl"):
-        return "intelmq"
-    return None
+def _refusal(clues: list[sniffers.Clue]) -> str:
+    """The message of an unsupported or ambiguous file, naming what it resembles."""
+    proven = [c for c in clues if c.proven]
+    if len(proven) > 1:
+        what = "its content matches several formats: " + "; ".join(f"{c.fmt} ({c.why})" for c in proven)
+    elif clues:
+        what = "cannot tell the file's format from its content; it resembles " + \
+            "; ".join(f"{c.fmt} ({c.why})" for c in clues)
+    else:
+        what = "cannot tell the file's format from its content; it resembles no supported format"
+    return (f"unsupported or ambiguous feed: {what}; pass --format if you know the format "
+            f"(one of {', '.join(FORMATS)}), or --mapping for a generic CSV")
 
 
 def detect_format(path: str) -> str:
     """The format of ``path``: one of :data:`FORMATS` (or ``html`` for an HTML page that is not
     Feodo Tracker's, which :func:`parse_any` rejects).
 
-    Content first (first 64 KiB), file name second; a ``<stem>.toml`` mapping beside an otherwise
-    unrecognised file means ``generic_csv``.
+    The file's first 64 KiB must *prove* exactly one format (JSON keys, or a text sniffer of
+    :mod:`herald.sources.sniffers`: header lines, comment banners together with the data lines'
+    shape).  The file name is never evidence.  A ``<stem>.toml`` mapping beside a file that proves
+    nothing means ``generic_csv``.
 
     Raises:
-        InputError: the file cannot be read, or neither content nor name tells the format.
+        InputError: the file cannot be read or is empty; or "unsupported or ambiguous feed": no
+            format or several are proven (the message lists the formats the file resembles and
+            asks for ``--format``).
     """
     path = str(path)
     try:
@@ -186,20 +152,18 @@ def detect_format(path: str) -> str:
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}", path) from exc
     text = head.decode("utf-8-sig", errors="replace")
-    fmt = None
     stripped = text.lstrip()
-    if stripped[:1] in ("[", "{"):
-        fmt = _from_json(_json_keys(stripped))
-    if fmt is None and stripped:
-        fmt = _from_text(text)
-    if fmt is None:
-        fmt = _from_name(path)
-    if fmt is None and Path(path).with_suffix(".toml").exists():
-        fmt = "generic_csv"  # a mapping beside the file (generic_csv.parse finds it)
-    if fmt is None:
-        raise InputError("cannot tell the file's format from its content or name; pass --format "
-                         f"(one of {', '.join(FORMATS)}) or a --mapping for generic CSV", path)
-    return fmt
+    if not stripped:
+        raise InputError("file is empty", path)
+    clues = _from_json(_json_keys(stripped)) if stripped[:1] in ("[", "{") else []
+    if not clues:
+        clues = sniffers.sniff_text(text, truncated=len(head) == _SNIFF)
+    proven = {c.fmt for c in clues if c.proven}
+    if len(proven) == 1:
+        return proven.pop()
+    if not proven and Path(path).with_suffix(".toml").exists():
+        return "generic_csv"  # a mapping beside the file (generic_csv.parse finds it)
+    raise InputError(_refusal(clues), path)
 
 
 def _preset(name: str) -> Path:
@@ -213,7 +177,8 @@ def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
     Args:
         fmt: a name of :data:`FORMATS` or :data:`ALIASES`.
         opts: passed to the parser: ``registry``, ``report_type`` (Shadowserver, IntelMQ),
-            ``mapping`` (generic CSV), ``observed_at`` (lists without times), ``variant``.
+            ``mapping`` (generic CSV), ``observed_at`` (lists without times), ``variant``, ``asn``
+            (DShield AS details).
 
     Returns:
         :class:`ParsedFile`: a table of exactly the report type's Arrow schema (plus any extra string
@@ -246,7 +211,7 @@ def parse_any(path: str, fmt: str | None = None, **opts: Any) -> ParsedFile:
         return cymru.parse(path, **opts)
     if fmt == "ctip":
         return ctip.parse(path, **opts)
-    if fmt in ("blocklists", "blocklistde", "dshield", "dataplane", "bambenek"):
+    if fmt in ("blocklists", "blocklistde", "dshield", "dshield_asn", "dataplane", "bambenek"):
         if fmt != "blocklists":
             opts.setdefault("variant", fmt)
         return blocklists.parse(path, **opts)

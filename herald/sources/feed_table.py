@@ -80,14 +80,21 @@ def is_valid_hostname(col: pa.Array) -> np.ndarray:
     return ok | pc.equal(pc.utf8_length(s), 0).to_numpy(zero_copy_only=False)
 
 
-def _network_ok(values: list[str]) -> dict[str, bool]:
+def canonical_networks(values: list[str]) -> dict[str, str]:
+    """``value -> canonical CIDR`` for each value that is a CIDR network (``/`` and a prefix length).
+
+    Host bits are cleared (``1.1.1.1/24`` -> ``1.1.1.0/24``), as IntelMQ's ``IPNetwork`` type does
+    (``ipaddress.ip_network(value, strict=False)``); IPv6 is written as RFC 5952.  Values that are
+    not networks are absent from the result.
+    """
     out = {}
     for v in values:
+        if "/" not in v:
+            continue
         try:
-            ipaddress.ip_network(v.strip(), strict=False)
-            out[v] = "/" in v
+            out[v] = str(ipaddress.ip_network(v.strip(), strict=False))
         except ValueError:
-            out[v] = False
+            pass
     return out
 
 
@@ -159,9 +166,11 @@ def finish(path: str, rtype: ReportType, cols: dict[str, pa.Array], lines: np.nd
         if address in ("network", "optional") and invalid.any():
             # Networks are checked once per distinct value (a DROP list is all networks).
             cand = sorted(set(col.filter(pa.array(invalid)).to_pylist()))
-            good = [v for v, ok in _network_ok(cand).items() if ok]
-            good_net = pc.is_in(col, value_set=pa.array(good, pa.string())).to_numpy(zero_copy_only=False)
+            canon = canonical_networks(cand)
+            good_net = pc.is_in(col, value_set=pa.array(list(canon), pa.string())).to_numpy(zero_copy_only=False)
             invalid &= ~good_net
+            if any(k != v for k, v in canon.items()):
+                strs[addr] = col = pa.array([canon.get(v, v) for v in col.to_pylist()], pa.string())
         if address != "optional":
             flag(empty, addr, "missing IP address", col)
         what = "an IP address" if address == "ip" else "an IP address or CIDR network"

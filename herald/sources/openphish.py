@@ -2,13 +2,15 @@
 
 Source: https://openphish.com/phishing_feeds.html (``https://openphish.com/feed.txt``, the free
 community feed): one URL per line, nothing else: no header, no comments, no times.  IntelMQ parser:
-``intelmq.bots.parsers.openphish.parser`` (``tests/test_feed_conformance.py`` compares Herald with
+``intelmq.bots.parsers.openphish.parser`` (``tests/test_feed_conformance_new.py`` compares Herald with
 it field by field).
 
-Detection (:func:`looks_like`): every non-blank line of the first 64 KiB (at most 200 checked) is an
-``http://`` or ``https://`` URL without white space.  Such a file is read as OpenPhish's layout; any
-plain URL list has the same layout, so the ``source`` column says ``openphish`` unless the
-``source`` option names another list.
+Detection: none.  A bare list of URLs proves no feed (any URL list has this layout, and the feed has
+no banner or header), so :func:`herald.sources.detect.detect_format` refuses it, naming ``openphish``
+as a resemblance (:func:`herald.sources.sniffers.url_list`); read it with ``--format openphish``.
+:func:`looks_like` (every non-blank line an ``http://`` or ``https://`` URL without white space)
+tells whether a file has the layout.  Any plain URL list read this way has the ``source`` column
+``openphish`` unless the ``source`` option names another list.
 
 Mapping: url <- the line, hostname/ip/port <- its host and port (:mod:`herald.sources.urls`), status
 = ``online`` (the feed lists active phish), source = ``openphish``.  timestamp <- the

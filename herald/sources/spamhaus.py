@@ -16,7 +16,10 @@ Sources and formats:
   ``; ip, asn, country, lastseen, botname, domain, remote_ip, remote_port, local_port, protocol``
   header comment, CSV rows, ``; EOF``.  -> ``herald_spamhaus_cert``: src_ip <- ip, src_asn <- asn
   (``AS`` prefix dropped), src_geo <- country, timestamp <- lastseen (Unix time, UTC),
-  infection <- botname, domain, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
+  botname (as given), taxonomy, classification_type, classification_identifier, application,
+  description and infection (the malware, where there is one) <- botname by IntelMQ's table
+  (:mod:`herald.sources.spamhaus_cert_classes`), domain (as given), dst_hostname <- domain when a
+  DNS name, src_url <- a URL in domain or (``l_spamlink``) remote_ip, as IntelMQ, dst_ip <- remote_ip (when an address), dst_port <- remote_port,
   src_port <- local_port, protocol.  ``-`` and ``?`` mean "no value".  ``local_port`` sometimes
   holds ``<ip>:<port>:<tool>`` (``l_spamlink``): the port is taken and the whole value kept in
   ``detail``; a ``remote_ip`` that is not an address (a URL) is kept in ``detail`` too.
@@ -39,7 +42,7 @@ import pyarrow.compute as pc
 from herald.errors import InputError
 from herald.ipaddr import parse_ips
 from herald.schema.registry import Registry
-from herald.sources import feed_files, feed_table, json_records, text_lists, timestamps
+from herald.sources import feed_files, feed_table, json_records, spamhaus_cert_classes, text_lists, timestamps
 from herald.sources.shadowserver_csv import ParsedFile, Quarantine
 
 #: Column names of the CERT feed, in file order (from its header comment).
@@ -183,6 +186,40 @@ def parse_drop(path: str, *, registry: Registry | None = None, variant: str = "d
                         address="optional" if asn_list else "network")
 
 
+def _classes(botname: pa.Array, remote_port: pa.Array, local_port: pa.Array) -> dict[str, pa.Array]:
+    """The classification columns of :func:`herald.sources.spamhaus_cert_classes.classify`, per row;
+    for ``l_spamlink`` the malware is the last part of ``local_port`` (``<ip>:<port>:<malware>``)."""
+    cols: dict[str, list[str]] = {}
+    for bot, rport, lport in zip(botname.to_pylist(), remote_port.to_pylist(), local_port.to_pylist()):
+        row = spamhaus_cert_classes.classify(bot or "", rport or "")
+        if (bot or "").lower() == "l_spamlink" and (lport or "").count(":") == 2:
+            row["infection"] = lport.rsplit(":", 1)[1]
+        for k, v in row.items():
+            cols.setdefault(k, []).append(v)
+    return {k: pa.array(v, pa.string()) for k, v in cols.items()} if cols else \
+        {k: pa.array([], pa.string()) for k in spamhaus_cert_classes.classify("", "")}
+
+
+def _c2_names(botname: pa.Array, domain: pa.Array, remote_ip: pa.Array) -> dict[str, pa.Array]:
+    """``dst_hostname`` and ``src_url`` as IntelMQ's CERT parser derives them: the C&C ``domain`` is
+    the destination host name when it is a DNS name (not an address, no ``:``; not for ``iotscan``,
+    whose domain the provider calls wrong); a URL in ``domain`` (an infected host) or in
+    ``remote_ip`` (``l_spamlink``) is the source URL."""
+    dom = pc.fill_null(domain, "")
+    bot = pc.utf8_lower(pc.fill_null(botname, ""))
+    is_addr = parse_ips(dom).version > 0
+    host = (feed_table.is_valid_hostname(dom) & ~is_addr
+            & ~pc.match_substring(dom, ":").to_numpy(zero_copy_only=False)
+            & ~pc.equal(bot, "iotscan").to_numpy(zero_copy_only=False)
+            & pc.greater(pc.utf8_length(dom), 0).to_numpy(zero_copy_only=False))
+    url_re = r"^https?://"
+    spam = pc.equal(bot, "l_spamlink")
+    rip = pc.fill_null(remote_ip, "")
+    src_url = pc.if_else(pc.and_(spam, pc.match_substring_regex(rip, url_re)), rip,
+                         pc.if_else(pc.and_(pc.invert(spam), pc.match_substring_regex(dom, url_re)), dom, ""))
+    return {"dst_hostname": pc.if_else(pa.array(host), dom, ""), "src_url": src_url}
+
+
 def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | None = None) -> ParsedFile:
     """Parse the Spamhaus CERT Insight Portal CSV into ``herald_spamhaus_cert`` (see module docstring).
 
@@ -218,7 +255,7 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "src_ip": c["ip"],
         "src_asn": pc.replace_substring_regex(c["asn"], r"^(?i:AS)", ""),
         "src_geo": pc.utf8_upper(c["country"]),
-        "infection": c["botname"],
+        "botname": c["botname"],
         "domain": c["domain"],
         "dst_ip": pc.if_else(pa.array(remote_ok), c["remote_ip"], ""),
         "dst_port": c["remote_port"],
@@ -227,6 +264,8 @@ def parse_cert(path: str, *, registry: Registry | None = None, _data: bytes | No
         "detail": detail,
         "source": feed_table.const("spamhaus-cert", n),
     }
+    out.update(_classes(c["botname"], c["remote_port"], c["local_port"]))
+    out.update(_c2_names(c["botname"], c["domain"], c["remote_ip"]))
     checks = [feed_table.Check(bad_ts, "lastseen", "not a Unix time (seconds since 1970-01-01 UTC)",
                                c["lastseen"])]
     lines = table.column(text_lists.LINE_COL).to_numpy()

@@ -32,7 +32,7 @@ _GENERIC_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("destination.fqdn", "dst_hostname", "validate_fqdn"), ("destination.url", "dst_url", None),
     ("protocol.transport", "protocol", None), ("protocol.application", "application", None),
     ("malware.name", "infection", "validate_to_none"), ("malware.name", "family", "validate_to_none"),
-    ("severity", "severity", "validate_to_none"),
+    ("severity", "severity", "validate_to_none"), ("status", "status", "validate_to_none"),
     ("extra.source.naics", "naics", "invalidate_zero"), ("extra.source.sector", "sector", "validate_to_none"),
     ("classification.taxonomy", "taxonomy", None), ("classification.type", "classification_type", None),
     ("classification.identifier", "classification_identifier", None),
