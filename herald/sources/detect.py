@@ -128,7 +128,7 @@ def _refusal(clues: list[sniffers.Clue]) -> str:
     else:
         what = "cannot tell the file's format from its content; it resembles no supported format"
     return (f"unsupported or ambiguous feed: {what}; pass --format if you know the format "
-            f"(one of {', '.join(FORMATS)}), or --mapping for a generic CSV")
+            f"(`herald parse --input`; one of {', '.join(FORMATS)}), or --mapping for a generic CSV")
 
 
 def detect_format(path: str) -> str:
