@@ -38,6 +38,8 @@ ROLE_MAILBOX = {
     "AR200-RIPE": "abuse@customer.example.net, noc@customer.example.net",
     "AR300-RIPE": '"abuse desk"@c.example.net',
     "AR400-RIPE": "as-abuse@example.net",
+    "AA1-AP": "ap-abuse@example.net",
+    "AA2-AP": "org-abuse@ap.example.net",
 }
 OWNER = {"name": "Customer B ISP", "email": "abuse@isp-b.example", "kind": "network_owner",
          "cidrs": ["192.0.2.128/27"]}
@@ -66,9 +68,9 @@ EVENTS = [
 
 
 def _objects() -> list[dict[str, str]]:
-    """The RIPE fixture objects: first value of each attribute, comments dropped (naive)."""
+    """The fixture objects: first value of each attribute, comments dropped (naive)."""
     out = []
-    for f in sorted(RPSL.glob("ripe.db.*")):
+    for f in sorted(RPSL.glob("*.db*")):
         for block in f.read_text().split("\n\n"):
             attrs: dict[str, str] = {}
             for line in block.splitlines():
@@ -93,7 +95,16 @@ def naive_mailbox(ip: str, asn: int | None) -> str | None:
     nets = []
     for o in objs:
         if "inetnum" in o and o.get("netname") != "IANA-BLK":
-            a, b = (ipaddress.ip_address(x.strip()) for x in o["inetnum"].split("-"))
+            v = o["inetnum"]
+            try:
+                if "/" in v:  # a prefix, maybe abbreviated (LACNIC/APNIC style 203.0.113/25)
+                    net, plen = v.split("/")
+                    net = ipaddress.ip_network(".".join((net.split(".") + ["0"] * 4)[:4]) + "/" + plen)
+                    a, b = net[0], net[-1]
+                else:
+                    a, b = (ipaddress.ip_address(x.strip()) for x in v.split("-"))
+            except ValueError:
+                continue
             if a <= addr <= b:
                 nets.append((int(b) - int(a), o))
 
@@ -247,3 +258,87 @@ def test_event_keys_default_columns():
     k = event_keys(t, "ip")
     assert k[0] == k[1] and len({k[0], k[2], k[3]}) == 3
     assert event_keys(t, "ip", ("ip",))[2] == event_keys(t, "ip", ("ip",))[0]
+
+
+def test_recipient_inhibition_and_own_window(setup):
+    root, settings = setup
+    cert = slugify(CERT["name"])
+    settings.raw["recipients"][1]["renotify_days"] = 2  # the CERT's own window
+    s1 = run_day(settings, DAYS[0])
+    assert report_pairs(root, DAYS[0]) == expected(0)
+    db = open_db(settings.database_url)
+    try:  # the recipient exists in the database once the run synced the configuration
+        add_inhibition(db, reason="CERT has it", actor="test", network="192.0.2.0/28", recipient=CERT["name"])
+    finally:
+        db.dispose()
+    s2 = run_day(settings, DAYS[1])
+    # Day 2: every pair of day 1 is within a window (the CERT's own, the mailboxes' default)
+    # except the owner's, which has none.
+    owner = {(slugify(OWNER["name"]), "192.0.2.130", 80)}
+    assert report_pairs(root, DAYS[1]) == owner
+    # Not counted: the owner's pair and the CERT's 192.0.2.1, inhibited for it.
+    assert s2.rows_renotify_suppressed == len(expected(0)) - 2
+    assert s2.rows_inhibited == s1.rows_inhibited + 1 and s2.reconciles
+    s3 = run_day(settings, DAYS[2])
+    assert report_pairs(root, DAYS[2]) == expected(2) - {(cert, "192.0.2.1", 80)}
+    assert s3.rows_renotify_suppressed == 0
+
+
+def test_owner_precedence_and_scope_property():
+    """Random addresses, ASNs and countries: the abuse-contact step agrees with the reference."""
+    from hypothesis import given, settings as hsettings
+    from hypothesis import strategies as st
+
+    import numpy as np
+
+    from herald.constituency.recipients import recipients_from_specs
+    from herald.contacts.importer import import_dumps
+    from herald.contacts.routing import AbuseContactRouter
+    from herald.contacts.overrides import ContactOverride
+    from herald.contacts.store import load_contacts, write_contacts
+    from herald.route import Router
+    from herald.schema.registry import default_registry
+    import datetime as dt
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    write_contacts(tmp, import_dumps(sorted(RPSL.glob("*.db*"))))
+    data = load_contacts(tmp)
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    overrides = [ContactOverride(1, OVERRIDE_NET, None, OVERRIDE_MAIL, "r", "t", now),
+                 ContactOverride(2, None, SUPPRESS_ASN, None, "r", "t", now)]
+    rtype = default_registry().get("scan_http")
+    ac = abuse_contact_settings({"abuse_contacts": {"enabled": True, "countries": ["NL"],
+                                                    "cidrs": ["198.51.100.0/24"]}})
+    addrs = st.one_of(st.integers(0, 255).map(lambda i: f"192.0.2.{i}"),
+                      st.integers(0, 255).map(lambda i: f"198.51.100.{i}"))
+    rows = st.lists(st.tuples(addrs, st.sampled_from([None, 64496, 64500, 64511]),
+                              st.sampled_from(["NL", "DE", None])), min_size=1, max_size=40)
+
+    @hsettings(max_examples=60, deadline=None)
+    @given(rows)
+    def check(events):
+        router = Router(recipients_from_specs([OWNER, CERT]))
+        step = AbuseContactRouter(router, data, ac, overrides)
+        table = pa.table({"ip": [e[0] for e in events], "asn": pa.array([e[1] for e in events], pa.int64()),
+                          "geo": [e[2] for e in events], "port": [80] * len(events)})
+        a = step.extend(table, rtype, router.route(table, rtype))
+        got = {(int(e), router.recipients[r].email) for e, r in zip(a.event, a.recipient)}
+        want = set()
+        for i, (ip, asn, geo) in enumerate(events):
+            addr = ipaddress.ip_address(ip)
+            owned = addr in ipaddress.ip_network(OWNER["cidrs"][0])
+            if owned:
+                want.add((i, OWNER["email"]))
+            if geo == "NL":
+                want.add((i, CERT["email"]))
+            in_scope = geo == "NL" or addr in ipaddress.ip_network("198.51.100.0/24")
+            mb = naive_mailbox(ip, asn) if in_scope and not owned else None
+            if mb:
+                want.add((i, mb))
+        assert got == want
+        assert np.array_equal(a.routed, np.isin(np.arange(len(events)), a.event))
+        order = np.lexsort((a.event, a.recipient))
+        assert np.array_equal(order, np.arange(len(order)))
+
+    check()

@@ -59,6 +59,7 @@ class RoutingPolicy:
         self.inhibited = 0
         self.suppressed = 0
         self._window: RenotifyWindow | None = None
+        self._rid_by_name = {r.name: i for i, r in enumerate(router.recipients)}
 
     def start_type(self, rtype: ReportType) -> None:
         """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""
@@ -88,11 +89,11 @@ class RoutingPolicy:
         if self.inhibitions and len(a.event):
             everyone = inhibited_mask(table, self.inhibitions, self.day, rtype.name, None)
             drop |= everyone[a.event]
-            named = {i.recipient for i in self.inhibitions if i.recipient is not None}
-            for rid in np.unique(a.recipient).tolist():
-                name = self.router.recipients[rid].name
-                if name in named:
-                    sel = a.recipient == rid
+            # Recipient-specific inhibitions: one mask per named recipient present in the batch.
+            for name in sorted({i.recipient for i in self.inhibitions if i.recipient is not None}):
+                rid = self._rid_by_name.get(name)
+                sel = a.recipient == rid if rid is not None else None
+                if sel is not None and sel.any():
                     m = inhibited_mask(table, self.inhibitions, self.day, rtype.name, name)
                     drop[sel] |= m[a.event[sel]]
             self.inhibited += int(drop.sum())
