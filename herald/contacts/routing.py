@@ -8,8 +8,8 @@ Precedence, per event of a routed batch (:meth:`AbuseContactRouter.extend`):
    partners receive their shares as before and do not claim);
 2. else, when the event is in the CERT's scope (``[abuse_contacts] countries`` holds its country
    column, or ``cidrs`` holds its address), its mailbox is looked up
-   (:func:`herald.contacts.lookup.lookup_contacts` once per distinct address, with the ASN of
-   its first row for the ``aut-num`` fallback) and the operator's overrides applied
+   (:func:`herald.contacts.lookup.lookup_contacts` once per distinct (address, ASN) pair: the
+   ASN serves the ``aut-num`` fallback and ASN overrides) and the operator's overrides applied
    (:func:`herald.contacts.overrides.apply_overrides`; a suppression leaves the event to nobody);
 3. each distinct mailbox becomes one automatic recipient (:class:`AbuseContact`, kind
    ``abuse_contact``, file slug from the mailbox, filter part ``abuse_c``), appended to the
@@ -131,18 +131,22 @@ class AbuseContactRouter:
         cand = np.flatnonzero(self.in_scope(table, rtype, ips) & ~claimed & (ips.version > 0))
         if not len(cand):
             return assignment
-        # Once per distinct address (first row's ASN for the aut-num fallback).
+        # Once per distinct (address, ASN): the ASN matters for the aut-num fallback and for
+        # ASN overrides.
         text = pc.take(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col, pa.array(cand))
         enc = pc.dictionary_encode(text.cast(pa.string()))
-        idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        _, first = np.unique(idx, return_index=True)
+        addr_idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        asn_col = rtype.asn_column
+        row_asn = np.full(n, -1, dtype=np.int64)
+        if asn_col and asn_col in table.column_names:
+            row_asn = pc.fill_null(pc.cast(table.column(asn_col), pa.int64()), -1).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+        _, first, idx = np.unique(np.stack([addr_idx, row_asn[cand]]), axis=1, return_index=True,
+                                  return_inverse=True)
+        idx = idx.reshape(-1)
         rows = cand[first]
         uips = ips.take(rows)
-        asn = None
-        asn_col = rtype.asn_column
-        if asn_col and asn_col in table.column_names:
-            asn = pc.fill_null(pc.cast(table.column(asn_col), pa.int64()), -1).to_numpy(
-                zero_copy_only=False).astype(np.int64)[rows]
+        asn = row_asn[rows]
         found = lookup_contacts(self.data, uips, asn)
         found = apply_overrides(found, uips, self.overrides, asn)
         mailbox = found.column("mailbox").combine_chunks()
@@ -157,7 +161,7 @@ class AbuseContactRouter:
         for i in order:
             lut[i] = self._recipient(names[i])
         midx = pc.fill_null(menc.indices, len(names)).to_numpy(zero_copy_only=False).astype(np.int64)
-        addr_rid = lut[midx]  # per distinct address
+        addr_rid = lut[midx]  # per distinct (address, ASN)
         self._reasons(rtype.name, addr_rid, found)
         ev = cand
         rid = addr_rid[idx]
