@@ -212,9 +212,13 @@ def test_run_routes_each_event_to_the_right_mailbox_with_window_and_inhibitions(
     aut = next(r for r in summaries[0].reports if r["recipient"] == "abuse@example.net")
     text = message_text(aut["message"])
     assert "contact from: aut-num AS64496" in text and "contact from: inetnum 192.0.2.0 - 192.0.2.255" in text
-    # The summary's informational counters.
+    # The summary's informational counters, also on the command's summary lines.
     d = summaries[1].to_dict()
     assert d["rows_renotify_suppressed"] == 7 and d["rows_inhibited"] == 4
+    from herald.commands.run import summary_lines
+
+    assert ("  (event, recipient) pairs removed: 4 inhibited, 7 within a re-notification window"
+            in summary_lines(d, settings.paths))
 
 
 def test_rerun_is_byte_identical(setup):
