@@ -346,3 +346,25 @@ def test_owner_precedence_and_scope_property():
         assert np.array_equal(order, np.arange(len(order)))
 
     check()
+
+
+def test_message_workers_see_recipients_added_by_later_types(setup, monkeypatch):
+    """Messages composed in forked workers: a mailbox first met in a later type (after the
+    workers were forked) still gets its message, with its reasons."""
+    import herald.deliver.messages as messages
+
+    root, settings = setup
+    monkeypatch.setattr(messages, "PARALLEL_MESSAGES", 1)
+    monkeypatch.setattr(messages.MessageWorkers, "available", lambda self: True)
+    day = DAYS[0]
+    # scan_dns (routed before scan_http) has only 192.0.2.200; scan_http adds new mailboxes.
+    with (root / "inbox" / day / "scan_dns.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["timestamp", "ip", "protocol", "port", "hostname", "tag", "asn", "geo"])
+        w.writerow([f"{day} 00:01:00", "192.0.2.200", "udp", 53, "", "dns", "", "NL"])
+    s = run_day(settings, day)
+    assert s.ok, s.to_dict()
+    by_type = {(r["type"], r["recipient"]) for r in s.reports}
+    assert ("scan_dns", "abuse@example.net") in by_type
+    entry = next(r for r in s.reports if r["type"] == "scan_http" and r["recipient"] == '"abuse desk"@c.example.net')
+    assert "contact from: inetnum 192.0.2.160 - 192.0.2.167" in message_text(entry["message"])
