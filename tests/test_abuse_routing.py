@@ -368,3 +368,10 @@ def test_message_workers_see_recipients_added_by_later_types(setup, monkeypatch)
     assert ("scan_dns", "abuse@example.net") in by_type
     entry = next(r for r in s.reports if r["type"] == "scan_http" and r["recipient"] == '"abuse desk"@c.example.net')
     assert "contact from: inetnum 192.0.2.160 - 192.0.2.167" in message_text(entry["message"])
+
+
+def test_configuration_load_rejects_a_bad_abuse_contacts_section(tmp_path):
+    cfg = tmp_path / "herald.toml"
+    cfg.write_text('[abuse_contacts]\nenabled = true\ncountrys = ["AT"]\n')
+    with pytest.raises(ConfigError, match="unknown key.*countrys"):
+        load_settings(cfg)
