@@ -94,7 +94,11 @@ def naive_mailbox(ip: str, asn: int | None) -> str | None:
     org_abuse = {o["organisation"].upper(): o.get("abuse-c", "").upper() for o in objs if "organisation" in o}
     nets = []
     for o in objs:
-        if "inetnum" in o and o.get("netname") != "IANA-BLK":
+        if "inet6num" in o and addr.version == 6:
+            net6 = ipaddress.ip_network(o["inet6num"])
+            if addr in net6:
+                nets.append((net6.num_addresses, o))
+        if "inetnum" in o and o.get("netname") != "IANA-BLK" and addr.version == 4:
             v = o["inetnum"]
             try:
                 if "/" in v:  # a prefix, maybe abbreviated (LACNIC/APNIC style 203.0.113/25)
@@ -315,7 +319,8 @@ def test_owner_precedence_and_scope_property():
     ac = abuse_contact_settings({"abuse_contacts": {"enabled": True, "countries": ["NL"],
                                                     "cidrs": ["198.51.100.0/24"]}})
     addrs = st.one_of(st.integers(0, 255).map(lambda i: f"192.0.2.{i}"),
-                      st.integers(0, 255).map(lambda i: f"198.51.100.{i}"))
+                      st.integers(0, 255).map(lambda i: f"198.51.100.{i}"),
+                      st.sampled_from(["2001:db8::1", "2001:db8:1234::5", "2001:db9::1"]))
     rows = st.lists(st.tuples(addrs, st.sampled_from([None, 64496, 64500, 64511]),
                               st.sampled_from(["NL", "DE", None])), min_size=1, max_size=40)
 
@@ -331,12 +336,12 @@ def test_owner_precedence_and_scope_property():
         want = set()
         for i, (ip, asn, geo) in enumerate(events):
             addr = ipaddress.ip_address(ip)
-            owned = addr in ipaddress.ip_network(OWNER["cidrs"][0])
+            owned = addr.version == 4 and addr in ipaddress.ip_network(OWNER["cidrs"][0])
             if owned:
                 want.add((i, OWNER["email"]))
             if geo == "NL":
                 want.add((i, CERT["email"]))
-            in_scope = geo == "NL" or addr in ipaddress.ip_network("198.51.100.0/24")
+            in_scope = geo == "NL" or (addr.version == 4 and addr in ipaddress.ip_network("198.51.100.0/24"))
             mb = naive_mailbox(ip, asn) if in_scope and not owned else None
             if mb:
                 want.add((i, mb))

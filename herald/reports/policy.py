@@ -65,13 +65,12 @@ class RoutingPolicy:
         """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""
         self._window = None
         if self.max_window > 0:
-            by_slug = {}
+            by_slug: dict = {}
 
             def window(slug: str) -> int:
-                if not by_slug:
+                if slug not in by_slug:  # automatic recipients are added while routing
                     by_slug.update({r.slug: r for r in self.router.recipients})
-                r = by_slug.get(slug) or next(x for x in self.router.recipients if x.slug == slug)
-                return self.window_of(r, rtype.name)
+                return self.window_of(by_slug[slug], rtype.name)
 
             self._window = RenotifyWindow(self.data_dir, self.day, rtype.name, self.max_window, window)
 
