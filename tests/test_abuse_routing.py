@@ -380,3 +380,30 @@ def test_configuration_load_rejects_a_bad_abuse_contacts_section(tmp_path):
     cfg.write_text('[abuse_contacts]\nenabled = true\ncountrys = ["AT"]\n')
     with pytest.raises(ConfigError, match="unknown key.*countrys"):
         load_settings(cfg)
+
+
+def test_recipient_inhibition_covers_every_share_of_a_partner(tmp_path):
+    """A law-enforcement partner has one routing entry per operation; an inhibition naming it
+    removes the pairs of all of them, and only theirs."""
+    import datetime as dt
+
+    from herald.constituency.inhibitions import Inhibition
+    from herald.constituency.recipients import Recipient
+    from herald.reports.policy import RoutingPolicy
+    from herald.route import Router
+    from herald.schema.registry import default_registry
+
+    rtype = default_registry().get("scan_http")
+    lea = [Recipient(name="LEA", email="lea@police.example", kind="law_enforcement", countries=["NL"],
+                     operation=op, families=[fam]) for op, fam in (("op1", "mirai"), ("op2", "qbot"))]
+    cert = Recipient(name="CERT", email="c@cert.example", kind="national_cert", countries=["NL"])
+    router = Router([cert, *lea])
+    table = pa.table({"ip": ["192.0.2.1", "192.0.2.2"], "geo": ["NL", "NL"], "infection": ["mirai", "qbot"]})
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    inh = Inhibition(1, "192.0.2.0/24", None, None, None, "LEA", "r", "t", now, None)
+    policy = RoutingPolicy(router, DAYS[0], tmp_path, inhibitions=[inh])
+    before = router.route(table, rtype)
+    assert sorted(before.recipient.tolist()) == [0, 0, 1, 2]
+    after = policy.apply(table, rtype, before)
+    assert after.recipient.tolist() == [0, 0] and policy.inhibited == 2
+    assert after.routed.tolist() == [True, True]

@@ -59,7 +59,10 @@ class RoutingPolicy:
         self.inhibited = 0
         self.suppressed = 0
         self._window: RenotifyWindow | None = None
-        self._rid_by_name = {r.name: i for i, r in enumerate(router.recipients)}
+        # A law-enforcement partner has one entry per operation: a name may have several.
+        self._rids_by_name: dict[str, list[int]] = {}
+        for i, r in enumerate(router.recipients):
+            self._rids_by_name.setdefault(r.name, []).append(i)
 
     def start_type(self, rtype: ReportType) -> None:
         """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""
@@ -90,8 +93,8 @@ class RoutingPolicy:
             drop |= everyone[a.event]
             # Recipient-specific inhibitions: one mask per named recipient present in the batch.
             for name in sorted({i.recipient for i in self.inhibitions if i.recipient is not None}):
-                rid = self._rid_by_name.get(name)
-                sel = a.recipient == rid if rid is not None else None
+                rids = self._rids_by_name.get(name)
+                sel = np.isin(a.recipient, rids) if rids is not None else None
                 if sel is not None and sel.any():
                     m = inhibited_mask(table, self.inhibitions, self.day, rtype.name, name)
                     drop[sel] |= m[a.event[sel]]
