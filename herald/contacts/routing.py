@@ -82,6 +82,7 @@ class AbuseContactRouter:
                        if settings.cidrs else None)
         self._by_mailbox: dict[str, int] = {}
         self._slugs = {r.slug for r in router.recipients}
+        self._seen: set[tuple[int, str, str, str]] = set()  # (rid, type, network, source) recorded
 
     def _recipient(self, mailbox: str) -> int:
         """The index of the automatic recipient of ``mailbox`` (created on first use)."""
@@ -176,15 +177,24 @@ class AbuseContactRouter:
         return Assignment(events[ko].astype(np.int64), rids[ko].astype(np.int32), routed)
 
     def _reasons(self, type_name: str, addr_rid: np.ndarray, found: pa.Table) -> None:
-        """Record each recipient's distinct (network, source) pairs for ``type_name``
-        (Python work per distinct triple, not per event)."""
-        ok = addr_rid >= 0
-        net = pc.fill_null(found.column("network"), "-").to_pylist()
-        src = pc.fill_null(found.column("source"), "-").to_pylist()
-        triples = {(int(r), net[i], src[i]) for i, r in enumerate(addr_rid.tolist()) if ok[i]}
-        for r, nt, sc in triples:
-            rcpt = self.router.recipients[r]
-            lst = rcpt.reasons.setdefault(type_name, [])
-            if (nt, sc) not in lst:
-                lst.append((nt, sc))
-                lst.sort()
+        """Record each recipient's distinct (network, source) pairs for ``type_name``: the
+        triples are made unique with numpy; Python works per distinct triple only."""
+        ok = np.flatnonzero(addr_rid >= 0)
+        if not len(ok):
+            return
+        codes, texts = [], []
+        for name in ("network", "source"):
+            col = pc.fill_null(found.column(name), "-")
+            enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+            codes.append(enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)[ok])
+            texts.append(enc.dictionary.to_pylist())
+        triples = np.unique(np.stack([addr_rid[ok], codes[0], codes[1]]), axis=1)
+        touched = set()
+        for r, ni, si in triples.T.tolist():
+            key = (r, type_name, texts[0][ni], texts[1][si])
+            if key not in self._seen:
+                self._seen.add(key)
+                self.router.recipients[r].reasons.setdefault(type_name, []).append(key[2:])
+                touched.add(r)
+        for r in touched:
+            self.router.recipients[r].reasons[type_name].sort()
