@@ -407,3 +407,26 @@ def test_recipient_inhibition_covers_every_share_of_a_partner(tmp_path):
     after = policy.apply(table, rtype, before)
     assert after.recipient.tolist() == [0, 0] and policy.inhibited == 2
     assert after.routed.tolist() == [True, True]
+
+
+def test_abuse_contact_message_lists_at_most_20_networks(tmp_path):
+    from herald.config import settings_from_dict
+    from herald.contacts.routing import AbuseContact
+    from herald.deliver.compose import Templates
+    from herald.deliver.report_message import compose_report_message
+    from herald.deliver.settings import delivery_settings
+    from herald.schema.registry import default_registry
+
+    reasons = sorted((f"inetnum 10.0.{i}.0 - 10.0.{i}.255", "aut-num AS64496") for i in range(25))
+    r = AbuseContact(name="abuse@x.example", email="abuse@x.example", kind="abuse_contact",
+                     reasons={"scan_http": reasons})
+    assert r.filter_label == "abuse_c"
+    ds = delivery_settings(settings_from_dict({}, base=tmp_path))
+    c = compose_report_message(ds, Templates(ds.mail.templates), r, default_registry().get("scan_http"),
+                               DAYS[0], "AMBER", filename="x.csv", data=b"ip\n192.0.2.1\n",
+                               sha256="0" * 64, rows=1)
+    path = tmp_path / "m.eml"
+    path.write_bytes(c.as_bytes())
+    text = message_text(str(path))
+    assert text.count("  network: ") == 20 and "and 5 more network(s)" in text
+    assert f"network: {reasons[0][0]}" in text
