@@ -135,6 +135,9 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         if extra:
             raise ConfigError(f"{where}: [{section}]: unknown key(s) {', '.join(extra)}; "
                               f"known: {', '.join(sorted(keys))}")
+    from herald.contacts.settings import abuse_contact_settings
+
+    abuse_contact_settings(raw)  # [abuse_contacts]: unknown keys and bad values fail at load
     p = raw.get("paths", {})
     if not isinstance(p, dict):
         raise ConfigError(f"{where}: [paths] must be a table")

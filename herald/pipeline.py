@@ -152,6 +152,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     """The stages of one run, in order; returns the summary built from their results."""
     from herald.deliver.messages import MessageContext, MessageWorkers
     from herald.enrich.ipdata import IPData
+    from herald.reports.policy import policy_for_run
     from herald.reports.write import remove_stale, route_and_write
     from herald.route import Router
     from herald.store.dedup import duckdb_connection
@@ -165,6 +166,8 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     if ipdata.info().get("warning"):
         warnings.append(f"IP data: {ipdata.info()['warning']}")
     router = Router(recipients)
+    policy, policy_warnings = policy_for_run(settings, day, router, db)
+    warnings += policy_warnings
     stages["setup"] = time.monotonic() - t
 
     # 1-2: collect and ingest (parse, enrich, store) each input.
@@ -187,7 +190,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
             for type_name in sorted(stored):
                 rtype = registry.get(type_name)
                 done = route_and_write(con, paths.reports, day, rtype, stored[type_name], router,
-                                       intelmq=intelmq)
+                                       intelmq=intelmq, policy=policy)
                 t0 = time.monotonic()
                 entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
                 per_type.append((done, time.monotonic() - t0))
@@ -219,12 +222,16 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     stages["ledger"] = time.monotonic() - t
 
     # 6: queue the composed messages when a relay is configured (`herald send` delivers them).
+    queued = [r for r in reports if r["kind"] != "abuse_contact"]
     if "smtp" in settings.raw and reports:
         from herald.deliver.outbox import enqueue_reports
 
         t = time.monotonic()
         faults.hit("outbox")
-        enqueue_reports(db, settings, reports, day, recipients=by_name)
+        enqueue_reports(db, settings, queued, day, recipients=by_name)
+        if len(queued) < len(reports):
+            warnings.append(f"{len(reports) - len(queued)} abuse-contact message(s) written to the "
+                            f"outbox folder, not queued (automatic recipients have no database row)")
         warnings += [f"message for {r['recipient']} ({r['type']}) {r['delivery']}: "
                      f"{r.get('delivery_reason')}"
                      for r in reports if r.get("delivery") in ("held", "error")]
@@ -239,7 +246,9 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         rows_failed=sum(i.rows_failed for i in inputs),
         rows_reported=sum(d.reported for d, _ in per_type),
         rows_unrouted=sum(d.unrouted for d, _ in per_type),
-        rows_duplicate=sum(d.duplicate for d, _ in per_type))
+        rows_duplicate=sum(d.duplicate for d, _ in per_type),
+        rows_inhibited=sum(d.inhibited for d, _ in per_type),
+        rows_renotify_suppressed=sum(d.renotify_suppressed for d, _ in per_type))
     atomic_write(paths.data / "runs" / f"{day}.json",
                  (json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     return summary

@@ -2,7 +2,11 @@
 
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
 (:attr:`RunSummary.reconciles`), where ``rows_failed`` counts the data rows of inputs that could
-not be read at all.
+not be read at all.  ``rows_reported`` / ``rows_unrouted``: distinct events that reached at least one
+recipient / none, after inhibitions and re-notification windows.  ``rows_inhibited`` and
+``rows_renotify_suppressed`` are informational: (event, recipient) *pairs* removed by inhibitions
+and by re-notification windows (:mod:`herald.reports.policy`); an event all of whose pairs were
+removed counts in ``rows_unrouted``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class RunSummary:
     rows_quarantined: int = 0
     rows_duplicate: int = 0
     rows_failed: int = 0
+    rows_inhibited: int = 0
+    rows_renotify_suppressed: int = 0
     reports: list[dict] = field(default_factory=list)
     inputs: list[StoredInput] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -57,6 +63,8 @@ class RunSummary:
         return {
             "day": self.day, "run_id": self.run_id, "status": "ok" if self.ok else "errors",
             **{k: getattr(self, k) for k in COUNTS},
+            "rows_inhibited": self.rows_inhibited,
+            "rows_renotify_suppressed": self.rows_renotify_suppressed,
             "failed_inputs": [{"path": i.path, "rows": i.rows_failed, "error": i.error}
                               for i in self.inputs if i.error],
             "reconciles": self.reconciles,

@@ -46,6 +46,9 @@ def summary_lines(data: dict, paths, summary_json: Path | None = None) -> list[s
              f"{data['rows_reported']} reported, {data['rows_unrouted']} unrouted, "
              f"{data['rows_quarantined']} quarantined, {data['rows_duplicate']} duplicate, "
              f"{data.get('rows_failed', 0)} failed"]
+    if data.get("rows_inhibited") or data.get("rows_renotify_suppressed"):
+        lines.append(f"  (event, recipient) pairs removed: {data.get('rows_inhibited', 0)} inhibited, "
+                     f"{data.get('rows_renotify_suppressed', 0)} within a re-notification window")
     for f in data.get("failed_inputs", []):
         lines.append(f"  failed input: {f['path']} ({f['rows']} rows)")
     reports = data["reports"]

@@ -20,6 +20,7 @@ TOML form (the ``[[recipients]]`` tables of the configuration file)::
     min_severity = "info"             # info < low < medium < high < critical
     tlp = "AMBER"                     # optional, overrides [report] tlp
     pgp_fingerprint = ""              # optional
+    renotify_days = 7                 # optional: re-notification window (herald.reports.policy)
 
 Filters read from the TOML file are taken as verified (the operator wrote them); filters requested
 through the portal are ``pending`` until an admin verifies them, and only verified filters route.
@@ -46,7 +47,7 @@ KINDS = ("network_owner", "national_cert", "law_enforcement")
 RECIPIENT_KEYS = frozenset({
     "name", "email", "kind", "asns", "cidrs", "countries", "domains", "report_types", "min_severity",
     "tlp", "pgp_fingerprint", "operation", "families", "tags", "disabled", "xarf", "digest",
-    "language", "contacts",
+    "language", "contacts", "renotify_days",
 })
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")

@@ -190,6 +190,10 @@ class MessageWorkers:
         """
         if len(reports) < PARALLEL_MESSAGES or not self.available():
             return write_messages(self.ctx, rtype, reports, first=first)
+        if self.pool is not None and any(r.kind == "abuse_contact" for r in self.ctx.recipients):
+            # Automatic recipients (herald.contacts.routing) are added, and gain reasons, while
+            # the run routes: fork again so that the workers see them.
+            self.close()
         n = self.workers * 4
         chunks = [(rtype.name, reports[i::n]) for i in range(n) if reports[i::n]]
         pending = self._submit(chunks)

@@ -17,6 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from herald.reports.policy import RoutingPolicy
 from herald.reports.render import ReportSpool, csv_header, render_lines, report_filename
 from herald.route import Router
 from herald.schema.registry import ReportType
@@ -56,6 +57,8 @@ class TypeReports:
         unrouted: distinct events that reached none.
         duplicate: stored rows that repeat an earlier event of the day.
         seconds: time spent in ``distinct``, ``route`` and ``reports`` (seconds).
+        inhibited: (event, recipient) pairs removed by inhibitions (informational).
+        renotify_suppressed: pairs removed by re-notification windows (informational).
     """
 
     report_type: str
@@ -65,6 +68,8 @@ class TypeReports:
     unrouted: int
     duplicate: int
     seconds: dict[str, float] = field(default_factory=dict)
+    inhibited: int = 0
+    renotify_suppressed: int = 0
 
     @property
     def paths(self) -> set[Path]:
@@ -74,7 +79,8 @@ class TypeReports:
 
 
 def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str, rtype: ReportType,
-                    files: list[str], router: Router, *, intelmq: bool = False) -> TypeReports:
+                    files: list[str], router: Router, *, intelmq: bool = False,
+                    policy: RoutingPolicy | None = None) -> TypeReports:
     """Route one type's distinct events of the day and write its reports.
 
     The distinct events (:func:`herald.store.dedup.distinct_batches`) stream in bounded batches, so
@@ -93,6 +99,8 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
         files: the type's stored Parquet files of the day, in input order.
         router: the day's recipients.
         intelmq: also write each report as IntelMQ JSON lines (``.intelmq.jsonl``).
+        policy: abuse contacts, inhibitions and re-notification windows applied to each batch's
+            assignment (:class:`herald.reports.policy.RoutingPolicy`); ``None``: none.
 
     Returns:
         the :class:`TypeReports`.
@@ -105,6 +113,9 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
     distinct = reported = 0
     st = {"distinct": 0.0, "route": 0.0, "reports": 0.0}
     batches = distinct_batches(con, files, rtype)
+    if policy is not None:
+        policy.start_type(rtype)
+        before = (policy.inhibited, policy.suppressed)
     while True:
         t0 = time.monotonic()
         table = next(batches, None)
@@ -114,6 +125,8 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
             break
         distinct += table.num_rows
         assignment = router.route(table, rtype)
+        if policy is not None:
+            assignment = policy.apply(table, rtype, assignment)
         t0 = time.monotonic()
         st["route"] += t0 - t1
         reported += int(assignment.routed.sum())
@@ -146,6 +159,10 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                                for ev in to_intelmq(rows, rtype))
                 jspool.append(rpath.with_suffix(".intelmq.jsonl"), b"", text.encode(), e - s)
         st["reports"] += time.monotonic() - t0
+    inhibited = suppressed = 0
+    if policy is not None:
+        policy.finish_type()
+        inhibited, suppressed = policy.inhibited - before[0], policy.suppressed - before[1]
     jfiles = jspool.finish() if jspool is not None else {}
     written = spool.finish()
     reports = tuple(
@@ -154,7 +171,7 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                    else None)
         for rpath, (digest, rows, size) in written.items())
     return TypeReports(rtype.name, reports, distinct, reported, distinct - reported,
-                       stored_rows(files) - distinct, st)
+                       stored_rows(files) - distinct, st, inhibited, suppressed)
 
 
 def remove_stale(root: Path, keep: set[Path]) -> None:

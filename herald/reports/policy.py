@@ -1,0 +1,167 @@
+"""The notification policy applied to each routed batch, after :meth:`herald.route.Router.route`.
+
+:meth:`RoutingPolicy.apply` takes a batch's :class:`~herald.route.Assignment` and returns the one
+to report, in three steps (docs/abuse-contacts.md, "Routing in the run"):
+
+1. **abuse contacts** (``[abuse_contacts] enabled``): unclaimed in-scope events get their abuse
+   mailbox as an automatic recipient (:class:`herald.contacts.routing.AbuseContactRouter`);
+2. **inhibitions** (:func:`herald.constituency.inhibitions.inhibited_mask`): a pair (event,
+   recipient) is removed when an inhibition in force for everyone, or for that recipient,
+   matches the event; counted in :attr:`RoutingPolicy.inhibited` (pairs);
+3. **re-notification windows** (:mod:`herald.reports.renotify`): a pair is removed when the event
+   was reported to that recipient within its window; counted in :attr:`RoutingPolicy.suppressed`
+   (pairs).
+
+Accounting: ``routed`` is recomputed from the pairs left, so an event whose every pair was removed
+counts as ``rows_unrouted`` and ``rows_in = rows_reported + rows_unrouted + rows_quarantined +
+rows_duplicate + rows_failed`` still holds; ``rows_inhibited`` and ``rows_renotify_suppressed`` are
+informational counts of removed (event, recipient) pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from herald.constituency.inhibitions import Inhibition, inhibited_mask
+from herald.contacts.routing import AbuseContactRouter
+from herald.reports.renotify import RenotifyWindow, event_keys
+from herald.route import Assignment, Router
+from herald.schema.registry import ReportType
+
+
+class RoutingPolicy:
+    """The run's policy (one per run; :meth:`start_type` / :meth:`finish_type` per report type).
+
+    Args:
+        router: the run's router.
+        day: ``YYYY-MM-DD``.
+        data_dir: ``[paths] data`` (re-notification records).
+        abuse: the abuse-contact step, or ``None`` when disabled.
+        inhibitions: the inhibitions (those not in force on ``day`` are ignored).
+        window_of: ``(recipient, type name) -> days`` (0: no window).
+        key_columns: type name -> event key columns (``[abuse_contacts] renotify_keys``).
+    """
+
+    def __init__(self, router: Router, day: str, data_dir: Path, *,
+                 abuse: AbuseContactRouter | None = None, inhibitions: list[Inhibition] = (),
+                 window_of: Callable[[object, str], int] | None = None,
+                 key_columns: dict[str, tuple[str, ...]] | None = None, max_window: int = 0) -> None:
+        self.router, self.day, self.data_dir = router, day, Path(data_dir)
+        self.abuse = abuse
+        self.inhibitions = [i for i in inhibitions if i.in_force(day)]
+        self.window_of = window_of or (lambda r, t: 0)
+        self.key_columns = key_columns or {}
+        self.max_window = max_window
+        self.inhibited = 0
+        self.suppressed = 0
+        self._window: RenotifyWindow | None = None
+        # A law-enforcement partner has one entry per operation: a name may have several.
+        self._rids_by_name: dict[str, list[int]] = {}
+        for i, r in enumerate(router.recipients):
+            self._rids_by_name.setdefault(r.name, []).append(i)
+
+    def start_type(self, rtype: ReportType) -> None:
+        """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""
+        self._window = None
+        if self.max_window > 0:
+            by_slug: dict = {}
+
+            def window(slug: str) -> int:
+                if slug not in by_slug:  # automatic recipients are added while routing
+                    by_slug.update({r.slug: r for r in self.router.recipients})
+                return self.window_of(by_slug[slug], rtype.name)
+
+            self._window = RenotifyWindow(self.data_dir, self.day, rtype.name, self.max_window, window)
+
+    def finish_type(self) -> None:
+        """Write the type's re-notification record of the day."""
+        if self._window is not None:
+            self._window.finish()
+            self._window = None
+
+    def apply(self, table: pa.Table, rtype: ReportType, a: Assignment) -> Assignment:
+        """The pairs of one batch to report (see the module docstring)."""
+        if self.abuse is not None:
+            a = self.abuse.extend(table, rtype, a)
+        drop = np.zeros(len(a.event), dtype=bool)
+        if self.inhibitions and len(a.event):
+            everyone = inhibited_mask(table, self.inhibitions, self.day, rtype.name, None)
+            drop |= everyone[a.event]
+            # Recipient-specific inhibitions: one mask per named recipient present in the batch.
+            for name in sorted({i.recipient for i in self.inhibitions if i.recipient is not None}):
+                rids = self._rids_by_name.get(name)
+                sel = np.isin(a.recipient, rids) if rids is not None else None
+                if sel is not None and sel.any():
+                    m = inhibited_mask(table, self.inhibitions, self.day, rtype.name, name)
+                    drop[sel] |= m[a.event[sel]]
+            self.inhibited += int(drop.sum())
+        if self._window is not None and len(a.event):
+            keep = np.flatnonzero(~drop)
+            rids, inv = np.unique(a.recipient[keep], return_inverse=True)
+            slugs = [self.router.recipients[r].slug for r in rids.tolist()]
+            keys = event_keys(table, rtype.address_column, self.key_columns.get(rtype.name))
+            sup = self._window.apply(keys[a.event[keep]], inv.astype(np.int64), slugs)
+            drop[keep[sup]] = True
+            self.suppressed += int(sup.sum())
+        if not drop.any():
+            return a
+        ev, rid = a.event[~drop], a.recipient[~drop]
+        routed = np.zeros(len(a.routed), dtype=bool)
+        routed[ev] = True
+        return Assignment(ev, rid, routed)
+
+
+def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolicy, list[str]]:
+    """The run's :class:`RoutingPolicy` from the configuration and the database.
+
+    - ``[abuse_contacts]`` (:func:`herald.contacts.settings.abuse_contact_settings`); with
+      ``enabled`` the imported contact data is loaded once and the overrides listed (no data
+      imported: a warning, and no abuse-contact routing);
+    - the inhibitions in force on ``day``;
+    - windows: a recipient's ``renotify_days`` in its ``[[recipients]]`` table, else for automatic
+      recipients ``[abuse_contacts] renotify_types`` / ``renotify_days``, else none.
+
+    Returns:
+        ``(policy, warnings)``.
+
+    Raises:
+        ConfigError: invalid ``[abuse_contacts]`` or ``renotify_days`` values.
+    """
+    from herald.constituency.inhibitions import list_inhibitions
+    from herald.contacts.overrides import list_overrides
+    from herald.contacts.routing import KIND
+    from herald.contacts.settings import abuse_contact_settings
+    from herald.contacts.store import ContactDataError, load_contacts
+    from herald.errors import ConfigError
+
+    warnings: list[str] = []
+    ac = abuse_contact_settings(settings.raw)
+    abuse = None
+    if ac.enabled:
+        try:
+            abuse = AbuseContactRouter(router, load_contacts(settings.paths.data), ac, list_overrides(db))
+        except ContactDataError as exc:
+            warnings.append(f"abuse contacts enabled but not routed: {exc}")
+    own: dict[str, int] = {}
+    for spec in settings.recipients_spec:
+        if isinstance(spec, dict) and "renotify_days" in spec:
+            v = spec["renotify_days"]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"recipient {spec.get('name')!r}: renotify_days must be an "
+                                  f"integer >= 0 (days), not {v!r}")
+            own[str(spec.get("name", "")).strip()] = v
+
+    def window_of(r, type_name: str) -> int:
+        if r.name in own:
+            return own[r.name]
+        return ac.window(type_name) if r.kind == KIND else 0
+
+    max_window = max([ac.renotify_days, *ac.renotify_types.values(), *own.values()]) if (
+        abuse is not None or own) else 0
+    return RoutingPolicy(router, day, settings.paths.data, abuse=abuse,
+                         inhibitions=list_inhibitions(db, day), window_of=window_of,
+                         key_columns=ac.renotify_keys, max_window=max_window), warnings

@@ -1,0 +1,1 @@
+"""English templates for automatic abuse-contact recipients (package for setuptools package-data)."""
