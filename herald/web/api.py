@@ -69,7 +69,8 @@ def _state(request: Request) -> WebState:
 
 
 def client_ip(request: Request) -> str:
-    """The client's address (the socket peer; Herald does not trust forwarding headers)."""
+    """The client's address: the socket peer, or, when that is one of ``[web] trusted_proxies``,
+    the forwarded client (set by the proxy-headers middleware, :mod:`herald.web.app`)."""
     return request.client.host if request.client else "unknown"
 
 
