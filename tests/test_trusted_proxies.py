@@ -71,7 +71,7 @@ def test_a_dual_stack_listener_sees_ipv4_proxies_as_mapped_addresses(dep):
                              "198.51.100.4"]) == [404] * 4
 
 
-def test_trusted_proxies_setting_is_checked(tmp_path):
+def test_trusted_proxies_setting_is_checked():
     settings = load_settings(EXAMPLES / "herald.toml")
     settings.raw = dict(settings.raw, web={"trusted_proxies": ["127.0.0.1", "10.0.0.0/8"]})
     assert set(WebConfig.from_settings(settings).trusted_proxies) >= {"127.0.0.1/32", "10.0.0.0/8"}
