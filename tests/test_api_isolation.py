@@ -159,9 +159,11 @@ def test_forged_ids_never_escape(world, data):
     f = data.draw(st.one_of(st.sampled_from(files), st.sampled_from(
         ["../herald.db", "../../data/secret.key", "/etc/passwd", ".", "..", "x/../" + files[0]]),
         st.text(max_size=30)))
-    # ids name the target's live API key and are made on the app clock, like real ones
+    # ids name the target's live API key and its secret, made on the app clock, like real ones
+    key_id = w.keys[target].key_id
     token = w.state.server_key.fernet("download").encrypt_at_time(json.dumps(
-        {"r": w.ids[target], "d": day, "f": f, "k": w.keys[target].key_id}).encode(),
+        {"r": w.ids[target], "d": day, "f": f, "k": key_id,
+         "s": keys.current_fingerprint(w.state.db, key_id)}).encode(),
         int(w.state.clock().timestamp())).decode()
     r = call(w, caller, "reports/download", {"id": token})
     plain = w.client.get(f"/dl/{token}")

@@ -1,4 +1,4 @@
-"""Findings of the attack review that are not fixed yet: each test fails today (strict xfail)."""
+"""Findings of the attack review: each test failed before its fix (tracked as a strict xfail until then)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,12 @@ import hmac
 import json
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 
 from herald.web import keys
 from herald.web.testing import build_deployment
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING (low): download ids are bound to the API key id, not to the secret that listed "
-    "them. After 'apikeys rotate --grace-days 0' (the answer to a leaked secret short of "
-    "revoking every link), /dl/<id> links the thief listed with the old secret keep serving the "
-    "CSV until download_ttl (24 h). Fix: seal the secret's fingerprint (secret_hash) in the id "
-    "and serve only while it is the current or the still-valid previous secret."))
 def test_download_links_listed_with_a_rotated_out_secret_die(tmp_path):
     dep = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'herald.db'}")
     key = keys.create_key(dep.db, dep.server_key, "Example Mobile RO", "test")
@@ -37,19 +30,12 @@ def test_download_links_listed_with_a_rotated_out_secret_die(tmp_path):
     assert status == 404
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING (medium, availability): behind the reverse proxy docs/api.md requires for anything "
-    "but loopback, every client has the proxy's address (herald serve runs uvicorn with "
-    "proxy_headers=False and client_ip ignores X-Forwarded-For), so all clients share ONE "
-    "per-address bucket: one client's 300 requests a minute (unauthenticated /dl/x suffices) "
-    "answer 429 to every recipient's API calls, downloads and logins. Fix: a trusted-proxy "
-    "setting (uvicorn forwarded_allow_ips / proxy_headers, loopback by default) so the limiter "
-    "sees the real client."))
 def test_clients_behind_the_reverse_proxy_do_not_share_one_rate_bucket(tmp_path):
     from herald.web.app import WebConfig
 
     dep = build_deployment(tmp_path, f"sqlite:///{tmp_path / 'herald.db'}",
-                           config=WebConfig(rate_per_key=0, rate_per_ip=3))
+                           config=WebConfig(rate_per_key=0, rate_per_ip=3,
+                                            trusted_proxies=["127.0.0.1"]))
     proxy = TestClient(dep.app, client=("127.0.0.1", 40000))
     for _ in range(5):  # the attacker, through the proxy
         proxy.get("/dl/" + "x" * 50, headers={"X-Forwarded-For": "203.0.113.66"})

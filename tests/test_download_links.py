@@ -3,6 +3,7 @@ ids with trailing or embedded bytes are refused, and ids never reach the access 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -153,3 +154,48 @@ def test_herald_serve_runs_uvicorn_with_the_redacting_access_log(monkeypatch):
     config = seen["log_config"]
     assert "redact_download_ids" in config["handlers"]["access"]["filters"]
     assert config["filters"]["redact_download_ids"]["()"] is RedactDownloadIds
+
+
+def test_links_follow_the_secret_that_listed_them_through_a_rotation(dep):
+    """A rotation with a grace period keeps the old secret's links alive until the grace period
+    ends (or the key is revoked); links listed with the new secret work at once; an id carrying no
+    or a wrong secret fingerprint (crafted with the server key, or issued by an older version) is
+    refused."""
+    from datetime import timedelta
+
+    from herald.store.db import ApiKeyRow, utcnow
+    from herald.web.api import download_token
+
+    key, old_links = _links(dep, "CERT.at")
+    new = keys.rotate_key(dep.db, dep.server_key, key.key_id, "test", grace=timedelta(days=1))
+    rotated = keys.NewKey(key.key_id, new.secret, new.info)
+    new_links = call(dep.client, rotated, "reports/list").json()
+    assert new_links and call(dep.client, key, "reports/list").status_code == 200  # grace period
+    for item in old_links + new_links:
+        assert dep.client.get(f"/dl/{item['id']}").status_code == 200
+    st = dep.app.state.herald
+    entry = st.catalog.report_file(
+        _recipient(dep, "CERT.at"), old_links[0]["timestamp"], old_links[0]["file"])
+    rid = new.info.recipient_id
+    for fp in ["", "0" * 32, hashlib.sha256(key.secret.encode()).hexdigest()[:31] + "0"]:
+        assert dep.client.get(f"/dl/{download_token(st, entry, rid, key.key_id, fp)}").status_code == 404
+    legacy = st.server_key.fernet("download").encrypt_at_time(json.dumps(
+        {"r": rid, "d": entry.day, "f": entry.file, "k": key.key_id}).encode(),
+        int(st.clock().timestamp())).decode()
+    assert dep.client.get(f"/dl/{legacy}").status_code == 404
+    # the grace period ends: the old secret's links die, the new secret's live on
+    with dep.db.session() as s:
+        s.execute(sa.update(ApiKeyRow).where(ApiKeyRow.key_id == key.key_id)
+                  .values(prev_valid_until=utcnow() - timedelta(seconds=1)))
+    for item in old_links:
+        assert dep.client.get(f"/dl/{item['id']}").status_code == 404
+        assert call(dep.client, rotated, "reports/download", {"id": item["id"]}).status_code == 404
+    for item in new_links:
+        assert dep.client.get(f"/dl/{item['id']}").status_code == 200
+
+
+def _recipient(dep, name):
+    with dep.db.session() as s:
+        row = s.scalars(sa.select(RecipientRow).where(RecipientRow.name == name)).one()
+        s.expunge(row)
+        return row

@@ -25,6 +25,8 @@ def run(args) -> int:
 
     app = create_app(load_settings(args.config))
     # The access log never holds a download id (/dl/<id> is a credential): see herald.web.logs.
+    # proxy_headers=False: forwarding headers are honoured only from [web] trusted_proxies, by
+    # the app itself (herald.web.app), never from uvicorn's default of trusting loopback.
     uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, server_header=False,
                 log_level="info", log_config=uvicorn_log_config())
     return 0

@@ -7,8 +7,9 @@ lowercase hex HMAC-SHA256 of the exact body bytes keyed with the key's secret (a
 A caller only ever sees its own recipient's reports and events (:mod:`herald.web.catalog`).
 
 Report ids are Fernet tokens (encrypted and authenticated with the server key, see
-:mod:`herald.web.crypto`) naming recipient, day and file; they expire after ``download_ttl``
-seconds, cannot be forged or altered, and are useless to another recipient's key.
+:mod:`herald.web.crypto`) naming recipient, day, file, the listing API key and the fingerprint of
+the secret that signed the listing; they expire after ``download_ttl`` seconds, cannot be forged or
+altered, are useless to another recipient's key, and die when that secret is rotated out.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from herald.web.catalog import (
     parse_dates,
 )
 from herald.web.crypto import InvalidToken
-from herald.web.keys import Caller, key_active, remember_nonce, verify_request
+from herald.web.keys import (
+    Caller, current_fingerprint, key_active, remember_nonce, verify_request,
+)
 from herald.web.query import MAX_QUERY_PAGE, query_events
 
 router = APIRouter()
@@ -66,7 +69,8 @@ def _state(request: Request) -> WebState:
 
 
 def client_ip(request: Request) -> str:
-    """The client's address (the socket peer; Herald does not trust forwarding headers)."""
+    """The client's address: the socket peer, or, when that is one of ``[web] trusted_proxies``,
+    the forwarded client (set by the proxy-headers middleware, :mod:`herald.web.app`)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -180,11 +184,16 @@ def _shares(st: WebState, caller: Caller):
     return shares
 
 
-def download_token(st: WebState, entry: ReportEntry, recipient_id: int, key_id: str) -> str:
-    """An opaque, expiring report id for ``entry``, bound to the API key ``key_id`` that listed
-    it (the id dies with the key)."""
-    payload = json.dumps({"r": recipient_id, "d": entry.day, "f": entry.file, "k": key_id},
-                         separators=(",", ":"))
+def download_token(st: WebState, entry: ReportEntry, recipient_id: int, key_id: str,
+                   secret_fp: str | None = None) -> str:
+    """An opaque, expiring report id for ``entry``, bound to the API key ``key_id`` that listed it
+    and to the secret that signed the listing (``secret_fp``, :func:`herald.web.keys.fingerprint`;
+    ``None``: the key's current secret).  The id dies with the key and when that secret is
+    rotated out (:func:`resolve_token`)."""
+    if secret_fp is None:
+        secret_fp = current_fingerprint(st.db, key_id) or ""
+    payload = json.dumps({"r": recipient_id, "d": entry.day, "f": entry.file, "k": key_id,
+                          "s": secret_fp}, separators=(",", ":"))
     f = st.server_key.fernet(_DL_LABEL)
     return f.encrypt_at_time(payload.encode(), int(st.clock().timestamp())).decode("ascii")
 
@@ -203,7 +212,9 @@ def _canonical_token(token: Any) -> bool:
 
 def resolve_token(st: WebState, token: str) -> tuple[int, str, str] | None:
     """``(recipient_id, day, file)`` of a valid, unexpired report id whose API key is still
-    active (not revoked or expired) and whose recipient is enabled, else ``None``.
+    active (not revoked or expired), whose listing secret is still the key's current one or its
+    previous one within the rotation grace period, and whose recipient is enabled, else ``None``
+    (ids without a secret fingerprint, issued by older versions, too).
 
     The id must be canonical (:func:`_canonical_token`); its age is measured on the app clock.
     """
@@ -214,10 +225,10 @@ def resolve_token(st: WebState, token: str) -> tuple[int, str, str] | None:
         now = int(st.clock().timestamp())
         doc = json.loads(f.decrypt_at_time(token.encode("ascii"), st.config.download_ttl, now))
         found = int(doc["r"]), str(doc["d"]), str(doc["f"])
-        key_id = str(doc["k"])
+        key_id, secret_fp = str(doc["k"]), str(doc["s"])
     except (InvalidToken, ValueError, KeyError, TypeError, UnicodeError):
         return None
-    if not key_active(st.db, key_id, found[0]):
+    if not key_active(st.db, key_id, found[0], secret_fp):
         return None
     return found
 
@@ -361,7 +372,7 @@ def list_reports(request, st, caller, body):
     base = str(request.base_url)
     out = []
     for e in _entries(st, caller, body, MAX_LIST_DAYS)[:limit]:
-        token = download_token(st, e, caller.recipient_id, caller.key_id)
+        token = download_token(st, e, caller.recipient_id, caller.key_id, caller.secret_fp)
         out.append({"id": token, "file": e.file, "type": e.type, "report": e.slug,
                     "timestamp": e.day, "url": f"{base}dl/{token}"})
     return out

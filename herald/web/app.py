@@ -13,12 +13,20 @@ with uvicorn.  The ``[web]`` table of the configuration file tunes it (all optio
     secure_cookies = false    # true behind HTTPS: session cookie only over TLS
     replay_window = 300       # seconds: oldest accepted timestamp of replay-protected keys
     rotation_grace_days = 7   # how long a rotated API secret stays valid
+    trusted_proxies = []      # addresses/CIDRs of reverse proxies whose X-Forwarded-For counts
+
+Behind a reverse proxy every request comes from the proxy's address.  When the socket peer is in
+``trusted_proxies``, the client is instead the right-most ``X-Forwarded-For`` address that is not
+itself a trusted proxy (uvicorn's :class:`~uvicorn.middleware.proxy_headers.ProxyHeadersMiddleware`,
+which also takes ``X-Forwarded-Proto``); from any other peer the forwarding headers are ignored,
+so a client cannot choose its own address (rate limits, login records).  Default: trust nobody.
 
 Secrets are not configured here: see :mod:`herald.web.crypto` for the server key.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from herald.config import Settings
+from herald.errors import ConfigError
 from herald.schema.registry import Registry, default_registry
 from herald.store.db import Database, open_db
 from herald.web.catalog import Catalog
@@ -57,13 +66,49 @@ class WebConfig:
     secure_cookies: bool = False
     replay_window: int = 300
     rotation_grace_days: float = 7
+    #: networks of trusted reverse proxies, normalised by :func:`proxy_networks`
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.trusted_proxies = proxy_networks(self.trusted_proxies)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WebConfig":
-        """Read ``settings.raw["web"]``; unknown keys are ignored."""
+        """Read ``settings.raw["web"]``; unknown keys are ignored.
+
+        Raises:
+            ConfigError: ``trusted_proxies`` is not a list of addresses or networks.
+        """
         raw = settings.raw.get("web", {}) if isinstance(settings.raw, dict) else {}
-        kwargs = {k: type(getattr(cls, k))(v) for k, v in raw.items() if hasattr(cls, k)}
+        kwargs = {k: v if k == "trusted_proxies" else type(getattr(cls, k))(v)
+                  for k, v in raw.items() if hasattr(cls, k)}
         return cls(**kwargs)
+
+
+def proxy_networks(value: Any) -> tuple[str, ...]:
+    """``[web] trusted_proxies`` as network texts: each entry an IP address or a CIDR network
+    without host bits; an IPv4 network also yields its IPv4-mapped IPv6 form (a dual-stack
+    listener sees ``::ffff:10.0.0.1``).
+
+    Raises:
+        ConfigError: not a list of strings, or an entry that is no address or network (``*``
+            included: trusting every peer would let any client choose its address).
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigError("[web] trusted_proxies must be a list of addresses or CIDR networks")
+    out: list[str] = []
+    for item in value:
+        try:
+            net = ipaddress.ip_network(item.strip() if isinstance(item, str) else None)
+        except (ValueError, TypeError):
+            raise ConfigError(f"[web] trusted_proxies: {item!r} is not an IP address or a "
+                              "CIDR network (without host bits)") from None
+        nets = [net]
+        if net.version == 4:
+            nets.append(ipaddress.ip_network(
+                f"::ffff:{net.network_address}/{96 + net.prefixlen}"))
+        out.extend(str(n) for n in nets if str(n) not in out)
+    return tuple(out)
 
 
 @dataclass
@@ -126,6 +171,11 @@ def create_app(settings: Settings, db: Database | None = None, server_key: Serve
     app.add_middleware(SecurityHeadersMiddleware)
     # Outermost of ours: an oversized body is refused before any other code reads it.
     app.add_middleware(BodyLimitMiddleware, max_body=config.max_body)
+    if config.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        # Outermost: every handler and limiter sees the forwarded client of a trusted proxy.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(config.trusted_proxies))
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request, exc):  # noqa: ANN001

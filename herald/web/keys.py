@@ -76,10 +76,18 @@ class Caller:
     slug: str
     replay_protection: bool
     expires_at: datetime | None
+    #: :func:`fingerprint` of the secret that signed the request (current or previous one)
+    secret_fp: str = ""
 
 
 def _hash(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
+
+
+def fingerprint(secret_hash: str) -> str:
+    """The fingerprint of a stored secret hash (``sha256:<hex>``): the first 16 bytes of the
+    secret's SHA-256, hex.  Download ids seal it, so they die with the secret that listed them."""
+    return secret_hash.removeprefix("sha256:")[:32]
 
 
 def _state(row: ApiKeyRow, now: datetime) -> str:
@@ -246,18 +254,19 @@ def verify_request(db: Database, server_key: ServerKey, key_id: str, body: bytes
         if row is None or row.secret_enc is None:
             hmac.compare_digest(hmac.new(_DUMMY, body, hashlib.sha256).hexdigest(), signature)
             return None
-        secrets_ = [row.secret_enc]
+        secrets_ = [(row.secret_enc, row.secret_hash)]
         if row.prev_secret_enc and row.prev_valid_until and row.prev_valid_until > now:
-            secrets_.append(row.prev_secret_enc)
-        ok = False
-        for enc in secrets_:
+            secrets_.append((row.prev_secret_enc, row.prev_secret_hash or ""))
+        signed_by = ""
+        for enc, stored_hash in secrets_:
             try:
                 secret = server_key.decrypt(_SECRET_LABEL, enc)
             except InvalidToken:
                 continue
             # Every candidate is compared (no early exit), in constant time.
-            ok |= hmac.compare_digest(sign(secret, body), signature)
-        if not ok or _state(row, now) != "active":
+            if hmac.compare_digest(sign(secret, body), signature):
+                signed_by = fingerprint(stored_hash)
+        if not signed_by or _state(row, now) != "active":
             return None
         rcpt = s.get(RecipientRow, row.recipient_id)
         if rcpt is None or rcpt.disabled:
@@ -267,16 +276,35 @@ def verify_request(db: Database, server_key: ServerKey, key_id: str, body: bytes
         if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
             row.last_used_at = now
         return Caller(row.key_id, rcpt.id, rcpt.name, rcpt.slug, bool(row.replay_protection),
-                      row.expires_at)
+                      row.expires_at, signed_by)
 
 
-def key_active(db: Database, key_id: str, recipient_id: int) -> bool:
+def current_fingerprint(db: Database, key_id: str) -> str | None:
+    """:func:`fingerprint` of the current secret of API key ``key_id``; ``None``: no such key."""
+    with db.session() as s:
+        stored = s.scalars(sa.select(ApiKeyRow.secret_hash)
+                           .where(ApiKeyRow.key_id == str(key_id))).one_or_none()
+    return fingerprint(stored) if stored else None
+
+
+def key_active(db: Database, key_id: str, recipient_id: int, secret_fp: str) -> bool:
     """``True`` when API key ``key_id`` exists, belongs to ``recipient_id``, is neither revoked nor
-    expired, and its recipient is enabled (download ids die with their key)."""
+    expired, its recipient is enabled, and ``secret_fp`` (:func:`fingerprint`) names its current
+    secret or its previous one during a rotation's grace period: download ids die with their key
+    and with the secret that listed them.  Fingerprints are compared in constant time."""
     now = utcnow()
     with db.session() as s:
         row = s.scalars(sa.select(ApiKeyRow).where(ApiKeyRow.key_id == str(key_id))).one_or_none()
         if row is None or row.recipient_id != recipient_id or _state(row, now) != "active":
+            return False
+        live = [row.secret_hash]
+        if row.prev_secret_hash and row.prev_valid_until and row.prev_valid_until > now:
+            live.append(row.prev_secret_hash)
+        given = str(secret_fp).encode("ascii", "replace")
+        matched = False
+        for stored in live:  # every candidate compared, no early exit
+            matched |= hmac.compare_digest(fingerprint(stored).encode("ascii"), given)
+        if not secret_fp or not matched:
             return False
         rcpt = s.get(RecipientRow, row.recipient_id)
         return rcpt is not None and not rcpt.disabled
