@@ -1,4 +1,5 @@
-"""Time composing report messages (``herald.deliver.eml.compose_report``), per report size.
+"""Time composing report messages (``herald.deliver.eml.compose_report``, the daily run's builder
+herald.deliver.report_message with explicit options), per report size.
 
 Usage::
 
@@ -55,7 +56,8 @@ def main() -> None:
     base = int(ipaddress.IPv4Address("10.0.0.0"))
     big = Recipient(name="Big ISP", email="abuse@big.example", asns=list(range(64496, 64596)),
                     cidrs=[ipaddress.IPv4Network((base + 256 * i, 24)) for i in range(args.cidrs)])
-    # The daily run passes a copy with text CIDRs (herald.pipeline._message_recipient).
+    # The same owner with its networks as text (the daily run composes with its recipients as it
+    # routed them: herald.deliver.messages.write_message).
     big_text = Recipient(name="Big ISP text", email="abuse@big.example", asns=big.asns,
                          cidrs=[str(n) for n in big.cidrs])
     total_cpu, total_n = 0.0, 0

@@ -69,8 +69,9 @@ def _old_own_events(catalog, shares, day: str, type_name: str):
     import pyarrow as pa
 
     from herald.route import Router
+    from herald.store.events import type_dir
 
-    base = catalog.settings.paths.data / "events" / f"date={day}" / f"type={type_name}"
+    base = type_dir(catalog.settings.paths.data, day, type_name)
     files = sorted(str(p) for p in base.glob("*.parquet"))
     if not files:
         return None
@@ -210,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(json.dumps(info), flush=True)
     _setup(args.root, args.events)
-    store = sum(p.stat().st_size for p in
-                (args.root / "data" / "events" / f"date={DAY}" / f"type={args.type}").glob("*.parquet"))
+    from herald.store.events import type_dir
+
+    store = sum(p.stat().st_size for p in type_dir(args.root / "data", DAY, args.type).glob("*.parquet"))
     print(f"day: {args.events:,} events; {args.type} Parquet {store / 1e6:.1f} MB", flush=True)
     results: dict = {"machine": info, "callers": {}}
     for label, (name, nrows) in _callers(args.root, args.type).items():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's Chromium for the browser tests (tests/test_browser*.py), idempotently.
+# Install Debian's Chromium for the browser tests (tests/web/test_browser*.py), idempotently.
 # Playwright drives it through executable_path=/usr/bin/chromium; Playwright's own browser
 # download is not used (and not reachable from CI).
 set -euo pipefail

@@ -7,7 +7,7 @@ For each sample below, IntelMQ's parser bot runs in library mode (``BotLibSettin
 ``pip install intelmq==3.5.0`` when missing, outside the repository: IntelMQ is AGPL and not a Herald
 dependency), with the whole file as one report.  Its events are written, one JSON object per line
 with sorted keys and without ``time.observation`` (the time of the run), to
-``tests/data/feeds/<feed>/<sample stem>.intelmq.jsonl``.  ``tests/test_feed_conformance_new.py``
+``tests/data/feeds/<feed>/<sample stem>.intelmq.jsonl``.  ``tests/sources/test_feed_conformance_new.py``
 compares Herald's tables with them field by field.
 
 The URLhaus per-TLD/country/ASN feed is read with IntelMQ's generic CSV parser and the parameters

@@ -1,5 +1,5 @@
 """Regenerate ``tests/data/feeds/<feed>/<file>.intelmq.jsonl``: IntelMQ 3.5.0's parser output for
-IntelMQ's own parser test files, the reference of ``tests/test_feed_conformance.py``.
+IntelMQ's own parser test files, the reference of ``tests/sources/test_feed_conformance.py``.
 
 Run it with the Python of a virtual environment that has IntelMQ (outside the repository; it is not
 part of the test suite)::

@@ -1,6 +1,6 @@
 """Shared helpers for the delivery tests: a real SMTP server (aiosmtpd on 127.0.0.1, ephemeral
 port) whose replies the test controls, a self-signed certificate, throw-away GnuPG homes, report
-files and settings.  Imported by tests/test_deliver*.py, test_smtp*.py, test_pgp*.py; its fixture
+files and settings.  Imported by the tests of tests/deliver/ (and a few others); its fixture
 (``gpg_keys``) is a pytest plugin registered in ``tests/conftest.py``."""
 
 from __future__ import annotations

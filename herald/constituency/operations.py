@@ -30,6 +30,7 @@ from herald.store import audit
 from herald.store.db import (
     Database, NotFound, OperationPartnerRow, OperationRow, RecipientRow,
 )
+from herald.store.events import day_dir, event_files, event_types
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")
 
@@ -279,8 +280,8 @@ def operation_stats(db: Database, data_dir: str | Path, operation: str | int,
 
     info = get_operation(db, operation)
     day = _date(day, "day")
-    base = Path(data_dir) / "events" / f"date={day.isoformat()}"
-    files = sorted(str(p) for p in base.glob("type=*/*.parquet"))
+    base = day_dir(data_dir, day)
+    files = sorted(str(p) for t in event_types(data_dir, day) for p in event_files(data_dir, day, t))
     if not files:
         return OperationStats(info.name, day, 0, [], [], 0)
     con = duckdb.connect()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from herald.constituency.networks import Networks
 from herald.errors import ConfigError
+from herald.names import slugify  # noqa: F401  (re-exported: part of this module's API)
 from herald.schema.registry import SEVERITY_LEVELS
 
 KINDS = ("network_owner", "national_cert", "law_enforcement")
@@ -53,17 +53,6 @@ RECIPIENT_KEYS = frozenset({
 _CC_RE = re.compile(r"^[A-Z]{2}$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9-]{1,63}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def slugify(name: str) -> str:
-    """File-name-safe slug of a recipient name: lowercase ASCII letters, digits and ``_``.
-
-    ``"CERT-Example (national)"`` gives ``cert_example_national``.  Hyphens are not kept because
-    ``-`` separates the parts of a Shadowserver report file name (report-filename.md).
-    """
-    ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "_", ascii_.lower()).strip("_")
-    return slug or "recipient"
 
 
 @dataclass

@@ -22,19 +22,32 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from herald.constituency.recipients import Recipient
 from herald.fsutil import same_content
 from herald.reports.cells import escape_formulas
 from herald.schema.registry import TIMESTAMP_TYPE, ReportType
 
 
-def report_filename(day: str, rtype: ReportType, recipient: Recipient, ext: str = "csv") -> str:
+class ReportOwner(Protocol):
+    """What a report file name needs of its recipient's share (a
+    :class:`herald.constituency.recipients.Recipient` has it)."""
+
+    @property
+    def slug(self) -> str:
+        """The recipient's (or operation's) file-name slug."""
+
+    @property
+    def filter_label(self) -> str:
+        """What the share was selected by (``asn``, ``cidr``, ``geo``...)."""
+
+
+def report_filename(day: str, rtype: ReportType, recipient: ReportOwner, ext: str = "csv") -> str:
     """``YYYY-MM-DD-<type>-<slug>-<filter>.<ext>``."""
     return f"{day}-{rtype.name}-{recipient.slug}-{recipient.filter_label}.{ext}"
 

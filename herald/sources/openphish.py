@@ -2,7 +2,7 @@
 
 Source: https://openphish.com/phishing_feeds.html (``https://openphish.com/feed.txt``, the free
 community feed): one URL per line, nothing else: no header, no comments, no times.  IntelMQ parser:
-``intelmq.bots.parsers.openphish.parser`` (``tests/test_feed_conformance_new.py`` compares Herald with
+``intelmq.bots.parsers.openphish.parser`` (``tests/sources/test_feed_conformance_new.py`` compares Herald with
 it field by field).
 
 Detection: none.  A bare list of URLs proves no feed (any URL list has this layout, and the feed has

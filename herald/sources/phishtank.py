@@ -2,7 +2,7 @@
 
 Source: https://phishtank.org/developer_info.php (``online-valid.json``, ``online-valid.csv``;
 ``.json.gz``/``.csv.gz`` decompressed first).  IntelMQ parser: ``intelmq.bots.parsers.phishtank.parser``
-(JSON only); ``tests/test_feed_conformance_new.py`` compares Herald with it field by field.
+(JSON only); ``tests/sources/test_feed_conformance_new.py`` compares Herald with it field by field.
 
 - JSON: an array of objects with ``phish_id``, ``url``, ``phish_detail_url``, ``submission_time``,
   ``verified``, ``verification_time``, ``online``, ``target`` and ``details``, a list of objects with

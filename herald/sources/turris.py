@@ -2,7 +2,7 @@
 
 Source: https://view.sentinel.turris.cz/greylist-data/ (``greylist-latest.csv``; terms at
 ``greylist-data/LICENSE.txt``).  IntelMQ parser: ``intelmq.bots.parsers.turris.parser``
-(``tests/test_feed_conformance_new.py`` compares Herald with it field by field).
+(``tests/sources/test_feed_conformance_new.py`` compares Herald with it field by field).
 
 Layout: ``#`` comment lines, the header ``Address,Tags``, then one address per line with its tags,
 comma-separated and quoted when more than one (``103.155.105.100,"ftp,http"``).  Files of 2019 had

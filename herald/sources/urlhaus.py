@@ -20,7 +20,7 @@ The per-TLD/country/ASN feeds (https://urlhaus.abuse.ch/feeds/, ``/feeds/tld/<TL
 ``# Dateadded (UTC),URL,URL_status,Threat,Host,IPaddress,ASnumber,Country``, unquoted records and a
 ``# of entries: <n>`` trailer (checked when present).  IntelMQ reads them with
 ``intelmq.bots.parsers.generic.parser_csv`` configured as in its ``feeds.yaml``;
-``tests/test_feed_conformance_new.py`` compares Herald with it field by field.  Mapping as above, plus
+``tests/sources/test_feed_conformance_new.py`` compares Herald with it field by field.  Mapping as above, plus
 ip <- IPaddress (the address the host resolved to; else an IP-literal URL host), asn <- ASnumber,
 geo <- Country; timestamp and first_seen <- Dateadded (the feed has no last-online time).
 

@@ -16,15 +16,28 @@ import os
 import queue
 import tempfile
 import threading
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def partition_dir(data_dir: Path, day: str, report_type: str) -> Path:
-    """``<data>/events/date=<day>/type=<report_type>``."""
-    return Path(data_dir) / "events" / f"date={day}" / f"type={report_type}"
+def events_root(data_dir: Path) -> Path:
+    """``<data>/events``: the root of the event store."""
+    return Path(data_dir) / "events"
+
+
+def day_dir(data_dir: Path, day: str | date) -> Path:
+    """``<data>/events/date=<day>``: one day's partitions (``day`` as ``YYYY-MM-DD`` or a date)."""
+    if isinstance(day, date):
+        day = day.isoformat()
+    return events_root(data_dir) / f"date={day}"
+
+
+def type_dir(data_dir: Path, day: str | date, report_type: str) -> Path:
+    """``<data>/events/date=<day>/type=<report_type>``: one partition."""
+    return day_dir(data_dir, day) / f"type={report_type}"
 
 
 def write_events(data_dir: Path, day: str, report_type: str, key: str,
@@ -43,7 +56,7 @@ def write_events(data_dir: Path, day: str, report_type: str, key: str,
     Returns:
         ``(path, rows written)``.
     """
-    d = partition_dir(data_dir, day, report_type)
+    d = type_dir(data_dir, day, report_type)
     d.mkdir(parents=True, exist_ok=True)
     final = d / f"{key[:32]}.parquet"
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".parquet")
@@ -102,16 +115,32 @@ def _write_overlapped(writer: pq.ParquetWriter, batches) -> int:
     return rows
 
 
-def day_types(data_dir: Path, day: str) -> list[str]:
-    """Report types that have events stored for ``day``, sorted."""
-    base = Path(data_dir) / "events" / f"date={day}"
-    if not base.is_dir():
+def event_days(data_dir: Path) -> list[date]:
+    """The days that have a partition directory in the store (``date=YYYY-MM-DD``), sorted;
+    other names are ignored."""
+    root = events_root(data_dir)
+    days = []
+    for d in sorted(root.glob("date=*")) if root.is_dir() else []:
+        try:
+            day = date.fromisoformat(d.name.removeprefix("date="))
+        except ValueError:
+            continue
+        if d.name == f"date={day.isoformat()}":
+            days.append(day)
+    return days
+
+
+def event_types(data_dir: Path, day: str | date) -> list[str]:
+    """The report types that have a partition on ``day`` (``type=<name>``), sorted; a partition
+    may still be empty (see :func:`event_files`)."""
+    d = day_dir(data_dir, day)
+    if not d.is_dir():
         return []
-    return sorted(p.name.removeprefix("type=") for p in base.iterdir()
-                  if p.is_dir() and p.name.startswith("type=") and any(p.glob("*.parquet")))
+    return sorted(p.name.removeprefix("type=") for p in d.iterdir() if p.name.startswith("type="))
 
 
-def day_files(data_dir: Path, day: str, report_type: str) -> list[Path]:
-    """The Parquet files of one day and type, sorted by name (deterministic)."""
-    d = partition_dir(data_dir, day, report_type)
+def event_files(data_dir: Path, day: str | date, report_type: str) -> list[Path]:
+    """The Parquet files of one day and type, sorted by name (deterministic); temporary files
+    being written (``.tmp-*``) are not listed."""
+    d = type_dir(data_dir, day, report_type)
     return sorted(d.glob("[!.]*.parquet")) if d.is_dir() else []

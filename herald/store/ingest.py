@@ -26,7 +26,7 @@ from herald.fsutil import atomic_write
 from herald.schema.registry import Registry
 from herald.sources.inputs import open_input
 from herald.sources.shadowserver_csv import Quarantine
-from herald.store.events import write_events
+from herald.store.events import day_dir, write_events
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class StoredInput:
 
 def marker_path(data_dir: Path, day: str, sha256: str) -> Path:
     """The marker file of a stored input: ``<data>/events/date=<day>/_inputs/<sha[:32]>.json``."""
-    return Path(data_dir) / "events" / f"date={day}" / "_inputs" / f"{sha256[:32]}.json"
+    return day_dir(data_dir, day) / "_inputs" / f"{sha256[:32]}.json"
 
 
 def resumed_input(data_dir: Path, day: str, path: str, sha256: str) -> StoredInput | None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from herald.constituency.recipients import Recipient, slugify
 from herald.errors import StoreError
+from herald.names import slugify
 from herald.store import audit
 from herald.store.db import (
     Database, NotFound, RecipientRow, ReportRow, RunInputRow, RunRow, utcnow,
@@ -228,10 +228,20 @@ def fail_run(db: Database, run_id: int, error: str, summary: dict[str, Any] | No
             run.counts = counts
 
 
-def _recipient_id(s: Session, recipient: int | str | Recipient) -> tuple[int, str]:
+class ReportRecipient(Protocol):
+    """What the ledger needs of a report's recipient (a
+    :class:`herald.constituency.recipients.Recipient` has it): its database id if known, its
+    name, and the operation of a law-enforcement share (``None`` for its own report)."""
+
+    id: int | None
+    name: str
+    operation: str | None
+
+
+def _recipient_id(s: Session, recipient: int | str | ReportRecipient) -> tuple[int, str]:
     """Database id and scope (operation name or "") of a report's recipient."""
     scope = ""
-    if isinstance(recipient, Recipient):
+    if not isinstance(recipient, (int, str)):
         scope = recipient.operation or ""
         if recipient.id is not None:
             return recipient.id, scope
@@ -248,14 +258,14 @@ def _recipient_id(s: Session, recipient: int | str | Recipient) -> tuple[int, st
     return rid, scope
 
 
-def record_report(db: Database, run_id: int, recipient: int | str | Recipient, report_type: str,
+def record_report(db: Database, run_id: int, recipient: int | str | ReportRecipient, report_type: str,
                   day: date | str, rows: int, sha256: str, path: str,
                   scope: str | None = None) -> int:
     """Remember a report file; idempotent per (recipient, report type, day, scope).
 
     Args:
-        recipient: a :class:`Recipient` (by ``id``, else by name; its ``operation`` is the
-            scope), a database id, or a name/slug.
+        recipient: a :class:`ReportRecipient` such as a ``Recipient`` (by ``id``, else by
+            name; its ``operation`` is the scope), a database id, or a name/slug.
         scope: overrides the scope: ``""`` for the recipient's own report, or an operation name.
 
     Returns:

@@ -33,6 +33,7 @@ from herald.store import audit
 from herald.store.db import (
     AUDIT_MIN_RETENTION_DAYS, AuditRow, Database, OutboxRow, RunRow, utcnow,
 )
+from herald.store.events import events_root
 from herald.store.ledger import running_days
 
 _DAY_DIR = re.compile(r"^(?:date=)?(\d{4}-\d{2}-\d{2})$")
@@ -142,7 +143,7 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
     result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
 
     doomed: list[Path] = []
-    for parent, bucket in ((settings.paths.data / "events", result.event_days),
+    for parent, bucket in ((events_root(settings.paths.data), result.event_days),
                            (settings.paths.reports, result.report_days),
                            (settings.paths.outbox, result.outbox_days)):
         for day, path in _day_dirs(parent):

@@ -36,6 +36,7 @@ from herald.reports.read import read_report_csv
 from herald.route import Router
 from herald.schema.registry import Registry
 from herald.store.db import Database, RecipientRow, ReportRow
+from herald.store.events import event_types
 
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
@@ -256,11 +257,7 @@ class Catalog:
 
     def event_types(self, day: str) -> list[str]:
         """Report types with stored events on ``day``."""
-        d = self.settings.paths.data / "events" / f"date={day}"
-        if not d.is_dir():
-            return []
-        return sorted(p.name.removeprefix("type=") for p in d.iterdir()
-                      if p.name.startswith("type=") and p.name.removeprefix("type=") in self.registry)
+        return [t for t in event_types(self.settings.paths.data, day) if t in self.registry]
 
     def own_types(self, shares: list[Recipient], day: str) -> list[str]:
         """Registered report types the recipient of ``shares`` has report files of on ``day``

@@ -38,6 +38,7 @@ from fastapi.templating import Jinja2Templates
 from iso3166 import countries_by_alpha2
 
 from herald.schema import default_registry
+from herald.store.events import event_days, event_files, event_types
 from herald.web.app import TEMPLATES_DIR, WebState
 
 router = APIRouter(include_in_schema=False)
@@ -75,22 +76,16 @@ def _base_cells(data_dir: Path, start: date, today: date) -> list[tuple[str, str
     """``[(day, type, country or None, distinct addresses)]`` of the window (invalid geo: None)."""
     reg = default_registry()
     cells: dict[tuple[str, str, str | None], int] = {}
-    base = Path(data_dir) / "events"
     con = duckdb.connect()
     try:
-        for ddir in sorted(base.glob("date=*")) if base.is_dir() else []:
-            try:
-                day = date.fromisoformat(ddir.name.removeprefix("date="))
-            except ValueError:
-                continue
+        for day in event_days(data_dir):
             if not start <= day <= today:
                 continue
-            for tdir in sorted(ddir.glob("type=*")):
-                name = tdir.name.removeprefix("type=")
+            for name in event_types(data_dir, day):
                 if name not in reg:
                     continue
                 rtype = reg.get(name)
-                files = sorted(str(p) for p in tdir.glob("[!.]*.parquet"))
+                files = [str(p) for p in event_files(data_dir, day, name)]
                 if not files or not rtype.address_column:
                     continue
                 addr, geo = rtype.address_column, rtype.geo_column

@@ -5,7 +5,7 @@
 are IntelMQ *harmonization* field names (``source.ip``, ``classification.taxonomy``,
 ``extra.http_code``).  The aim is the output of IntelMQ 3.5.0's ``ShadowserverParserBot`` for the
 same CSV file, so that Herald can feed an existing IntelMQ installation and so that
-``tests/test_intelmq_conformance.py`` can check Herald against IntelMQ's own output.
+``tests/schema/test_intelmq_conformance.py`` can check Herald against IntelMQ's own output.
 
 Sources of the rules (this module is an independent implementation; it does not use IntelMQ):
 

@@ -1,6 +1,6 @@
 """PhishTank, OpenPhish, Turris greylist and DShield suspicious domains (issue 16): detection by
 content, values of the samples in tests/data/feeds/<feed>/, quarantine, routing by CIDR and domain.
-(Conformance with IntelMQ: tests/test_feed_conformance_new.py.)"""
+(Conformance with IntelMQ: tests/sources/test_feed_conformance_new.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from herald.route import Router
 from herald.sources import dshield_domains, openphish, phishtank, turris
 from herald.sources.detect import detect_format, parse_any
 
-DATA = Path(__file__).parent / "data" / "feeds"
+DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 PT_JSON = DATA / "phishtank" / "phishtank_online-valid.json"
 PT_CSV = DATA / "phishtank" / "phishtank_online-valid.csv"
 OP_IMQ = DATA / "openphish" / "openphish_feed.txt"
@@ -90,7 +90,7 @@ def test_detection_is_by_content(tmp_path):
     # The "Address,Tags" header makes a Turris file, whatever its name.
     assert detect_format(write(tmp_path, "x.csv", "Address,Tags\n192.0.2.1,http\n")) == "turris"
     # DShield's block list (also "dshield" in its banner) is not the domain list.
-    assert detect_format(str(Path(__file__).parent / "data" / "samples" / "feeds" / "dshield_block.txt")) == "dshield"
+    assert detect_format(str(Path(__file__).resolve().parents[1] / "data" / "samples" / "feeds" / "dshield_block.txt")) == "dshield"
     assert not dshield_domains.looks_like("# dshield\nSite\nexample.com\n")
     assert phishtank.looks_like_json({"phish_id", "phish_detail_url", "url"})
 

@@ -21,7 +21,7 @@ from herald.deliver.outbox import enqueue_reports, list_outbox
 from herald.store.db import open_db
 from tests.deliver_support import DAY, Handler, SmtpServer, make_report, make_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _herald(cfg: Path, *args: str) -> subprocess.Popen:

@@ -26,7 +26,7 @@ import pytest
 
 from herald.sources.detect import parse_any
 
-FEEDS = Path(__file__).parent / "data" / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
 
 
 def _iso(ts) -> str:

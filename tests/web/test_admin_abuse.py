@@ -28,7 +28,7 @@ from tests.test_bounces import dsn
 
 PW = "correct horse battery"
 ADMIN = "admin@herald.example"
-RPSL = Path(__file__).parent / "data" / "rpsl"
+RPSL = Path(__file__).resolve().parents[1] / "data" / "rpsl"
 #: The dumps' date (file mtime): 60 days before the app clock's day.
 DUMP_TIME = dt.datetime(2026, 10, 1, 12, tzinfo=dt.timezone.utc).timestamp()
 HOSTILE = "<script>alert(1)</script>"

@@ -28,7 +28,7 @@ from herald.pipeline import run_day
 from herald.reports.renotify import event_keys
 from herald.store.db import open_db
 
-RPSL = Path(__file__).parent / "data" / "rpsl"
+RPSL = Path(__file__).resolve().parents[1] / "data" / "rpsl"
 DAYS = ["2026-11-02", "2026-11-03", "2026-11-04"]
 WINDOW = 2  # day 1 reported, day 2 suppressed, day 3 (= 1 + WINDOW) reported again
 

@@ -25,8 +25,8 @@ from herald.contacts.rpsl import iter_objects, open_dump
 from herald.contacts.store import ContactDataError, load_contacts, write_contacts
 from herald.contacts.values import parse_asn, parse_mailboxes, parse_range
 
-DATA = Path(__file__).parent / "data" / "rpsl"
-SAMPLES = Path(__file__).parent / "data" / "samples" / "enrichment" / "ripe_rpsl"
+DATA = Path(__file__).resolve().parents[1] / "data" / "rpsl"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "enrichment" / "ripe_rpsl"
 SPLIT = ["ripe.db.inetnum", "ripe.db.inet6num", "ripe.db.aut-num", "ripe.db.organisation", "ripe.db.role"]
 #: Fixed mtime for the split files: 2026-10-01 12:00 UTC.
 MTIME = dt.datetime(2026, 10, 1, 12, tzinfo=dt.timezone.utc).timestamp()

@@ -13,8 +13,8 @@ from herald.sources import blocklists, cymru, spamhaus
 from herald.sources.detect import parse_any
 from herald.sources.dshield import unpad_ipv4
 
-FEEDS = Path(__file__).parent / "data" / "feeds"
-SAMPLES = Path(__file__).parent / "data" / "samples" / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "feeds"
 UTC = dt.timezone.utc
 
 

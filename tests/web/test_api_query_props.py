@@ -6,7 +6,7 @@ law-enforcement partner).  Hypothesis draws every column of every stored type, v
 JSON kind (integers including 10**400, floats, booleans, null, strings, lists, objects, stored
 addresses/host names/URLs of other recipients, CIDRs), facets and sorts on every column, types
 (repeated, unknown), dates and paging.  "Foreign" values come from the Parquet store minus the
-caller's own report files (see ``tests/test_api_query.py``).
+caller's own report files (see ``tests/web/test_api_query.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herald.web.testing import EXAMPLE_DAY
-from tests.test_api_query import NAMES, call, leaked, make_world, own_scope
+from tests.web.test_api_query import NAMES, call, leaked, make_world, own_scope
 
 HC = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 

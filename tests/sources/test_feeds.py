@@ -18,7 +18,7 @@ from herald.sources import abusech, blocklists, ctip, cymru, shodan, spamhaus
 from herald.sources.detect import detect_format, parse_any
 
 UTC = dt.timezone.utc
-DATA = Path(__file__).parent / "data" / "feeds"
+DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 
 
 def ts(*args) -> dt.datetime:

@@ -16,7 +16,7 @@ from herald.contacts.overrides import (
 )
 from herald.ipaddr import parse_ips
 from herald.store.db import AuditRow, open_db
-from tests.test_contacts import config, data_dir, dumps  # noqa: F401
+from tests.contacts.test_contacts import config, data_dir, dumps  # noqa: F401
 
 IPS = ["192.0.2.1", "192.0.2.130", "192.0.2.161", "198.51.100.1", "2001:db8::1", "bad"]
 

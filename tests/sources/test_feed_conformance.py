@@ -22,7 +22,7 @@ import pytest
 
 from herald.cli import main
 
-FEEDS = Path(__file__).parent / "data" / "feeds"
+FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
 
 #: Keys that may differ or be absent everywhere (as for Shadowserver, tests/data/conformance/README.md);
 #: ``raw`` may be present.  Herald always writes ``classification.taxonomy`` (IntelMQ's parsers

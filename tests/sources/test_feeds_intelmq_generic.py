@@ -16,7 +16,7 @@ from herald.sources.detect import detect_format, parse_any
 from herald.sources.shadowserver_csv import read_file
 
 UTC = dt.timezone.utc
-DATA = Path(__file__).parent / "data" / "feeds"
+DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 
 
 def ts(*args) -> dt.datetime:

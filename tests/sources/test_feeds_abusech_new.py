@@ -15,7 +15,7 @@ from herald.route import Router
 from herald.sources import sslbl, threatfox, urlhaus
 from herald.sources.detect import detect_format, parse_any
 
-DATA = Path(__file__).parent / "data" / "feeds"
+DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 URLHAUS = DATA / "urlhaus" / "urlhaus_csv_recent.csv"
 URLHAUS_FEED = DATA / "urlhaus" / "urlhaus_tld_ch.txt"
 THREATFOX = DATA / "threatfox" / "threatfox_recent.csv"

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from herald.store.events import day_files, partition_dir, write_events
+from herald.store.events import event_files, type_dir, write_events
 
 SCHEMA = pa.schema([("ip", pa.string()), ("asn", pa.int64())])
 
@@ -20,7 +20,7 @@ def batches(n: int, size: int = 1000):
 
 def test_write_events_same_bytes_as_a_plain_writer(tmp_path):
     out, rows = write_events(tmp_path, "2026-11-30", "scan_http", "ab" * 32, batches(7), SCHEMA)
-    assert rows == 7000 and out == partition_dir(tmp_path, "2026-11-30", "scan_http") / ("ab" * 16 + ".parquet")
+    assert rows == 7000 and out == type_dir(tmp_path, "2026-11-30", "scan_http") / ("ab" * 16 + ".parquet")
     plain = tmp_path / "plain.parquet"
     with pq.ParquetWriter(plain, SCHEMA, compression="zstd") as w:
         for b in batches(7):
@@ -41,8 +41,8 @@ def test_write_events_producer_failure_leaves_nothing(tmp_path):
 
     with pytest.raises(RuntimeError, match="bad input"):
         write_events(tmp_path, "2026-11-30", "scan_http", "ab" * 32, failing(), SCHEMA)
-    d = partition_dir(tmp_path, "2026-11-30", "scan_http")
-    assert list(d.iterdir()) == [] and day_files(tmp_path, "2026-11-30", "scan_http") == []
+    d = type_dir(tmp_path, "2026-11-30", "scan_http")
+    assert list(d.iterdir()) == [] and event_files(tmp_path, "2026-11-30", "scan_http") == []
 
 
 def test_write_events_writer_failure_is_raised_and_leaves_nothing(tmp_path):
@@ -56,5 +56,5 @@ def test_write_events_writer_failure_is_raised_and_leaves_nothing(tmp_path):
 
     with pytest.raises(ValueError, match="schema does not match"):
         write_events(tmp_path, "2026-11-30", "scan_http", "ab" * 32, mixed(), SCHEMA)
-    assert list(partition_dir(tmp_path, "2026-11-30", "scan_http").iterdir()) == []
+    assert list(type_dir(tmp_path, "2026-11-30", "scan_http").iterdir()) == []
     assert len(produced) < 53  # the producer stopped soon after the failure

@@ -15,7 +15,7 @@ from herald.errors import InputError
 from herald.sources import blocklists
 from herald.sources.detect import detect_format, parse_any
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 #: file (relative to tests/data) -> the format, or ("refuse", formats it must say it resembles).
 EXPECTED: dict[str, str | tuple[str, tuple[str, ...]]] = {
