@@ -24,7 +24,7 @@ from herald.store import audit, ledger
 from herald.web import users
 from herald.web.app import WebConfig, create_app
 from herald.web.testing import FIXED_NOW, build_deployment
-from tests.test_bounces import dsn
+from tests.deliver.test_bounces import dsn
 
 PW = "correct horse battery"
 ADMIN = "admin@herald.example"

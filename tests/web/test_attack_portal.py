@@ -27,7 +27,7 @@ from herald.web import keys, users
 from herald.web.portal import MAX_PENDING_REQUESTS, MAX_PORTAL_KEYS
 from herald.web.testing import build_deployment
 from tests.db_fixtures import pg_database  # noqa: F401 - fixture
-from tests.test_api import pg_url
+from tests.web.test_api import pg_url
 from tests.web_fixtures import cheap_argon2  # noqa: F401 - autouse fixture
 
 PW = "correct horse battery"
