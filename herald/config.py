@@ -40,7 +40,7 @@ from herald.errors import ConfigError
 #: Top-level tables of the configuration file; anything else is a typo and an error.
 KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
                             "sinkhole", "smtp", "pgp", "mail", "web", "retention",
-                            "abuse_contacts"})
+                            "abuse_contacts", "spark"})
 
 #: Keys of the sections read here (other sections are checked by the modules that read them).
 SECTION_KEYS = {

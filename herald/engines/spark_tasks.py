@@ -1,0 +1,205 @@
+"""The functions Spark runs in its Python workers (:mod:`herald.engines.spark` plans them).
+
+Each is a stage function of the local plan wrapped Arrow in → Arrow out (or, for ingest, path in →
+:class:`~herald.store.ingest.StoredInput` out).  Nothing big travels in a closure: the IP data is
+loaded from a path inside the task and the recipients come as a Spark broadcast; both are cached
+per Python worker (Spark reuses its workers), so a worker loads them once per run.
+
+- :func:`ingest_task` -- :func:`herald.store.ingest.ingest_input` of one input file;
+- :func:`row_hashes` -- per stored row its order key ``k = (file index << 40) + row`` and the two
+  64-bit DuckDB hashes the local de-duplication (:func:`herald.store.dedup.first_occurrences`)
+  groups by -- the same SQL expression, so both engines keep exactly the same rows;
+- :func:`route_chunk` -- one chunk of one file's kept rows: :meth:`herald.route.Router.route`,
+  :func:`herald.reports.render.render_lines`, out ``(rid, k, line, jline)``;
+- :func:`write_report` -- one recipient's records sorted by ``k`` (the local engine's order)
+  written with :class:`herald.reports.render.ReportSpool`, out ``(rid, path, sha256, rows, size)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+#: ``k`` = (file index << ROW_BITS) + row number in the file (as in :mod:`herald.store.dedup`).
+ROW_BITS = 40
+#: Sentinel recipient ids of :func:`route_chunk`'s count rows (their ``k`` holds the count).
+REPORTED, DISTINCT = -1, -2
+
+#: Output schema (Spark DDL) of :func:`row_hashes`, :func:`route_chunk`, :func:`write_report`.
+HASH_SCHEMA = "k long, h1 long, h2 long"
+LINE_SCHEMA = "rid int, k long, line binary, jline binary"
+REPORT_SCHEMA = "rid int, path string, sha256 string, rows long, size long, intelmq string"
+
+_CACHE: dict = {}
+
+
+def _cached(key, build):
+    """``build()`` once per Python worker and ``key`` (the worker is reused across tasks)."""
+    if key not in _CACHE:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def load_ipdata(path: str | None):
+    """The IP data of the run: the table saved at ``path``, or the embedded default (``None``)."""
+    from herald.enrich.ipdata import IPData
+
+    return _cached(("ipdata", path), lambda: IPData.load(path) if path else IPData.default())
+
+
+def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry, ipdata_path: str | None,
+                overwrite: bool):
+    """Ingest one input ``(path, sha256)`` (:func:`herald.store.ingest.ingest_input`)."""
+    from herald.store.ingest import ingest_input
+
+    path, sha = item
+    return ingest_input(Path(path), sha, day=day, data_dir=Path(data_dir), registry=registry,
+                        ipdata=load_ipdata(ipdata_path), overwrite_enrichment=overwrite)
+
+
+def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over ``(fidx, path)`` rows: every stored row's ``(k, h1, h2)``.
+
+    The expression is the one of :func:`herald.store.dedup.first_occurrences` (``hash`` of the
+    type's columns in schema order and in reverse, a column the file lacks is ``NULL``), run by
+    DuckDB on the file; the unsigned hashes are reinterpreted as ``int64`` for Spark.
+    """
+    con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
+    try:
+        for batch in batches:
+            for fidx, path in zip(batch.column("fidx").to_pylist(), batch.column("path").to_pylist()):
+                names = set(pq.ParquetFile(path).schema_arrow.names)
+                exprs = [f'"{c}"' if c in names else "NULL" for c in columns]
+                lit = "'" + path.replace("'", "''") + "'"
+                reader = con.sql(
+                    f"SELECT ({int(fidx)}::BIGINT << {ROW_BITS}) + file_row_number AS k, "
+                    f"hash({', '.join(exprs)}) AS h1, hash({', '.join(reversed(exprs))}) AS h2 "
+                    f"FROM read_parquet({lit}, file_row_number=true)").fetch_record_batch(131_072)
+                for b in reader:
+                    yield pa.RecordBatch.from_arrays(
+                        [b.column(0).cast(pa.int64()),
+                         pa.array(b.column(1).to_numpy().view(np.int64)),
+                         pa.array(b.column(2).to_numpy().view(np.int64))], names=["k", "h1", "h2"])
+    finally:
+        con.close()
+
+
+def read_rows(path: str, rtype, start: int, stop: int) -> pa.Table:
+    """Rows ``start:stop`` of a stored Parquet file as a table of ``rtype.arrow_schema`` (only the
+    row groups that hold them are read; casts as :func:`herald.store.dedup.distinct_batches`)."""
+    pf = pq.ParquetFile(path)
+    md = pf.metadata
+    present = [c for c in rtype.columns if c in pf.schema_arrow.names]
+    groups, pos, first = [], 0, None
+    for g in range(md.num_row_groups):
+        n = md.row_group(g).num_rows
+        if pos < stop and pos + n > start:
+            groups.append(g)
+            first = pos if first is None else first
+        pos += n
+    schema = rtype.arrow_schema
+    if not groups:
+        return schema.empty_table()
+    t = pf.read_row_groups(groups, columns=present).slice(start - first, stop - start)
+    n = t.num_rows
+    cols = [t.column(c).cast(schema.field(c).type) if c in present
+            else pa.nulls(n, schema.field(c).type) for c in rtype.columns]
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _router(recipients_bc, token: str):
+    """The :class:`herald.route.Router` of a broadcast recipients list (built once per worker and
+    run: ``token`` names the run's broadcast)."""
+    from herald.route import Router
+
+    return _cached(("router", token), lambda: Router(recipients_bc.value))
+
+
+def route_chunk(table: pa.Table, *, files: list[str], rtype, chunk_rows: int, recipients_bc,
+                token: str, intelmq: bool) -> pa.Table:
+    """``groupBy(file, chunk).applyInArrow``: route and render one chunk's kept rows.
+
+    ``table`` holds the chunk's kept order keys ``k`` (first occurrences).  Returns one row per
+    (recipient, event) pair: ``rid``, ``k``, the CSV record ``line`` (and the IntelMQ JSON line
+    ``jline`` when ``intelmq``), plus two count rows (``rid`` :data:`REPORTED` and
+    :data:`DISTINCT`, count in ``k``).
+    """
+    from herald.reports.render import render_lines
+
+    keys = np.sort(table.column("k").to_numpy())
+    fidx = int(keys[0] >> ROW_BITS)
+    rows = keys & ((1 << ROW_BITS) - 1)
+    start = int(rows[0]) // chunk_rows * chunk_rows
+    events = read_rows(files[fidx], rtype, start, start + chunk_rows).take(pa.array(rows - start))
+    a = _router(recipients_bc, token).route(events, rtype)
+    routed_rows = np.flatnonzero(a.routed)
+    counts = {REPORTED: len(routed_rows), DISTINCT: len(keys)}
+    if len(a.recipient):
+        lines = render_lines(events.take(pa.array(routed_rows)), rtype)
+        taken = lines.take(pa.array(np.searchsorted(routed_rows, a.event))).cast(pa.binary())
+        if intelmq:
+            from herald.schema.intelmq import to_intelmq
+
+            jl = pa.array([(json.dumps(ev, ensure_ascii=False, sort_keys=True) + "\n").encode()
+                           for ev in to_intelmq(events.take(pa.array(a.event)), rtype)], pa.binary())
+        else:
+            jl = pa.nulls(len(a.event), pa.binary())
+        rid = np.concatenate([a.recipient.astype(np.int32), np.array(list(counts), np.int32)])
+        k = np.concatenate([keys[a.event], np.array(list(counts.values()), np.int64)])
+        line = pa.concat_arrays([taken, pa.nulls(2, pa.binary())])
+        jline = pa.concat_arrays([jl, pa.nulls(2, pa.binary())])
+    else:
+        rid = np.array(list(counts), np.int32)
+        k = np.array(list(counts.values()), np.int64)
+        line = jline = pa.nulls(2, pa.binary())
+    return pa.table({"rid": pa.array(rid), "k": pa.array(k), "line": line, "jline": jline})
+
+
+def _joined(col: pa.ChunkedArray | pa.Array) -> memoryview:
+    """The concatenated bytes of a binary column (one buffer slice, no per-row loop)."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    offs = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    return memoryview(data)[int(offs[0]):int(offs[-1])] if data is not None else memoryview(b"")
+
+
+def write_report(table: pa.Table, *, reports_dir: str, day: str, rtype, recipients_bc) -> pa.Table:
+    """``groupBy(rid).applyInArrow``: write one recipient's report (records sorted by ``k``, so
+    in input order as the local engine writes them) and its IntelMQ twin when there are JSON
+    lines; the count groups (negative ``rid``) return their sum in ``rows``."""
+    from herald.reports.render import ReportSpool, csv_header, report_filename
+
+    rid = int(table.column("rid")[0].as_py())
+    out = {"rid": [rid], "path": [None], "sha256": [None], "rows": [0], "size": [0], "intelmq": [None]}
+    if rid < 0:
+        out["rows"] = [int(pc.sum(table.column("k")).as_py() or 0)]
+        return pa.table(out, schema=_report_schema())
+    table = table.take(pc.sort_indices(table, [("k", "ascending")]))
+    rcpt = recipients_bc.value[rid]
+    rpath = Path(reports_dir) / day / rcpt.slug / report_filename(day, rtype, rcpt)
+    spool = ReportSpool()
+    spool.append(rpath, csv_header(rtype), _joined(table.column("line")), table.num_rows)
+    digest, rows, size = spool.finish()[rpath]
+    jcol = table.column("jline")
+    if jcol.null_count < len(jcol):
+        jpath = rpath.with_suffix(".intelmq.jsonl")
+        jspool = ReportSpool()
+        jspool.append(jpath, b"", _joined(jcol), table.num_rows)
+        jspool.finish()
+        out["intelmq"] = [str(jpath)]
+    out.update(path=[str(rpath)], sha256=[digest], rows=[rows], size=[size])
+    return pa.table(out, schema=_report_schema())
+
+
+def _report_schema() -> pa.Schema:
+    return pa.schema([("rid", pa.int32()), ("path", pa.string()), ("sha256", pa.string()),
+                      ("rows", pa.int64()), ("size", pa.int64()), ("intelmq", pa.string())])
