@@ -33,7 +33,6 @@ byte-identical files.  Crash tests stop the run at named points (:mod:`herald.fa
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
@@ -191,11 +190,14 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     con = duckdb_connection(paths.data / "tmp" / "duckdb")
     intelmq = "intelmq" in settings.raw.get("report", {}).get("formats", [])
     try:
+        # With Spark, every type is routed and written by one job first.
+        by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq) if spark else {}
         with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
             for type_name in sorted(stored):
                 rtype = registry.get(type_name)
-                write = spark.route_and_write if spark else functools.partial(route_and_write, con)
-                done = write(paths.reports, day, rtype, stored[type_name], router, intelmq=intelmq)
+                done = (by_spark[type_name] if spark else
+                        route_and_write(con, paths.reports, day, rtype, stored[type_name], router,
+                                        intelmq=intelmq))
                 t0 = time.monotonic()
                 entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
                 per_type.append((done, time.monotonic() - t0))

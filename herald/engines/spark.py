@@ -6,8 +6,8 @@ else (inputs, resumption, messages, ledger, audit, outbox, summary) stays on the
 - :meth:`SparkEngine.ingest` -- one Spark task per input file
   (:func:`herald.engines.spark_tasks.ingest_task` = :func:`herald.store.ingest.ingest_input`);
   the tasks write the event store's Parquet files and markers themselves.
-- :meth:`SparkEngine.route_and_write` -- per report type, one Spark job with the result of
-  :func:`herald.reports.write.route_and_write`:
+- :meth:`SparkEngine.route_and_write_all` -- one Spark job for every report type of the day, with
+  per type the result of :func:`herald.reports.write.route_and_write`:
 
   1. ``mapInArrow`` :func:`~herald.engines.spark_tasks.row_hashes` over the stored files:
      ``(k, h1, h2)`` per row, ``k`` the row's position in input order;
@@ -16,7 +16,7 @@ else (inputs, resumption, messages, ledger, audit, outbox, summary) stays on the
   3. ``groupBy(file, chunk).applyInArrow`` :func:`~herald.engines.spark_tasks.route_chunk`:
      read the chunk's kept rows, route (:class:`~herald.route.Router` from the broadcast
      recipients), render the CSV records;
-  4. ``groupBy(rid).applyInArrow`` :func:`~herald.engines.spark_tasks.write_report`: one report
+  4. ``groupBy(type, rid).applyInArrow`` :func:`~herald.engines.spark_tasks.write_report`: one report
      file per recipient, records sorted by ``k``, so byte for byte the local engine's file.
 
 The event store, reports and IP data paths must be visible to the executors under the same
@@ -93,43 +93,72 @@ class SparkEngine:
         return {r.sha256: r for r in results}
 
     def route_and_write(self, reports_dir: Path, day: str, rtype: ReportType, files: list[str],
-                        router, *, intelmq: bool = False) -> TypeReports:
-        """:func:`herald.reports.write.route_and_write` as one Spark job (see the module
-        docstring).  ``router`` is unused: the tasks build theirs from the broadcast recipients
-        (the same list)."""
+                        router=None, *, intelmq: bool = False) -> TypeReports:
+        """:func:`herald.reports.write.route_and_write` of one type on Spark
+        (:meth:`route_and_write_all` with one type; ``router`` is unused: the tasks build theirs
+        from the broadcast recipients, the same list)."""
+        return self.route_and_write_all(reports_dir, day, {rtype.name: files}, intelmq=intelmq
+                                        )[rtype.name]
+
+    def route_and_write_all(self, reports_dir: Path, day: str, stored: dict[str, list[str]], *,
+                            intelmq: bool = False) -> dict[str, TypeReports]:
+        """:func:`herald.reports.write.route_and_write` of every type of the day, as one Spark job
+        (see the module docstring): ``{type name: TypeReports}``.
+
+        Args:
+            reports_dir: the reports folder.
+            day: ``YYYY-MM-DD``.
+            stored: each type's stored Parquet files, in input order.
+            intelmq: also write the IntelMQ JSON-lines twins.
+        """
         from pyspark.sql import functions as F
 
         t0 = time.monotonic()
-        self.sc.setJobDescription(f"herald route {day} {rtype.name}: {len(files)} file(s)")
-        chunk = batch_rows_for(rtype)
-        paths = self.spark.createDataFrame(
-            self.sc.parallelize(list(enumerate(files)), max(1, len(files))), "fidx int, path string")
-        hashes = paths.mapInArrow(functools.partial(row_hashes, columns=list(rtype.columns)),
-                                  HASH_SCHEMA)
-        kept = hashes.groupBy("h1", "h2").agg(F.min("k").alias("k"))
-        keyed = (kept.withColumn("f", F.shiftright("k", ROW_BITS))
-                 .withColumn("c", F.floor((F.col("k").bitwiseAND((1 << ROW_BITS) - 1)) / chunk)))
-        files, recipients, token = list(files), self.recipients, self.token
+        names = sorted(stored)
+        rtypes = [self.registry.get(n) for n in names]
+        files = [f for n in names for f in stored[n]]
+        file_type = [t for t, n in enumerate(names) for _ in stored[n]]
+        if not files:
+            return {}
+        self.sc.setJobDescription(f"herald route {day}: {len(names)} type(s), {len(files)} file(s)")
+        rows = [(t, i, f) for i, (t, f) in enumerate(zip(file_type, files))]
+        paths = self.spark.createDataFrame(self.sc.parallelize(rows, len(rows)),
+                                           "t int, fidx int, path string")
+        hashes = paths.mapInArrow(
+            functools.partial(row_hashes, columns=[list(r.columns) for r in rtypes]), HASH_SCHEMA)
+        kept = hashes.groupBy("t", "h1", "h2").agg(F.min("k").alias("k"))
+        # A file's chunk: batch_rows_for(its type) rows (the local engine's batch bound).
+        sizes = F.array(*[F.lit(batch_rows_for(rtypes[t])) for t in file_type])
+        f = F.shiftright("k", ROW_BITS)
+        keyed = kept.withColumn("f", f).withColumn(
+            "c", F.floor(F.col("k").bitwiseAND((1 << ROW_BITS) - 1) / F.element_at(sizes, f.cast("int") + 1)))
+        recipients, token = self.recipients, self.token
 
         # Plain functions with type hints: applyInArrow infers its mode from them.
         def route(table: pa.Table) -> pa.Table:
-            return route_chunk(table, files=files, rtype=rtype, chunk_rows=chunk,
+            return route_chunk(table, files=files, file_type=file_type, rtypes=rtypes,
                                recipients_bc=recipients, token=token, intelmq=intelmq)
 
         def write(table: pa.Table) -> pa.Table:
-            return write_report(table, reports_dir=str(reports_dir), day=day, rtype=rtype,
+            return write_report(table, reports_dir=str(reports_dir), day=day, rtypes=rtypes,
                                 recipients_bc=recipients)
 
         lines = keyed.groupBy("f", "c").applyInArrow(route, LINE_SCHEMA)
-        written = lines.groupBy("rid").applyInArrow(write, REPORT_SCHEMA).collect()
-        counts = {r.rid: r.rows for r in written if r.rid < 0}
-        reports = tuple(
-            ReportFile(r.rid, Path(r.path), r.sha256, r.rows, r.size,
-                       Path(r.intelmq) if r.intelmq else None)
-            for r in sorted((r for r in written if r.rid >= 0), key=lambda r: r.rid))
-        distinct, reported = counts.get(DISTINCT, 0), counts.get(REPORTED, 0)
-        return TypeReports(rtype.name, reports, distinct, reported, distinct - reported,
-                           stored_rows(files) - distinct, {"spark": time.monotonic() - t0})
+        written = lines.groupBy("t", "rid").applyInArrow(write, REPORT_SCHEMA).collect()
+        seconds = time.monotonic() - t0
+        out = {}
+        for t, name in enumerate(names):
+            mine = [r for r in written if r.t == t]
+            counts = {r.rid: r.rows for r in mine if r.rid < 0}
+            reports = tuple(
+                ReportFile(r.rid, Path(r.path), r.sha256, r.rows, r.size,
+                           Path(r.intelmq) if r.intelmq else None)
+                for r in sorted((r for r in mine if r.rid >= 0), key=lambda r: r.rid))
+            distinct, reported = counts.get(DISTINCT, 0), counts.get(REPORTED, 0)
+            out[name] = TypeReports(name, reports, distinct, reported, distinct - reported,
+                                    stored_rows(stored[name]) - distinct,
+                                    {"spark": seconds if t == 0 else 0.0})
+        return out
 
 
 def engine_for(name: str, settings: Settings, day: str, registry: Registry, ipdata, recipients):

@@ -33,9 +33,9 @@ ROW_BITS = 40
 REPORTED, DISTINCT = -1, -2
 
 #: Output schema (Spark DDL) of :func:`row_hashes`, :func:`route_chunk`, :func:`write_report`.
-HASH_SCHEMA = "k long, h1 long, h2 long"
-LINE_SCHEMA = "rid int, k long, line binary, jline binary"
-REPORT_SCHEMA = "rid int, path string, sha256 string, rows long, size long, intelmq string"
+HASH_SCHEMA = "t int, k long, h1 long, h2 long"
+LINE_SCHEMA = "t int, rid int, k long, line binary, jline binary"
+REPORT_SCHEMA = "t int, rid int, path string, sha256 string, rows long, size long, intelmq string"
 
 _CACHE: dict = {}
 
@@ -66,8 +66,10 @@ def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry, ipd
                         ipdata=load_ipdata(ipdata_path), overwrite_enrichment=overwrite)
 
 
-def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` over ``(fidx, path)`` rows: every stored row's ``(k, h1, h2)``.
+def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[list[str]]
+               ) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over ``(t, fidx, path)`` rows (report type index, file index, stored file):
+    every stored row's ``(t, k, h1, h2)``; ``columns[t]`` are the columns of type ``t``.
 
     The expression is the one of :func:`herald.store.dedup.first_occurrences` (``hash`` of the
     type's columns in schema order and in reverse, a column the file lacks is ``NULL``), run by
@@ -76,9 +78,9 @@ def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[str]) -> Iterato
     con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
     try:
         for batch in batches:
-            for fidx, path in zip(batch.column("fidx").to_pylist(), batch.column("path").to_pylist()):
+            for t, fidx, path in zip(*(batch.column(c).to_pylist() for c in ("t", "fidx", "path"))):
                 names = set(pq.ParquetFile(path).schema_arrow.names)
-                exprs = [f'"{c}"' if c in names else "NULL" for c in columns]
+                exprs = [f'"{c}"' if c in names else "NULL" for c in columns[t]]
                 lit = "'" + path.replace("'", "''") + "'"
                 reader = con.sql(
                     f"SELECT ({int(fidx)}::BIGINT << {ROW_BITS}) + file_row_number AS k, "
@@ -86,9 +88,9 @@ def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[str]) -> Iterato
                     f"FROM read_parquet({lit}, file_row_number=true)").fetch_record_batch(131_072)
                 for b in reader:
                     yield pa.RecordBatch.from_arrays(
-                        [b.column(0).cast(pa.int64()),
+                        [pa.nulls(b.num_rows, pa.int32()).fill_null(t), b.column(0).cast(pa.int64()),
                          pa.array(b.column(1).to_numpy().view(np.int64)),
-                         pa.array(b.column(2).to_numpy().view(np.int64))], names=["k", "h1", "h2"])
+                         pa.array(b.column(2).to_numpy().view(np.int64))], names=["t", "k", "h1", "h2"])
     finally:
         con.close()
 
@@ -124,19 +126,25 @@ def _router(recipients_bc, token: str):
     return _cached(("router", token), lambda: Router(recipients_bc.value))
 
 
-def route_chunk(table: pa.Table, *, files: list[str], rtype, chunk_rows: int, recipients_bc,
-                token: str, intelmq: bool) -> pa.Table:
+def route_chunk(table: pa.Table, *, files: list[str], file_type: list[int], rtypes: list,
+                recipients_bc, token: str, intelmq: bool) -> pa.Table:
     """``groupBy(file, chunk).applyInArrow``: route and render one chunk's kept rows.
 
-    ``table`` holds the chunk's kept order keys ``k`` (first occurrences).  Returns one row per
+    ``table`` holds the chunk's kept order keys ``k`` (first occurrences); file ``f`` is of type
+    ``rtypes[file_type[f]]`` and its chunks are ``batch_rows_for(rtype)`` rows.  Returns one row per
     (recipient, event) pair: ``rid``, ``k``, the CSV record ``line`` (and the IntelMQ JSON line
     ``jline`` when ``intelmq``), plus two count rows (``rid`` :data:`REPORTED` and
     :data:`DISTINCT`, count in ``k``).
     """
     from herald.reports.render import render_lines
 
+    from herald.store.dedup import batch_rows_for
+
     keys = np.sort(table.column("k").to_numpy())
     fidx = int(keys[0] >> ROW_BITS)
+    t = file_type[fidx]
+    rtype = rtypes[t]
+    chunk_rows = batch_rows_for(rtype)
     rows = keys & ((1 << ROW_BITS) - 1)
     start = int(rows[0]) // chunk_rows * chunk_rows
     events = read_rows(files[fidx], rtype, start, start + chunk_rows).take(pa.array(rows - start))
@@ -161,7 +169,7 @@ def route_chunk(table: pa.Table, *, files: list[str], rtype, chunk_rows: int, re
         rid = np.array(list(counts), np.int32)
         k = np.array(list(counts.values()), np.int64)
         line = jline = pa.nulls(2, pa.binary())
-    return pa.table({"rid": pa.array(rid), "k": pa.array(k), "line": line, "jline": jline})
+    return pa.table({"t": pa.array(np.full(len(rid), t, np.int32)), "rid": pa.array(rid), "k": pa.array(k), "line": line, "jline": jline})
 
 
 def _joined(col: pa.ChunkedArray | pa.Array) -> memoryview:
@@ -172,14 +180,17 @@ def _joined(col: pa.ChunkedArray | pa.Array) -> memoryview:
     return memoryview(data)[int(offs[0]):int(offs[-1])] if data is not None else memoryview(b"")
 
 
-def write_report(table: pa.Table, *, reports_dir: str, day: str, rtype, recipients_bc) -> pa.Table:
-    """``groupBy(rid).applyInArrow``: write one recipient's report (records sorted by ``k``, so
+def write_report(table: pa.Table, *, reports_dir: str, day: str, rtypes: list, recipients_bc
+                 ) -> pa.Table:
+    """``groupBy(t, rid).applyInArrow``: write one recipient's report of type ``rtypes[t]`` (records sorted by ``k``, so
     in input order as the local engine writes them) and its IntelMQ twin when there are JSON
     lines; the count groups (negative ``rid``) return their sum in ``rows``."""
     from herald.reports.render import ReportSpool, csv_header, report_filename
 
     rid = int(table.column("rid")[0].as_py())
-    out = {"rid": [rid], "path": [None], "sha256": [None], "rows": [0], "size": [0], "intelmq": [None]}
+    t = int(table.column("t")[0].as_py())
+    rtype = rtypes[t]
+    out = {"t": [t], "rid": [rid], "path": [None], "sha256": [None], "rows": [0], "size": [0], "intelmq": [None]}
     if rid < 0:
         out["rows"] = [int(pc.sum(table.column("k")).as_py() or 0)]
         return pa.table(out, schema=_report_schema())
@@ -201,5 +212,5 @@ def write_report(table: pa.Table, *, reports_dir: str, day: str, rtype, recipien
 
 
 def _report_schema() -> pa.Schema:
-    return pa.schema([("rid", pa.int32()), ("path", pa.string()), ("sha256", pa.string()),
+    return pa.schema([("t", pa.int32()), ("rid", pa.int32()), ("path", pa.string()), ("sha256", pa.string()),
                       ("rows", pa.int64()), ("size", pa.int64()), ("intelmq", pa.string())])
