@@ -16,12 +16,13 @@ else (inputs, resumption, messages, ledger, audit, outbox, summary) stays on the
   3. ``groupBy(file, chunk).applyInArrow`` :func:`~herald.engines.spark_tasks.route_chunk`:
      read the chunk's kept rows, route (:class:`~herald.route.Router` from the broadcast
      recipients), render the CSV records;
-  4. ``groupBy(type, rid).applyInArrow`` :func:`~herald.engines.spark_tasks.write_report`: one report
-     file per recipient, records sorted by ``k``, so byte for byte the local engine's file.
+  4. ``repartition(type, rid).sortWithinPartitions(type, rid, k).mapInArrow``
+     :func:`~herald.engines.spark_tasks.write_reports`: each report's records arrive contiguous
+     and sorted by ``k`` and stream into its file, byte for byte the local engine's file.
 
 The event store, reports and IP data paths must be visible to the executors under the same
-names (local mode; a shared file system on a cluster -- docs/spark.md).  A recipient's report is
-assembled in one task's memory (docs/spark.md, "Large recipients").
+names (local mode; a shared file system on a cluster -- docs/spark.md).  No report has to fit
+in a task's memory (docs/spark.md, "Large recipients").
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import pyarrow as pa
 from herald.config import Settings
 from herald.engines.spark_config import spark_session, spark_settings
 from herald.engines.spark_tasks import (DISTINCT, HASH_SCHEMA, LINE_SCHEMA, REPORT_SCHEMA, REPORTED,
-                                        ROW_BITS, ingest_task, route_chunk, row_hashes, write_report)
+                                        ROW_BITS, ingest_task, route_chunk, row_hashes, write_reports)
 from herald.reports.write import ReportFile, TypeReports
 from herald.schema.registry import Registry, ReportType
 from herald.store.dedup import batch_rows_for, stored_rows
@@ -130,8 +131,9 @@ class SparkEngine:
         # A file's chunk: batch_rows_for(its type) rows (the local engine's batch bound).
         sizes = F.array(*[F.lit(batch_rows_for(rtypes[t])) for t in file_type])
         f = F.shiftright("k", ROW_BITS)
+        row = F.col("k").bitwiseAND((1 << ROW_BITS) - 1)
         keyed = kept.withColumn("f", f).withColumn(
-            "c", F.floor(F.col("k").bitwiseAND((1 << ROW_BITS) - 1) / F.element_at(sizes, f.cast("int") + 1)))
+            "c", F.floor(row / F.element_at(sizes, f.cast("int") + 1)))
         recipients, token = self.recipients, self.token
 
         # Plain functions with type hints: applyInArrow infers its mode from them.
@@ -139,12 +141,13 @@ class SparkEngine:
             return route_chunk(table, files=files, file_type=file_type, rtypes=rtypes,
                                recipients_bc=recipients, token=token, intelmq=intelmq)
 
-        def write(table: pa.Table) -> pa.Table:
-            return write_report(table, reports_dir=str(reports_dir), day=day, rtypes=rtypes,
-                                recipients_bc=recipients)
-
         lines = keyed.groupBy("f", "c").applyInArrow(route, LINE_SCHEMA)
-        written = lines.groupBy("t", "rid").applyInArrow(write, REPORT_SCHEMA).collect()
+        # Each report's records contiguous and in input order in one partition, streamed to its
+        # file: no report has to fit in a task's memory (Spark's sort spills).
+        written = (lines.repartition("t", "rid").sortWithinPartitions("t", "rid", "k")
+                   .mapInArrow(functools.partial(write_reports, reports_dir=str(reports_dir), day=day,
+                                                 rtypes=rtypes, recipients_bc=recipients),
+                               REPORT_SCHEMA).collect())
         seconds = time.monotonic() - t0
         out = {}
         for t, name in enumerate(names):

@@ -11,8 +11,9 @@ per Python worker (Spark reuses its workers), so a worker loads them once per ru
   groups by -- the same SQL expression, so both engines keep exactly the same rows;
 - :func:`route_chunk` -- one chunk of one file's kept rows: :meth:`herald.route.Router.route`,
   :func:`herald.reports.render.render_lines`, out ``(rid, k, line, jline)``;
-- :func:`write_report` -- one recipient's records sorted by ``k`` (the local engine's order)
-  written with :class:`herald.reports.render.ReportSpool`, out ``(rid, path, sha256, rows, size)``.
+- :func:`write_reports` -- a partition's records sorted by ``(type, recipient, k)`` (``k``: the
+  local engine's order) streamed into report files with :class:`herald.reports.render.ReportSpool`,
+  out ``(t, rid, path, sha256, rows, size, intelmq)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Iterator
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 #: ``k`` = (file index << ROW_BITS) + row number in the file (as in :mod:`herald.store.dedup`).
@@ -32,7 +32,7 @@ ROW_BITS = 40
 #: Sentinel recipient ids of :func:`route_chunk`'s count rows (their ``k`` holds the count).
 REPORTED, DISTINCT = -1, -2
 
-#: Output schema (Spark DDL) of :func:`row_hashes`, :func:`route_chunk`, :func:`write_report`.
+#: Output schema (Spark DDL) of :func:`row_hashes`, :func:`route_chunk`, :func:`write_reports`.
 HASH_SCHEMA = "t int, k long, h1 long, h2 long"
 LINE_SCHEMA = "t int, rid int, k long, line binary, jline binary"
 REPORT_SCHEMA = "t int, rid int, path string, sha256 string, rows long, size long, intelmq string"
@@ -56,8 +56,8 @@ def load_ipdata(path: str | None):
     return _cached(("ipdata", path), lambda: IPData.load(path) if path else IPData.default())
 
 
-def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry, ipdata_path: str | None,
-                overwrite: bool):
+def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry,
+                ipdata_path: str | None, overwrite: bool):
     """Ingest one input ``(path, sha256)`` (:func:`herald.store.ingest.ingest_input`)."""
     from herald.store.ingest import ingest_input
 
@@ -169,7 +169,8 @@ def route_chunk(table: pa.Table, *, files: list[str], file_type: list[int], rtyp
         rid = np.array(list(counts), np.int32)
         k = np.array(list(counts.values()), np.int64)
         line = jline = pa.nulls(2, pa.binary())
-    return pa.table({"t": pa.array(np.full(len(rid), t, np.int32)), "rid": pa.array(rid), "k": pa.array(k), "line": line, "jline": jline})
+    return pa.table({"t": pa.array(np.full(len(rid), t, np.int32)), "rid": pa.array(rid),
+                     "k": pa.array(k), "line": line, "jline": jline})
 
 
 def _joined(col: pa.ChunkedArray | pa.Array) -> memoryview:
@@ -180,35 +181,59 @@ def _joined(col: pa.ChunkedArray | pa.Array) -> memoryview:
     return memoryview(data)[int(offs[0]):int(offs[-1])] if data is not None else memoryview(b"")
 
 
-def write_report(table: pa.Table, *, reports_dir: str, day: str, rtypes: list, recipients_bc
-                 ) -> pa.Table:
-    """``groupBy(t, rid).applyInArrow``: write one recipient's report of type ``rtypes[t]`` (records sorted by ``k``, so
-    in input order as the local engine writes them) and its IntelMQ twin when there are JSON
-    lines; the count groups (negative ``rid``) return their sum in ``rows``."""
+def write_reports(batches: Iterator[pa.RecordBatch], *, reports_dir: str, day: str, rtypes: list,
+                  recipients_bc) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` over a partition sorted by ``(t, rid, k)``: write its recipients' reports.
+
+    Spark partitions the records by ``(t, rid)`` and sorts each partition (an external sort: it
+    spills), so a report's records arrive contiguous and in ``k`` order -- the local engine's
+    order -- in a stream of batches, however large the report.  They are appended to one
+    :class:`~herald.reports.render.ReportSpool` (memory bounded by its buffer: large reports
+    stream to their ``.part`` files) and its IntelMQ twin's spool; the count rows (negative
+    ``rid``) are summed.  Yields one row per report ``(t, rid, path, sha256, rows, size,
+    intelmq)`` and one per count ``(t, rid < 0, rows = sum)``.
+    """
     from herald.reports.render import ReportSpool, csv_header, report_filename
 
-    rid = int(table.column("rid")[0].as_py())
-    t = int(table.column("t")[0].as_py())
-    rtype = rtypes[t]
-    out = {"t": [t], "rid": [rid], "path": [None], "sha256": [None], "rows": [0], "size": [0], "intelmq": [None]}
-    if rid < 0:
-        out["rows"] = [int(pc.sum(table.column("k")).as_py() or 0)]
-        return pa.table(out, schema=_report_schema())
-    table = table.take(pc.sort_indices(table, [("k", "ascending")]))
-    rcpt = recipients_bc.value[rid]
-    rpath = Path(reports_dir) / day / rcpt.slug / report_filename(day, rtype, rcpt)
-    spool = ReportSpool()
-    spool.append(rpath, csv_header(rtype), _joined(table.column("line")), table.num_rows)
-    digest, rows, size = spool.finish()[rpath]
-    jcol = table.column("jline")
-    if jcol.null_count < len(jcol):
-        jpath = rpath.with_suffix(".intelmq.jsonl")
-        jspool = ReportSpool()
-        jspool.append(jpath, b"", _joined(jcol), table.num_rows)
-        jspool.finish()
-        out["intelmq"] = [str(jpath)]
-    out.update(path=[str(rpath)], sha256=[digest], rows=[rows], size=[size])
-    return pa.table(out, schema=_report_schema())
+    spool, jspool = ReportSpool(), ReportSpool()
+    targets: dict[tuple[int, int], Path] = {}
+    jfiles: set[tuple[int, int]] = set()
+    counts: dict[tuple[int, int], int] = {}
+    for b in batches:
+        t_col = b.column("t").to_numpy()
+        r_col = b.column("rid").to_numpy()
+        k_col = b.column("k").to_numpy()
+        change = np.flatnonzero((np.diff(t_col) != 0) | (np.diff(r_col) != 0)) + 1
+        starts = np.concatenate(([0], change)).tolist()
+        ends = np.concatenate((change, [b.num_rows])).tolist()
+        for st, en in zip(starts, ends):
+            key = (int(t_col[st]), int(r_col[st]))
+            if key[1] < 0:
+                counts[key] = counts.get(key, 0) + int(k_col[st:en].sum())
+                continue
+            rtype = rtypes[key[0]]
+            rpath = targets.get(key)
+            if rpath is None:
+                rcpt = recipients_bc.value[key[1]]
+                rpath = Path(reports_dir) / day / rcpt.slug / report_filename(day, rtype, rcpt)
+                targets[key] = rpath
+            lines = b.column("line").slice(st, en - st)
+            spool.append(rpath, csv_header(rtype), _joined(lines), en - st)
+            jl = b.column("jline").slice(st, en - st)
+            if jl.null_count < len(jl):
+                jfiles.add(key)
+                jspool.append(rpath.with_suffix(".intelmq.jsonl"), b"", _joined(jl), en - st)
+    written = spool.finish()
+    jspool.finish()
+    rows = [(t, rid, None, None, n, 0, None) for (t, rid), n in counts.items()]
+    for key, rpath in targets.items():
+        digest, n, size = written[rpath]
+        rows.append((*key, str(rpath), digest, n, size,
+                     str(rpath.with_suffix(".intelmq.jsonl")) if key in jfiles else None))
+    schema = _report_schema()
+    if rows:
+        yield pa.RecordBatch.from_arrays([pa.array(list(c), f.type) for c, f in zip(zip(*rows), schema)],
+                                         schema=schema)
 
 
 def _report_schema() -> pa.Schema:
