@@ -138,3 +138,26 @@ def test_spark_master_from_the_environment(repo_root, monkeypatch):
     monkeypatch.setenv("SPARK_MASTER", "spark://example:7077")
     assert spark_settings(settings_from_dict(raw, base=repo_root / "examples")).master == \
         "spark://example:7077"
+
+
+def test_cli_run_engine_spark_matches_the_local_summary(spark_ready, repo_root, tmp_path, capsys,
+                                                        monkeypatch):
+    """``herald run --engine spark`` (master from ``SPARK_MASTER``) prints the local run's
+    summary lines and exits 0."""
+    import tomli_w
+
+    from herald.cli import main
+
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
+    outputs = {}
+    for engine in ("local", "spark"):
+        raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(tmp_path / engine / "data"),
+                        "reports": str(tmp_path / engine / "reports"),
+                        "outbox": str(tmp_path / engine / "outbox")}
+        raw["spark"] = {"driver_memory": "1g", "shuffle_partitions": 4}
+        cfg = tmp_path / f"{engine}.toml"
+        cfg.write_bytes(tomli_w.dumps(raw).encode())
+        assert main(["run", "--config", str(cfg), "--date", DAY, "--engine", engine]) == 0
+        outputs[engine] = capsys.readouterr().out.replace(str(tmp_path / engine), "<out>")
+    assert outputs["spark"] == outputs["local"] and "145 reported" in outputs["local"]
