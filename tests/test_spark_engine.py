@@ -83,12 +83,15 @@ def _both(raw: dict, base: Path, inbox: Path, tmp_path: Path, recipients=None):
 
 
 def test_example_day_is_byte_identical_on_spark(spark_ready, repo_root, tmp_path):
+    """The example day, with the IntelMQ twins of the reports (``[report] formats``) too."""
     raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
+    raw.setdefault("report", {})["formats"] = ["intelmq"]
     res = _both(raw, repo_root / "examples", repo_root / "examples/inbox", tmp_path)
     local, spark = res["local"], res["spark"]
     assert local[0]["rows_reported"] > 0 and local[0]["rows_duplicate"] > 0
     assert spark[0] == local[0]
-    assert spark[1] == local[1] and len(local[1]) == local[0]["reports"]
+    assert spark[1] == local[1] and len(local[1]) == 2 * local[0]["reports"]
+    assert sum(p.endswith(".intelmq.jsonl") for p in spark[1]) == local[0]["reports"]
     assert spark[2] == local[2] and local[2]
     # The driver recorded the reports in the ledger as the local run does.
     keys = ("recipient", "type", "rows", "sha256", "message_id", "subject", "report_id")
