@@ -164,3 +164,40 @@ def test_cli_run_engine_spark_matches_the_local_summary(spark_ready, repo_root, 
         assert main(["run", "--config", str(cfg), "--date", DAY, "--engine", engine]) == 0
         outputs[engine] = capsys.readouterr().out.replace(str(tmp_path / engine), "<out>")
     assert outputs["spark"] == outputs["local"] and "145 reported" in outputs["local"]
+
+
+def test_write_reports_streams_a_report_split_across_batches(tmp_path):
+    """The partition writer (no Spark needed): a report whose records come in several batches,
+    sorted by (type, recipient, k), is one file -- header, then the records in ``k`` order --
+    and the count rows are summed."""
+    import pyarrow as pa
+
+    from herald.constituency.recipients import Recipient
+    from herald.engines.spark_tasks import DISTINCT, REPORTED, write_reports
+    from herald.reports.render import csv_header, report_filename
+    from herald.schema import default_registry
+
+    class Value:
+        def __init__(self, value):
+            self.value = value
+
+    rtype = default_registry().get("scan_dns")
+    rcpts = [Recipient("Alpha Net", "a@x.example", asns=[1]), Recipient("Beta Net", "b@x.example", asns=[2])]
+    # Sorted as Spark's sortWithinPartitions(t, rid, k) delivers them: counts first (rid < 0).
+    rows = [(DISTINCT, 7, None), (REPORTED, 5, None), (REPORTED, 1, None),
+            (0, 10, b"a1\n"), (0, 11, b"a2\n"), (0, 40, b"a3\n"), (1, 12, b"b1\n")]
+    table = pa.table({"t": pa.array([0] * len(rows), pa.int32()),
+                      "rid": pa.array([r[0] for r in rows], pa.int32()),
+                      "k": pa.array([r[1] for r in rows], pa.int64()),
+                      "line": pa.array([r[2] for r in rows], pa.binary()),
+                      "jline": pa.nulls(len(rows), pa.binary())})
+    batches = table.to_batches(max_chunksize=2)  # Alpha's records span two batches
+    out = pa.Table.from_batches(list(write_reports(iter(batches), reports_dir=str(tmp_path),
+                                                   day=DAY, rtypes=[rtype], recipients_bc=Value(rcpts))))
+    got = {(r["rid"]): r for r in out.to_pylist()}
+    assert got[REPORTED]["rows"] == 6 and got[DISTINCT]["rows"] == 7
+    alpha = tmp_path / DAY / rcpts[0].slug / report_filename(DAY, rtype, rcpts[0])
+    assert alpha.read_bytes() == csv_header(rtype) + b"a1\na2\na3\n"
+    assert got[0]["rows"] == 3 and got[0]["path"] == str(alpha)
+    assert got[0]["sha256"] == hashlib.sha256(alpha.read_bytes()).hexdigest()
+    assert got[1]["rows"] == 1 and got[1]["intelmq"] is None
