@@ -48,6 +48,7 @@ SECTION_KEYS = {
     "report": frozenset({"tlp", "sender", "formats"}),
     "enrich": frozenset({"overwrite", "ipdata"}),
     "database": frozenset({"url"}),
+    "spark": frozenset({"master", "driver_memory", "shuffle_partitions", "conf"}),  # engines/spark_config.py
 }
 
 #: TLP 2.0 labels (FIRST, https://www.first.org/tlp/).

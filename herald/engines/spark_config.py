@@ -18,11 +18,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from herald.config import Settings
+from herald.config import SECTION_KEYS, Settings
 from herald.errors import ConfigError
 
-#: Keys of ``[spark]``.
-SPARK_KEYS = frozenset({"master", "driver_memory", "shuffle_partitions", "conf"})
+#: Keys of ``[spark]`` (checked when the configuration is loaded, whatever the engine).
+SPARK_KEYS = SECTION_KEYS["spark"]
 
 
 @dataclass(frozen=True)
