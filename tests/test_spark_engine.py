@@ -105,7 +105,12 @@ def test_generated_100k_day_is_byte_identical_on_spark(spark_ready, repo_root, t
                     "--out", str(gen), "--recipients", "200", "--cidrs", "2000", "--day", DAY],
                    check=True, capture_output=True)
     raw = tomllib.loads((gen / "herald.toml").read_text())
+    # User IP data on top of the embedded table: the Spark tasks load the run's table from the
+    # file the driver saved (<data>/tmp/spark/), removed after the run.
+    fake = repo_root / "tests/data/samples/enrichment/pyasn/ipasn.fake.dat"
+    raw["enrich"] = {"ipdata": [{"format": "ipasn", "path": str(fake)}]}
     res = _both(raw, gen, gen / "inbox", tmp_path)
+    assert not list((tmp_path / "spark/data/tmp/spark").glob("ipdata-*"))
     local, spark = res["local"], res["spark"]
     assert local[0]["rows_in"] == 100_000 and local[0]["rows_duplicate"] > 0
     assert local[0]["rows_reported"] > 0
