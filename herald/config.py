@@ -40,7 +40,7 @@ from herald.errors import ConfigError
 #: Top-level tables of the configuration file; anything else is a typo and an error.
 KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
                             "sinkhole", "smtp", "pgp", "mail", "web", "retention",
-                            "abuse_contacts"})
+                            "abuse_contacts", "spark"})
 
 #: Keys of the sections read here (other sections are checked by the modules that read them).
 SECTION_KEYS = {
@@ -48,6 +48,7 @@ SECTION_KEYS = {
     "report": frozenset({"tlp", "sender", "formats"}),
     "enrich": frozenset({"overwrite", "ipdata"}),
     "database": frozenset({"url"}),
+    "spark": frozenset({"master", "driver_memory", "shuffle_partitions", "conf"}),  # engines/spark_config.py
 }
 
 #: TLP 2.0 labels (FIRST, https://www.first.org/tlp/).

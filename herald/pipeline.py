@@ -68,7 +68,7 @@ class _Progress:
 
 def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
             recipients: list[Recipient] | None = None, progress: bool | None = None,
-            force: bool = False, actor: str = "pipeline") -> RunSummary:
+            force: bool = False, actor: str = "pipeline", engine: str = "local") -> RunSummary:
     """Run the daily job for ``day`` (``YYYY-MM-DD``); see the module docstring.
 
     The configuration's recipients and operations are imported into the metadata database first
@@ -84,6 +84,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
         progress: show progress on stderr (default: when stderr is a terminal).
         force: run a day that is already done.
         actor: the name recorded in the ledger's audit entries.
+        engine: ``local`` (this process) or ``spark`` (:mod:`herald.engines.spark`: ingest, route
+            and write run as Spark jobs; the rest is the same).
 
     Returns:
         the :class:`RunSummary` (``skipped`` is set when the day was already done); inputs that
@@ -128,7 +130,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                                       force=force or crashed, actor=actor)
             try:
                 summary = _plan(settings, day, registry or default_registry(), recipients,
-                                _Progress(progress), hashes, db, run_id, resume=crashed)
+                                _Progress(progress), hashes, db, run_id, resume=crashed,
+                                engine=engine)
             except BaseException as exc:
                 ledger.fail_run(db, run_id, f"{type(exc).__name__}: {exc}")
                 raise
@@ -148,7 +151,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
 
 
 def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Recipient], show,
-          hashes: list[tuple[str, str]], db, run_id: int, resume: bool) -> RunSummary:
+          hashes: list[tuple[str, str]], db, run_id: int, resume: bool,
+          engine: str = "local") -> RunSummary:
     """The stages of one run, in order; returns the summary built from their results."""
     from herald.deliver.messages import MessageContext, MessageWorkers
     from herald.enrich.ipdata import IPData
@@ -168,12 +172,19 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     router = Router(recipients)
     policy, policy_warnings = policy_for_run(settings, day, router, db)
     warnings += policy_warnings
+    from herald.engines.spark import engine_for
+
+    if engine == "spark" and not policy.inert:
+        raise ConfigError("the Spark engine does not apply [abuse_contacts] routing, inhibitions "
+                          "or re-notification windows yet: run this configuration with "
+                          "--engine local (docs/spark.md)")
+    spark = engine_for(engine, settings, day, registry, ipdata, recipients)
     stages["setup"] = time.monotonic() - t
 
     # 1-2: collect and ingest (parse, enrich, store) each input.
     t = time.monotonic()
     show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
-    inputs = _ingest_all(settings, day, registry, ipdata, hashes, resume, warnings, show)
+    inputs = _ingest_all(settings, day, registry, ipdata, hashes, resume, warnings, show, spark)
     stages["ingest"] = time.monotonic() - t
     stored: dict[str, list[str]] = {}
     for res in inputs:
@@ -186,11 +197,14 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     con = duckdb_connection(paths.data / "tmp" / "duckdb")
     intelmq = "intelmq" in settings.raw.get("report", {}).get("formats", [])
     try:
+        # With Spark, every type is routed and written by one job first.
+        by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq) if spark else {}
         with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
             for type_name in sorted(stored):
                 rtype = registry.get(type_name)
-                done = route_and_write(con, paths.reports, day, rtype, stored[type_name], router,
-                                       intelmq=intelmq, policy=policy)
+                done = (by_spark[type_name] if spark else
+                        route_and_write(con, paths.reports, day, rtype, stored[type_name], router,
+                                        intelmq=intelmq, policy=policy))
                 t0 = time.monotonic()
                 entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
                 per_type.append((done, time.monotonic() - t0))
@@ -200,6 +214,8 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
                      f"reported, {len(done.reports)} reports")
     finally:
         con.close()
+        if spark:
+            spark.close()
     remove_stale(paths.reports / day, written)
     remove_stale(paths.outbox / day, written)
     for done, seconds in per_type:
@@ -255,14 +271,20 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
 
 
 def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes: list[tuple[str, str]],
-                resume: bool, warnings: list[str], show) -> list[StoredInput]:
+                resume: bool, warnings: list[str], show, spark=None) -> list[StoredInput]:
     """Ingest each input once (the same bytes under two names are read once; a resumed run takes
-    inputs an earlier run stored from their markers).  Fault point ``ingest:<n>`` after the n-th."""
+    inputs an earlier run stored from their markers).  Fault point ``ingest:<n>`` after the n-th.
+    With a Spark engine the inputs to read are ingested first, in parallel, by Spark tasks."""
     from herald.store.ingest import ingest_input, resumed_input
 
     data = settings.paths.data
     inputs: list[StoredInput] = []
     seen: dict[str, str] = {}
+    pre: dict[str, StoredInput] = {}
+    if spark is not None:
+        first = {h: p for p, h in reversed(hashes)}  # each content under its first name
+        pre = spark.ingest([(p, h) for h, p in first.items()
+                            if not (resume and resumed_input(data, day, p, h))])
     for path_s, sha in hashes:
         if sha in seen:
             warnings.append(f"{path_s}: same content as {seen[sha]}; not read again")
@@ -271,8 +293,9 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
         seen[sha] = path_s
         res = resumed_input(data, day, path_s, sha) if resume else None
         if res is None:
-            res = ingest_input(Path(path_s), sha, day=day, data_dir=data, registry=registry,
-                               ipdata=ipdata, overwrite_enrichment=settings.overwrite_enrichment)
+            res = pre.get(sha) or ingest_input(
+                Path(path_s), sha, day=day, data_dir=data, registry=registry, ipdata=ipdata,
+                overwrite_enrichment=settings.overwrite_enrichment)
         inputs.append(res)
         warnings += res.warnings
         if res.error:

@@ -6,6 +6,12 @@ set -uo pipefail
 if ! command -v gpg >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq gpg) >/dev/null 2>&1 || echo "could not install gpg" >&2
 fi
+# Java 17+ for the Spark engine tests (tests/test_spark_engine.py; Debian openjdk-17-jre-headless).
+if ! command -v java >/dev/null 2>&1; then
+  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  (export DEBIAN_FRONTEND=noninteractive; $SUDO apt-get update -qq && $SUDO apt-get install -y -qq openjdk-17-jre-headless) >/dev/null 2>&1 \
+    || echo "could not install openjdk-17-jre-headless (the Spark engine tests will fail under CI)" >&2
+fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null 2>&1; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true

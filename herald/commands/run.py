@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="run again a day that is already done (the ledger keeps both runs)")
     p.add_argument("--progress", action="store_true", default=None,
                    help="show progress even when stderr is not a terminal")
+    p.add_argument("--engine", choices=("local", "spark"), default="local",
+                   help="where ingest, route and write run: this process (local) or Apache Spark "
+                        "([spark] master / SPARK_MASTER; docs/spark.md)")
     p.set_defaults(func=run)
 
 
@@ -77,7 +80,7 @@ def run(args) -> int:
     the counts do not reconcile (the other inputs are still processed)."""
     settings = load_settings(args.config)
     day = args.day or datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    summary = run_day(settings, day, progress=args.progress, force=args.force)
+    summary = run_day(settings, day, progress=args.progress, force=args.force, engine=args.engine)
     if summary.skipped:
         prev = summary.previous
         print(f"Herald run for {day}: already done (run {prev.get('run_id')}: {prev.get('rows_in')} rows in, "

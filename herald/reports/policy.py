@@ -64,6 +64,12 @@ class RoutingPolicy:
         for i, r in enumerate(router.recipients):
             self._rids_by_name.setdefault(r.name, []).append(i)
 
+    @property
+    def inert(self) -> bool:
+        """True when the policy changes nothing: no abuse-contact routing, no inhibition in force
+        and no re-notification window."""
+        return self.abuse is None and not self.inhibitions and self.max_window <= 0
+
     def start_type(self, rtype: ReportType) -> None:
         """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""
         self._window = None
