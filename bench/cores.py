@@ -11,6 +11,9 @@ runs in worker processes, with the library's own functions:
 - ``route_write``: de-duplicate, route and write each type's reports
   (:func:`herald.reports.write.route_and_write`).
 
+``cpu`` is the CPU time of the whole child (setup included, workers included): with two cores it
+should not grow much (parallel overhead), whatever the machine's load.
+
 ``1 core``: ``taskset -c 0``, one process (``workers = 1``: the loop of the run as it was).
 ``2 cores``: ``taskset -c 0,1``, :class:`herald.parallel.StagePool` with two workers.  The two
 alternate (1, 2, 1, 2, ...) and the ratio is taken pair by pair, so a machine whose load drifts
@@ -89,7 +92,10 @@ def _child(d: Path, workers: int, work: Path) -> dict:
         for r in x.reports:
             digest.update(f"{r.path.relative_to(work)} {r.sha256}\n".encode())
     out["digest"] = digest.hexdigest()[:16]
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole child (setup included), workers included once they are reaped
+    out["cpu"] = me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+    kids = ch.ru_maxrss
     out["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, kids) / 1024
     return out
 
@@ -152,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
               f"2 cores {statistics.median(b[key] for _, b in pairs):7.2f} s   "
               f"ratio median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, "
               f"max {max(ratios):.2f})")
+    print(f"cpu seconds (whole child, setup included) 1 core "
+          f"{statistics.median(a['cpu'] for a, _ in pairs):.1f}, 2 cores "
+          f"{statistics.median(b['cpu'] for _, b in pairs):.1f}")
     print(f"peak RSS (largest process) 1 core {max(a['peak_rss_mb'] for a, _ in pairs):.0f} MB, "
           f"2 cores {max(b['peak_rss_mb'] for _, b in pairs):.0f} MB; events {pairs[0][0]['events']}, "
           f"reports {pairs[0][0]['reports']}")
