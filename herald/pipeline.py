@@ -23,6 +23,11 @@ values and returns values, so that it could run in another process:
 6. **deliver** -- with an ``[smtp]`` relay, :func:`herald.deliver.outbox.enqueue_reports` queues
    the composed messages (``herald send`` sends them).
 
+Steps 2 and 3 run in worker processes when ``[run] workers`` (default: the usable cores) is more
+than one (:mod:`herald.parallel`: inputs and report types are handed to the workers, results are
+taken in input and type order, so the files and counts are those of a one-process run); then the
+pool is shut down before step 4 (never more busy processes than cores).
+
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
 (``rows_failed``: the data rows of inputs that could not be read at all).  A day with a failed
