@@ -11,6 +11,11 @@ runs in worker processes, with the library's own functions:
 - ``route_write``: de-duplicate, route and write each type's reports
   (:func:`herald.reports.write.route_and_write`).
 
+``*_cpu``: the phase's critical path in CPU seconds, which a loaded machine does not stretch: with
+one core the process's CPU time (all its threads); with two cores the busiest worker's CPU time
+in the phase (``/proc``) plus the driver's.  Their ratio is the speed-up on an idle two-core
+machine, when I/O does not wait; the wall-clock ratio is what this machine gave at the time.
+
 ``cpu`` is the CPU time of the whole child (setup included, workers included): with two cores it
 should not grow much (parallel overhead), whatever the machine's load.
 
@@ -65,26 +70,31 @@ def _child(d: Path, workers: int, work: Path) -> dict:
     out: dict = {"workers": workers, "cpus": sorted(os.sched_getaffinity(0))}
     if workers == 1:
         t = time.monotonic()
-        stored = [ingest_input(Path(p), h, day=DAY, data_dir=settings.paths.data, registry=registry,
-                               ipdata=ipdata) for p, h in jobs]
+        stored, out["ingest_cpu"], _ = _cpu_phase(lambda: [
+            ingest_input(Path(p), h, day=DAY, data_dir=settings.paths.data, registry=registry,
+                         ipdata=ipdata) for p, h in jobs])
         out["ingest"] = time.monotonic() - t
         types = _types(stored)
         t = time.monotonic()
         con = duckdb_connection(settings.paths.data / "tmp" / "duckdb")
-        done = [route_and_write(con, settings.paths.reports, DAY, registry.get(n), files, router)
-                for n, files in types]
+        done, out["route_write_cpu"], _ = _cpu_phase(lambda: [
+            route_and_write(con, settings.paths.reports, DAY, registry.get(n), files, router)
+            for n, files in types])
         con.close()
         out["route_write"] = time.monotonic() - t
     else:
         with StagePool(StageContext(settings, DAY, registry, ipdata, router, False, workers)) as pool:
             t = time.monotonic()
-            stored = [f.result() for f in pool.ingest(jobs)]
+            stored, own, out["ingest_cpu"] = _cpu_phase(lambda: [f.result() for f in pool.ingest(jobs)])
             out["ingest"] = time.monotonic() - t
+            out["ingest_cpu"] += own  # the busiest worker plus this process (results, fork)
             types = _types(stored)
             t = time.monotonic()
-            done = [f.result() for f in pool.route(types)]
+            done, own, out["route_write_cpu"] = _cpu_phase(lambda: [f.result() for f in pool.route(types)])
             out["route_write"] = time.monotonic() - t
+            out["route_write_cpu"] += own
     out["total"] = out["ingest"] + out["route_write"]
+    out["total_cpu"] = out["ingest_cpu"] + out["route_write_cpu"]
     out["events"] = sum(s.rows_in for s in stored)
     out["reports"] = sum(len(x.reports) for x in done)
     digest = hashlib.sha256()
@@ -98,6 +108,34 @@ def _child(d: Path, workers: int, work: Path) -> dict:
     kids = ch.ru_maxrss
     out["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, kids) / 1024
     return out
+
+
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each live child process of this one (``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for pid in kids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _cpu_phase(fn):
+    """Run ``fn``; returns ``(result, this process's CPU seconds, the busiest child's CPU seconds)``
+    -- the busiest worker's CPU time is the phase's critical path on an idle machine."""
+    c0, k0 = time.process_time(), _children_cpu()
+    res = fn()
+    c1, k1 = time.process_time(), _children_cpu()
+    busiest = max((v - k0.get(pid, 0.0) for pid, v in k1.items()), default=0.0)
+    return res, c1 - c0, busiest
 
 
 def _types(stored) -> list[tuple[str, list[str]]]:
@@ -152,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append((one, two))
         print(json.dumps({"1core": one, "2cores": two}))
     print(json.dumps({"machine_after": machine()}))
-    for key in ("ingest", "route_write", "total"):
+    for key in ("ingest", "route_write", "total", "ingest_cpu", "route_write_cpu", "total_cpu"):
         ratios = [a[key] / b[key] for a, b in pairs]
         print(f"{key:12s} 1 core {statistics.median(a[key] for a, _ in pairs):7.2f} s   "
               f"2 cores {statistics.median(b[key] for _, b in pairs):7.2f} s   "
