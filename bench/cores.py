@@ -87,11 +87,13 @@ def _child(d: Path, workers: int, work: Path) -> dict:
             t = time.monotonic()
             stored, own, out["ingest_cpu"] = _cpu_phase(lambda: [f.result() for f in pool.ingest(jobs)])
             out["ingest"] = time.monotonic() - t
+            out["ingest_driver_cpu"] = own
             out["ingest_cpu"] += own  # the busiest worker plus this process (results, fork)
             types = _types(stored)
             t = time.monotonic()
             done, own, out["route_write_cpu"] = _cpu_phase(lambda: [f.result() for f in pool.route(types)])
             out["route_write"] = time.monotonic() - t
+            out["route_write_driver_cpu"] = own
             out["route_write_cpu"] += own
     out["total"] = out["ingest"] + out["route_write"]
     out["total_cpu"] = out["ingest_cpu"] + out["route_write_cpu"]
