@@ -20,6 +20,9 @@ The file (see ``examples/herald.toml``)::
     [database]
     url = "sqlite:///..."  # default: SQLite file in the data directory; or HERALD_DATABASE_URL
 
+    [run]
+    workers = 2          # processes for ingest and route+write (default: the usable cores)
+
     [[recipients]]       # see herald.constituency.recipients
     ...
 
@@ -40,7 +43,7 @@ from herald.errors import ConfigError
 #: Top-level tables of the configuration file; anything else is a typo and an error.
 KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
                             "sinkhole", "smtp", "pgp", "mail", "web", "retention",
-                            "abuse_contacts", "spark"})
+                            "abuse_contacts", "spark", "run"})
 
 #: Keys of the sections read here (other sections are checked by the modules that read them).
 SECTION_KEYS = {
@@ -49,6 +52,7 @@ SECTION_KEYS = {
     "enrich": frozenset({"overwrite", "ipdata"}),
     "database": frozenset({"url"}),
     "spark": frozenset({"master", "driver_memory", "shuffle_partitions", "conf"}),  # engines/spark_config.py
+    "run": frozenset({"workers"}),
 }
 
 #: TLP 2.0 labels (FIRST, https://www.first.org/tlp/).
@@ -77,6 +81,8 @@ class Settings:
         overwrite_enrichment: replace input ASN/country values (default keep).
         ipdata: user-supplied IP data sets, each ``{"format": ..., "path": absolute path}``.
         database_url: SQLAlchemy URL of the metadata database.
+        workers: ``[run] workers``: processes of the run's CPU-bound stages, ``None`` for one per
+            usable core (:mod:`herald.parallel`).
         raw: the whole parsed TOML document, for sections other modules read.
     """
 
@@ -87,6 +93,7 @@ class Settings:
     overwrite_enrichment: bool = False
     ipdata: list[dict[str, str]] = field(default_factory=list)
     database_url: str = ""
+    workers: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -167,6 +174,10 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         ipdata.append({"format": str(item["format"]), "path": str((base / item["path"]).resolve())})
     db = raw.get("database", {})
     url = os.environ.get("HERALD_DATABASE_URL") or db.get("url") or f"sqlite:///{paths.data / 'herald.db'}"
+    workers = raw.get("run", {}).get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ConfigError(f"{where}: run.workers must be a whole number >= 1, not {workers!r}")
     return Settings(
         path=path,
         paths=paths,
@@ -175,5 +186,6 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         overwrite_enrichment=bool(enrich.get("overwrite", False)),
         ipdata=ipdata,
         database_url=url,
+        workers=workers,
         raw=raw,
     )

@@ -3,8 +3,9 @@
 Production code calls :func:`hit` at the points where a crash is interesting (``ingest:<n>`` after
 the n-th input is stored, ``report:<n>`` after the n-th report's message is written, ``ledger``
 before the reports are recorded, ``outbox`` before messages are queued, ``compose`` in a message
-worker).  In production no hook is installed and :func:`hit` does nothing.  Tests :func:`install`
-a hook (e.g. one that ``SIGKILL``s the process at a given point); forked workers inherit it.
+worker, ``stage`` in a worker of the ingest / route stage pool, :mod:`herald.parallel`).  In
+production no hook is installed and :func:`hit` does nothing.  Tests :func:`install` a hook (e.g.
+one that ``SIGKILL``s the process at a given point); forked workers inherit it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ values and returns values, so that it could run in another process:
 6. **deliver** -- with an ``[smtp]`` relay, :func:`herald.deliver.outbox.enqueue_reports` queues
    the composed messages (``herald send`` sends them).
 
+Steps 2 and 3 run in worker processes when ``[run] workers`` (default: the usable cores) is more
+than one (:mod:`herald.parallel`: inputs and report types are handed to the workers, results are
+taken in input and type order, so the files and counts are those of a one-process run); then the
+pool is shut down before step 4 (never more busy processes than cores).
+
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
 (``rows_failed``: the data rows of inputs that could not be read at all).  A day with a failed
@@ -154,12 +159,10 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
           hashes: list[tuple[str, str]], db, run_id: int, resume: bool,
           engine: str = "local") -> RunSummary:
     """The stages of one run, in order; returns the summary built from their results."""
-    from herald.deliver.messages import MessageContext, MessageWorkers
     from herald.enrich.ipdata import IPData
     from herald.reports.policy import policy_for_run
-    from herald.reports.write import remove_stale, route_and_write
+    from herald.reports.write import remove_stale
     from herald.route import Router
-    from herald.store.dedup import duckdb_connection
     from herald.store.release import record_reports
 
     paths = settings.paths
@@ -181,39 +184,48 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     spark = engine_for(engine, settings, day, registry, ipdata, recipients)
     stages["setup"] = time.monotonic() - t
 
-    # 1-2: collect and ingest (parse, enrich, store) each input.
-    t = time.monotonic()
-    show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
-    inputs = _ingest_all(settings, day, registry, ipdata, hashes, resume, warnings, show, spark)
-    stages["ingest"] = time.monotonic() - t
-    stored: dict[str, list[str]] = {}
-    for res in inputs:
-        if res.parquet and not res.error:
-            stored.setdefault(res.report_type, []).append(res.parquet)
+    # 1-2: collect and ingest (parse, enrich, store) each input; with more than one worker, in
+    # the stage pool's processes (herald.parallel), forked here with the IP data and router; with
+    # Spark, in Spark tasks.
+    from herald.parallel import StageContext, StagePool, run_workers
 
-    # 3-4: per type, de-duplicate, route and write the reports, then compose their messages.
-    t = time.monotonic()
-    per_type, reports, written = [], [], set()
-    con = duckdb_connection(paths.data / "tmp" / "duckdb")
     intelmq = "intelmq" in settings.raw.get("report", {}).get("formats", [])
+    workers = 1 if spark else run_workers(settings)
+    pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers)) \
+        if workers > 1 else None
     try:
-        # With Spark, every type is routed and written by one job first.
-        by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq) if spark else {}
-        with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
-            for type_name in sorted(stored):
-                rtype = registry.get(type_name)
-                done = (by_spark[type_name] if spark else
-                        route_and_write(con, paths.reports, day, rtype, stored[type_name], router,
-                                        intelmq=intelmq, policy=policy))
-                t0 = time.monotonic()
-                entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
-                per_type.append((done, time.monotonic() - t0))
-                reports += entries
-                written |= out | done.paths
-                show(f"routed {type_name}: {done.distinct} distinct events, {done.reported} "
-                     f"reported, {len(done.reports)} reports")
+        t = time.monotonic()
+        show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
+        inputs = _ingest_all(settings, day, registry, ipdata, hashes, resume, warnings, show, pool,
+                             spark)
+        stages["ingest"] = time.monotonic() - t
+        stored: dict[str, list[str]] = {}
+        for res in inputs:
+            if res.parquet and not res.error:
+                stored.setdefault(res.report_type, []).append(res.parquet)
+
+        # 3-4: per type, de-duplicate, route and write the reports, then compose their messages.
+        # With Spark, every type is routed and written by one job first.  With the pool: every
+        # type is routed in the workers first (results in type order), the pool is shut down, then
+        # the messages are composed (sequential phases: never more busy processes than cores).
+        # The routing policy (abuse contacts, inhibitions, windows) keeps state across a type's
+        # batches and adds automatic recipients to the router: a run with one routes here.
+        t = time.monotonic()
+        types = sorted(stored)
+        routed = None
+        if spark:
+            by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq)
+            routed = [by_spark[n] for n in types]
+        elif pool is not None and policy.inert:
+            futures = pool.route([(n, stored[n]) for n in types])
+            routed = [f.result() for f in futures]
+        if pool is not None:
+            pool.close()
+        per_type, reports, written = _route_and_compose(
+            settings, day, registry, router, types, stored, routed, intelmq, show, policy)
     finally:
-        con.close()
+        if pool is not None:
+            pool.close()
         if spark:
             spark.close()
     remove_stale(paths.reports / day, written)
@@ -270,32 +282,85 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     return summary
 
 
+def _route_and_compose(settings: Settings, day: str, registry: Registry, router, types: list[str],
+                       stored: dict[str, list[str]], routed: list | None, intelmq: bool, show,
+                       policy=None):
+    """Per type (in ``types`` order): route and write its reports (unless ``routed`` holds the
+    pool's or Spark's :class:`~herald.reports.write.TypeReports` of each type; else with the run's
+    routing ``policy``), then compose its messages.
+
+    Returns:
+        ``([(TypeReports, message seconds)], report entries, paths written)``.
+    """
+    from herald.deliver.messages import MessageContext, MessageWorkers
+    from herald.reports.write import route_and_write
+    from herald.store.dedup import duckdb_connection
+
+    paths = settings.paths
+    per_type, reports, written = [], [], set()
+    con = duckdb_connection(paths.data / "tmp" / "duckdb") if routed is None else None
+    try:
+        with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
+            for i, type_name in enumerate(types):
+                rtype = registry.get(type_name)
+                if routed is None:
+                    done = route_and_write(con, paths.reports, day, rtype, stored[type_name],
+                                           router, intelmq=intelmq, policy=policy)
+                else:
+                    done = routed[i]
+                t0 = time.monotonic()
+                entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
+                per_type.append((done, time.monotonic() - t0))
+                reports += entries
+                written |= out | done.paths
+                show(f"routed {type_name}: {done.distinct} distinct events, {done.reported} "
+                     f"reported, {len(done.reports)} reports")
+    finally:
+        if con is not None:
+            con.close()
+    return per_type, reports, written
+
+
 def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes: list[tuple[str, str]],
-                resume: bool, warnings: list[str], show, spark=None) -> list[StoredInput]:
+                resume: bool, warnings: list[str], show, pool=None, spark=None) -> list[StoredInput]:
     """Ingest each input once (the same bytes under two names are read once; a resumed run takes
-    inputs an earlier run stored from their markers).  Fault point ``ingest:<n>`` after the n-th.
-    With a Spark engine the inputs to read are ingested first, in parallel, by Spark tasks."""
-    from herald.store.ingest import ingest_input, resumed_input
+    inputs an earlier run stored from their markers).  With a :class:`herald.parallel.StagePool`
+    the inputs are ingested in its workers, all started at once; with a Spark engine, by Spark
+    tasks first; the results are taken here in input order.  Fault point ``ingest:<n>`` after the
+    n-th result is taken (in input order; with the pool or Spark, later inputs may already be
+    stored then: a resumed run takes them from their markers)."""
+    from herald.store.ingest import ingest_input, remove_partial, resumed_input
 
     data = settings.paths.data
+    if resume:
+        remove_partial(data, day)  # temporary files of writes the crash interrupted
     inputs: list[StoredInput] = []
     seen: dict[str, str] = {}
-    pre: dict[str, StoredInput] = {}
-    if spark is not None:
-        first = {h: p for p, h in reversed(hashes)}  # each content under its first name
-        pre = spark.ingest([(p, h) for h, p in first.items()
-                            if not (resume and resumed_input(data, day, p, h))])
+    todo: list[tuple[str, str, StoredInput | None]] = []  # (path, sha, result known now)
     for path_s, sha in hashes:
         if sha in seen:
-            warnings.append(f"{path_s}: same content as {seen[sha]}; not read again")
-            inputs.append(StoredInput(path=path_s, sha256=sha))
+            todo.append((path_s, sha, StoredInput(path=path_s, sha256=sha)))
             continue
         seen[sha] = path_s
-        res = resumed_input(data, day, path_s, sha) if resume else None
-        if res is None:
-            res = pre.get(sha) or ingest_input(
-                Path(path_s), sha, day=day, data_dir=data, registry=registry, ipdata=ipdata,
-                overwrite_enrichment=settings.overwrite_enrichment)
+        todo.append((path_s, sha, resumed_input(data, day, path_s, sha) if resume else None))
+    pre: dict[str, StoredInput] = {}
+    if spark is not None:
+        pre = spark.ingest([(p, h) for p, h, r in todo if r is None])
+    futures = iter(pool.ingest([(p, h) for p, h, r in todo if r is None]) if pool else ())
+    first_seen: dict[str, str] = {}
+    for path_s, sha, res in todo:
+        if sha in first_seen:
+            warnings.append(f"{path_s}: same content as {first_seen[sha]}; not read again")
+            inputs.append(res)
+            continue
+        first_seen[sha] = path_s
+        if res is None and sha in pre:
+            res = pre[sha]
+        elif res is None and pool is not None:
+            res = next(futures).result()
+        elif res is None:
+            res = ingest_input(Path(path_s), sha, day=day, data_dir=data, registry=registry,
+                               ipdata=ipdata, overwrite_enrichment=settings.overwrite_enrichment)
         inputs.append(res)
         warnings += res.warnings
         if res.error:

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     piddir = Path(sys.argv[2])
 
     def slow(name):                                 # the workers stop here until killed
-        if name == "compose":
+        if name == sys.argv[4]:
             (piddir / str(os.getpid())).write_text("")
             time.sleep(120)
 
@@ -48,16 +48,19 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl(PR_SET_PDEATHSIG)")
-def test_workers_die_with_a_killed_run(repo_root, tmp_path):
+@pytest.mark.parametrize("point", ["compose", "stage"])  # message workers, stage pool (parallel.py)
+def test_workers_die_with_a_killed_run(repo_root, tmp_path, point):
     import tomli_w
 
     _, raw = example_settings(repo_root, tmp_path)
+    raw["run"] = {"workers": 2}
     cfg = tmp_path / "herald.toml"
     cfg.write_text(tomli_w.dumps(raw))
     piddir = tmp_path / "pids"
     piddir.mkdir()
     env = dict(os.environ, PYTHONPATH=str(repo_root))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(cfg), str(piddir), DAY], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(cfg), str(piddir), DAY, point],
+                            env=env,
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: list[int] = []
     try:

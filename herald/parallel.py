@@ -1,0 +1,199 @@
+"""The daily run's CPU-bound stages on every core: a pool of forked worker processes (issue 14).
+
+:class:`StagePool` runs the run's two CPU-bound stages in worker processes:
+
+* **ingest** -- one job per input (:func:`herald.store.ingest.ingest_input`: parse, enrich, Parquet
+  write, quarantine and marker written by the worker); the :class:`~herald.store.ingest.StoredInput`
+  s come back in input order;
+* **route and write** -- one job per report type (:func:`herald.reports.write.route_and_write` with
+  the worker's own DuckDB connection); the :class:`~herald.reports.write.TypeReports` come back in
+  type order.
+
+Jobs are handed out largest first (input bytes, stored Parquet bytes) so that the biggest job does
+not start last; the caller still receives the results in its own order, so what the run writes and
+counts is the same as with one process.  Per-type, not a hash partition within a type: a report's
+rows must come in input order (first occurrence) and one recipient's rows of a type go to one file,
+so splitting a type would need a merge of every report file; the example and generated days have
+several types of comparable size (bench/README.md, "Cores").  A day where one type dominates is
+limited by that type (Amdahl): see bench/README.md.
+
+The workers are forked once (``fork`` start method, deliberately: they inherit the run's IP data,
+router and registry without pickling or reloading them -- the IP data alone takes seconds to load;
+``forkserver`` would reload it in every worker).  Before forking, the parent collects garbage and
+freezes its objects (:func:`gc.freeze`), as :class:`herald.deliver.messages.MessageWorkers` does:
+a forked child must never free an object of the parent holding native state of the parent's
+threads (Arrow, DuckDB); freeing such an object in a child crashed a worker.  The parent opens no
+DuckDB connection before the fork.  Workers die with the parent (:mod:`herald.parentdeath`); a
+worker that dies makes the waiting call raise ``BrokenProcessPool`` (the run is recorded
+``failed``), it does not hang.  Each job passes the fault point ``stage`` in the worker (tests).
+
+Cores: the pool and the message workers run in sequential phases (ingest, then route and write,
+then the pool is shut down and the messages are composed), so the run never has more busy processes
+than cores.  Each worker's DuckDB gets ``memory_limit / workers`` and ``cores / workers`` threads,
+so memory stays bounded as with one process.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import shutil
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from herald import faults
+from herald.config import Settings
+from herald.parentdeath import check_parent, exit_with_parent
+from herald.reports.write import TypeReports, route_and_write
+from herald.route import Router
+from herald.schema.registry import Registry
+from herald.store.ingest import StoredInput, ingest_input
+
+
+def usable_cores() -> int:
+    """The processors this process may run on (``taskset`` narrows it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run_workers(settings: Settings) -> int:
+    """The run's worker processes: ``[run] workers``, default the usable cores."""
+    return settings.workers or usable_cores()
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What the workers inherit by fork.
+
+    Attributes:
+        settings: the configuration.
+        day: ``YYYY-MM-DD``.
+        registry: the report types.
+        ipdata: the run's IP data (:class:`herald.enrich.ipdata.IPData`).
+        router: the day's recipients.
+        intelmq: also write IntelMQ files.
+        workers: the pool's size (shares DuckDB's memory and threads).
+    """
+
+    settings: Settings
+    day: str
+    registry: Registry
+    ipdata: object
+    router: Router
+    intelmq: bool
+    workers: int
+
+
+_CONTEXT: StageContext | None = None
+
+
+def _ingest_job(job: tuple[str, str]) -> StoredInput:
+    """Worker: ingest one input ``(path, sha256)``."""
+    check_parent()
+    faults.hit("stage")
+    ctx = _CONTEXT
+    path_s, sha = job
+    return ingest_input(Path(path_s), sha, day=ctx.day, data_dir=ctx.settings.paths.data,
+                        registry=ctx.registry, ipdata=ctx.ipdata,
+                        overwrite_enrichment=ctx.settings.overwrite_enrichment)
+
+
+def _route_job(job: tuple[str, list[str]]) -> TypeReports:
+    """Worker: route one type ``(type name, stored files)`` and write its reports, with a DuckDB
+    connection of its own (spilling to a folder of its own)."""
+    from herald.store.dedup import DUCKDB_MEMORY_LIMIT, duckdb_connection
+
+    check_parent()
+    faults.hit("stage")
+    ctx = _CONTEXT
+    type_name, files = job
+    tmp = ctx.settings.paths.data / "tmp" / "duckdb" / f"worker-{os.getpid()}"
+    con = duckdb_connection(tmp)
+    try:
+        limit = _memory_bytes(DUCKDB_MEMORY_LIMIT) // ctx.workers
+        con.execute(f"SET memory_limit = '{max(limit // 2**20, 64)}MB'")
+        con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
+        return route_and_write(con, ctx.settings.paths.reports, ctx.day,
+                               ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _memory_bytes(text: str) -> int:
+    """``"500MB"`` -> bytes (DuckDB's units: KB, MB, GB as powers of 1000 or KiB, MiB, GiB)."""
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    t = text.strip().upper()
+    for unit, mult in units.items():
+        if t.endswith(unit):
+            return int(float(t[: -len(unit)]) * mult)
+    return int(t)
+
+
+class StagePool:
+    """The forked workers of one run's ingest and route stages; see the module docstring.  Use as
+    a context manager (or call :meth:`close`); the workers are forked at the first job."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.pool: ProcessPoolExecutor | None = None
+
+    def ingest(self, jobs: list[tuple[str, str]]) -> list[Future]:
+        """Start ingesting ``(path, sha256)`` jobs, the largest files first; returns one future of
+        a :class:`StoredInput` per job, in the order of ``jobs``."""
+        return self._map(_ingest_job, jobs, [_size(p) for p, _ in jobs])
+
+    def route(self, jobs: list[tuple[str, list[str]]]) -> list[Future]:
+        """Start routing ``(type name, stored files)`` jobs, the most stored bytes first; returns
+        one future of a :class:`TypeReports` per job, in the order of ``jobs``."""
+        return self._map(_route_job, jobs, [sum(_size(f) for f in files) for _, files in jobs])
+
+    def _map(self, fn: Callable, jobs: list, sizes: list[int]) -> list[Future]:
+        order = sorted(range(len(jobs)), key=lambda i: (-sizes[i], i))
+        futures: list[Future | None] = [None] * len(jobs)
+        pool = self._start()
+        try:
+            for i in order:
+                futures[i] = pool.submit(fn, jobs[i])
+        finally:
+            gc.unfreeze()
+        return futures  # type: ignore[return-value]
+
+    def _start(self) -> ProcessPoolExecutor:
+        """The executor; the parent's objects are frozen until the caller's submits are done (the
+        ``fork`` executor forks its workers at the first submit, and may fork replacements later)."""
+        global _CONTEXT
+        gc.collect()
+        gc.freeze()
+        if self.pool is None:
+            _CONTEXT = self.ctx
+            # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
+            self.pool = ProcessPoolExecutor(self.ctx.workers, mp_context=mp.get_context("fork"),
+                                            initializer=exit_with_parent, initargs=(os.getpid(),))
+        return self.pool
+
+    def close(self) -> None:
+        """Stop the workers (unfinished jobs are abandoned)."""
+        global _CONTEXT
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+            _CONTEXT = None
+
+    def __enter__(self) -> "StagePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

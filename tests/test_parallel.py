@@ -1,0 +1,143 @@
+"""The run's stage pool (herald/parallel.py, ``[run] workers``): a run with two worker processes
+writes the same bytes and counts as a run with one, on the example day and on a generated day of
+several types; a worker that dies makes the run fail (ledger ``failed``) instead of hanging.
+
+(The speed-up is measured by bench/cores.py, not by a timed test.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from herald.config import settings_from_dict
+from herald.errors import ConfigError
+from herald.pipeline import run_day
+from herald.summary import COUNTS
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import generate  # noqa: E402  (bench/generate.py)
+
+DAY = "2026-11-30"
+
+
+def settings_for(raw: dict, base: Path, root: Path, inbox: Path, workers: int):
+    raw = {**raw, "run": {"workers": workers}}
+    raw["paths"] = {"inbox": str(inbox), "data": str(root / "data"),
+                    "reports": str(root / "reports"), "outbox": str(root / "outbox")}
+    raw["database"] = {"url": f"sqlite:///{root / 'herald.db'}"}
+    return settings_from_dict(raw, base=base)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    out = {}
+    for sub in ("reports", "outbox", "data/quarantine"):
+        for p in sorted((root / sub).rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(root))] = p.read_bytes().replace(str(root).encode(), b"ROOT")
+    return out
+
+
+def summary_view(summary) -> dict:
+    d = summary.to_dict()
+    strip = lambda v: v.replace(str(summary.paths["data"]).rsplit("/data", 1)[0], "ROOT") \
+        if isinstance(v, str) else v
+    return {"counts": {k: d[k] for k in COUNTS},
+            "inputs": [{k: strip(v) for k, v in i.items()} for i in d["inputs"]],
+            "reports": [{k: strip(v) for k, v in r.items() if k != "report_id"} for r in d["reports"]],
+            "warnings": d["warnings"], "errors": d["errors"]}
+
+
+def both(raw: dict, base: Path, inbox: Path, tmp_path: Path, recipients=None):
+    out = {}
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        settings = settings_for(raw, base, root, inbox, workers)
+        summary = run_day(settings, DAY, recipients=recipients)
+        assert summary.ok, summary.errors
+        out[workers] = (files(root), summary_view(summary))
+    return out
+
+
+def test_two_workers_write_what_one_writes_on_the_example_day(tmp_path):
+    raw = tomllib.loads((ROOT / "examples/herald.toml").read_text())
+    out = both(raw, ROOT / "examples", ROOT / "examples/inbox", tmp_path)
+    assert out[1][0] and out[2][0] == out[1][0]
+    assert out[2][1] == out[1][1]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen")
+    # several types, split over several files each (more inputs than workers)
+    assert generate.main(["--events", "60000", "--out", str(out), "--recipients", "300",
+                          "--cidrs", "30000", "--seed", "5", "--rows-per-file", "5000"]) == 0
+    return out
+
+
+def test_two_workers_write_what_one_writes_on_a_generated_day(generated, tmp_path):
+    from herald.constituency.recipients import recipients_from_specs
+
+    raw = tomllib.loads((generated / "herald.toml").read_text())
+    recipients = recipients_from_specs(settings_from_dict(raw, base=generated).recipients_spec)
+    out = both(raw, generated, generated / "inbox", tmp_path, recipients)
+    assert len({r["type"] for r in out[1][1]["reports"]}) >= 3
+    assert out[2][0] == out[1][0]
+    assert out[2][1] == out[1][1]
+
+
+def test_a_dying_stage_worker_fails_the_run_instead_of_hanging(generated, tmp_path, request):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from herald import faults
+    from herald.constituency.recipients import recipients_from_specs
+    from herald.store import ledger
+    from herald.store.db import open_db
+
+    raw = tomllib.loads((generated / "herald.toml").read_text())
+    settings = settings_for(raw, generated, tmp_path, generated / "inbox", 2)
+    recipients = recipients_from_specs(settings.recipients_spec)
+
+    def kill_worker(point: str) -> None:  # inherited by the forked workers
+        if point == "stage":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    faults.install(kill_worker)
+    request.addfinalizer(lambda: faults.remove(kill_worker))
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            run_day(settings, DAY, recipients=recipients)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - examined below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)  # a hang must fail the test, not block it
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run hangs after a stage worker died"
+    assert isinstance(outcome[0], BrokenProcessPool)
+    db = open_db(settings.database_url)
+    runs = ledger.list_runs(db)
+    db.dispose()
+    assert runs and runs[0].status == "failed" and "BrokenProcessPool" in (runs[0].error or "")
+
+
+@pytest.mark.parametrize("value", [0, -1, "2", True, 1.5])
+def test_run_workers_must_be_a_whole_number(tmp_path, value):
+    with pytest.raises(ConfigError, match="run.workers"):
+        settings_from_dict({"run": {"workers": value}}, base=tmp_path)
+
+
+def test_unknown_run_key_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        settings_from_dict({"run": {"worker": 2}}, base=tmp_path)
