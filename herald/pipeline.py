@@ -181,7 +181,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     t = time.monotonic()
     per_type, reports, written = [], [], set()
     con = duckdb_connection(paths.data / "tmp" / "duckdb")
-    intelmq = "intelmq" in settings.raw.get("report", {}).get("formats", [])
+    intelmq = "intelmq" in settings.report.formats
     try:
         with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
             for type_name in sorted(stored):
@@ -219,7 +219,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     stages["ledger"] = time.monotonic() - t
 
     # 6: queue the composed messages when a relay is configured (`herald send` delivers them).
-    if "smtp" in settings.raw and reports:
+    if settings.smtp_configured and reports:
         from herald.deliver.outbox import enqueue_reports
 
         t = time.monotonic()

@@ -17,8 +17,8 @@ from herald.constituency import repository
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound, UserRow
-from herald.web import keys, users
-from herald.web.crypto import ServerKey
+from herald.accounts import apikeys as keys, users
+from herald.crypto import ServerKey
 
 SK = ServerKey(b"s" * 32)
 #: a fixed UTC instant for TOTP codes (tests never use the system clock)

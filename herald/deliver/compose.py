@@ -579,8 +579,3 @@ def _generate(part: MIMEPart) -> bytes:
     buf = io.BytesIO()
     BytesGenerator(buf, policy=_POLICY, mangle_from_=False).flatten(part)
     return buf.getvalue()
-
-
-def generate_entity(part: MIMEPart) -> bytes:
-    """A MIME part serialised in canonical form (CRLF, as :data:`email.policy.SMTP`)."""
-    return _generate(part)

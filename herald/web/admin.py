@@ -21,7 +21,7 @@ from herald.constituency import repository
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound, RunRow
-from herald.web.portal import Redirect, flash, page, render
+from herald.web.pages import Redirect, flash, page, render
 
 router = APIRouter(include_in_schema=False)
 

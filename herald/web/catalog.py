@@ -118,7 +118,12 @@ def _dates(days) -> list[date]:
     return out
 
 
-def _as_list(value: Any, field: str) -> list[str]:
+def as_list(value: Any, field: str) -> list[str]:
+    """A request field as a list of strings: ``None`` is empty, a string is split on commas.
+
+    Raises:
+        RequestError: neither a string nor a list of strings.
+    """
     if value is None:
         return []
     if isinstance(value, str):
@@ -254,14 +259,6 @@ class Catalog:
 
     # --- events -------------------------------------------------------------------------------
 
-    def event_types(self, day: str) -> list[str]:
-        """Report types with stored events on ``day``."""
-        d = self.settings.paths.data / "events" / f"date={day}"
-        if not d.is_dir():
-            return []
-        return sorted(p.name.removeprefix("type=") for p in d.iterdir()
-                      if p.name.startswith("type=") and p.name.removeprefix("type=") in self.registry)
-
     def own_types(self, shares: list[Recipient], day: str) -> list[str]:
         """Registered report types the recipient of ``shares`` has report files of on ``day``
         (sorted; empty without ``shares``)."""
@@ -356,6 +353,3 @@ def union_shares(shares: list[Recipient]) -> Recipient:
                      countries=sorted({c for r in shares for c in r.countries}),
                      cidrs=list({c for r in shares for c in r.cidrs}))
 
-
-#: Former private name, kept for existing callers.
-_union = union_shares

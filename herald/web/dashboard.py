@@ -38,7 +38,7 @@ from fastapi.templating import Jinja2Templates
 from iso3166 import countries_by_alpha2
 
 from herald.schema import default_registry
-from herald.web.app import TEMPLATES_DIR, WebState
+from herald.web.state import TEMPLATES_DIR, WebState
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
