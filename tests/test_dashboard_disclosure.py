@@ -87,7 +87,7 @@ def _app(tmp_path: Path, data: Path):
                                   base=tmp_path)
     from herald.store.db import open_db
 
-    dashboard._cache.clear()
+    dashboard.clear_cache()
     return create_app(settings, open_db(settings.database_url, upgrade=True), ServerKey(b"s" * 32),
                       clock=lambda: datetime(2026, 11, 30, 12, tzinfo=timezone.utc))
 

@@ -141,6 +141,11 @@ def compute(data_dir: Path, today: date) -> dict[str, Any]:
             "attribution": ATTRIBUTION}
 
 
+def clear_cache() -> None:
+    """Forget the cached figures (the next request computes them afresh)."""
+    _cache.clear()
+
+
 def _cached(state: WebState) -> dict:
     today = state.clock().astimezone(timezone.utc).date()
     key = (str(state.settings.paths.data), today.isoformat())
