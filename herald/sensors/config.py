@@ -69,10 +69,6 @@ def register_domain_provider(provider: Callable[[Settings], Iterable[SinkholeDom
         DOMAIN_PROVIDERS.append(provider)
 
 
-def _where(settings: Settings) -> str:
-    return str(settings.path) if settings.path else "configuration"
-
-
 def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
     """Every sinkholed domain: ``[[sinkhole.domains]]`` of the TOML file, then the domains of the
     operations active today when ``[sinkhole] operations = true`` (see
@@ -83,7 +79,7 @@ def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
         ConfigError: an entry without ``name``, a name that is not a DNS name, a duplicate name in the
             TOML list, a bad ``addresses`` value.
     """
-    where = _where(settings)
+    where = settings.where
     section = settings.section("sinkhole")
     entries = section.get("domains", [])
     if not isinstance(entries, list):
@@ -211,7 +207,7 @@ def load_sinkhole_config(settings: Settings) -> SinkholeConfig:
             certificate file, a sensor name with characters other than letters, digits, ``_``, ``.``
             (the name is a part of file names that are split on ``-``).
     """
-    where = _where(settings)
+    where = settings.where
     s: dict[str, Any] = check_section(settings, "sinkhole", SINKHOLE_KEYS)
     base = settings.path.parent if settings.path else Path.cwd()
 
