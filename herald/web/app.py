@@ -19,17 +19,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from herald.config import Settings
+from herald.crypto import ServerKey
+from herald.ratelimit import RateLimiter
 from herald.schema.registry import Registry, default_registry
 from herald.store.db import Database, open_db
-from herald.ratelimit import RateLimiter
 from herald.web import admin, api, dashboard, portal
 from herald.web.catalog import Catalog
-from herald.crypto import ServerKey
 from herald.web.headers import SecurityHeadersMiddleware
 from herald.web.limits import BodyLimitMiddleware, BodyTooLarge
 from herald.web.state import TEMPLATES_DIR, WebConfig, WebState, dumps
 
 __all__ = ["TEMPLATES_DIR", "WebConfig", "WebState", "create_app", "dumps"]
+
 
 def create_app(settings: Settings, db: Database | None = None, server_key: ServerKey | None = None,
                registry: Registry | None = None, config: WebConfig | None = None,
