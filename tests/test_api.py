@@ -23,12 +23,12 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from herald.store.db import ApiKeyRow
 from herald.accounts import apikeys as keys
-from herald.web.api import download_token
-from herald.web.app import WebConfig, create_app
 from herald.constituency.recipients import slugify
 from herald.crypto import ServerKey
+from herald.store.db import ApiKeyRow
+from herald.web.api import download_token
+from herald.web.app import WebConfig, create_app
 from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, LiveServer, ShadowserverClient, build_deployment
 from tests.db_fixtures import pg_dsn
 

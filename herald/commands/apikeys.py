@@ -44,9 +44,9 @@ def register(sub) -> None:
 
 def _ctx(args):
     from herald.config import load_settings
+    from herald.crypto import ServerKey
     from herald.store.db import open_db
     from herald.web.state import WebConfig
-    from herald.crypto import ServerKey
 
     settings = load_settings(args.config)
     return (open_db(settings.database_url), ServerKey.load(settings.paths.data),

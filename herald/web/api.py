@@ -31,8 +31,8 @@ from herald.web.catalog import (
     MAX_LIST_DAYS, MAX_QUERY_LIMIT, MAX_RANGE_DAYS, RequestError, ReportEntry, as_list,
     parse_dates,
 )
-from herald.web.common import ApiError, check_ip_rate, csv_file, recipient_row
 from herald.crypto import InvalidToken
+from herald.web.common import ApiError, check_ip_rate, csv_file, recipient_row
 from herald.web.query import MAX_QUERY_PAGE, query_events
 from herald.web.state import WebState, dumps, state_of
 

@@ -29,12 +29,12 @@ from typing import Any
 from starlette.requests import Request
 
 from herald.config import Settings, check_section
+from herald.crypto import ServerKey
 from herald.errors import ConfigError
 from herald.ratelimit import RateLimiter
 from herald.schema.registry import Registry
 from herald.store.db import Database
 from herald.web.catalog import Catalog
-from herald.crypto import ServerKey
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 

@@ -25,9 +25,9 @@ from urllib.request import Request, urlopen
 
 from herald.config import Settings, load_settings
 from herald.constituency import repository
+from herald.crypto import ServerKey
 from herald.store.db import Database, open_db
 from herald.web.app import WebConfig, create_app
-from herald.crypto import ServerKey
 
 #: The repository's examples directory and its day.
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
