@@ -45,7 +45,12 @@ KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients
                             "sinkhole", "smtp", "pgp", "mail", "web", "retention",
                             "abuse_contacts", "spark", "run"})
 
-#: Keys of the sections read here (other sections are checked by the modules that read them).
+#: Keys of the sections read here.  The other sections are parsed, and their keys checked, by the
+#: modules that own them (with :func:`check_section`): ``[web]`` :mod:`herald.web.state`,
+#: ``[sinkhole]`` :mod:`herald.sensors.config`, ``[smtp]``/``[pgp]``/``[mail]``
+#: :mod:`herald.deliver.settings`, ``[retention]`` :mod:`herald.store.purge`,
+#: ``[abuse_contacts]`` :mod:`herald.contacts.settings`; ``[[recipients]]`` and ``[[operations]]``
+#: are lists of tables checked by :mod:`herald.constituency`.
 SECTION_KEYS = {
     "paths": frozenset({"inbox", "data", "reports", "outbox"}),
     "report": frozenset({"tlp", "sender", "formats"}),
@@ -83,7 +88,9 @@ class Settings:
         database_url: SQLAlchemy URL of the metadata database.
         workers: ``[run] workers``: processes of the run's CPU-bound stages, ``None`` for one per
             usable core (:mod:`herald.parallel`).
-        raw: the whole parsed TOML document, for sections other modules read.
+        report_formats: ``[report] formats``: report file formats (``csv``, ``intelmq``).
+        raw: the whole parsed TOML document; other modules read their sections through
+            :meth:`section`, :attr:`recipients_spec`, :attr:`operations_spec`, never directly.
     """
 
     path: Path | None
@@ -94,12 +101,80 @@ class Settings:
     ipdata: list[dict[str, str]] = field(default_factory=list)
     database_url: str = ""
     workers: int | None = None
+    report_formats: list[str] = field(default_factory=lambda: ["csv"])
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """The file name for error messages (``configuration`` for settings built in code)."""
+        return str(self.path) if self.path else "configuration"
+
+    @property
+    def report(self) -> ReportSettings:
+        """The ``[report]`` section, typed."""
+        return ReportSettings(tlp=self.tlp, sender=self.sender, formats=list(self.report_formats))
 
     @property
     def recipients_spec(self) -> list[dict[str, Any]]:
         """The ``[[recipients]]`` entries of the file, unvalidated."""
         return list(self.raw.get("recipients", []))
+
+    @property
+    def operations_spec(self) -> list[dict[str, Any]]:
+        """The ``[[operations]]`` entries of the file, unvalidated."""
+        return list(self.raw.get("operations", []))
+
+    @property
+    def smtp_configured(self) -> bool:
+        """Whether the file has an ``[smtp]`` section (the run then sends what it writes)."""
+        return "smtp" in self.raw
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The table ``[name]`` of the file (empty when absent), for the module that parses it.
+
+        Raises:
+            ConfigError: ``name`` is not a known section, or the value is not a table.
+        """
+        if name not in KNOWN_SECTIONS:
+            raise ConfigError(f"{self.where}: no section [{name}] is known")
+        value = self.raw.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self.where}: [{name}] must be a table")
+        return value
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """The ``[report]`` section: TLP label, sender address and file formats of reports."""
+
+    tlp: str = "AMBER"
+    sender: str = "herald@localhost"
+    formats: list[str] = field(default_factory=lambda: ["csv"])
+
+
+def check_section(settings: Settings, name: str, known: set[str] | frozenset[str]) -> dict[str, Any]:
+    """The table ``[name]`` of ``settings`` after checking that all its keys are ``known``.
+
+    Raises:
+        ConfigError: not a table, or an unknown key (the message names the section and the key).
+    """
+    table = settings.section(name)
+    unknown_keys(settings.where, name, table, known)
+    return table
+
+
+def unknown_keys(where: str, name: str, table: dict[str, Any], known: set[str] | frozenset[str]) -> None:
+    """Raise when ``table`` (section ``[name]`` of file ``where``) has a key not in ``known``.
+
+    Raises:
+        ConfigError: ``"<file>: [name]: unknown key(s) a, b; known: ..."``.
+    """
+    extra = sorted(set(table) - set(known))
+    if extra:
+        raise ConfigError(f"{where}: [{name}]: unknown key(s) {', '.join(extra)}; "
+                          f"known: {', '.join(sorted(known))}")
 
 
 def load_settings(path: str | os.PathLike) -> Settings:
@@ -139,10 +214,7 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         value = raw.get(section, {})
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
-        extra = sorted(set(value) - keys)
-        if extra:
-            raise ConfigError(f"{where}: [{section}]: unknown key(s) {', '.join(extra)}; "
-                              f"known: {', '.join(sorted(keys))}")
+        unknown_keys(where, section, value, keys)
     from herald.contacts.settings import abuse_contact_settings
 
     abuse_contact_settings(raw)  # [abuse_contacts]: unknown keys and bad values fail at load
@@ -172,6 +244,9 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         if not isinstance(item, dict) or "path" not in item or "format" not in item:
             raise ConfigError(f"{where}: enrich.ipdata[{i}] needs 'format' and 'path'")
         ipdata.append({"format": str(item["format"]), "path": str((base / item["path"]).resolve())})
+    formats = report.get("formats", ["csv"])
+    if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+        raise ConfigError(f"{where}: report.formats must be a list of strings")
     db = raw.get("database", {})
     url = os.environ.get("HERALD_DATABASE_URL") or db.get("url") or f"sqlite:///{paths.data / 'herald.db'}"
     workers = raw.get("run", {}).get("workers")
@@ -187,5 +262,6 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         ipdata=ipdata,
         database_url=url,
         workers=workers,
+        report_formats=list(formats),
         raw=raw,
     )

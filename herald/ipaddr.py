@@ -84,7 +84,7 @@ def parse_ips(values: pa.Array | pa.ChunkedArray) -> ParsedIPs:
     if hit is not None:
         return hit
     n = len(values)
-    fast, v4 = _fast_v4(values)
+    fast, v4 = fast_v4(values)
     rest = np.flatnonzero(~fast) if n else np.zeros(0, dtype=np.int64)
     if len(rest) == 0:
         # Every value is a plain dotted quad: already canonical, the text is the input itself.
@@ -92,9 +92,9 @@ def parse_ips(values: pa.Array | pa.ChunkedArray) -> ParsedIPs:
                          v6_hi=np.zeros(n, dtype=np.uint64), v6_lo=np.zeros(n, dtype=np.uint64),
                          text=values)
     if len(rest) == n:
-        return _parse_general(values)
+        return parse_general(values)
     # The other values (IPv6, empty, white space, anything malformed) take the general rules.
-    sub = _parse_general(values.take(pa.array(rest)))
+    sub = parse_general(values.take(pa.array(rest)))
     version = np.full(n, 4, dtype=np.int8)
     version[rest] = sub.version
     v4[rest] = sub.v4
@@ -159,7 +159,7 @@ def _bitmask(flags: np.ndarray) -> np.ndarray:
     return (y[:, 0] | (y[:, 1] << _U64(8))).astype(np.uint16)
 
 
-def _fast_v4(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def fast_v4(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Plain dotted quads decoded from the Arrow buffers with numpy.
 
     A value is taken here when it is non-null, 7 to 15 bytes long, only ASCII digits and dots in
@@ -226,7 +226,7 @@ def _fast_v4(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return ok, v4
 
 
-def _parse_general(values: pa.Array) -> ParsedIPs:
+def parse_general(values: pa.Array) -> ParsedIPs:
     """:func:`parse_ips` by the general rules (Arrow regex for IPv4, ``inet_pton`` for IPv6), for
     the values the fast path does not take.  ``values``: a ``string``/``large_string`` array."""
     n = len(values)
@@ -365,11 +365,6 @@ def _parse_v6(t: str) -> tuple[int, int, str | None]:
     return int.from_bytes(packed[:8], "big"), int.from_bytes(packed[8:], "big"), text
 
 
-def format_v4(v4: np.ndarray) -> list[str]:
-    """Dotted-quad text of a ``uint32`` array (for tests and generators, not hot paths)."""
-    return [str(ipaddress.IPv4Address(int(x))) for x in v4]
-
-
 def v6_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """16-byte big-endian keys (``S16`` array of length N) from ``uint64[N]`` halves.
 
@@ -380,8 +375,3 @@ def v6_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     k[:, 0] = hi
     k[:, 1] = lo
     return k.view("S16").ravel()
-
-
-def network_bounds(net) -> tuple[int, int, int]:
-    """``(version, first, last)`` integer bounds of an ``ipaddress`` network (inclusive)."""
-    return net.version, int(net.network_address), int(net.broadcast_address)

@@ -189,7 +189,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     # Spark, in Spark tasks.
     from herald.parallel import StageContext, StagePool, run_workers
 
-    intelmq = "intelmq" in settings.raw.get("report", {}).get("formats", [])
+    intelmq = "intelmq" in settings.report.formats
     workers = 1 if spark else run_workers(settings)
     pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers)) \
         if workers > 1 else None
@@ -251,7 +251,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
 
     # 6: queue the composed messages when a relay is configured (`herald send` delivers them).
     queued = [r for r in reports if r["kind"] != "abuse_contact"]
-    if "smtp" in settings.raw and reports:
+    if settings.smtp_configured and reports:
         from herald.deliver.outbox import enqueue_reports
 
         t = time.monotonic()

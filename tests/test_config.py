@@ -63,3 +63,45 @@ def test_config_file_errors(tmp_path):
 def test_example_configuration_is_valid(repo_root):
     settings = load_settings(repo_root / "examples/herald.toml")
     assert settings.tlp == "AMBER" and len(settings.recipients_spec) == 7
+
+
+def _parse_section(name: str, settings) -> None:
+    """Parse section ``name`` of ``settings`` with the parser of the module that owns it."""
+    from herald.deliver.bounces import bounce_threshold
+    from herald.deliver.settings import delivery_settings
+    from herald.sensors.config import load_sinkhole_config
+    from herald.store.purge import retention_from_settings
+    from herald.web.state import WebConfig
+
+    parsers = {"web": WebConfig.from_settings, "sinkhole": load_sinkhole_config,
+               "smtp": delivery_settings, "pgp": delivery_settings, "mail": delivery_settings,
+               "retention": retention_from_settings, "abuse_contacts": bounce_threshold}
+    parsers[name](settings)
+
+
+@pytest.mark.parametrize("section", ["paths", "report", "enrich", "database", "web", "sinkhole",
+                                     "smtp", "pgp", "mail", "retention", "abuse_contacts"])
+def test_unknown_key_in_any_section_is_an_error_naming_section_and_key(section, tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        settings = settings_from_dict({section: {"bogus_key": 1}}, base=tmp_path)
+        _parse_section(section, settings)
+    assert f"[{section}]" in str(exc.value)
+    assert "bogus_key" in str(exc.value)
+
+
+@pytest.mark.parametrize("section", ["web", "sinkhole", "smtp", "pgp", "mail", "retention",
+                                     "abuse_contacts"])
+def test_known_keys_of_module_sections_still_parse(section, tmp_path):
+    known = {"web": {"rate_per_key": 10}, "sinkhole": {"ttl": 60}, "smtp": {"host": "localhost"},
+             "pgp": {}, "mail": {"digest": True}, "retention": {"events_days": 7},
+             "abuse_contacts": {"bounce_threshold": 3}}
+    _parse_section(section, settings_from_dict({section: known[section]}, base=tmp_path))
+
+
+def test_typed_accessors_of_report_and_smtp(tmp_path):
+    s = settings_from_dict({"report": {"formats": ["csv", "intelmq"]}}, base=tmp_path)
+    assert s.report.formats == ["csv", "intelmq"] and s.report.tlp == "AMBER"
+    assert not s.smtp_configured
+    assert settings_from_dict({"smtp": {"host": "mx"}}, base=tmp_path).smtp_configured
+    with pytest.raises(ConfigError, match="report.formats"):
+        settings_from_dict({"report": {"formats": "csv"}}, base=tmp_path)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from herald.enrich import enrich
 from herald.enrich.ipdata import IPData
-from herald.ipaddr import _fast_v4, _parse_general, parse_ips, remember_parsed
+from herald.ipaddr import fast_v4, parse_general, parse_ips, remember_parsed
 from herald.schema import default_registry
 from herald.sources.shadowserver_csv import normalize_batch
 
@@ -89,8 +89,8 @@ def test_parse_ips_matches_ipaddress(values, typ, cut):
 @given(st.lists(st.one_of(quads, valid_v4, garbage), min_size=1, max_size=60))
 def test_fast_path_takes_exactly_the_plain_dotted_quads(values):
     arr = pa.array(values, pa.string())
-    ok, v4 = _fast_v4(arr)
-    general = _parse_general(arr)
+    ok, v4 = fast_v4(arr)
+    general = parse_general(arr)
     plain = np.array([v == v.strip() for v in values])
     # Everything the fast path takes, the general rules take with the same number...
     assert (general.version[ok] == 4).all()

@@ -186,7 +186,7 @@ def test_bad_date_is_rejected(repo_root, tmp_path):
 
 def test_intelmq_json_export_of_reports(repo_root, tmp_path):
     settings, raw = example_settings(repo_root, tmp_path)
-    settings.raw.setdefault("report", {})["formats"] = ["csv", "intelmq"]
+    settings.report_formats = ["csv", "intelmq"]
     summary = run_day(settings, DAY)
     rep = next(r for r in summary.reports if r["type"] == "event6_sinkhole_http")
     events = [json.loads(line) for line in Path(rep["intelmq_path"]).read_text().splitlines()]

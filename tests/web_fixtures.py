@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from herald.web import users
+from herald.accounts import users
 
 
 @pytest.fixture(scope="module")

@@ -44,9 +44,9 @@ def register(sub) -> None:
 
 def _ctx(args):
     from herald.config import load_settings
+    from herald.crypto import ServerKey
     from herald.store.db import open_db
-    from herald.web.app import WebConfig
-    from herald.web.crypto import ServerKey
+    from herald.web.state import WebConfig
 
     settings = load_settings(args.config)
     return (open_db(settings.database_url), ServerKey.load(settings.paths.data),
@@ -55,7 +55,7 @@ def _ctx(args):
 
 def create(args) -> int:
     """Create a key and print ``key`` and ``secret``."""
-    from herald.web.keys import create_key
+    from herald.accounts.apikeys import create_key
 
     db, sk, _ = _ctx(args)
     from herald.store.db import utcnow
@@ -70,7 +70,7 @@ def create(args) -> int:
 
 def list_(args) -> int:
     """Print the recipient's keys."""
-    from herald.web.keys import list_keys
+    from herald.accounts.apikeys import list_keys
 
     db, _, _ = _ctx(args)
     for k in list_keys(db, args.recipient):
@@ -82,7 +82,7 @@ def list_(args) -> int:
 
 
 def _pick(db, args) -> list[str]:
-    from herald.web.keys import list_keys
+    from herald.accounts.apikeys import list_keys
 
     keys = [k for k in list_keys(db, args.recipient) if k.state == "active"]
     if args.key:
@@ -96,7 +96,7 @@ def _pick(db, args) -> list[str]:
 
 def revoke(args) -> int:
     """Revoke the key."""
-    from herald.web.keys import revoke_key
+    from herald.accounts.apikeys import revoke_key
 
     db, _, _ = _ctx(args)
     for key_id in _pick(db, args):
@@ -107,7 +107,7 @@ def revoke(args) -> int:
 
 def rotate(args) -> int:
     """Rotate the key and print the new secret."""
-    from herald.web.keys import rotate_key
+    from herald.accounts.apikeys import rotate_key
 
     db, sk, cfg = _ctx(args)
     days = args.grace_days if args.grace_days is not None else cfg.rotation_grace_days

@@ -57,7 +57,7 @@ def _password() -> str:
 
 def add(args) -> int:
     """Create the user; prints its id."""
-    from herald.web.users import add_user
+    from herald.accounts.users import add_user
 
     if args.role == "admin" and args.recipient:
         raise ConfigError("an admin does not act for a recipient: drop --recipient")
@@ -69,7 +69,7 @@ def add(args) -> int:
 
 def list_(args) -> int:
     """Print every user."""
-    from herald.web.users import list_users
+    from herald.accounts.users import list_users
 
     for u in list_users(_db(args)):
         print(f"{u.id:>5}  {u.email:<40} {u.role:<10} {u.recipient or '':<30} "

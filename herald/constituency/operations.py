@@ -24,7 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from herald.constituency.recipients import Recipient
-from herald.constituency.repository import RecipientRef, _find, _to_recipient, normalize_filter
+from herald.constituency.repository import (
+    RecipientRef, find_recipient_row, normalize_filter, to_recipient,
+)
 from herald.errors import ConfigError, StoreError
 from herald.store import audit
 from herald.store.db import (
@@ -145,7 +147,7 @@ def add_partner(db: Database, operation: str | int, recipient: RecipientRef,
         raise ConfigError("a partner needs a jurisdiction (one or more country codes)")
     with db.session() as s:
         op = _find_op(s, operation)
-        rec = _find(s, recipient)
+        rec = find_recipient_row(s, recipient)
         if rec.kind != "law_enforcement":
             raise ConfigError(f"recipient {rec.name!r} is {rec.kind}, not law_enforcement: only "
                               f"law-enforcement recipients can be operation partners")
@@ -228,7 +230,7 @@ def operation_recipients(db: Database, day: date | str) -> list[Recipient]:
             for p in sorted(op.partners, key=lambda p: p.recipient_id):
                 if p.recipient.disabled:
                     continue
-                r = _to_recipient(p.recipient, network_filters=False)
+                r = to_recipient(p.recipient, network_filters=False)
                 r.countries = list(p.countries)
                 r.operation = op.name
                 r.families = list(op.families)

@@ -117,7 +117,13 @@ class Conflict:
 
 # --- reading ------------------------------------------------------------------------------------
 
-def _find(session: Session, ref: RecipientRef) -> RecipientRow:
+def find_recipient_row(session: Session, ref: RecipientRef) -> RecipientRow:
+    """The recipient row of ``ref`` (a :class:`Recipient`, an id, a name, a slug or digits of an
+    id) in ``session``.
+
+    Raises:
+        NotFound: no such recipient.
+    """
     if isinstance(ref, Recipient):
         ref = ref.id if ref.id is not None else ref.name
     if isinstance(ref, int):
@@ -159,7 +165,7 @@ def get_recipient(db: Database, ref: RecipientRef) -> RecipientInfo:
         NotFound: no such recipient.
     """
     with db.session() as s:
-        return _info(_find(s, ref))
+        return _info(find_recipient_row(s, ref))
 
 
 def list_recipients(db: Database, include_disabled: bool = True) -> list[RecipientInfo]:
@@ -180,7 +186,9 @@ def list_filters(db: Database, state: str | None = None) -> list[FilterInfo]:
         return [_filter_info(f, name) for f, name in s.execute(stmt)]
 
 
-def _to_recipient(row: RecipientRow, network_filters: bool = True) -> Recipient:
+def to_recipient(row: RecipientRow, network_filters: bool = True) -> Recipient:
+    """The routing :class:`Recipient` of a database row: its verified filters (network filters
+    left out when ``network_filters`` is false) and primary contact."""
     verified = [f for f in row.filters if f.state == "verified"]
     by_kind: dict[str, list[str]] = defaultdict(list)
     for f in verified:
@@ -292,7 +300,7 @@ def add_filter(db: Database, recipient: RecipientRef, kind: str, value: Any, act
     """
     value = normalize_filter(kind, value)
     with db.session() as s:
-        row = _find(s, recipient)
+        row = find_recipient_row(s, recipient)
         existing = s.scalars(sa.select(FilterRow).filter_by(
             recipient_id=row.id, kind=kind, value=value)).one_or_none()
         if existing is not None:
@@ -365,7 +373,7 @@ def reject_filter(db: Database, filter_id: int, actor: str, reason: str) -> Filt
 def _set_disabled(db: Database, ref: RecipientRef, disabled: bool, actor: str,
                   reason: str | None) -> RecipientInfo:
     with db.session() as s:
-        row = _find(s, ref)
+        row = find_recipient_row(s, ref)
         if row.disabled != disabled:
             row.disabled = disabled
             row.updated_at = utcnow()

@@ -55,7 +55,7 @@ def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict
     # configuration's tables are unchanged since the last import into this database, skip it.
     # (An admin's later decision on a configuration filter then also stands until the file changes.)
     digest = hashlib.sha256(json.dumps(
-        [str(db.engine.url), settings.recipients_spec, settings.raw.get("operations", [])],
+        [str(db.engine.url), settings.recipients_spec, settings.operations_spec],
         sort_keys=True, default=str).encode()).hexdigest()
     marker = settings.paths.data / ".config-sync"
     if marker.exists() and marker.read_text().strip() == digest and _all_present(db, settings):
@@ -68,7 +68,7 @@ def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict
                               f"(partners = [{{recipient = ..., countries = [...]}}])")
     result = import_recipients(db, settings.recipients_spec, actor=actor)
     added = []
-    for i, spec in enumerate(settings.raw.get("operations", [])):
+    for i, spec in enumerate(settings.operations_spec):
         label = f"{where}: operations[{i}]"
         if not isinstance(spec, dict) or not spec.get("name"):
             raise ConfigError(f"{label}: 'name' is required")
@@ -117,7 +117,7 @@ def _all_present(db: Database, settings: Settings) -> bool:
         names = set(s.scalars(sa.select(RecipientRow.name)))
         ops_ = set(s.scalars(sa.select(OperationRow.name)))
     return ({str(r.get("name", "")).strip() for r in settings.recipients_spec} <= names
-            and {str(o.get("name", "")) for o in settings.raw.get("operations", [])} <= ops_)
+            and {str(o.get("name", "")) for o in settings.operations_spec} <= ops_)
 
 
 def routing_recipients(db: Database, day: str | date) -> list[Recipient]:

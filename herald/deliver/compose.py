@@ -253,7 +253,7 @@ def _summary(label: str, values, total: int) -> str:
     return text
 
 
-def _filters_text(r: Recipient) -> str:
+def filters_text(r: Recipient) -> str:
     """The recipient's filters for the body: ``ASNs AS64496, networks 192.0.2.0/24, countries AT``.
 
     ASNs and networks are listed up to :data:`FILTER_LIST_MAX`, then ``and N more``; countries
@@ -286,7 +286,7 @@ def recipient_texts(r: Recipient) -> tuple[str, str]:
         return hit[2], hit[3]
     if len(_TEXTS) >= _TEXTS_MAX:
         _TEXTS.clear()
-    texts = (area(r), _filters_text(r))
+    texts = (area(r), filters_text(r))
     _TEXTS[id(r)] = (r, sizes, *texts)
     return texts
 
@@ -579,8 +579,3 @@ def _generate(part: MIMEPart) -> bytes:
     buf = io.BytesIO()
     BytesGenerator(buf, policy=_POLICY, mangle_from_=False).flatten(part)
     return buf.getvalue()
-
-
-def generate_entity(part: MIMEPart) -> bytes:
-    """A MIME part serialised in canonical form (CRLF, as :data:`email.policy.SMTP`)."""
-    return _generate(part)

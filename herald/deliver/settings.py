@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from herald.config import Settings
+from herald.config import Settings, unknown_keys
 from herald.errors import ConfigError
 
 SECURITY_MODES = ("starttls", "tls", "none")
@@ -172,27 +172,35 @@ def _num(table: dict, key: str, default: float, where: str, minimum: float = 0) 
     return float(value)
 
 
+#: Keys of the delivery tables (``password`` and ``passphrase`` are refused with their own message).
+SMTP_KEYS = frozenset({"host", "port", "security", "username", "password_env", "password_file",
+                       "tls_ca_file", "rate_per_second", "envelope_sender", "timeout",
+                       "max_attempts", "retry_base", "retry_max", "unknown_outcome"})
+PGP_KEYS = frozenset({"gnupghome", "signing_key", "passphrase_env", "passphrase_file"})
+MAIL_KEYS = frozenset({"digest", "zip_above", "attach_max", "templates", "language",
+                       "unsubscribe_url", "unsubscribe_mailto", "reporter_org"})
+
+
 def delivery_settings(settings: Settings) -> DeliverySettings:
-    """Parse the delivery tables of ``settings.raw``.
+    """Parse the delivery tables ``[smtp]``, ``[pgp]`` and ``[mail]`` of ``settings``.
 
     Raises:
-        ConfigError: a password or passphrase written into the TOML file, an unknown security
-            mode, wrong types.
+        ConfigError: a password or passphrase written into the TOML file, an unknown key (naming
+            the section and the key), an unknown security mode, wrong types.
     """
-    raw = settings.raw
     base = settings.path.parent if settings.path else Path.cwd()
-    where = str(settings.path or "configuration")
-    smtp_raw = raw.get("smtp", {}) or {}
-    pgp_raw = raw.get("pgp", {}) or {}
-    mail_raw = raw.get("mail", {}) or {}
-    for name, table in (("smtp", smtp_raw), ("pgp", pgp_raw), ("mail", mail_raw)):
-        if not isinstance(table, dict):
-            raise ConfigError(f"{where}: [{name}] must be a table")
+    where = settings.where
+    smtp_raw = settings.section("smtp")
+    pgp_raw = settings.section("pgp")
+    mail_raw = settings.section("mail")
     for key in ("password", "passphrase"):
         for name, table in (("smtp", smtp_raw), ("pgp", pgp_raw)):
             if key in table:
                 raise ConfigError(f"{where}: [{name}] {key} must not be written in the configuration "
                                   f"file; use {key}_env (an environment variable) or {key}_file")
+    for name, table, known in (("smtp", smtp_raw, SMTP_KEYS), ("pgp", pgp_raw, PGP_KEYS),
+                               ("mail", mail_raw, MAIL_KEYS)):
+        unknown_keys(where, name, table, known)
     security = str(smtp_raw.get("security", "starttls")).lower()
     if security not in SECURITY_MODES:
         raise ConfigError(f"{where}: smtp.security {security!r} must be one of {', '.join(SECURITY_MODES)}")

@@ -49,7 +49,7 @@ def spark_settings(settings: Settings) -> SparkSettings:
         ConfigError: the section is not a table, has unknown keys or values of the wrong type.
     """
     where = str(settings.path or "configuration")
-    raw = settings.raw.get("spark", {})
+    raw = settings.section("spark")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: [spark] must be a table")
     extra = sorted(set(raw) - SPARK_KEYS)

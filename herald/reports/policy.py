@@ -145,7 +145,7 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
     from herald.errors import ConfigError
 
     warnings: list[str] = []
-    ac = abuse_contact_settings(settings.raw)
+    ac = abuse_contact_settings({"abuse_contacts": settings.section("abuse_contacts")})
     abuse = None
     if ac.enabled:
         try:

@@ -253,6 +253,11 @@ class ReportSpool:
         self._buffered = 0
         self._spills: ParallelWrites | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held in memory now (at most about ``buffer_bytes``)."""
+        return self._buffered
+
     def append(self, path: Path, header: bytes, data, rows: int) -> None:
         """Append ``data`` (``rows`` records, bytes-like; copied) to the report at ``path``."""
         st = self._open.get(path)

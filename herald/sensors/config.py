@@ -45,11 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from herald.config import Settings
+from herald.config import Settings, check_section
 from herald.errors import ConfigError
 from herald.sensors.domains import SinkholeDomain, normalize_name
-# DomainTable is imported from here by herald.sensors.sinkhole_http (to be moved to herald.sensors.domains).
-from herald.sensors.domains import DomainTable  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +69,6 @@ def register_domain_provider(provider: Callable[[Settings], Iterable[SinkholeDom
         DOMAIN_PROVIDERS.append(provider)
 
 
-def _where(settings: Settings) -> str:
-    return str(settings.path) if settings.path else "configuration"
-
-
 def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
     """Every sinkholed domain: ``[[sinkhole.domains]]`` of the TOML file, then the domains of the
     operations active today when ``[sinkhole] operations = true`` (see
@@ -85,10 +79,8 @@ def load_sinkhole_domains(settings: Settings) -> list[SinkholeDomain]:
         ConfigError: an entry without ``name``, a name that is not a DNS name, a duplicate name in the
             TOML list, a bad ``addresses`` value.
     """
-    where = _where(settings)
-    section = settings.raw.get("sinkhole", {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where}: [sinkhole] must be a table")
+    where = settings.where
+    section = settings.section("sinkhole")
     entries = section.get("domains", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: sinkhole.domains must be an array of tables ([[sinkhole.domains]])")
@@ -193,6 +185,13 @@ class SinkholeConfig:
     max_field_chars: int = 4096
 
 
+#: Keys of ``[sinkhole]``: the fields of :class:`SinkholeConfig` read from the file, the
+#: ``[[sinkhole.domains]]`` list and the ``operations`` switch (see :func:`load_sinkhole_domains`).
+SINKHOLE_KEYS = frozenset(
+    {f for f in SinkholeConfig.__dataclass_fields__ if f not in ("inbox", "domains")}
+    | {"domains", "operations"})
+
+
 def _default_sensor_name() -> str:
     host = socket.gethostname().split(".")[0] or "sinkhole"
     return re.sub(r"[^A-Za-z0-9_]", "_", host)[:48]
@@ -204,14 +203,12 @@ def load_sinkhole_config(settings: Settings) -> SinkholeConfig:
     Relative ``tls_cert``/``tls_key`` paths are taken from the TOML file's folder.
 
     Raises:
-        ConfigError: wrong types, bad addresses, non-positive batch sizes or rates, a missing
+        ConfigError: an unknown key (naming the section and key), wrong types, bad addresses, non-positive batch sizes or rates, a missing
             certificate file, a sensor name with characters other than letters, digits, ``_``, ``.``
             (the name is a part of file names that are split on ``-``).
     """
-    where = _where(settings)
-    s: dict[str, Any] = settings.raw.get("sinkhole", {})
-    if not isinstance(s, dict):
-        raise ConfigError(f"{where}: [sinkhole] must be a table")
+    where = settings.where
+    s: dict[str, Any] = check_section(settings, "sinkhole", SINKHOLE_KEYS)
     base = settings.path.parent if settings.path else Path.cwd()
 
     def _listen(key: str) -> list[tuple[str, int]]:

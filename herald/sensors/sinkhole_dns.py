@@ -42,11 +42,11 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from herald.ratelimit import TokenBucketLimiter
 from herald.schema.registry import Registry, default_registry
 from herald.sensors.batch import EventBatcher, now_us
 from herald.sensors.config import SinkholeConfig
 from herald.sensors.domains import DomainTable, SinkholeDomain
-from herald.sensors.ratelimit import TokenBucketLimiter
 from herald.sensors.runtime import canonical_ip, event_type
 
 log = logging.getLogger(__name__)

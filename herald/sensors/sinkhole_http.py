@@ -22,7 +22,7 @@ Defences (the server faces the Internet and hostile bots):
 * at most ``max_connections`` connections and ``max_connections_per_client`` per client address;
   at most ``max_requests_per_connection`` requests per connection;
 * a token bucket per client address (``http_rate_per_client`` requests per second,
-  ``http_rate_burst``; :class:`herald.sensors.ratelimit.TokenBucketLimiter`, as the DNS sensor's):
+  ``http_rate_burst``; :class:`herald.ratelimit.TokenBucketLimiter`, as the DNS sensor's):
   a request over the limit is answered ``429 Too Many Requests`` with ``Retry-After: 1`` and the
   connection is closed; it is **not** recorded (a flood must not fill the disk);
 * ``Content-Length`` must be ASCII digits (RFC 9110 section 8.6, ``1*DIGIT``), else ``400``;
@@ -48,10 +48,11 @@ import ssl
 from typing import Any
 
 from herald.errors import ConfigError
+from herald.ratelimit import TokenBucketLimiter
 from herald.schema.registry import Registry, default_registry
 from herald.sensors.batch import EventBatcher, now_us
-from herald.sensors.config import DomainTable, SinkholeConfig
-from herald.sensors.ratelimit import TokenBucketLimiter
+from herald.sensors.config import SinkholeConfig
+from herald.sensors.domains import DomainTable
 from herald.sensors.runtime import canonical_ip, event_type, truncate
 
 log = logging.getLogger(__name__)

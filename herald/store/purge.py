@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from herald.config import Settings
+from herald.config import Settings, check_section
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import (
@@ -56,11 +56,10 @@ def retention_from_settings(settings: Settings) -> Retention:
 
     Raises:
         ConfigError: a value that is not a positive integer, or ``audit_days`` below
-            :data:`herald.store.db.AUDIT_MIN_RETENTION_DAYS` (the database would refuse it).
+            :data:`herald.store.db.AUDIT_MIN_RETENTION_DAYS` (the database would refuse it); an
+            unknown key in the section.
     """
-    raw = settings.raw.get("retention", {}) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("[retention] must be a table")
+    raw = check_section(settings, "retention", {"events_days", "audit_days", "ledger_days"})
     values = {}
     for key, default in (("events_days", 30), ("audit_days", 400)):
         values[key] = raw.get(key, default)

@@ -2,7 +2,7 @@
 reason, the audit log and the run ledger.
 
 Only users with role ``admin`` reach these pages.  Every change goes through
-:mod:`herald.constituency.repository` or :mod:`herald.web.keys`, which write the audit log in the
+:mod:`herald.constituency.repository` or :mod:`herald.accounts.apikeys`, which write the audit log in the
 same transaction, with the admin's e-mail as actor.  The abuse-contact pages (automatic
 recipients, contact overrides, inhibitions, bounces, RPSL data) are in
 :mod:`herald.web.admin_abuse`.
@@ -24,7 +24,7 @@ from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound, RunRow
 from herald.web import admin_abuse
-from herald.web.portal import Redirect, flash, page, render
+from herald.web.pages import Redirect, flash, page, render
 
 router = APIRouter(include_in_schema=False)
 #: The abuse-contact pages (/admin/abuse/...) are part of the console.

@@ -43,7 +43,7 @@ from herald.contacts.store import MANIFEST, ContactData, ContactDataError, conta
 from herald.deliver import bounces
 from herald.errors import ConfigError
 from herald.store.db import ContactRow, RecipientRow, ReportRow
-from herald.web.portal import Redirect, flash, page, render
+from herald.web.pages import Redirect, flash, page, render
 
 router = APIRouter(include_in_schema=False)
 

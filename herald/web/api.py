@@ -7,7 +7,7 @@ lowercase hex HMAC-SHA256 of the exact body bytes keyed with the key's secret (a
 A caller only ever sees its own recipient's reports and events (:mod:`herald.web.catalog`).
 
 Report ids are Fernet tokens (encrypted and authenticated with the server key, see
-:mod:`herald.web.crypto`) naming recipient, day, file, the listing API key and the fingerprint of
+:mod:`herald.crypto`) naming recipient, day, file, the listing API key and the fingerprint of
 the secret that signed the listing; they expire after ``download_ttl`` seconds, cannot be forged or
 altered, are useless to another recipient's key, and die when that secret is rotated out.
 """
@@ -16,28 +16,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from herald.constituency.recipients import Recipient
-from herald.web.app import WebState, dumps
-from herald.web.catalog import (
-    MAX_LIST_DAYS, MAX_QUERY_LIMIT, MAX_RANGE_DAYS, RequestError, ReportEntry, _as_list,
-    parse_dates,
-)
-from herald.web.crypto import InvalidToken
-from herald.web.keys import (
+from herald.accounts.apikeys import (
     Caller, current_fingerprint, key_active, remember_nonce, verify_request,
 )
+from herald.constituency.recipients import Recipient
+from herald.web.catalog import (
+    MAX_LIST_DAYS, MAX_QUERY_LIMIT, MAX_RANGE_DAYS, RequestError, ReportEntry, as_list,
+    parse_dates,
+)
+from herald.crypto import InvalidToken
+from herald.web.common import ApiError, check_ip_rate, csv_file, recipient_row
 from herald.web.query import MAX_QUERY_PAGE, query_events
+from herald.web.state import WebState, dumps, state_of
 
 router = APIRouter()
 
@@ -52,54 +52,12 @@ _DL_LABEL = "download"
 _NONCE_RE = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 
-class ApiError(Exception):
-    """An error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, message: str, status: int = 400, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status, self.headers = message, status, headers
-
-
 def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _state(request: Request) -> WebState:
-    return request.app.state.herald
-
-
-def client_ip(request: Request) -> str:
-    """The client's address: the socket peer, or, when that is one of ``[web] trusted_proxies``,
-    the forwarded client (set by the proxy-headers middleware, :mod:`herald.web.app`)."""
-    return request.client.host if request.client else "unknown"
-
-
-def rate_bucket(ip: str) -> str:
-    """The per-address rate-limit bucket of a client address: an IPv6 client counts by its /64
-    (one subscriber's prefix: every address in it is the same client to a limiter), an IPv4
-    client by its address; anything else as given."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if addr.version == 4:
-        return str(addr)
-    if addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(ipaddress.IPv6Network(((int(addr) >> 64) << 64, 64)))
-
-
-def check_ip_rate(request: Request) -> None:
-    """Raise :class:`ApiError` 429 when the client address (its /64 for IPv6) is over its rate."""
-    st = _state(request)
-    ip = rate_bucket(client_ip(request))
-    if not st.ip_limiter.allow(ip):
-        raise ApiError("rate limit exceeded for your address", 429,
-                       {"Retry-After": str(st.ip_limiter.retry_after(ip))})
-
-
 def _authenticate(request: Request, body: bytes) -> tuple[Caller, dict[str, Any]]:
-    st = _state(request)
+    st = state_of(request)
     check_ip_rate(request)
     if len(body) > MAX_BODY:
         raise ApiError("request body too large", 413)
@@ -187,7 +145,7 @@ def _shares(st: WebState, caller: Caller):
 def download_token(st: WebState, entry: ReportEntry, recipient_id: int, key_id: str,
                    secret_fp: str | None = None) -> str:
     """An opaque, expiring report id for ``entry``, bound to the API key ``key_id`` that listed it
-    and to the secret that signed the listing (``secret_fp``, :func:`herald.web.keys.fingerprint`;
+    and to the secret that signed the listing (``secret_fp``, :func:`herald.accounts.apikeys.fingerprint`;
     ``None``: the key's current secret).  The id dies with the key and when that secret is
     rotated out (:func:`resolve_token`)."""
     if secret_fp is None:
@@ -233,34 +191,17 @@ def resolve_token(st: WebState, token: str) -> tuple[int, str, str] | None:
     return found
 
 
-def _recipient_row(st: WebState, recipient_id: int):
-    from herald.store.db import RecipientRow
-
-    with st.db.session() as s:
-        row = s.get(RecipientRow, recipient_id)
-        if row is None or row.disabled:
-            return None
-        s.expunge(row)
-        return row
-
-
 def serve_report(st: WebState, token: str, recipient_id: int | None = None) -> Response:
     """The CSV of report id ``token``; 404 when invalid, expired, or (with ``recipient_id``)
     another recipient's."""
     found = resolve_token(st, token)
     if found is None or (recipient_id is not None and found[0] != recipient_id):
         return _error("no such report (unknown or expired id)", 404)
-    row = _recipient_row(st, found[0])
+    row = recipient_row(st, found[0])
     entry = st.catalog.report_file(row, found[1], found[2]) if row else None
     if entry is None:
         return _error("no such report (unknown or expired id)", 404)
     return csv_file(entry)
-
-
-def csv_file(entry: ReportEntry) -> FileResponse:
-    """A streamed download of a report file (reports can be large: never read whole)."""
-    return FileResponse(entry.path, media_type="text/csv; charset=utf-8", filename=entry.file,
-                        headers={"Cache-Control": "no-store"})
 
 
 # --- methods -------------------------------------------------------------------------------------
@@ -292,7 +233,7 @@ def method(path: str, summary: str, fields: dict[str, Any] | None = None):
         def _handle(request: Request, raw: bytes):
             try:
                 caller, body = _authenticate(request, raw)
-                result = fn(request, _state(request), caller, body)
+                result = fn(request, state_of(request), caller, body)
             except ApiError as exc:
                 return _error(exc.message, exc.status, exc.headers)
             except RequestError as exc:
@@ -337,12 +278,12 @@ def _entries(st: WebState, caller: Caller, body: dict[str, Any],
     """The caller's report entries selected by ``reports``/``report``, ``date`` (at most
     ``max_days`` days, else a 400 naming ``date``; absent: ``default_days``, or every day when
     that is ``None``) and ``type``."""
-    names = _as_list(body.get("reports", body.get("report")), "reports")
+    names = as_list(body.get("reports", body.get("report")), "reports")
     if names and caller.slug not in names:
         return []
     days = parse_dates(body.get("date"), None, max_days) if body.get("date") else default_days
-    types = _as_list(body.get("type"), "type")
-    row = _recipient_row(st, caller.recipient_id)
+    types = as_list(body.get("type"), "type")
+    row = recipient_row(st, caller.recipient_id)
     return st.catalog.reports(row, days, types or None) if row else []
 
 
@@ -446,7 +387,7 @@ def dl(token: str, request: Request):
         check_ip_rate(request)
     except ApiError as exc:
         return _error(exc.message, exc.status, exc.headers)
-    return serve_report(_state(request), token)
+    return serve_report(state_of(request), token)
 
 
 @router.post("/api2/{path:path}", include_in_schema=False)

@@ -36,7 +36,6 @@ from herald.reports.read import read_report_csv
 from herald.route import Router
 from herald.schema.registry import Registry
 from herald.store.db import Database, RecipientRow, ReportRow
-from herald.store.events import event_types
 
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
@@ -119,7 +118,12 @@ def _dates(days) -> list[date]:
     return out
 
 
-def _as_list(value: Any, field: str) -> list[str]:
+def as_list(value: Any, field: str) -> list[str]:
+    """A request field as a list of strings: ``None`` is empty, a string is split on commas.
+
+    Raises:
+        RequestError: neither a string nor a list of strings.
+    """
     if value is None:
         return []
     if isinstance(value, str):
@@ -255,10 +259,6 @@ class Catalog:
 
     # --- events -------------------------------------------------------------------------------
 
-    def event_types(self, day: str) -> list[str]:
-        """Report types with stored events on ``day``."""
-        return [t for t in event_types(self.settings.paths.data, day) if t in self.registry]
-
     def own_types(self, shares: list[Recipient], day: str) -> list[str]:
         """Registered report types the recipient of ``shares`` has report files of on ``day``
         (sorted; empty without ``shares``)."""
@@ -353,6 +353,3 @@ def union_shares(shares: list[Recipient]) -> Recipient:
                      countries=sorted({c for r in shares for c in r.countries}),
                      cidrs=list({c for r in shares for c in r.cidrs}))
 
-
-#: Former private name, kept for existing callers.
-_union = union_shares

@@ -39,7 +39,7 @@ from iso3166 import countries_by_alpha2
 
 from herald.schema import default_registry
 from herald.store.events import event_days, event_files, event_types
-from herald.web.app import TEMPLATES_DIR, WebState
+from herald.web.state import TEMPLATES_DIR, WebState
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -134,6 +134,11 @@ def compute(data_dir: Path, today: date) -> dict[str, Any]:
             "days": per_day, "countries": countries,
             "totals": {"victims": total, "types": len({t for _, t in rows})},
             "attribution": ATTRIBUTION}
+
+
+def clear_cache() -> None:
+    """Forget the cached figures (the next request computes them afresh)."""
+    _cache.clear()
 
 
 def _cached(state: WebState) -> dict:

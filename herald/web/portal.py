@@ -2,7 +2,7 @@
 downloads, a 30-day chart of event counts, API keys and filter requests.
 
 Server-rendered Jinja2 pages.  Sessions are signed cookies (``SameSite=Strict``) checked against
-the server on every request: the user's session version (:mod:`herald.web.users`; logout changes
+the server on every request: the user's session version (:mod:`herald.accounts.users`; logout changes
 it, so a copied cookie dies with the logout), an idle limit (``[web] session_max_age`` seconds
 since the last request) and an absolute limit (``[web] session_absolute`` seconds since login),
 both measured on the app clock (UTC).  Every form that changes something carries a per-session
@@ -12,29 +12,28 @@ reports, keys and filters.
 
 from __future__ import annotations
 
-import hmac
 import secrets
-import time
 from collections import defaultdict
 from datetime import date, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from herald.accounts import apikeys, users
 from herald.constituency import repository
 from herald.errors import ConfigError
 from herald.store.db import NotFound
-from herald.web import keys as apikeys
-from herald.web import users
-from herald.web.app import TEMPLATES_DIR, WebState
 from herald.web.catalog import DAY_RE
-from herald.web.headers import CSP
+from herald.web.common import ApiError, check_ip_rate, client_ip, csv_file, recipient_row
+from herald.web.pages import (
+    Forbidden, Redirect, current_user, flash, form_checked, page, render, stash_get, stash_pop,
+    stash_put,
+)
+from herald.web.state import state_of
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 #: Days with reports listed on the portal's front page (``?all=1`` lists every day).
 DAYS_SHOWN = 14
@@ -48,153 +47,6 @@ REQUESTABLE = ("asn", "cidr", "country")
 #: over many keys to escape the per-key rate limit.
 MAX_PORTAL_KEYS = 20
 MAX_PENDING_REQUESTS = 20
-
-
-class Redirect(Exception):
-    """Stop handling and redirect (to the login page, usually)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
-
-
-def _state(request: Request) -> WebState:
-    return request.app.state.herald
-
-
-def csrf_token(request: Request) -> str:
-    """The session's CSRF token (created on first use)."""
-    tok = request.session.get("csrf")
-    if not tok:
-        tok = secrets.token_urlsafe(32)
-        request.session["csrf"] = tok
-    return tok
-
-
-async def form_checked(request: Request) -> dict[str, Any]:
-    """The POSTed form, after checking its ``csrf_token`` in constant time.
-
-    Raises:
-        Redirect: missing or wrong token (back to the login page).
-    """
-    form = await request.form()
-    sent = str(form.get("csrf_token", ""))
-    want = request.session.get("csrf", "")
-    if not want or not hmac.compare_digest(sent.encode(), want.encode()):
-        raise _Forbidden()
-    return {k: v for k, v in form.items()}
-
-
-class _Forbidden(Exception):
-    pass
-
-
-#: How long a secret waits server-side to be shown (a new API secret, a TOTP set-up secret).
-STASH_TTL = 600
-
-
-def _stash(request: Request) -> dict:
-    return _state(request).extra.setdefault("stash", {})
-
-
-def stash_put(request: Request, name: str, value: Any) -> None:
-    """Keep ``value`` server-side for this session for :data:`STASH_TTL` seconds.
-
-    The session cookie is signed, not encrypted, so secrets to be shown once (a new API secret,
-    a TOTP set-up secret) never go into it: it only holds a random handle.
-    """
-    stash = _stash(request)
-    now = time.monotonic()
-    for k in [k for k, (exp, _) in stash.items() if exp < now]:
-        del stash[k]
-    handle = request.session.get("stash") or secrets.token_urlsafe(24)
-    request.session["stash"] = handle
-    stash[(handle, name)] = (now + STASH_TTL, value)
-
-
-def stash_get(request: Request, name: str) -> Any:
-    """The value :func:`stash_put` kept under ``name`` for this session, or ``None``."""
-    item = _stash(request).get((request.session.get("stash"), name))
-    return item[1] if item and item[0] >= time.monotonic() else None
-
-
-def stash_pop(request: Request, name: str) -> Any:
-    """Like :func:`stash_get`, and forget it."""
-    value = stash_get(request, name)
-    _stash(request).pop((request.session.get("stash"), name), None)
-    return value
-
-
-def _session_live(request: Request, now: float) -> bool:
-    """``True`` while the session is within its idle and absolute lifetimes (seconds, app clock);
-    a session without the times (made before they existed) is not live."""
-    cfg = _state(request).config
-    started, seen = request.session.get("iat"), request.session.get("seen")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (started, seen)):
-        return False
-    return now - started <= cfg.session_absolute and now - seen <= cfg.session_max_age
-
-
-def current_user(request: Request) -> users.User | None:
-    """The logged-in, enabled user of a live session (see the module docstring), or ``None``
-    (and the session is cleared)."""
-    uid = request.session.get("uid")
-    if not uid:
-        return None
-    now = _state(request).clock().timestamp()
-    user = users.get_user(_state(request).db, uid) if _session_live(request, now) else None
-    if user is None or user.disabled or not hmac.compare_digest(
-            str(request.session.get("sv", "")), user.session_version):
-        request.session.clear()
-        return None
-    request.session["seen"] = int(now)
-    return user
-
-
-def render(request: Request, name: str, status: int = 200, **ctx) -> HTMLResponse:
-    """Render template ``name`` with the user, CSRF token and flash message."""
-    ctx.setdefault("user", current_user(request))
-    ctx["csrf_token"] = csrf_token(request)
-    ctx["flash"] = request.session.pop("flash", None)
-    return templates.TemplateResponse(request, name, ctx, status_code=status,
-                                      headers={"Cache-Control": "no-store",
-                                               "X-Frame-Options": "DENY",
-                                               "Content-Security-Policy": CSP})
-
-
-def flash(request: Request, message: str) -> None:
-    """Show ``message`` on the next page."""
-    request.session["flash"] = message
-
-
-def page(role: str | None = None, post: bool = False):
-    """Decorator: require a logged-in user (of ``role``); for POST, check the CSRF token and pass
-    the form."""
-
-    def deco(fn):
-        async def endpoint(request: Request):
-            user = await run_in_threadpool(current_user, request)
-            if user is None:
-                return RedirectResponse("/login", status_code=303)
-            if role and user.role != role:
-                return HTMLResponse("<h1>403 Forbidden</h1>", status_code=403)
-            try:
-                # Database and file work run in the thread pool, not on the event loop.
-                if post:
-                    form = await form_checked(request)
-                    return await run_in_threadpool(fn, request, user, form)
-                return await run_in_threadpool(fn, request, user)
-            except _Forbidden:
-                return HTMLResponse("<h1>403 Forbidden: bad or missing CSRF token</h1>",
-                                    status_code=403)
-            except Redirect as r:
-                return RedirectResponse(r.url, status_code=303)
-
-        endpoint.__name__ = fn.__name__
-        endpoint.__doc__ = fn.__doc__
-        return endpoint
-
-    return deco
 
 
 # --- login ----------------------------------------------------------------------------------------
@@ -217,15 +69,13 @@ def login_form(request: Request):
 @router.post("/login")
 async def login(request: Request):
     """Check e-mail, password and (when enabled) TOTP code; start a fresh session."""
-    from herald.web.api import ApiError, check_ip_rate, client_ip
-
-    st = _state(request)
+    st = state_of(request)
     try:
         check_ip_rate(request)
         form = await form_checked(request)
     except ApiError as exc:
         return HTMLResponse(f"<h1>{exc.message}</h1>", status_code=429, headers=exc.headers)
-    except _Forbidden:
+    except Forbidden:
         return HTMLResponse("<h1>403 Forbidden: bad or missing CSRF token</h1>", status_code=403)
     email = str(form.get("email", ""))
     try:
@@ -255,7 +105,7 @@ async def login(request: Request):
 @page(post=True)
 def logout(request, user, form):
     """End the session on the server too: every earlier cookie of the user is refused."""
-    users.end_sessions(_state(request).db, user.id, user.email)
+    users.end_sessions(state_of(request).db, user.id, user.email)
     request.session.clear()
     raise Redirect("/login")
 
@@ -263,11 +113,9 @@ def logout(request, user, form):
 # --- recipient pages ------------------------------------------------------------------------------
 
 def _recipient_row(request: Request, user: users.User):
-    from herald.web.api import _recipient_row as load
-
     if user.recipient_id is None:
         raise Redirect("/admin/")
-    row = load(_state(request), user.recipient_id)
+    row = recipient_row(state_of(request), user.recipient_id)
     if row is None:
         request.session.clear()
         raise Redirect("/login")
@@ -304,7 +152,7 @@ def chart_svg(counts: dict[str, dict[str, int]], days: list[str]) -> dict[str, A
 def dashboard(request, user):
     """Reports by day and type (the newest :data:`DAYS_SHOWN` days with reports; ``?all=1``
     for every day), and the 30-day chart."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     entries = st.catalog.reports(row)
     by_day: dict[str, list] = defaultdict(list)
@@ -328,15 +176,13 @@ def dashboard(request, user):
 @page("recipient")
 def download(request, user):
     """One of the recipient's report files."""
-    st = _state(request)
+    st = state_of(request)
     day = request.path_params["day"]
     file = request.path_params["file"]
     row = _recipient_row(request, user)
     entry = st.catalog.report_file(row, day, file) if DAY_RE.match(day) else None
     if entry is None:
         return HTMLResponse("<h1>404 Not Found</h1>", status_code=404)
-    from herald.web.api import csv_file
-
     return csv_file(entry)
 
 
@@ -344,7 +190,7 @@ def download(request, user):
 @page("recipient")
 def keys_page(request, user):
     """The recipient's API keys."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     new_secret = stash_pop(request, "new_secret")
     return render(request, "keys.html", recipient=row, keys=apikeys.list_keys(st.db, row.id),
@@ -355,7 +201,7 @@ def keys_page(request, user):
 @page("recipient", post=True)
 def keys_create(request, user, form):
     """Create a key; its secret is shown once."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     active = sum(k.state == "active" for k in apikeys.list_keys(st.db, row.id))
     if active >= MAX_PORTAL_KEYS:
@@ -372,7 +218,7 @@ def keys_create(request, user, form):
 @page("recipient", post=True)
 def keys_action(request, user, form):
     """Revoke or rotate one of the recipient's keys."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     key_id, action = request.path_params["key_id"], request.path_params["action"]
     try:
@@ -394,7 +240,7 @@ def keys_action(request, user, form):
 @page("recipient")
 def filters_page(request, user):
     """The recipient's filters (verified, pending, rejected) and the request form."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     info = repository.get_recipient(st.db, row.id)
     return render(request, "filters.html", recipient=row, filters=info.filters,
@@ -405,7 +251,7 @@ def filters_page(request, user):
 @page("recipient", post=True)
 def filters_request(request, user, form):
     """Request a filter: stored ``pending`` until an admin verifies it."""
-    st = _state(request)
+    st = state_of(request)
     row = _recipient_row(request, user)
     kind = str(form.get("kind", ""))
     if kind not in REQUESTABLE:
@@ -443,7 +289,7 @@ def account(request, user):
 @page(post=True)
 def account_totp(request, user, form):
     """Turn TOTP on once a code from the authenticator proves the secret was copied."""
-    st = _state(request)
+    st = state_of(request)
     secret = stash_get(request, "totp_setup")
     if secret and users.enable_totp(st.db, st.server_key, user.id, secret,
                                     str(form.get("code", "")), st.clock()):

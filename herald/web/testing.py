@@ -25,9 +25,9 @@ from urllib.request import Request, urlopen
 
 from herald.config import Settings, load_settings
 from herald.constituency import repository
+from herald.crypto import ServerKey
 from herald.store.db import Database, open_db
 from herald.web.app import WebConfig, create_app
-from herald.web.crypto import ServerKey
 
 #: The repository's examples directory and its day.
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -77,7 +77,7 @@ def build_deployment(root: Path, db_url: str, config: WebConfig | None = None,
     """
     settings = example_settings(Path(root), db_url)
     if extra_recipients:
-        settings.raw = dict(settings.raw, recipients=settings.recipients_spec + extra_recipients)
+        settings.raw["recipients"] = settings.recipients_spec + extra_recipients
     db = open_db(db_url, upgrade=True)
     repository.import_recipients(db, settings.recipients_spec)
     server_key = ServerKey(os.urandom(32))

@@ -227,8 +227,8 @@ def test_long_filter_lists_are_summarised():
 
 def test_short_filter_lists_are_listed_in_full():
     rcpt = _recipient(asns=[1, 2], cidrs=["192.0.2.0/24"])
-    assert c._filters_text(rcpt) == "ASNs AS1 AS2, networks 192.0.2.0/24"
-    assert c._filters_text(_recipient(asns=[])) == "none"
+    assert c.filters_text(rcpt) == "ASNs AS1 AS2, networks 192.0.2.0/24"
+    assert c.filters_text(_recipient(asns=[])) == "none"
 
 
 def test_recipient_texts_follow_a_changed_recipient():

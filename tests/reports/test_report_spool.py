@@ -59,6 +59,6 @@ def test_spool_buffer_stays_within_budget(tmp_path):
     spool = ReportSpool(buffer_bytes=10_000)
     for i in range(200):
         spool.append(tmp_path / f"{i % 7}.csv", b"h\n", b"x" * 900 + b"\n", 1)
-        assert spool._buffered <= 10_000 + 903
+        assert spool.buffered <= 10_000 + 903
     spool.finish()
     assert sum(p.stat().st_size for p in tmp_path.glob("*.csv")) == 7 * 2 + 200 * 901

@@ -26,12 +26,12 @@ import pytest
 
 from herald.config import load_settings
 from herald.errors import ConfigError
+from herald.ratelimit import TokenBucketLimiter
 from herald.schema import default_registry
 from herald.sensors import config as sconfig
 from herald.sensors.batch import EventBatcher, now_us
 from herald.sensors.config import load_sinkhole_config, load_sinkhole_domains
 from herald.sensors.domains import DomainTable, SinkholeDomain
-from herald.sensors.ratelimit import TokenBucketLimiter
 from herald.sensors.runtime import BackgroundSensor
 from herald.sensors.sinkhole_dns import DnsSinkhole
 from herald.sensors.testing import INBOX_NAME_RE, inbox_files, read_inbox, sinkhole_settings
@@ -283,7 +283,7 @@ def test_rate_limit_per_client(tmp_path):
 
 def test_token_bucket_refills_and_is_bounded():
     now = [0.0]
-    lim = TokenBucketLimiter(rate=2, burst=2, max_clients=2, clock=lambda: now[0])
+    lim = TokenBucketLimiter(rate=2, burst=2, max_keys=2, clock=lambda: now[0])
     assert [lim.allow("a") for _ in range(3)] == [True, True, False]
     now[0] = 0.5  # one token back
     assert [lim.allow("a") for _ in range(2)] == [True, False]

@@ -21,7 +21,7 @@ from herald.constituency import inhibitions as inh
 from herald.constituency import repository
 from herald.deliver import bounces
 from herald.store import audit, ledger
-from herald.web import users
+from herald.accounts import users
 from herald.web.app import WebConfig, create_app
 from herald.web.testing import FIXED_NOW, build_deployment
 from tests.deliver.test_bounces import dsn

@@ -23,12 +23,12 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from herald.accounts import apikeys as keys
+from herald.constituency.recipients import slugify
+from herald.crypto import ServerKey
 from herald.store.db import ApiKeyRow
-from herald.web import keys
 from herald.web.api import download_token
 from herald.web.app import WebConfig, create_app
-from herald.constituency.recipients import slugify
-from herald.web.crypto import ServerKey
 from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, LiveServer, ShadowserverClient, build_deployment
 from tests.db_fixtures import pg_dsn
 
@@ -162,12 +162,12 @@ def test_expired_tampered_and_traversal_ids(dep):
 
 
 def _row(dep, name):
-    from herald.web.api import _recipient_row
-    from herald.web.keys import _recipient
+    from herald.accounts.apikeys import find_recipient
+    from herald.web.common import recipient_row
 
     with dep.db.session() as s:
-        rid = _recipient(s, name).id
-    return _recipient_row(dep.app.state.herald, rid)
+        rid = find_recipient(s, name).id
+    return recipient_row(dep.app.state.herald, rid)
 
 
 def test_run_summary_pointing_elsewhere_is_ignored(dep, tmp_path):

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herald.constituency import repository
-from herald.web import keys
+from herald.accounts import apikeys as keys
 from herald.web.api import download_token
 from herald.web.testing import EXAMPLE_DAY, build_deployment
 
@@ -96,18 +96,18 @@ def world(tmp_path_factory):
                 for n in w.names for e in w.entries[n]]
     # what the daily run routes with: verified filters, operation shares for law enforcement
     from herald.constituency.sync import routing_recipients
-    from herald.web.catalog import _union
+    from herald.web.catalog import union_shares
 
     shares = routing_recipients(dep.db, EXAMPLE_DAY)
-    w.own = {n: _union([r for r in shares if r.name == n]) for n in w.names}
+    w.own = {n: union_shares([r for r in shares if r.name == n]) for n in w.names}
     yield w
     dep.db.dispose()
 
 
 def _row(state, rid):
-    from herald.web.api import _recipient_row
+    from herald.web.common import recipient_row
 
-    return _recipient_row(state, rid)
+    return recipient_row(state, rid)
 
 
 def call(w, name, method, req):

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from herald.schema.registry import IP_COLUMNS
-from herald.web import keys
+from herald.accounts import apikeys as keys
 from herald.web.testing import EXAMPLE_DAY, build_deployment
 
 NAMES = ["Example Cable ISP", "Alpine Hosting", "Example Mobile RO", "Example IPv6 Broadband",

@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 from argon2.exceptions import VerifyMismatchError
 
-from herald.web import users
+from herald.accounts import users
 from herald.web.testing import build_deployment
 from tests.web_fixtures import cheap_argon2  # noqa: F401 - autouse fixture
 

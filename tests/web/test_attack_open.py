@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from herald.web import keys
+from herald.accounts import apikeys as keys
 from herald.web.testing import build_deployment
 
 

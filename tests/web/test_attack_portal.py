@@ -23,7 +23,8 @@ from fastapi.testclient import TestClient
 
 from herald.constituency import repository
 from herald.store import audit
-from herald.web import keys, users
+from herald.accounts import apikeys as keys
+from herald.accounts import users
 from herald.web.portal import MAX_PENDING_REQUESTS, MAX_PORTAL_KEYS
 from herald.web.testing import build_deployment
 from tests.db_fixtures import pg_database  # noqa: F401 - fixture

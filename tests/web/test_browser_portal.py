@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from herald.constituency import repository
-from herald.web import users
+from herald.accounts import users
 from herald.web.testing import EXAMPLE_DAY, LiveServer, build_deployment
 
 CHROMIUM = "/usr/bin/chromium"

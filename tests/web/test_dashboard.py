@@ -51,7 +51,7 @@ def test_dashboard_counts_and_shows_no_address(repo_root, tmp_path, monkeypatch)
     # a day outside the window is not counted
     assert dashboard.compute(settings.paths.data, today=date(2027, 3, 1))["days"] == []
 
-    dashboard._cache.clear()
+    dashboard.clear_cache()
     client = TestClient(create_app(settings, clock=lambda: datetime(2026, 12, 1, 9, tzinfo=timezone.utc)))
     page = client.get("/stats")
     assert page.status_code == 200 and "Public statistics" in page.text

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from herald.config import settings_from_dict
+from herald.crypto import ServerKey
 from herald.web import dashboard
 from herald.web.app import create_app
-from herald.web.crypto import ServerKey
 
 D1, D2 = date(2026, 11, 29), date(2026, 11, 30)
 HOSTILE = ["198.51.100.8", "<script>alert(1)</script>", "de", "ZZ", "D3", "XX", ""]
@@ -87,7 +87,7 @@ def _app(tmp_path: Path, data: Path):
                                   base=tmp_path)
     from herald.store.db import open_db
 
-    dashboard._cache.clear()
+    dashboard.clear_cache()
     return create_app(settings, open_db(settings.database_url, upgrade=True), ServerKey(b"s" * 32),
                       clock=lambda: datetime(2026, 11, 30, 12, tzinfo=timezone.utc))
 

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from herald.store.db import RecipientRow
-from herald.web import keys
+from herald.accounts import apikeys as keys
 from herald.web.logs import REDACTED, RedactDownloadIds, uvicorn_log_config
 from herald.web.testing import build_deployment, free_port
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from herald.constituency import repository
 from herald.store import audit
-from herald.web import users
+from herald.accounts import users
 from herald.web.testing import EXAMPLE_DAY, FIXED_NOW, build_deployment
 
 PW = "correct horse battery"
@@ -243,7 +243,7 @@ def test_many_days(dep):
     assert every == [EXAMPLE_DAY] + days[::-1]
     # the chart covers the 30 days up to the newest: one bar per (day, type)
     assert len(re.findall(r'<rect class="bar"', html)) == 16 * len(own)
-    from herald.web import keys as apikeys
+    from herald.accounts import apikeys
 
     k = apikeys.create_key(dep.db, dep.server_key, "CERT.at", "test")
     body, headers = _sign(k.key_id, k.secret, {"date": "2026-11-01:2026-11-05"})

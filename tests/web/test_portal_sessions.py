@@ -11,7 +11,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from herald.web import users
+from herald.accounts import users
 from herald.web.app import WebConfig, create_app
 from herald.web.testing import FIXED_NOW, build_deployment
 pytestmark = pytest.mark.usefixtures("cheap_argon2")

@@ -15,7 +15,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from herald.web import keys
+from herald.accounts import apikeys as keys
 from herald.web.testing import FIXED_NOW, build_deployment
 
 ENGINE_TEXT = ["Traceback", "Error:", "Exception", "sqlalchemy", "psycopg", "RecursionError",

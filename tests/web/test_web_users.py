@@ -12,13 +12,13 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
+from herald.accounts import apikeys as keys, users
 from herald.cli import main
 from herald.constituency import repository
+from herald.crypto import ServerKey
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import NotFound, UserRow
-from herald.web import keys, users
-from herald.web.crypto import ServerKey
 
 SK = ServerKey(b"s" * 32)
 #: a fixed UTC instant for TOTP codes (tests never use the system clock)

@@ -32,7 +32,7 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Migration w001 (herald.web.keys): HMAC verification needs the secret itself, so it is kept
+    # Migration w001 (herald.accounts.apikeys): HMAC verification needs the secret itself, so it is kept
     # encrypted with the server key (never in the database in clear, never in the TOML).
     label: Mapped[str | None] = mapped_column(String(200))
     secret_enc: Mapped[str | None] = mapped_column(Text)
@@ -84,7 +84,7 @@ class UserRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    #: Migration w002: incremented on logout; part of the session version (herald.web.users).
+    #: Migration w002: incremented on logout; part of the session version (herald.accounts.users).
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: Migration w002: RFC 6238 time step of the last accepted TOTP code (each code works once).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)

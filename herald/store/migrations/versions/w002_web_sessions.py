@@ -4,7 +4,7 @@ Revision ID: w002
 Revises: d001
 Create Date: 2026-12-07
 
-``users.session_generation`` is part of every session's version (herald.web.users): logging out
+``users.session_generation`` is part of every session's version (herald.accounts.users): logging out
 increments it, so the old session cookie is refused afterwards even though it is still validly
 signed.  ``users.totp_last_step`` is the RFC 6238 time step of the last accepted TOTP code; a code
 of that step or an earlier one is refused (RFC 6238 §5.2: a code is accepted once).

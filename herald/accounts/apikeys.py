@@ -2,7 +2,7 @@
 
 A key has a public ``key_id`` (the ``apikey`` field of every request) and a secret.  The secret is
 shown once, when created or rotated.  The database keeps its SHA-256 (``secret_hash``, to identify
-it) and the secret encrypted with the server key (``secret_enc``, see :mod:`herald.web.crypto`),
+it) and the secret encrypted with the server key (``secret_enc``, see :mod:`herald.crypto`),
 because verifying ``HMAC2 = HMAC-SHA256(secret, body)`` needs the secret itself.
 
 Rotation makes a new secret current and keeps the old one valid until ``prev_valid_until`` (the
@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from herald.crypto import InvalidToken, ServerKey
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import ApiKeyRow, ApiNonceRow, Database, NotFound, RecipientRow, utcnow
-from herald.web.crypto import InvalidToken, ServerKey
 
 _SECRET_LABEL = "api-secret"
 #: Default rotation grace period.
@@ -107,7 +107,12 @@ def _info(row: ApiKeyRow, name: str, now: datetime | None = None) -> KeyInfo:
                    _state(row, now))
 
 
-def _recipient(s, ref: int | str) -> RecipientRow:
+def find_recipient(s, ref: int | str) -> RecipientRow:
+    """The recipient row of ``ref`` (an id, or digits of one, a name or a slug) in session ``s``.
+
+    Raises:
+        NotFound: no such recipient.
+    """
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         row = s.get(RecipientRow, int(ref))
     else:
@@ -132,7 +137,7 @@ def create_key(db: Database, server_key: ServerKey, recipient: int | str, actor:
     key_id = secrets.token_hex(16)
     secret = secrets.token_urlsafe(32)
     with db.session() as s:
-        rcpt = _recipient(s, recipient)
+        rcpt = find_recipient(s, recipient)
         row = ApiKeyRow(recipient_id=rcpt.id, key_id=key_id, secret_hash=_hash(secret),
                         secret_enc=server_key.encrypt(_SECRET_LABEL, secret), label=label,
                         replay_protection=replay_protection, expires_at=expires_at,
@@ -151,7 +156,7 @@ def list_keys(db: Database, recipient: int | str | None = None) -> list[KeyInfo]
         RecipientRow, RecipientRow.id == ApiKeyRow.recipient_id).order_by(ApiKeyRow.id)
     with db.session() as s:
         if recipient is not None:
-            stmt = stmt.where(ApiKeyRow.recipient_id == _recipient(s, recipient).id)
+            stmt = stmt.where(ApiKeyRow.recipient_id == find_recipient(s, recipient).id)
         now = utcnow()
         return [_info(r, name, now) for r, name in s.execute(stmt)]
 
@@ -208,23 +213,6 @@ def rotate_key(db: Database, server_key: ServerKey, key_id: str, actor: str,
                      {"recipient_id": row.recipient_id,
                       "previous_valid_until": row.prev_valid_until})
         return NewKey(key_id, secret, _info(row, s.get(RecipientRow, row.recipient_id).name, now))
-
-
-def set_replay_protection(db: Database, key_id: str, enabled: bool, actor: str,
-                          recipient_id: int | None = None) -> KeyInfo:
-    """Turn replay protection of a key on or off (audited).
-
-    Raises:
-        NotFound: no such key (or not the recipient's).
-    """
-    with db.session() as s:
-        row = _get(s, key_id, recipient_id)
-        if bool(row.replay_protection) != enabled:
-            row.replay_protection = enabled
-            s.flush()
-            audit.record(s, actor, "apikey.replay_protection", "apikey", key_id, None,
-                         {"enabled": enabled})
-        return _info(row, s.get(RecipientRow, row.recipient_id).name)
 
 
 def sign(secret: str, body: bytes) -> str:

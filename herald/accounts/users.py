@@ -27,10 +27,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.exc import IntegrityError
 
+from herald.accounts.apikeys import find_recipient
+from herald.crypto import InvalidToken, ServerKey
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import USER_ROLES, Database, NotFound, RecipientRow, UserRow, utcnow
-from herald.web.crypto import InvalidToken, ServerKey
 
 #: Consecutive failures before a lockout.
 MAX_FAILURES = 5
@@ -118,9 +119,7 @@ def add_user(db: Database, email: str, password: str, role: str, actor: str,
         with db.session() as s:
             rid = None
             if recipient is not None:
-                from herald.web.keys import _recipient
-
-                rid = _recipient(s, recipient).id
+                rid = find_recipient(s, recipient).id
             row = UserRow(email=email, password_hash=_hasher.hash(password), role=role,
                           recipient_id=rid, created_at=utcnow())
             s.add(row)
