@@ -46,7 +46,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RECIPIENT_KINDS = ("network_owner", "national_cert", "law_enforcement")
+RECIPIENT_KINDS = ("network_owner", "national_cert", "law_enforcement", "abuse_contact")
 FILTER_KINDS = ("asn", "cidr", "country", "domain", "report_type", "min_severity")
 FILTER_STATES = ("pending", "verified", "rejected")
 RUN_STATES = ("running", "done", "failed")
@@ -58,7 +58,7 @@ USER_ROLES = ("recipient", "admin")
 AUDIT_MIN_RETENTION_DAYS = 365
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "c001"
+HEAD_REVISION = "c002"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
