@@ -1,0 +1,144 @@
+"""Issue 15: automatic recipients (RPSL abuse mailboxes) are stored as recipients of kind
+``abuse_contact``, so that the run records their reports in the ledger and queues their
+messages, and ``herald send``'s bounce hold applies to them (real aiosmtpd relay).
+
+Uses the RPSL fixtures and the run set-up of ``tests/test_abuse_routing.py``.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from herald.constituency.recipients import slugify
+from herald.constituency.sync import routing_recipients
+from herald.contacts.autorecipients import AUDIT_ACTION, KIND, StoredNames
+from herald.deliver.bounces import bounce_threshold, record_bounces
+from herald.deliver.outbox import list_outbox, send_due
+from herald.pipeline import run_day
+from herald.store.db import AuditRow, ContactRow, OutboxRow, RecipientRow, ReportRow, open_db
+from tests.deliver_support import SmtpServer
+from tests.test_abuse_routing import DAYS, setup  # noqa: F401  (the fixture)
+from tests.test_abuse_routing import CERT, OWNER, report_pairs
+from tests.test_bounces import dsn
+
+BOUNCING = "abuse@example.net"
+
+
+def smtp(settings, port: int = 25) -> None:
+    """Configure a relay (127.0.0.1:port) and a sender in ``settings``."""
+    settings.raw["smtp"] = {"host": "127.0.0.1", "port": port, "security": "none",
+                            "rate_per_second": 0, "retry_base": 0, "timeout": 10}
+    settings.raw.setdefault("report", {})["sender"] = "reports@herald.example"
+
+
+def automatic_rows(db):
+    with db.session() as s:
+        return {r.name: (r.id, r.slug) for r in s.scalars(
+            sa.select(RecipientRow).where(RecipientRow.kind == KIND))}
+
+
+def test_run_records_and_queues_automatic_recipients(setup):  # noqa: F811
+    root, settings = setup
+    smtp(settings)
+    s = run_day(settings, DAYS[0])
+    assert s.ok and s.reconciles, s.to_dict()
+    auto = [r for r in s.reports if r["kind"] == "abuse_contact"]
+    assert len(auto) == 4
+    assert not [w for w in s.warnings if "not queued" in w or "taken" in w], s.warnings
+    db = open_db(settings.database_url)
+    try:
+        rows = automatic_rows(db)
+        assert set(rows) == {r["recipient"] for r in auto}
+        with db.session() as sess:
+            # The mailbox is the primary contact; no filters.
+            emails = dict(sess.execute(sa.select(ContactRow.recipient_id, ContactRow.email)
+                                       .where(ContactRow.recipient_id.in_([i for i, _ in rows.values()]))).all())
+            assert {emails[rows[r["recipient"]][0]] for r in auto} == {r["email"] for r in auto}
+            ledger = {(rid, sha) for rid, sha in sess.execute(sa.select(ReportRow.recipient_id, ReportRow.sha256))}
+            queued = {(o.recipient_id, o.report_id) for o in sess.scalars(sa.select(OutboxRow))}
+        for r in auto:
+            rid = rows[r["recipient"]][0]
+            assert (rid, r["sha256"]) in ledger and r["report_id"]
+            assert r["delivery"] == "queued" and (rid, r["report_id"]) in queued
+        assert {e.recipient for e in list_outbox(db)} >= {r["recipient"] for r in auto}
+        # One audit entry for the run, listing the recipients it created.
+        with db.session() as sess:
+            entries = list(sess.scalars(sa.select(AuditRow).where(AuditRow.action == AUDIT_ACTION)))
+        assert len(entries) == 1 and entries[0].details["names"] == sorted(rows)
+        assert entries[0].details["created"] == 4 and entries[0].details["day"] == DAYS[0]
+        # A re-run creates nothing and queues nothing new.
+        outbox_before = [e.id for e in list_outbox(db)]
+        again = run_day(settings, DAYS[0], force=True)
+        assert again.ok and automatic_rows(db) == rows
+        assert [e.id for e in list_outbox(db)] == outbox_before
+        with db.session() as sess:
+            assert sess.scalar(sa.select(sa.func.count()).select_from(AuditRow)
+                               .where(AuditRow.action == AUDIT_ACTION)) == 1
+    finally:
+        db.dispose()
+
+
+def test_automatic_recipients_never_route_by_themselves(setup):  # noqa: F811
+    root, settings = setup
+    run_day(settings, DAYS[0])
+    db = open_db(settings.database_url)
+    try:
+        assert len(automatic_rows(db)) == 4
+        assert {r.kind for r in routing_recipients(db, DAYS[1])} == {"network_owner", "national_cert"}
+    finally:
+        db.dispose()
+    # Day 2 without the abuse-contact step: the stored mailboxes receive nothing.
+    settings.raw["abuse_contacts"]["enabled"] = False
+    s = run_day(settings, DAYS[1])
+    assert s.reconciles
+    assert {p[0] for p in report_pairs(root, DAYS[1])} == {slugify(OWNER["name"]), slugify(CERT["name"])}
+
+
+def test_mailbox_slug_taken_by_a_stored_recipient_gets_the_suffix(setup):  # noqa: F811
+    """A recipient outside the routing (a law-enforcement partner without operation) already has
+    the slug of a mailbox: the automatic recipient takes the hashed name, and is recorded."""
+    root, settings = setup
+    settings.raw["recipients"].append({"name": "Abuse Example Net", "email": "lea@police.example",
+                                       "kind": "law_enforcement"})
+    s = run_day(settings, DAYS[0])
+    assert s.ok, s.to_dict()
+    entry = next(r for r in s.reports if r["email"] == BOUNCING)
+    assert entry["recipient"].startswith(BOUNCING + " ") and entry["report_id"]
+    assert not [w for w in s.warnings if "taken" in w]
+
+
+def test_stored_names():
+    names = StoredNames(frozenset({"CERT", "cert"}), {"a_b_x": "a.b@x"})
+    assert names.free("a.b@x", "a_b_x") and names.free("c@x", "c_x")
+    assert not names.free("a_b@x", "a_b_x") and not names.free("cert", "cert")
+
+
+def test_bouncing_automatic_mailbox_is_held_at_send(setup, tmp_path):  # noqa: F811
+    root, settings = setup
+    maildir = tmp_path / "bounces"
+    box = mailbox.Maildir(str(maildir), create=True)
+    for i in range(3):
+        box.add(dsn([(BOUNCING, "failed", "5.1.1")], i))
+    with SmtpServer() as srv:
+        smtp(settings, srv.port)
+        settings.raw["abuse_contacts"]["bounce_threshold"] = 3
+        s = run_day(settings, DAYS[0])
+        assert s.ok
+        mine = {r["outbox_id"] for r in s.reports if r["email"] == BOUNCING}
+        others = {r["outbox_id"] for r in s.reports if r["kind"] == "abuse_contact"} - mine
+        assert len(mine) == 1 and others
+        db = open_db(settings.database_url)
+        try:
+            record_bounces(db, maildir, bounce_threshold(settings),
+                           now=datetime(2026, 11, 2, 9, tzinfo=timezone.utc))
+            res = send_due(db, settings)
+            assert set(res.held) == mine
+            assert not mine & set(res.sent) and others & set(res.sent)
+            assert BOUNCING not in {a.lower() for env in srv.handler.received for a in env.rcpt_tos}
+            held = list_outbox(db, state="held")
+            assert [(e.id, e.hold_reason) for e in held] == [(min(mine), "bouncing")]
+        finally:
+            db.dispose()
