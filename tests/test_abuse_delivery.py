@@ -142,3 +142,40 @@ def test_bouncing_automatic_mailbox_is_held_at_send(setup, tmp_path):  # noqa: F
             assert [(e.id, e.hold_reason) for e in held] == [(min(mine), "bouncing")]
         finally:
             db.dispose()
+
+
+def test_store_automatic_recipients_is_bulk_and_idempotent(db):
+    """On both databases: one INSERT of recipients (and one of contacts) for all new mailboxes,
+    none when they are known; ids assigned in place; one audit entry per call that created any;
+    other kinds untouched."""
+    from herald.constituency.recipients import Recipient
+    from herald.contacts.autorecipients import store_automatic_recipients
+    from herald.contacts.routing import AbuseContact
+
+    def batch():
+        return ([AbuseContact(name=f"m{i:02d}@x.example", email=f"m{i:02d}@x.example", kind=KIND)
+                 for i in range(50)] + [Recipient(name="Owner", email="o@x.example")])
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT INTO RECIPIENTS"):
+            statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        first = batch()
+        assert store_automatic_recipients(db, first, day="2026-11-02") == []
+        assert len(statements) == 1
+        assert all(r.id is not None for r in first[:-1]) and first[-1].id is None
+        again = batch()
+        assert store_automatic_recipients(db, again, day="2026-11-03") == []
+        assert len(statements) == 1
+        assert [r.id for r in again] == [r.id for r in first]
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    with db.session() as s:
+        entries = list(s.scalars(sa.select(AuditRow).where(AuditRow.action == AUDIT_ACTION)))
+        assert len(entries) == 1 and entries[0].details["created"] == 50
+        assert s.scalar(sa.select(sa.func.count()).select_from(ContactRow)) == 50
+        assert s.scalar(sa.select(sa.func.count()).select_from(RecipientRow)) == 50
