@@ -179,3 +179,47 @@ def test_store_automatic_recipients_is_bulk_and_idempotent(db):
         assert len(entries) == 1 and entries[0].details["created"] == 50
         assert s.scalar(sa.select(sa.func.count()).select_from(ContactRow)) == 50
         assert s.scalar(sa.select(sa.func.count()).select_from(RecipientRow)) == 50
+
+
+def test_admin_page_lists_the_runs_automatic_recipients(setup, cheap_argon2):  # noqa: F811
+    """``/admin/abuse/`` after real runs: every automatic recipient, with its volumes from the
+    ledger (days 1 and 3; day 2 is within their re-notification window)."""
+    import os
+    import re
+    from collections import Counter
+
+    from fastapi.testclient import TestClient
+
+    from herald.web import users
+    from herald.web.app import WebConfig, create_app
+    from herald.web.crypto import ServerKey
+
+    root, settings = setup
+    summaries = [run_day(settings, day) for day in DAYS]
+    reports, rows = Counter(), Counter()
+    for s in summaries:
+        for r in s.reports:
+            if r["kind"] == "abuse_contact":
+                reports[r["email"]] += 1
+                rows[r["email"]] += r["rows"]
+    assert len(reports) == 4
+    db = open_db(settings.database_url)
+    try:
+        users.add_user(db, "admin@herald.example", "correct horse battery", "admin", "test")
+        app = create_app(settings, db, ServerKey(os.urandom(32)),
+                         config=WebConfig(rate_per_key=0, rate_per_ip=0),
+                         clock=lambda: datetime(2026, 11, 5, 12, tzinfo=timezone.utc))
+        c = TestClient(app, follow_redirects=False)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+        assert c.post("/login", data={"csrf_token": token, "email": "admin@herald.example",
+                                      "password": "correct horse battery"}).status_code == 303
+        html = c.get("/admin/abuse/").text
+        for mailbox_, n in reports.items():
+            m = re.search(rf'<tr class="automatic-recipient[^"]*" data-mailbox="{re.escape(mailbox_)}">'
+                          rf'(.*?)</tr>', html.replace("&#34;", '"').replace("&quot;", '"'), re.S)
+            assert m, mailbox_
+            assert re.search(rf'class="reports">{n}<', m.group(1)), mailbox_
+            assert re.search(rf'class="rows">{rows[mailbox_]}<', m.group(1)), mailbox_
+        assert "Customer B ISP" not in re.search(r'<table id="automatic">.*?</table>', html, re.S).group(0)
+    finally:
+        db.dispose()
