@@ -223,3 +223,22 @@ def test_admin_page_lists_the_runs_automatic_recipients(setup, cheap_argon2):  #
         assert "Customer B ISP" not in re.search(r'<table id="automatic">.*?</table>', html, re.S).group(0)
     finally:
         db.dispose()
+
+
+def test_disabled_automatic_recipient_is_not_reported_to(setup):  # noqa: F811
+    """An operator disables a stored automatic recipient (an opt-out): later runs treat its
+    mailbox as suppressed; the others are reported to as before and the counts reconcile."""
+    from herald.constituency import repository
+
+    root, settings = setup
+    run_day(settings, DAYS[0])
+    db = open_db(settings.database_url)
+    try:
+        repository.disable_recipient(db, BOUNCING, "test", "asked us to stop")
+    finally:
+        db.dispose()
+    s = run_day(settings, DAYS[2])  # outside the window of day 1
+    assert s.ok and s.reconciles
+    got = {p[0] for p in report_pairs(root, DAYS[2])}
+    assert slugify(BOUNCING) not in got and slugify("desk@override.example") in got
+    assert not [r for r in s.reports if r["email"] == BOUNCING]

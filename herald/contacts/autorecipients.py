@@ -40,10 +40,13 @@ class StoredNames:
     Attributes:
         other: names and slugs of recipients of every other kind (enabled or not).
         automatic: slug -> name of the stored automatic recipients.
+        disabled: mailboxes (primary contact) of the disabled automatic recipients: an operator
+            disabled the recipient, so the routing step treats its mailbox as suppressed.
     """
 
     other: frozenset[str] = frozenset()
     automatic: dict[str, str] = field(default_factory=dict)
+    disabled: frozenset[str] = frozenset()
 
     def free(self, name: str, slug: str) -> bool:
         """An automatic recipient may use ``name`` / ``slug``: no other recipient has either, and
@@ -54,7 +57,7 @@ class StoredNames:
 
 
 def stored_names(db: Database) -> StoredNames:
-    """The :class:`StoredNames` of ``db`` (one query)."""
+    """The :class:`StoredNames` of ``db`` (two queries)."""
     other: set[str] = set()
     automatic: dict[str, str] = {}
     with db.session() as s:
@@ -64,7 +67,11 @@ def stored_names(db: Database) -> StoredNames:
                 automatic[slug] = name
             else:
                 other.update((name, slug))
-    return StoredNames(frozenset(other), automatic)
+        disabled = frozenset(s.scalars(
+            sa.select(ContactRow.email).join(RecipientRow, RecipientRow.id == ContactRow.recipient_id)
+            .where(RecipientRow.kind == KIND, RecipientRow.disabled == sa.true(),
+                   ContactRow.is_primary == sa.true())))
+    return StoredNames(frozenset(other), automatic, disabled)
 
 
 def _insert(db: Database, table: sa.Table):

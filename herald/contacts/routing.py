@@ -170,8 +170,8 @@ class AbuseContactRouter:
         names = menc.dictionary.to_pylist()
         order = sorted(range(len(names)), key=lambda i: names[i])
         lut = np.full(len(names) + 1, -1, dtype=np.int64)
-        for i in order:
-            lut[i] = self._recipient(names[i])
+        for i in order:  # a disabled automatic recipient's mailbox: as if suppressed
+            lut[i] = -1 if names[i] in self.stored.disabled else self._recipient(names[i])
         midx = pc.fill_null(menc.indices, len(names)).to_numpy(zero_copy_only=False).astype(np.int64)
         addr_rid = lut[midx]  # per distinct (address, ASN)
         self._reasons(rtype.name, addr_rid, found)
