@@ -242,3 +242,41 @@ def test_disabled_automatic_recipient_is_not_reported_to(setup):  # noqa: F811
     got = {p[0] for p in report_pairs(root, DAYS[2])}
     assert slugify(BOUNCING) not in got and slugify("desk@override.example") in got
     assert not [r for r in s.reports if r["email"] == BOUNCING]
+
+
+def test_long_mailbox_gets_a_short_name_that_the_database_takes(db, tmp_path):
+    """A mailbox text longer than MAX_NAME (a long list from one role) is cut and given the hash
+    suffix: the name and slug fit ``recipients`` (PostgreSQL enforces the lengths); ``To`` is the
+    whole text."""
+    import datetime as dt
+    import hashlib
+
+    import pyarrow as pa
+
+    from herald.constituency.recipients import recipients_from_specs
+    from herald.contacts.autorecipients import store_automatic_recipients
+    from herald.contacts.importer import import_dumps
+    from herald.contacts.overrides import ContactOverride
+    from herald.contacts.routing import MAX_NAME, AbuseContactRouter
+    from herald.contacts.settings import abuse_contact_settings
+    from herald.contacts.store import load_contacts, write_contacts
+    from herald.route import Router
+    from herald.schema.registry import default_registry
+    from tests.test_abuse_routing import RPSL
+
+    long_ = ", ".join(f"abuse{i}@a-rather-long-domain-name.example" for i in range(6))
+    write_contacts(tmp_path, import_dumps(sorted(RPSL.glob("*.db*"))))
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    router = Router(recipients_from_specs([CERT]))
+    step = AbuseContactRouter(router, load_contacts(tmp_path),
+                              abuse_contact_settings({"abuse_contacts": {"enabled": True, "countries": ["NL"]}}),
+                              [ContactOverride(1, "192.0.2.0/28", None, long_, "r", "t", now)])
+    table = pa.table({"ip": ["192.0.2.1"], "asn": pa.array([None], pa.int64()), "geo": ["NL"], "port": [80]})
+    rtype = default_registry().get("scan_http")
+    a = step.extend(table, rtype, router.route(table, rtype))
+    auto = router.recipients[-1]
+    assert int(a.recipient[-1]) == len(router.recipients) - 1
+    assert auto.email == long_ and len(long_) > MAX_NAME
+    assert auto.name == f"{long_[:MAX_NAME]} {hashlib.sha256(long_.encode()).hexdigest()[:8]}"
+    assert len(auto.slug) <= 100
+    assert store_automatic_recipients(db, router.recipients) == [] and auto.id is not None
