@@ -280,3 +280,35 @@ def test_long_mailbox_gets_a_short_name_that_the_database_takes(db, tmp_path):
     assert auto.name == f"{long_[:MAX_NAME]} {hashlib.sha256(long_.encode()).hexdigest()[:8]}"
     assert len(auto.slug) <= 100
     assert store_automatic_recipients(db, router.recipients) == [] and auto.id is not None
+
+
+def test_migration_c002_keeps_recipients_and_their_children(db_url):
+    """Upgrading from c001 (SQLite copies ``recipients``): the rows, their contacts and reports
+    survive (no ON DELETE CASCADE), and kind ``abuse_contact`` is accepted afterwards."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from herald.constituency import repository
+    from herald.store import ledger
+    from herald.store.db import connect_db, utcnow
+
+    db = connect_db(db_url)  # not checked: still at c001 until upgraded below
+    try:
+        db.upgrade("c001")
+        repository.add_recipient(db, "Example ISP", "abuse@isp.example", "test")
+        run = ledger.start_run(db, "2026-11-02", [])
+        ledger.record_report(db, run, "Example ISP", "scan_http", "2026-11-02", 3, "0" * 64, "/r.csv")
+        row = {"name": "m@x.example", "slug": "m_x_example", "kind": KIND, "disabled": False,
+               "created_at": utcnow(), "updated_at": utcnow()}
+        with pytest.raises(IntegrityError):
+            with db.engine.begin() as conn:
+                conn.execute(sa.insert(RecipientRow.__table__).values(**row))
+        db.upgrade()
+        assert db.current_revision() == "c002"
+        with db.session() as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(ContactRow)) == 1
+            assert s.scalar(sa.select(sa.func.count()).select_from(ReportRow)) == 1
+        with db.engine.begin() as conn:
+            conn.execute(sa.insert(RecipientRow.__table__).values(**row))
+    finally:
+        db.dispose()
