@@ -18,8 +18,11 @@ values and returns values, so that it could run in another process:
    :class:`~herald.reports.write.ReportFile` s;
 4. **compose** -- :mod:`herald.deliver.messages` composes each report's message once and writes it
    as ``<outbox>/D/<slug>/<report>.eml``; the report entries of the summary come back from it;
-5. **record** -- one flush makes the files durable, then :func:`herald.store.release.record_reports`
-   records every report in the ledger (an audit entry per new content);
+5. **record** -- one flush makes the files durable; the automatic recipients (abuse mailboxes) the
+   routing added get their database rows
+   (:func:`herald.contacts.autorecipients.store_automatic_recipients`, in bulk), then
+   :func:`herald.store.release.record_reports` records every report in the ledger (an audit entry
+   per new content);
 6. **deliver** -- with an ``[smtp]`` relay, :func:`herald.deliver.outbox.enqueue_reports` queues
    the composed messages (``herald send`` sends them).
 
