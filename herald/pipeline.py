@@ -18,8 +18,11 @@ values and returns values, so that it could run in another process:
    :class:`~herald.reports.write.ReportFile` s;
 4. **compose** -- :mod:`herald.deliver.messages` composes each report's message once and writes it
    as ``<outbox>/D/<slug>/<report>.eml``; the report entries of the summary come back from it;
-5. **record** -- one flush makes the files durable, then :func:`herald.store.release.record_reports`
-   records every report in the ledger (an audit entry per new content);
+5. **record** -- one flush makes the files durable; the automatic recipients (abuse mailboxes) the
+   routing added get their database rows
+   (:func:`herald.contacts.autorecipients.store_automatic_recipients`, in bulk), then
+   :func:`herald.store.release.record_reports` records every report in the ledger (an audit entry
+   per new content);
 6. **deliver** -- with an ``[smtp]`` relay, :func:`herald.deliver.outbox.enqueue_reports` queues
    the composed messages (``herald send`` sends them).
 
@@ -159,6 +162,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
           hashes: list[tuple[str, str]], db, run_id: int, resume: bool,
           engine: str = "local") -> RunSummary:
     """The stages of one run, in order; returns the summary built from their results."""
+    from herald.contacts.autorecipients import store_automatic_recipients
     from herald.enrich.ipdata import IPData
     from herald.reports.policy import policy_for_run
     from herald.reports.write import remove_stale
@@ -241,25 +245,23 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     stages["route_report"] = time.monotonic() - t
     reports.sort(key=lambda r: (r["recipient"], r["type"], r["path"]))
 
-    # 5: record the reports in the ledger.
+    # 5: record the reports in the ledger; the automatic recipients (abuse mailboxes) the routing
+    # added get their database rows first (one bulk insert of the new ones).
     t = time.monotonic()
     faults.hit("ledger")
-    by_name = {r.name: r for r in recipients}
+    warnings += store_automatic_recipients(db, router.recipients, day=day, run_id=run_id)
+    by_name = {r.name: r for r in router.recipients}
     for i, report_id in record_reports(db, run_id, day, reports, by_name).items():
         reports[i]["report_id"] = report_id
     stages["ledger"] = time.monotonic() - t
 
     # 6: queue the composed messages when a relay is configured (`herald send` delivers them).
-    queued = [r for r in reports if r["kind"] != "abuse_contact"]
     if settings.smtp_configured and reports:
         from herald.deliver.outbox import enqueue_reports
 
         t = time.monotonic()
         faults.hit("outbox")
-        enqueue_reports(db, settings, queued, day, recipients=by_name)
-        if len(queued) < len(reports):
-            warnings.append(f"{len(reports) - len(queued)} abuse-contact message(s) written to the "
-                            f"outbox folder, not queued (automatic recipients have no database row)")
+        enqueue_reports(db, settings, reports, day, recipients=by_name)
         warnings += [f"message for {r['recipient']} ({r['type']}) {r['delivery']}: "
                      f"{r.get('delivery_reason')}"
                      for r in reports if r.get("delivery") in ("held", "error")]

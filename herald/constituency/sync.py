@@ -126,9 +126,11 @@ def routing_recipients(db: Database, day: str | date) -> list[Recipient]:
 
     A law-enforcement recipient never receives data through its own network or country filters,
     only through operations (its jurisdiction, the operation's families and tags), so that a
-    partner sees nothing outside the operations it takes part in.
+    partner sees nothing outside the operations it takes part in.  Automatic recipients (kind
+    ``abuse_contact``, :mod:`herald.contacts.autorecipients`) are left out too: they have no
+    filters and receive events only through the abuse-contact routing step of each run.
     """
-    own = [r for r in load_recipients(db) if r.kind != "law_enforcement"]
+    own = [r for r in load_recipients(db) if r.kind not in ("law_enforcement", "abuse_contact")]
     return own + ops.operation_recipients(db, day)
 
 

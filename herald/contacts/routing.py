@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herald.constituency.recipients import Recipient, slugify
+from herald.contacts.autorecipients import KIND, StoredNames
 from herald.contacts.lookup import lookup_contacts
 from herald.contacts.overrides import ContactOverride, apply_overrides
 from herald.contacts.settings import AbuseContactSettings
@@ -39,8 +40,11 @@ from herald.ipaddr import parse_ips
 from herald.route import Assignment, Router, country_codes
 from herald.schema.registry import ReportType
 
-#: ``Recipient.kind`` of the automatic recipients.
-KIND = "abuse_contact"
+__all__ = ["KIND", "MAX_NAME", "AbuseContact", "AbuseContactRouter"]
+
+#: Longest mailbox text used as it is for a name (``recipients.slug`` holds 100 characters):
+#: longer ones are cut and given the hash suffix.
+MAX_NAME = 90
 
 
 @dataclass
@@ -69,11 +73,15 @@ class AbuseContactRouter:
         data: the imported contact data (:func:`herald.contacts.store.load_contacts`).
         settings: ``[abuse_contacts]`` (scope).
         overrides: the operator's overrides (:func:`herald.contacts.overrides.list_overrides`).
+        stored: names and slugs already in the database
+            (:func:`herald.contacts.autorecipients.stored_names`); a mailbox whose name or slug
+            another stored recipient has gets the hash suffix.
     """
 
     def __init__(self, router: Router, data: ContactData, settings: AbuseContactSettings,
-                 overrides: list[ContactOverride]) -> None:
+                 overrides: list[ContactOverride], stored: StoredNames | None = None) -> None:
         self.router, self.data, self.overrides = router, data, overrides
+        self.stored = stored or StoredNames()
         self._owner = np.array([r.kind == "network_owner" for r in router.recipients], dtype=bool)
         self._countries = pa.array(
             sorted((ord(c[0]) - 65) * 26 + (ord(c[1]) - 65) for c in settings.countries), pa.int32())
@@ -89,8 +97,11 @@ class AbuseContactRouter:
         rid = self._by_mailbox.get(mailbox)
         if rid is None:
             name = mailbox
-            if slugify(name) in self._slugs:  # a configured recipient or another mailbox has it
-                name = f"{mailbox} {hashlib.sha256(mailbox.encode()).hexdigest()[:8]}"
+            slug = slugify(name)
+            # A configured recipient, another mailbox or a stored recipient has it; or too long.
+            if (slug in self._slugs or not self.stored.free(name, slug) or len(name) > MAX_NAME
+                    or len(slug) > MAX_NAME):
+                name = f"{mailbox[:MAX_NAME]} {hashlib.sha256(mailbox.encode()).hexdigest()[:8]}"
             rcpt = AbuseContact(name=name, email=mailbox, kind=KIND)
             self._slugs.add(rcpt.slug)
             rid = self._by_mailbox[mailbox] = len(self.router.recipients)
@@ -159,8 +170,8 @@ class AbuseContactRouter:
         names = menc.dictionary.to_pylist()
         order = sorted(range(len(names)), key=lambda i: names[i])
         lut = np.full(len(names) + 1, -1, dtype=np.int64)
-        for i in order:
-            lut[i] = self._recipient(names[i])
+        for i in order:  # a disabled automatic recipient's mailbox: as if suppressed
+            lut[i] = -1 if names[i] in self.stored.disabled else self._recipient(names[i])
         midx = pc.fill_null(menc.indices, len(names)).to_numpy(zero_copy_only=False).astype(np.int64)
         addr_rid = lut[midx]  # per distinct (address, ASN)
         self._reasons(rtype.name, addr_rid, found)

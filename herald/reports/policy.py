@@ -138,6 +138,7 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
         ConfigError: invalid ``[abuse_contacts]`` or ``renotify_days`` values.
     """
     from herald.constituency.inhibitions import list_inhibitions
+    from herald.contacts.autorecipients import stored_names
     from herald.contacts.overrides import list_overrides
     from herald.contacts.routing import KIND
     from herald.contacts.settings import abuse_contact_settings
@@ -149,7 +150,8 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
     abuse = None
     if ac.enabled:
         try:
-            abuse = AbuseContactRouter(router, load_contacts(settings.paths.data), ac, list_overrides(db))
+            abuse = AbuseContactRouter(router, load_contacts(settings.paths.data), ac, list_overrides(db),
+                                       stored=stored_names(db))
         except ContactDataError as exc:
             warnings.append(f"abuse contacts enabled but not routed: {exc}")
     own: dict[str, int] = {}

@@ -369,20 +369,17 @@ def test_hostile_text_is_escaped(dep, admin):
 
 def test_recipients_of_kind_abuse_contact_are_automatic(dep, admin):
     """A recipient of kind ``abuse_contact`` (the routing's automatic recipients) is listed even
-    when its report file has no ``abuse_c`` filter part.  This tree's schema does not allow the
-    kind yet, so the row is written with SQLite's CHECK constraints off."""
+    when its report file has no ``abuse_c`` filter part (migration c002 allows the kind)."""
     import sqlalchemy as sa
 
     from herald.store.db import ContactRow, RecipientRow, utcnow
 
     with dep.db.engine.begin() as conn:
-        conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
         rid = conn.execute(sa.insert(RecipientRow.__table__).values(
             name="auto abuse@kind.example", slug="auto_abuse_kind_example", kind="abuse_contact",
             disabled=False, created_at=utcnow(), updated_at=utcnow())).inserted_primary_key[0]
         conn.execute(sa.insert(ContactRow.__table__).values(recipient_id=rid, email="abuse@kind.example",
                                                             is_primary=True))
-        conn.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
     run = ledger.start_run(dep.db, "2026-11-17", [])
     ledger.record_report(dep.db, run, rid, "scan_http", "2026-11-17", 9, "4" * 64,
                          "/reports/2026-11-17/auto/2026-11-17-scan_http-auto.csv")

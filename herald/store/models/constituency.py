@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.store.models.base import Base, JSONDoc, UTCDateTime, check_in, utcnow
 
-RECIPIENT_KINDS = ("network_owner", "national_cert", "law_enforcement")
+RECIPIENT_KINDS = ("network_owner", "national_cert", "law_enforcement", "abuse_contact")
 FILTER_KINDS = ("asn", "cidr", "country", "domain", "report_type", "min_severity")
 FILTER_STATES = ("pending", "verified", "rejected")
 
