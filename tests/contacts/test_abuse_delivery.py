@@ -190,9 +190,9 @@ def test_admin_page_lists_the_runs_automatic_recipients(setup, cheap_argon2):  #
 
     from fastapi.testclient import TestClient
 
-    from herald.web import users
+    from herald.accounts import users
     from herald.web.app import WebConfig, create_app
-    from herald.web.crypto import ServerKey
+    from herald.crypto import ServerKey
 
     root, settings = setup
     summaries = [run_day(settings, day) for day in DAYS]
