@@ -36,7 +36,6 @@ so memory stays bounded as with one process.
 from __future__ import annotations
 
 import gc
-import multiprocessing as mp
 import os
 import shutil
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,7 +45,7 @@ from typing import Callable
 
 from herald import faults
 from herald.config import Settings
-from herald.parentdeath import check_parent, exit_with_parent
+from herald.parentdeath import check_parent, forked_executor
 from herald.reports.write import TypeReports, route_and_write
 from herald.route import Router
 from herald.schema.registry import Registry
@@ -172,9 +171,7 @@ class StagePool:
         gc.freeze()
         if self.pool is None:
             _CONTEXT = self.ctx
-            # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
-            self.pool = ProcessPoolExecutor(self.ctx.workers, mp_context=mp.get_context("fork"),
-                                            initializer=exit_with_parent, initargs=(os.getpid(),))
+            self.pool = forked_executor(self.ctx.workers)
         return self.pool
 
     def close(self) -> None:

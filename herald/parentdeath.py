@@ -19,6 +19,10 @@ import ctypes.util
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 #: ``PR_SET_PDEATHSIG`` of ``<linux/prctl.h>``.
 PR_SET_PDEATHSIG = 1
@@ -58,3 +62,15 @@ def check_parent() -> None:
     re-parented).  Does nothing before :func:`exit_with_parent` was called."""
     if _parent is not None and os.getppid() != _parent:
         os._exit(1)
+
+
+def forked_executor(workers: int) -> ProcessPoolExecutor:
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes started with
+    ``fork`` whose workers die with this process (:func:`exit_with_parent` as initializer): a
+    SIGKILL of ``herald run`` must not leave them behind.  The executor forks at its first submit:
+    callers freeze the parent's objects around it (see :mod:`herald.deliver.messages`)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))

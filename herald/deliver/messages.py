@@ -29,7 +29,7 @@ from herald.deliver.compose import Templates, recipient_texts
 from herald.deliver.report_message import compose_report_message
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.fsutil import atomic_write
-from herald.parentdeath import check_parent, exit_with_parent
+from herald.parentdeath import check_parent, forked_executor
 from herald.reports.render import ParallelWrites
 from herald.reports.write import ReportFile
 from herald.schema.registry import Registry, ReportType
@@ -213,9 +213,7 @@ class MessageWorkers:
         # Each recipient's area and filter texts, once, here: the forked workers inherit them.
         for r in self.ctx.recipients:
             recipient_texts(r)
-        # Workers die with this process (a SIGKILL of `herald run` must not leave them behind).
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
-                                        initializer=exit_with_parent, initargs=(os.getpid(),))
+        self.pool = forked_executor(self.workers)
         # With the fork start method the executor forks all its workers at this first submit.
         gc.collect()
         gc.freeze()
