@@ -12,7 +12,7 @@ DATA = ROOT / "tests" / "data"
 
 #: Fixture modules (plugins): the metadata databases (SQLite and PostgreSQL), the web tests' cheap
 #: password hashing, the delivery tests' GnuPG keys.
-pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support"]
+pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support", "tests.feed_support"]
 
 
 @pytest.fixture(scope="session")

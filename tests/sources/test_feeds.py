@@ -4,10 +4,8 @@ variants of them written to tmp_path."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -16,44 +14,9 @@ from herald.errors import InputError
 from herald.schema.registry import default_registry
 from herald.sources import abusech, blocklists, ctip, cymru, shodan, spamhaus
 from herald.sources.detect import detect_format, parse_any
+from tests.feed_support import UTC, check, rows, ts, write
 
-UTC = dt.timezone.utc
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
-
-
-def ts(*args) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def feeds(data_dir) -> Path:
-    return data_dir / "samples" / "feeds"
-
-
-def check(parsed, *, address_required: bool = True):
-    """Invariants of every ParsedFile: exact schema, counts reconcile, time and address present."""
-    rtype = parsed.report_type
-    n = len(rtype.arrow_schema)
-    assert parsed.table.schema.names[:n] == rtype.arrow_schema.names
-    assert [f.type for f in parsed.table.schema][:n] == rtype.arrow_schema.types
-    assert all(pa.types.is_string(f.type) for f in list(parsed.table.schema)[n:])
-    assert parsed.rows_in == parsed.table.num_rows + len(parsed.quarantine)
-    assert parsed.table.column("timestamp").null_count == 0
-    if address_required:
-        assert parsed.table.column(rtype.address_column).null_count == 0
-    for q in parsed.quarantine.rows:
-        assert q["file"] == parsed.path and q["line"] >= 1 and q["reason"]
-    return parsed
-
-
-def rows(parsed) -> list[dict]:
-    return parsed.table.to_pylist()
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text, encoding="utf-8")
-    return str(p)
 
 
 # --------------------------------------------------------------------------------------------------

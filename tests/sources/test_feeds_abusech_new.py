@@ -11,9 +11,9 @@ import pytest
 
 from herald.constituency.recipients import Recipient
 from herald.errors import InputError
-from herald.route import Router
 from herald.sources import sslbl, threatfox, urlhaus
 from herald.sources.detect import detect_format, parse_any
+from tests.feed_support import check_exact as check, routed
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 URLHAUS = DATA / "urlhaus" / "urlhaus_csv_recent.csv"
@@ -21,18 +21,6 @@ URLHAUS_FEED = DATA / "urlhaus" / "urlhaus_tld_ch.txt"
 THREATFOX = DATA / "threatfox" / "threatfox_recent.csv"
 SSLBL = DATA / "sslbl" / "sslipblacklist.csv"
 UTC = dt.timezone.utc
-
-
-def check(parsed):
-    """Exact schema, counts reconcile, every quarantined record has file, line and reason."""
-    rtype = parsed.report_type
-    assert parsed.table.schema.names == rtype.arrow_schema.names
-    assert parsed.table.schema.types == rtype.arrow_schema.types
-    assert parsed.rows_in == parsed.table.num_rows + len(parsed.quarantine)
-    assert parsed.table.column("timestamp").null_count == 0
-    for q in parsed.quarantine.rows:
-        assert q["file"] == parsed.path and q["line"] >= 1 and q["reason"]
-    return parsed
 
 
 def variant(tmp_path: Path, sample: Path, name: str, replace: dict[str, str] | None = None,
@@ -44,16 +32,6 @@ def variant(tmp_path: Path, sample: Path, name: str, replace: dict[str, str] | N
     p = tmp_path / name
     p.write_text(text + extra, encoding="utf-8")
     return str(p)
-
-
-def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
-    """Recipient name -> the ``key`` column of the rows it receives."""
-    a = Router(recipients).route(parsed.table, parsed.report_type)
-    vals = parsed.table.column(key).to_pylist()
-    out = {r.name: [] for r in recipients}
-    for e, r in zip(a.event.tolist(), a.recipient.tolist()):
-        out[recipients[r].name].append(vals[e])
-    return out
 
 
 @pytest.mark.parametrize("path,fmt,rtype,rows_in,n", [

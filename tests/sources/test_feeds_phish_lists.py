@@ -12,9 +12,9 @@ import pytest
 
 from herald.constituency.recipients import Recipient
 from herald.errors import InputError
-from herald.route import Router
 from herald.sources import dshield_domains, openphish, phishtank, turris
 from herald.sources.detect import detect_format, parse_any
+from tests.feed_support import check_exact as check, routed, write
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
 PT_JSON = DATA / "phishtank" / "phishtank_online-valid.json"
@@ -27,34 +27,6 @@ DOMAINS = DATA / "dshield_domains" / "suspiciousdomains_High.txt"
 DOMAINS_IMQ = DATA / "dshield_domains" / "suspiciousdomains_High_intelmq.txt"
 UTC = dt.timezone.utc
 SEEN = "2024-04-04 06:00:00"
-
-
-def check(parsed):
-    """Exact schema, counts reconcile, every quarantined record has file, line and reason."""
-    rtype = parsed.report_type
-    assert parsed.table.schema.names == rtype.arrow_schema.names
-    assert parsed.table.schema.types == rtype.arrow_schema.types
-    assert parsed.rows_in == parsed.table.num_rows + len(parsed.quarantine)
-    assert parsed.table.column("timestamp").null_count == 0
-    for q in parsed.quarantine.rows:
-        assert q["file"] == parsed.path and q["line"] >= 1 and q["reason"]
-    return parsed
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    p = tmp_path / name
-    p.write_text(text, encoding="utf-8")
-    return str(p)
-
-
-def routed(parsed, recipients: list[Recipient], key: str) -> dict[str, list]:
-    """Recipient name -> the ``key`` column of the rows it receives."""
-    a = Router(recipients).route(parsed.table, parsed.report_type)
-    vals = parsed.table.column(key).to_pylist()
-    out = {r.name: [] for r in recipients}
-    for e, r in zip(a.event.tolist(), a.recipient.tolist()):
-        out[recipients[r].name].append(vals[e])
-    return out
 
 
 @pytest.mark.parametrize("path,fmt,rtype,rows_in,n", [
