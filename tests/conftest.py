@@ -3,9 +3,19 @@ IntelMQ conformance output, each with its licence (tests/data/README.md)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every machine and every run ("derandomize"), so a CI
+# verdict never depends on luck; HYPOTHESIS_PROFILE=explore draws fresh random examples instead
+# (run it locally to look for new failures).
+settings.register_profile("herald", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "herald"))
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
