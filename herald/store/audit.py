@@ -59,6 +59,26 @@ def _entry(row: AuditRow) -> AuditEntry:
                       row.reason, row.details)
 
 
+def entry_values(actor: str, action: str, object_type: str, object_id: Any = None,
+                 reason: str | None = None, details: dict[str, Any] | None = None,
+                 at: datetime | None = None) -> dict[str, Any]:
+    """The column values of one audit entry (arguments as :func:`record`), checked and clipped:
+    for :func:`record` and for bulk inserts (``sa.insert(AuditRow)`` with a list of them).
+
+    Raises:
+        ValueError: ``actor``, ``action`` or ``object_type`` is empty.
+    """
+    for name, value in (("actor", actor), ("action", action), ("object_type", object_type)):
+        if not value or not str(value).strip():
+            raise ValueError(f"audit record: {name} is required")
+    # Clipped to the columns' widths: an actor can be text a client sent (the e-mail of a failed
+    # login), which must neither fail the insert (PostgreSQL refuses over-long VARCHARs) nor
+    # bloat the log.
+    return {"actor": _clip(actor, ACTOR_MAX), "action": action, "object_type": object_type,
+            "object_id": None if object_id is None else _clip(object_id, OBJECT_ID_MAX),
+            "reason": reason, "details": details, "at": at or utcnow()}
+
+
 def record(target: Database | Session, actor: str, action: str, object_type: str,
            object_id: Any = None, reason: str | None = None,
            details: dict[str, Any] | None = None, at: datetime | None = None) -> int:
@@ -82,15 +102,7 @@ def record(target: Database | Session, actor: str, action: str, object_type: str
     Raises:
         ValueError: ``actor``, ``action`` or ``object_type`` is empty, or ``at`` is naive.
     """
-    for name, value in (("actor", actor), ("action", action), ("object_type", object_type)):
-        if not value or not str(value).strip():
-            raise ValueError(f"audit record: {name} is required")
-    # Clipped to the columns' widths: an actor can be text a client sent (the e-mail of a failed
-    # login), which must neither fail the insert (PostgreSQL refuses over-long VARCHARs) nor
-    # bloat the log.
-    row = AuditRow(actor=_clip(actor, ACTOR_MAX), action=action, object_type=object_type,
-                   object_id=None if object_id is None else _clip(object_id, OBJECT_ID_MAX),
-                   reason=reason, details=details, at=at or utcnow())
+    row = AuditRow(**entry_values(actor, action, object_type, object_id, reason, details, at))
     if isinstance(target, Session):
         target.add(row)
         target.flush()
