@@ -293,15 +293,23 @@ def test_token_bucket_refills_and_is_bounded():
         TokenBucketLimiter(rate=0, burst=1)
 
 
-def test_batcher_flushes_by_rows_time_and_day(tmp_path):
+def test_batcher_flushes_by_rows_time_and_day(tmp_path, monkeypatch):
+    import types
+
+    import herald.sensors.batch as batch_mod
+
+    clock = [1000.0]  # the batcher's monotonic clock, moved by the test (no sleep, no load race)
+    monkeypatch.setattr(batch_mod, "time", types.SimpleNamespace(monotonic=lambda: clock[0],
+                                                                  time_ns=time.time_ns, time=time.time))
     rtype = default_registry().get("event4_sinkhole_dns")
     b = EventBatcher(tmp_path, "s1", batch_rows=3, batch_seconds=0.2)
     for i in range(7):
         b.add(rtype, {"timestamp": now_us(), "src_ip": "192.0.2.1", "src_port": i, "count": 1})
     assert b.buffered == 1 and len(inbox_files(tmp_path)) == 2
+    clock[0] += 0.19
     b.tick()
     assert b.buffered == 1  # not old enough yet
-    time.sleep(0.25)
+    clock[0] += 0.02
     b.tick()
     assert b.buffered == 0 and len(inbox_files(tmp_path)) == 3
     # A batch that spans midnight UTC becomes one file per day, each in its day folder.
