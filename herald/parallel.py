@@ -24,7 +24,8 @@ as :class:`herald.deliver.messages.MessageWorkers` is: before forking, the paren
 and freezes its objects (:func:`gc.freeze`), since a forked child must never free an object of the
 parent holding native state of the parent's threads (Arrow, DuckDB).  The parent opens no DuckDB
 connection before the fork.  Workers die with the parent; a worker that dies makes the waiting
-call raise ``BrokenProcessPool`` (the run is recorded ``failed``), it does not hang.  Each job passes the fault point ``stage`` in the worker (tests).
+call raise ``BrokenProcessPool`` (the run is recorded ``failed``), it does not hang.  Each job
+passes the fault point ``stage`` in the worker (tests).
 
 Cores: the pool and the message workers run in sequential phases (ingest, then route and write,
 then the pool is shut down and the messages are composed), so the run never has more busy processes
