@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import sys
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import add_common, audited_change, database
 
 
 def today() -> dt.date:
@@ -111,11 +111,8 @@ def run_lookup(args) -> int:
 
         from herald.contacts.overrides import apply_overrides, list_overrides
 
-        _, db = open_from_args(args)
-        try:
+        with database(args) as (_, db):
             overrides = list_overrides(db)
-        finally:
-            db.dispose()
         result = apply_overrides(result, parsed, overrides,
                                  None if asn is None else np.asarray(asn, dtype=np.int64))
     rows = result.to_pylist()
@@ -166,29 +163,19 @@ def run_override_add(args) -> int:
     """Exit status 0, or 1 when the override is refused."""
     from herald.contacts.overrides import OverrideError, add_override
 
-    _, db = open_from_args(args)
-    try:
-        o = add_override(db, reason=args.reason, actor=actor_of(args), network=args.network,
-                         asn=args.asn, mailbox=None if args.suppress else args.mailbox)
-    except OverrideError as exc:
-        print(f"herald: contacts override: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(_override_line(o))
-    return 0
+    return audited_change(
+        args, lambda db, actor: add_override(db, reason=args.reason, actor=actor, network=args.network,
+                                             asn=args.asn, mailbox=None if args.suppress else args.mailbox),
+        OverrideError, "contacts override", _override_line)
 
 
 def run_override_list(args) -> int:
     """Print one line (or JSON object) per override."""
     from herald.contacts.overrides import list_overrides
 
-    _, db = open_from_args(args)
-    try:
+    with database(args) as (_, db):
         for o in list_overrides(db):
             print(json.dumps(o.to_dict(), sort_keys=True) if args.json else _override_line(o))
-    finally:
-        db.dispose()
     return 0
 
 
@@ -196,13 +183,5 @@ def run_override_remove(args) -> int:
     """Exit status 0, or 1 when there is no such override."""
     from herald.contacts.overrides import OverrideError, remove_override
 
-    _, db = open_from_args(args)
-    try:
-        o = remove_override(db, args.id, actor_of(args), args.reason)
-    except OverrideError as exc:
-        print(f"herald: contacts override: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(f"removed: {_override_line(o)}")
-    return 0
+    return audited_change(args, lambda db, actor: remove_override(db, args.id, actor, args.reason),
+                          OverrideError, "contacts override", lambda o: f"removed: {_override_line(o)}")

@@ -1,13 +1,15 @@
 """``herald db upgrade|status``: create or migrate the metadata database.
 
-Also the helpers the other database commands share: ``--config``/``--actor`` options and opening
-the configured database.
+Also the helpers the other database commands share: ``--config``/``--actor`` options, opening
+the configured database, and one audited change with its refusal.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from sqlalchemy.exc import OperationalError
 
@@ -50,6 +52,33 @@ def open_from_args(args) -> tuple[Settings, Database]:
     newest revision, else StoreError says to run ``herald db upgrade``)."""
     settings = settings_of(args)
     return settings, open_db(settings.database_url)
+
+
+@contextmanager
+def database(args) -> Iterator[tuple[Settings, Database]]:
+    """:func:`open_from_args` for a ``with`` block; the database is disposed of at its end."""
+    settings, db = open_from_args(args)
+    try:
+        yield settings, db
+    finally:
+        db.dispose()
+
+
+def audited_change(args, change: Callable[[Database, str], Any], refused: type[Exception],
+                   command: str, show: Callable[[Any], str]) -> int:
+    """Make one audited change, ``change(db, actor)``, and print ``show(result)``.
+
+    Returns:
+        0, or 1 when the change raised ``refused`` (printed as ``herald: <command>: <error>``).
+    """
+    with database(args) as (_, db):
+        try:
+            done = change(db, actor_of(args))
+        except refused as exc:
+            print(f"herald: {command}: {exc}")
+            return 1
+    print(show(done))
+    return 0
 
 
 def register(sub) -> None:

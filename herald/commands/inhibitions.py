@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import add_common, audited_change, database
 
 
 def register(sub) -> None:
@@ -72,29 +72,19 @@ def run_add(args) -> int:
     except ValueError:
         print(f"herald: inhibitions: {args.expires!r} is not a date or time")
         return 1
-    _, db = open_from_args(args)
-    try:
-        inh = add_inhibition(db, reason=args.reason, actor=actor_of(args), network=args.network,
-                             asn=args.asn, report_type=args.report_type, tag=args.tag,
-                             recipient=args.recipient, expires_at=expires)
-    except InhibitionError as exc:
-        print(f"herald: inhibitions: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(_line(inh))
-    return 0
+    return audited_change(
+        args, lambda db, actor: add_inhibition(db, reason=args.reason, actor=actor, network=args.network,
+                                               asn=args.asn, report_type=args.report_type, tag=args.tag,
+                                               recipient=args.recipient, expires_at=expires),
+        InhibitionError, "inhibitions", _line)
 
 
 def run_list(args) -> int:
     """Print one line (or JSON object) per inhibition."""
     from herald.constituency.inhibitions import list_inhibitions
 
-    _, db = open_from_args(args)
-    try:
+    with database(args) as (_, db):
         rows = list_inhibitions(db, None if args.all else datetime.now(timezone.utc).date())
-    finally:
-        db.dispose()
     for i in rows:
         print(json.dumps(i.to_dict(), sort_keys=True) if args.json else _line(i))
     return 0
@@ -104,13 +94,5 @@ def run_remove(args) -> int:
     """Exit status 0, or 1 when there is no such inhibition."""
     from herald.constituency.inhibitions import InhibitionError, remove_inhibition
 
-    _, db = open_from_args(args)
-    try:
-        inh = remove_inhibition(db, args.id, actor_of(args), args.reason)
-    except InhibitionError as exc:
-        print(f"herald: inhibitions: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(f"removed: {_line(inh)}")
-    return 0
+    return audited_change(args, lambda db, actor: remove_inhibition(db, args.id, actor, args.reason),
+                          InhibitionError, "inhibitions", lambda inh: f"removed: {_line(inh)}")
