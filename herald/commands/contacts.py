@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import sys
 
-from herald.commands.db import add_common, audited_change, database
+from herald.commands.db import add_action, audited_change, database
 
 
 def today() -> dt.date:
@@ -50,24 +50,19 @@ def register(sub) -> None:
     qn.set_defaults(func=run_info)
     ov = csub.add_parser("override", help="correct or suppress RPSL contacts for a network or ASN")
     osub = ov.add_subparsers(dest="override_command", metavar="ACTION")
-    oa = osub.add_parser("add", help="add an override (audited)")
-    add_common(oa, actor=True)
+    oa = add_action(osub, "add", run_override_add, actor=True, help="add an override (audited)")
     oa.add_argument("--network", metavar="CIDR")
     oa.add_argument("--asn", type=int)
     what = oa.add_mutually_exclusive_group(required=True)
     what.add_argument("--mailbox", help="send to this address instead")
     what.add_argument("--suppress", action="store_true", help="send nothing to the RPSL contact")
     oa.add_argument("--reason", required=True)
-    oa.set_defaults(func=run_override_add)
-    ol = osub.add_parser("list", help="list overrides")
-    add_common(ol)
+    ol = add_action(osub, "list", run_override_list, help="list overrides")
     ol.add_argument("--json", action="store_true")
-    ol.set_defaults(func=run_override_list)
-    orm = osub.add_parser("remove", help="remove an override (audited)")
-    add_common(orm, actor=True)
+    orm = add_action(osub, "remove", run_override_remove, actor=True,
+                     help="remove an override (audited)")
     orm.add_argument("id", type=int)
     orm.add_argument("--reason")
-    orm.set_defaults(func=run_override_remove)
     ov.set_defaults(func=lambda args: (ov.print_help(), 2)[1])
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
