@@ -152,18 +152,19 @@ def run_show(args) -> int:
 
 def run_verify(args) -> int:
     """Verify each filter id."""
-    _, db = open_from_args(args)
-    for fid in args.filter_ids:
-        f = repo.verify_filter(db, fid, actor_of(args), args.reason)
-        print(f"filter {f.id} ({f.recipient}: {f.kind} {f.value}): {f.state}")
-    return 0
+    return _decide(args, repo.verify_filter)
 
 
 def run_reject(args) -> int:
     """Reject each filter id."""
+    return _decide(args, repo.reject_filter)
+
+
+def _decide(args, decide) -> int:
+    """``decide(db, filter id, actor, reason)`` for each filter id; prints each filter's state."""
     _, db = open_from_args(args)
     for fid in args.filter_ids:
-        f = repo.reject_filter(db, fid, actor_of(args), args.reason)
+        f = decide(db, fid, actor_of(args), args.reason)
         print(f"filter {f.id} ({f.recipient}: {f.kind} {f.value}): {f.state}")
     return 0
 
