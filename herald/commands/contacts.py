@@ -18,6 +18,7 @@ import json
 import sys
 
 from herald.commands.db import add_action, audited_change, database
+from herald.commands.ipdata import print_lookup
 
 
 def today() -> dt.date:
@@ -110,21 +111,14 @@ def run_lookup(args) -> int:
             overrides = list_overrides(db)
         result = apply_overrides(result, parsed, overrides,
                                  None if asn is None else np.asarray(asn, dtype=np.int64))
-    rows = result.to_pylist()
-    status = 0
-    for ip, ok, row in zip(args.ips, parsed.version > 0, rows):
-        if not ok:
-            print(f"herald: error: {ip!r} is not an IP address", file=sys.stderr)
-            status = 1
-            continue
-        if args.json:
-            print(json.dumps({"ip": ip, **row}, ensure_ascii=False))
-        else:
-            print(f"{ip}\tmailbox: {row['mailbox'] or '-'}\tsource: "
-                  f"{row['source'] or '-'}{' role ' + row['role'] if row['role'] else ''}"
-                  f"\tnetwork: {row['network'] or '-'}{' (' + row['netname'] + ')' if row['netname'] else ''}"
-                  f"\torg: {row['org'] or '-'}")
-    return status
+    return print_lookup(args.ips, parsed.version > 0, result.to_pylist(), args.json, _contact_line)
+
+
+def _contact_line(ip: str, row: dict) -> str:
+    return (f"{ip}\tmailbox: {row['mailbox'] or '-'}\tsource: "
+            f"{row['source'] or '-'}{' role ' + row['role'] if row['role'] else ''}"
+            f"\tnetwork: {row['network'] or '-'}{' (' + row['netname'] + ')' if row['netname'] else ''}"
+            f"\torg: {row['org'] or '-'}")
 
 
 def run_info(args) -> int:
