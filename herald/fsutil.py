@@ -2,7 +2,10 @@
 
 - :func:`atomic_write` writes bytes to a temporary name beside the target and renames it (a reader
   never sees half a file); unchanged content is left untouched.
-- :func:`atomic_writer` is the same for a writer that streams into a file object.
+- :func:`atomic_writer` is the same for a writer that streams into a file object, and
+  :func:`atomic_path` for a writer that opens the file by name (``pyarrow.parquet``).
+- :func:`fsync_path` makes a file, or the names in a directory, durable (``sync_dir`` of the
+  writers).
 - :func:`sync_paths` makes many ``durable=False`` writes durable with one flush.
 - :class:`FileLock` is an exclusive, non-blocking ``flock`` that the kernel drops when the process
   dies (a lock file left behind by a crash is not held).
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True, sync_dir: bool = False) -> str:
     """Write ``data`` to ``path`` via a temporary file and rename; returns the hex SHA-256.
 
     A file whose content is already ``data`` is left untouched (keeps its mtime on re-runs).
@@ -31,6 +34,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
         durable: ``fsync`` the file before the rename (default).  ``False`` leaves durability to
             the caller, which must call :func:`sync_paths` before it records the write as done
             (the daily run does this once for all its report files instead of once per file).
+        sync_dir: also ``fsync`` the directory after the rename (see :func:`atomic_writer`).
 
     Raises:
         OSError: the directory cannot be created or written.
@@ -39,22 +43,47 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> str:
     digest = hashlib.sha256(data).hexdigest()
     if same_content(path, len(data), digest):
         return digest
-    with atomic_writer(path, durable=durable) as fh:
+    with atomic_writer(path, durable=durable, sync_dir=sync_dir) as fh:
         fh.write(data)
     return digest
 
 
 @contextmanager
-def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, *, durable: bool = True, sync_dir: bool = False) -> Iterator[BinaryIO]:
     """A binary file object whose content replaces ``path`` when the ``with`` block ends without
     an error (temporary file beside ``path``, then ``os.replace``); on an error the temporary file
     is removed and ``path`` is unchanged.  Missing parent directories are created; the file is
-    ``0644``.  ``durable`` as for :func:`atomic_write`.
+    ``0644``.  ``durable`` as for :func:`atomic_write`; ``sync_dir`` also ``fsync``-s the
+    directory after the rename, so that the new name survives a power loss (a writer that records
+    nothing else, such as a sensor's batch).
 
     Raises:
         OSError: the directory cannot be created or written.
     """
-    path = Path(path)
+    with _replacing(Path(path), durable, sync_dir) as (_tmp, fh):
+        yield fh
+
+
+@contextmanager
+def atomic_path(path: Path, *, durable: bool = True, sync_dir: bool = False) -> Iterator[Path]:
+    """:func:`atomic_writer` for a writer that opens its file by name (``pyarrow.parquet``): yields
+    the temporary file's path, which the writer fills (and closes) inside the ``with`` block; the
+    rest is as for :func:`atomic_writer`.  The temporary name starts with ``.`` and ends with
+    ``.tmp``, so readers that skip hidden files never see it.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+    """
+    with _replacing(Path(path), durable, sync_dir) as (tmp, _fh):
+        # ``fsync`` of the held descriptor flushes the file, whichever descriptor wrote it.
+        yield tmp
+
+
+@contextmanager
+def _replacing(path: Path, durable: bool, sync_dir: bool) -> Iterator[tuple[Path, BinaryIO]]:
+    """The temporary file beside ``path`` and its open file object; renamed over ``path`` at the
+    end (after an ``fsync`` when ``durable``, and with :func:`fsync_path` when ``sync_dir``),
+    removed on an error."""
     # The temporary name is unique per writer (process id and thread id); O_EXCL refuses a leftover
     # of a crashed writer that had the same ids, which is then replaced.  The directory is created
     # only when the first attempt finds it missing (tens of thousands of files per run).
@@ -70,7 +99,7 @@ def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
         fd = os.open(tmp, flags, 0o644)
     try:
         with os.fdopen(fd, "wb") as fh:
-            yield fh
+            yield tmp, fh
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -78,6 +107,8 @@ def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if sync_dir:
+        fsync_path(path.parent)
 
 
 def same_content(path: Path, size: int, digest: str) -> bool:
@@ -114,13 +145,23 @@ def sync_paths(dirs: Iterable[Path]) -> None:
     os.sync()
     for d in sorted(set(dirs)):
         try:
-            fd = os.open(d, os.O_RDONLY)
+            fsync_path(d)
         except FileNotFoundError:
             continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+
+def fsync_path(path: Path) -> None:
+    """``fsync`` a file or a directory by its name.  For a directory, the names created, renamed or
+    removed in it become durable; for a file, what another writer wrote and closed without syncing.
+
+    Raises:
+        OSError: it cannot be opened (``FileNotFoundError`` when it is missing).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class FileLock:

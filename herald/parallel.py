@@ -19,13 +19,13 @@ limited by that type (Amdahl): see bench/README.md.
 
 The workers are forked once (``fork`` start method, deliberately: they inherit the run's IP data,
 router and registry without pickling or reloading them -- the IP data alone takes seconds to load;
-``forkserver`` would reload it in every worker).  Before forking, the parent collects garbage and
-freezes its objects (:func:`gc.freeze`), as :class:`herald.deliver.messages.MessageWorkers` does:
-a forked child must never free an object of the parent holding native state of the parent's
-threads (Arrow, DuckDB); freeing such an object in a child crashed a worker.  The parent opens no
-DuckDB connection before the fork.  Workers die with the parent (:mod:`herald.parentdeath`); a
-worker that dies makes the waiting call raise ``BrokenProcessPool`` (the run is recorded
-``failed``), it does not hang.  Each job passes the fault point ``stage`` in the worker (tests).
+``forkserver`` would reload it in every worker).  It is a :class:`herald.parentdeath.ForkedPool`,
+as :class:`herald.deliver.messages.MessageWorkers` is: before forking, the parent collects garbage
+and freezes its objects (:func:`gc.freeze`), since a forked child must never free an object of the
+parent holding native state of the parent's threads (Arrow, DuckDB).  The parent opens no DuckDB
+connection before the fork.  Workers die with the parent; a worker that dies makes the waiting
+call raise ``BrokenProcessPool`` (the run is recorded ``failed``), it does not hang.  Each job
+passes the fault point ``stage`` in the worker (tests).
 
 Cores: the pool and the message workers run in sequential phases (ingest, then route and write,
 then the pool is shut down and the messages are composed), so the run never has more busy processes
@@ -35,17 +35,16 @@ so memory stays bounded as with one process.
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from herald import faults
 from herald.config import Settings
-from herald.parentdeath import check_parent, forked_executor
+from herald.parentdeath import ForkedPool, check_parent, inherited
 from herald.reports.write import TypeReports, route_and_write
 from herald.route import Router
 from herald.schema.registry import Registry
@@ -88,14 +87,11 @@ class StageContext:
     workers: int
 
 
-_CONTEXT: StageContext | None = None
-
-
 def _ingest_job(job: tuple[str, str]) -> StoredInput:
     """Worker: ingest one input ``(path, sha256)``."""
     check_parent()
     faults.hit("stage")
-    ctx = _CONTEXT
+    ctx: StageContext = inherited()
     path_s, sha = job
     return ingest_input(Path(path_s), sha, day=ctx.day, data_dir=ctx.settings.paths.data,
                         registry=ctx.registry, ipdata=ctx.ipdata,
@@ -109,7 +105,7 @@ def _route_job(job: tuple[str, list[str]]) -> TypeReports:
 
     check_parent()
     faults.hit("stage")
-    ctx = _CONTEXT
+    ctx: StageContext = inherited()
     type_name, files = job
     tmp = ctx.settings.paths.data / "tmp" / "duckdb" / f"worker-{os.getpid()}"
     con = duckdb_connection(tmp)
@@ -134,13 +130,12 @@ def _memory_bytes(text: str) -> int:
     return int(t)
 
 
-class StagePool:
+class StagePool(ForkedPool):
     """The forked workers of one run's ingest and route stages; see the module docstring.  Use as
     a context manager (or call :meth:`close`); the workers are forked at the first job."""
 
     def __init__(self, ctx: StageContext) -> None:
-        self.ctx = ctx
-        self.pool: ProcessPoolExecutor | None = None
+        super().__init__(ctx, ctx.workers)
 
     def ingest(self, jobs: list[tuple[str, str]]) -> list[Future]:
         """Start ingesting ``(path, sha256)`` jobs, the largest files first; returns one future of
@@ -155,38 +150,9 @@ class StagePool:
     def _map(self, fn: Callable, jobs: list, sizes: list[int]) -> list[Future]:
         order = sorted(range(len(jobs)), key=lambda i: (-sizes[i], i))
         futures: list[Future | None] = [None] * len(jobs)
-        pool = self._start()
-        try:
-            for i in order:
-                futures[i] = pool.submit(fn, jobs[i])
-        finally:
-            gc.unfreeze()
+        for i, fut in zip(order, self.submit_all(fn, [jobs[i] for i in order])):
+            futures[i] = fut
         return futures  # type: ignore[return-value]
-
-    def _start(self) -> ProcessPoolExecutor:
-        """The executor; the parent's objects are frozen until the caller's submits are done (the
-        ``fork`` executor forks its workers at the first submit, and may fork replacements later)."""
-        global _CONTEXT
-        gc.collect()
-        gc.freeze()
-        if self.pool is None:
-            _CONTEXT = self.ctx
-            self.pool = forked_executor(self.ctx.workers)
-        return self.pool
-
-    def close(self) -> None:
-        """Stop the workers (unfinished jobs are abandoned)."""
-        global _CONTEXT
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-            _CONTEXT = None
-
-    def __enter__(self) -> "StagePool":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _size(path: str) -> int:

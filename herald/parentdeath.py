@@ -10,24 +10,32 @@ that died before the request was made: it compares :func:`os.getppid` with the p
 Caveat (prctl(2)): the signal is sent when the parent *thread* that forked the child ends; the
 daily run forks its workers from the thread that runs the day and shuts them down before it
 returns, so that thread outlives them.
+
+:class:`ForkedPool` is the run's pool of such workers (the stage pool, :mod:`herald.parallel`, and
+the message workers, :mod:`herald.deliver.messages`): forked on first use with the parent's objects
+frozen, handing the workers a context by the fork (:func:`inherited`) instead of pickling it.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 #: ``PR_SET_PDEATHSIG`` of ``<linux/prctl.h>``.
 PR_SET_PDEATHSIG = 1
 #: The parent's process id recorded by :func:`exit_with_parent` (``None`` before).
 _parent: int | None = None
+#: The context of the :class:`ForkedPool` that forked this worker (in the parent: of the pool
+#: that runs now, ``None`` when none does).
+_inherited: Any = None
 
 
 def exit_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> bool:
@@ -68,9 +76,67 @@ def forked_executor(workers: int) -> ProcessPoolExecutor:
     """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes started with
     ``fork`` whose workers die with this process (:func:`exit_with_parent` as initializer): a
     SIGKILL of ``herald run`` must not leave them behind.  The executor forks at its first submit:
-    callers freeze the parent's objects around it (see :mod:`herald.deliver.messages`)."""
+    callers freeze the parent's objects around it (:class:`ForkedPool` does)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
                                initializer=exit_with_parent, initargs=(os.getpid(),))
+
+
+def inherited() -> Any:
+    """In a worker of a :class:`ForkedPool`: the context its pool was given (it came by the fork)."""
+    return _inherited
+
+
+class ForkedPool:
+    """Worker processes of :func:`forked_executor` that inherit ``ctx`` by the fork (the run's
+    IP data, router, recipients: large, and never pickled); a job reads it with :func:`inherited`.
+
+    The workers are forked at the first :meth:`submit_all`.  Around it the parent collects garbage
+    and freezes its objects (:func:`gc.freeze`): a forked child's garbage collector then never
+    frees an object of the parent, which may hold native state of the parent's threads (Arrow,
+    DuckDB) that does not exist in the child (freeing one there crashed a worker).  The ``fork``
+    executor forks all its workers at that first submit and none later.  A worker that dies makes
+    the waiting call raise ``BrokenProcessPool`` instead of waiting for ever.  One pool runs at a
+    time (the run's phases are sequential).  Use as a context manager (or call :meth:`close`).
+
+    Args:
+        ctx: the context the workers inherit.
+        workers: how many processes.
+    """
+
+    def __init__(self, ctx: Any, workers: int) -> None:
+        self.ctx = ctx
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def submit_all(self, fn: Callable, jobs: Iterable) -> list[Future]:
+        """``fn(job)`` for each job in the workers (forked now when they are not yet); returns the
+        futures in the order of ``jobs``."""
+        global _inherited
+        forking = self.pool is None
+        if forking:
+            _inherited = self.ctx
+            self.pool = forked_executor(self.workers)
+            gc.collect()
+            gc.freeze()
+        try:
+            return [self.pool.submit(fn, job) for job in jobs]
+        finally:
+            if forking:
+                gc.unfreeze()
+
+    def close(self) -> None:
+        """Stop the workers (unfinished jobs are abandoned)."""
+        global _inherited
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+            _inherited = None
+
+    def __enter__(self) -> "ForkedPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

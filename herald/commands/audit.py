@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from herald.commands.db import add_common, open_from_args
+from herald.commands.db import add_action, open_from_args
 from herald.errors import ConfigError
 from herald.store import audit
 
 
 def register(sub) -> None:
     """Add ``herald audit``."""
-    p = sub.add_parser("audit", help="show the audit log (oldest first)")
-    add_common(p)
+    p = add_action(sub, "audit", run, help="show the audit log (oldest first)")
     p.add_argument("--actor", help="exact actor, e.g. cli:alice or config")
     p.add_argument("--action", help="exact action, or a prefix ending in '.' or '*' (filter.)")
     p.add_argument("--since", help="YYYY-MM-DD, an ISO time (UTC unless it has an offset), "
@@ -21,7 +20,6 @@ def register(sub) -> None:
     p.add_argument("--object", help="object type, optionally with :id (recipient:3)")
     p.add_argument("--limit", type=int, default=None, help="only the newest N entries")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(func=run)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

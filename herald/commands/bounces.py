@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import json
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import actor_of, add_action, open_from_args
 
 
 def register(sub) -> None:
     """Add ``herald bounces``."""
-    p = sub.add_parser("bounces", help="count delivery status notifications (bounces) from a Maildir")
-    add_common(p, actor=True)
+    p = add_action(sub, "bounces", run, actor=True,
+                   help="count delivery status notifications (bounces) from a Maildir")
     p.add_argument("maildir", nargs="?", metavar="MAILDIR", help="Maildir holding the DSNs")
     act = p.add_mutually_exclusive_group()
     act.add_argument("--list", action="store_true", help="list addresses with bounces")
     act.add_argument("--reset", metavar="ADDRESS", help="forget an address's bounces and queue its held mail")
     p.add_argument("--reason", help="why (audit log, with --reset)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

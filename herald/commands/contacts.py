@@ -17,7 +17,8 @@ import datetime as dt
 import json
 import sys
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import add_action, audited_change, database
+from herald.commands.ipdata import print_lookup
 
 
 def today() -> dt.date:
@@ -50,24 +51,19 @@ def register(sub) -> None:
     qn.set_defaults(func=run_info)
     ov = csub.add_parser("override", help="correct or suppress RPSL contacts for a network or ASN")
     osub = ov.add_subparsers(dest="override_command", metavar="ACTION")
-    oa = osub.add_parser("add", help="add an override (audited)")
-    add_common(oa, actor=True)
+    oa = add_action(osub, "add", run_override_add, actor=True, help="add an override (audited)")
     oa.add_argument("--network", metavar="CIDR")
     oa.add_argument("--asn", type=int)
     what = oa.add_mutually_exclusive_group(required=True)
     what.add_argument("--mailbox", help="send to this address instead")
     what.add_argument("--suppress", action="store_true", help="send nothing to the RPSL contact")
     oa.add_argument("--reason", required=True)
-    oa.set_defaults(func=run_override_add)
-    ol = osub.add_parser("list", help="list overrides")
-    add_common(ol)
+    ol = add_action(osub, "list", run_override_list, help="list overrides")
     ol.add_argument("--json", action="store_true")
-    ol.set_defaults(func=run_override_list)
-    orm = osub.add_parser("remove", help="remove an override (audited)")
-    add_common(orm, actor=True)
+    orm = add_action(osub, "remove", run_override_remove, actor=True,
+                     help="remove an override (audited)")
     orm.add_argument("id", type=int)
     orm.add_argument("--reason")
-    orm.set_defaults(func=run_override_remove)
     ov.set_defaults(func=lambda args: (ov.print_help(), 2)[1])
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -111,28 +107,18 @@ def run_lookup(args) -> int:
 
         from herald.contacts.overrides import apply_overrides, list_overrides
 
-        _, db = open_from_args(args)
-        try:
+        with database(args) as (_, db):
             overrides = list_overrides(db)
-        finally:
-            db.dispose()
         result = apply_overrides(result, parsed, overrides,
                                  None if asn is None else np.asarray(asn, dtype=np.int64))
-    rows = result.to_pylist()
-    status = 0
-    for ip, ok, row in zip(args.ips, parsed.version > 0, rows):
-        if not ok:
-            print(f"herald: error: {ip!r} is not an IP address", file=sys.stderr)
-            status = 1
-            continue
-        if args.json:
-            print(json.dumps({"ip": ip, **row}, ensure_ascii=False))
-        else:
-            print(f"{ip}\tmailbox: {row['mailbox'] or '-'}\tsource: "
-                  f"{row['source'] or '-'}{' role ' + row['role'] if row['role'] else ''}"
-                  f"\tnetwork: {row['network'] or '-'}{' (' + row['netname'] + ')' if row['netname'] else ''}"
-                  f"\torg: {row['org'] or '-'}")
-    return status
+    return print_lookup(args.ips, parsed.version > 0, result.to_pylist(), args.json, _contact_line)
+
+
+def _contact_line(ip: str, row: dict) -> str:
+    return (f"{ip}\tmailbox: {row['mailbox'] or '-'}\tsource: "
+            f"{row['source'] or '-'}{' role ' + row['role'] if row['role'] else ''}"
+            f"\tnetwork: {row['network'] or '-'}{' (' + row['netname'] + ')' if row['netname'] else ''}"
+            f"\torg: {row['org'] or '-'}")
 
 
 def run_info(args) -> int:
@@ -166,29 +152,19 @@ def run_override_add(args) -> int:
     """Exit status 0, or 1 when the override is refused."""
     from herald.contacts.overrides import OverrideError, add_override
 
-    _, db = open_from_args(args)
-    try:
-        o = add_override(db, reason=args.reason, actor=actor_of(args), network=args.network,
-                         asn=args.asn, mailbox=None if args.suppress else args.mailbox)
-    except OverrideError as exc:
-        print(f"herald: contacts override: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(_override_line(o))
-    return 0
+    return audited_change(
+        args, lambda db, actor: add_override(db, reason=args.reason, actor=actor, network=args.network,
+                                             asn=args.asn, mailbox=None if args.suppress else args.mailbox),
+        OverrideError, "contacts override", _override_line)
 
 
 def run_override_list(args) -> int:
     """Print one line (or JSON object) per override."""
     from herald.contacts.overrides import list_overrides
 
-    _, db = open_from_args(args)
-    try:
+    with database(args) as (_, db):
         for o in list_overrides(db):
             print(json.dumps(o.to_dict(), sort_keys=True) if args.json else _override_line(o))
-    finally:
-        db.dispose()
     return 0
 
 
@@ -196,13 +172,5 @@ def run_override_remove(args) -> int:
     """Exit status 0, or 1 when there is no such override."""
     from herald.contacts.overrides import OverrideError, remove_override
 
-    _, db = open_from_args(args)
-    try:
-        o = remove_override(db, args.id, actor_of(args), args.reason)
-    except OverrideError as exc:
-        print(f"herald: contacts override: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(f"removed: {_override_line(o)}")
-    return 0
+    return audited_change(args, lambda db, actor: remove_override(db, args.id, actor, args.reason),
+                          OverrideError, "contacts override", lambda o: f"removed: {_override_line(o)}")

@@ -1,13 +1,16 @@
 """``herald db upgrade|status``: create or migrate the metadata database.
 
-Also the helpers the other database commands share: ``--config``/``--actor`` options and opening
-the configured database.
+Also the helpers the other database commands share: their parsers with the ``--config`` and
+``--actor`` options (:func:`add_action`), opening the configured database, and one audited change
+with its refusal.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from sqlalchemy.exc import OperationalError
 
@@ -16,13 +19,18 @@ from herald.errors import StoreError
 from herald.store.db import HEAD_REVISION, Database, connect_db, open_db
 
 
-def add_common(p, actor: bool = False) -> None:
-    """Add ``--config FILE`` (and ``--actor NAME`` for commands that change things)."""
+def add_action(sub, name: str, func: Callable, *, actor: bool = False, help: str):
+    """Add the (sub-)command ``name`` that runs ``func(args)``, with ``--config FILE`` (and
+    ``--actor NAME`` for commands that change things); returns its parser, for the command's own
+    arguments."""
+    p = sub.add_parser(name, help=help)
     p.add_argument("--config", default="herald.toml",
                    help="configuration file (default: herald.toml)")
     if actor:
         p.add_argument("--actor", default=None,
                        help="who is acting, for the audit log (default: cli:<login name>)")
+    p.set_defaults(func=func)
+    return p
 
 
 def actor_of(args) -> str:
@@ -52,17 +60,41 @@ def open_from_args(args) -> tuple[Settings, Database]:
     return settings, open_db(settings.database_url)
 
 
+@contextmanager
+def database(args) -> Iterator[tuple[Settings, Database]]:
+    """:func:`open_from_args` for a ``with`` block; the database is disposed of at its end."""
+    settings, db = open_from_args(args)
+    try:
+        yield settings, db
+    finally:
+        db.dispose()
+
+
+def audited_change(args, change: Callable[[Database, str], Any], refused: type[Exception],
+                   command: str, show: Callable[[Any], str]) -> int:
+    """Make one audited change, ``change(db, actor)``, and print ``show(result)``.
+
+    Returns:
+        0, or 1 when the change raised ``refused`` (printed as ``herald: <command>: <error>``).
+    """
+    with database(args) as (_, db):
+        try:
+            done = change(db, actor_of(args))
+        except refused as exc:
+            print(f"herald: {command}: {exc}")
+            return 1
+    print(show(done))
+    return 0
+
+
 def register(sub) -> None:
     """Add ``herald db upgrade`` and ``herald db status``."""
     p = sub.add_parser("db", help="metadata database: migrate, show schema revision")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = dsub.add_parser("upgrade", help="create the database schema or migrate it to the newest revision")
-    add_common(up)
+    up = add_action(dsub, "upgrade", run_upgrade,
+                    help="create the database schema or migrate it to the newest revision")
     up.add_argument("--revision", default="head", help="target revision (default: head)")
-    up.set_defaults(func=run_upgrade)
-    st = dsub.add_parser("status", help="show the database URL and its schema revision")
-    add_common(st)
-    st.set_defaults(func=run_status)
+    add_action(dsub, "status", run_status, help="show the database URL and its schema revision")
 
 
 def _safe_url(db: Database) -> str:

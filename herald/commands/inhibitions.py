@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import add_action, audited_change, database
 
 
 def register(sub) -> None:
     """Add ``herald inhibitions``."""
     p = sub.add_parser("inhibitions", help="add, list or remove inhibitions (do not report matching events)")
     isub = p.add_subparsers(dest="inhibitions_command", metavar="ACTION")
-    a = isub.add_parser("add", help="add an inhibition (audited)")
-    add_common(a, actor=True)
+    a = add_action(isub, "add", run_add, actor=True, help="add an inhibition (audited)")
     a.add_argument("--network", metavar="CIDR")
     a.add_argument("--asn", type=int)
     a.add_argument("--type", dest="report_type", metavar="REPORT_TYPE")
@@ -31,17 +30,12 @@ def register(sub) -> None:
     a.add_argument("--recipient", metavar="NAME", help="only for this recipient (default: everyone)")
     a.add_argument("--expires", metavar="WHEN", help="UTC date or time it ends (default: never)")
     a.add_argument("--reason", required=True)
-    a.set_defaults(func=run_add)
-    ls = isub.add_parser("list", help="list inhibitions in force today (UTC)")
-    add_common(ls)
+    ls = add_action(isub, "list", run_list, help="list inhibitions in force today (UTC)")
     ls.add_argument("--all", action="store_true", help="include expired ones")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=run_list)
-    rm = isub.add_parser("remove", help="remove an inhibition (audited)")
-    add_common(rm, actor=True)
+    rm = add_action(isub, "remove", run_remove, actor=True, help="remove an inhibition (audited)")
     rm.add_argument("id", type=int)
     rm.add_argument("--reason")
-    rm.set_defaults(func=run_remove)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -72,29 +66,19 @@ def run_add(args) -> int:
     except ValueError:
         print(f"herald: inhibitions: {args.expires!r} is not a date or time")
         return 1
-    _, db = open_from_args(args)
-    try:
-        inh = add_inhibition(db, reason=args.reason, actor=actor_of(args), network=args.network,
-                             asn=args.asn, report_type=args.report_type, tag=args.tag,
-                             recipient=args.recipient, expires_at=expires)
-    except InhibitionError as exc:
-        print(f"herald: inhibitions: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(_line(inh))
-    return 0
+    return audited_change(
+        args, lambda db, actor: add_inhibition(db, reason=args.reason, actor=actor, network=args.network,
+                                               asn=args.asn, report_type=args.report_type, tag=args.tag,
+                                               recipient=args.recipient, expires_at=expires),
+        InhibitionError, "inhibitions", _line)
 
 
 def run_list(args) -> int:
     """Print one line (or JSON object) per inhibition."""
     from herald.constituency.inhibitions import list_inhibitions
 
-    _, db = open_from_args(args)
-    try:
+    with database(args) as (_, db):
         rows = list_inhibitions(db, None if args.all else datetime.now(timezone.utc).date())
-    finally:
-        db.dispose()
     for i in rows:
         print(json.dumps(i.to_dict(), sort_keys=True) if args.json else _line(i))
     return 0
@@ -104,13 +88,5 @@ def run_remove(args) -> int:
     """Exit status 0, or 1 when there is no such inhibition."""
     from herald.constituency.inhibitions import InhibitionError, remove_inhibition
 
-    _, db = open_from_args(args)
-    try:
-        inh = remove_inhibition(db, args.id, actor_of(args), args.reason)
-    except InhibitionError as exc:
-        print(f"herald: inhibitions: {exc}")
-        return 1
-    finally:
-        db.dispose()
-    print(f"removed: {_line(inh)}")
-    return 0
+    return audited_change(args, lambda db, actor: remove_inhibition(db, args.id, actor, args.reason),
+                          InhibitionError, "inhibitions", lambda inh: f"removed: {_line(inh)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Callable
 
 
 def register(sub) -> None:
@@ -81,15 +82,29 @@ def run_lookup(args) -> int:
 
     data = _data(args)
     parsed = parse_ips(pa.array(args.ips, pa.string()))
-    rows = data.lookup(parsed).to_pylist()
+    return print_lookup(
+        args.ips, parsed.version > 0, data.lookup(parsed).to_pylist(), args.json,
+        lambda ip, row: "\t".join([ip] + ["" if row[k] is None else str(row[k])
+                                         for k in ("asn", "as_name", "cc")]))
+
+
+def print_lookup(ips: list[str], valid, rows: list[dict], as_json: bool,
+                 text: Callable[[str, dict], str]) -> int:
+    """Print the answer of a lookup of IP address arguments (``herald ipdata lookup``, ``herald
+    contacts lookup``): per address, ``text(ip, row)`` or, ``as_json``, a JSON object of ``ip`` and
+    the row; an argument that is not an address (``valid`` false) is an error on stderr.
+
+    Returns:
+        the exit status: 0, or 1 when an argument is not an IP address.
+    """
     status = 0
-    for ip, ok, row in zip(args.ips, parsed.version > 0, rows):
+    for ip, ok, row in zip(ips, valid, rows):
         if not ok:
             print(f"herald: error: {ip!r} is not an IP address", file=sys.stderr)
             status = 1
             continue
-        if args.json:
+        if as_json:
             print(json.dumps({"ip": ip, **row}, ensure_ascii=False))
         else:
-            print("\t".join([ip] + ["" if row[k] is None else str(row[k]) for k in ("asn", "as_name", "cc")]))
+            print(text(ip, row))
     return status

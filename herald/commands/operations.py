@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import actor_of, add_action, open_from_args
 from herald.constituency import operations as ops
 
 
@@ -15,8 +15,7 @@ def register(sub) -> None:
     p = sub.add_parser("operations", help="law-enforcement operations and their partners")
     osub = p.add_subparsers(dest="operations_command", metavar="ACTION", required=True)
 
-    a = osub.add_parser("add", help="create an operation")
-    add_common(a, actor=True)
+    a = add_action(osub, "add", run_add, actor=True, help="create an operation")
     a.add_argument("name")
     a.add_argument("--start", required=True, help="first day YYYY-MM-DD")
     a.add_argument("--end", help="last day YYYY-MM-DD (default: open-ended)")
@@ -25,33 +24,26 @@ def register(sub) -> None:
     a.add_argument("--domains", help="comma-separated sinkholed domains")
     a.add_argument("--description")
     a.add_argument("--reason")
-    a.set_defaults(func=run_add)
 
-    pa = osub.add_parser("partner", help="add a law-enforcement recipient to an operation "
-                                         "(or change its jurisdiction)")
-    add_common(pa, actor=True)
+    pa = add_action(osub, "partner", run_partner, actor=True,
+                    help="add a law-enforcement recipient to an operation "
+                         "(or change its jurisdiction)")
     pa.add_argument("name", help="operation")
     pa.add_argument("recipient", help="law-enforcement recipient (name, slug or id)")
     pa.add_argument("--countries", required=True, help="jurisdiction: comma-separated ISO codes")
     pa.add_argument("--reason")
-    pa.set_defaults(func=run_partner)
 
-    ls = osub.add_parser("list", help="list operations")
-    add_common(ls)
+    ls = add_action(osub, "list", run_list, help="list operations")
     ls.add_argument("--active", metavar="DAY", help="only operations active on DAY")
-    ls.set_defaults(func=run_list)
 
-    sh = osub.add_parser("show", help="one operation with its partners")
-    add_common(sh)
+    sh = add_action(osub, "show", run_show, help="one operation with its partners")
     sh.add_argument("name")
-    sh.set_defaults(func=run_show)
 
-    st = osub.add_parser("stats", help="victim counts by country and ASN on a day (never addresses)")
-    add_common(st)
+    st = add_action(osub, "stats", run_stats,
+                    help="victim counts by country and ASN on a day (never addresses)")
     st.add_argument("name")
     st.add_argument("--date", dest="day", required=True, help="day YYYY-MM-DD")
     st.add_argument("--top", type=int, default=20, help="rows per table (default 20; 0 = all)")
-    st.set_defaults(func=run_stats)
 
 
 def run_add(args) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import actor_of, add_action, open_from_args
 from herald.deliver.outbox import OutboxEntry, list_outbox, mark_sent, release
 from herald.store.db import OUTBOX_STATES
 from herald.errors import HeraldError
@@ -19,8 +19,8 @@ from herald.errors import HeraldError
 
 def register(sub) -> None:
     """Add ``herald outbox``."""
-    p = sub.add_parser("outbox", help="list queued/sent/failed/held messages; release or mark held ones")
-    add_common(p, actor=True)
+    p = add_action(sub, "outbox", run, actor=True,
+                   help="list queued/sent/failed/held messages; release or mark held ones")
     p.add_argument("--state", help=f"comma-separated states ({', '.join(OUTBOX_STATES)})")
     p.add_argument("--date", dest="day", help="report day YYYY-MM-DD")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -29,7 +29,6 @@ def register(sub) -> None:
     act.add_argument("--mark-sent", type=int, metavar="ID",
                      help="record that a held message did arrive (check the relay's log first)")
     p.add_argument("--reason", help="why (audit log)")
-    p.set_defaults(func=run)
 
 
 def _line(e: OutboxEntry) -> str:

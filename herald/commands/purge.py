@@ -5,21 +5,20 @@ from __future__ import annotations
 import argparse
 from datetime import date, datetime, timezone
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import actor_of, add_action, open_from_args
 from herald.store.purge import purge
 
 
 def register(sub) -> None:
     """Add ``herald purge``."""
-    p = sub.add_parser("purge", help="delete expired events, reports, outbox files, ledger and "
-                                     "audit entries (see [retention])")
-    add_common(p, actor=True)
+    p = add_action(sub, "purge", run, actor=True,
+                   help="delete expired events, reports, outbox files, ledger and "
+                        "audit entries (see [retention])")
     p.add_argument("--keep-days", type=int, default=None,
                    help="days of events/reports/outbox to keep (default: [retention] events_days, 30)")
     p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     # Hidden: the day taken as "today" (tests, reproducing an earlier purge).
     p.add_argument("--today", help=argparse.SUPPRESS, default=None)
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from herald.commands.db import actor_of, add_common, open_from_args
+from herald.commands.db import actor_of, add_action, open_from_args
 from herald.constituency import repository as repo
 from herald.errors import ConfigError
 from herald.store.db import FILTER_KINDS
@@ -24,8 +24,8 @@ def register(sub) -> None:
     p = sub.add_parser("recipients", help="recipients and their filters in the metadata database")
     rsub = p.add_subparsers(dest="recipients_command", metavar="ACTION", required=True)
 
-    a = rsub.add_parser("add", help="create a recipient, or request filters for an existing one")
-    add_common(a, actor=True)
+    a = add_action(rsub, "add", run_add, actor=True,
+                   help="create a recipient, or request filters for an existing one")
     a.add_argument("name")
     a.add_argument("--email", help="report address (required for a new recipient)")
     a.add_argument("--kind", default="network_owner",
@@ -39,56 +39,47 @@ def register(sub) -> None:
     a.add_argument("--verified", action="store_true",
                    help="store the filters as verified (you checked the claim); default pending")
     a.add_argument("--reason", help="why, for the audit log")
-    a.set_defaults(func=run_add)
 
-    ls = rsub.add_parser("list", help="list recipients (or, with --pending, filters awaiting review)")
-    add_common(ls)
+    ls = add_action(rsub, "list", run_list,
+                    help="list recipients (or, with --pending, filters awaiting review)")
     ls.add_argument("--pending", action="store_true", help="list pending filters instead")
     ls.add_argument("--enabled", action="store_true", help="only enabled recipients")
-    ls.set_defaults(func=run_list)
 
-    sh = rsub.add_parser("show", help="one recipient with contacts and every filter")
-    add_common(sh)
+    sh = add_action(rsub, "show", run_show, help="one recipient with contacts and every filter")
     sh.add_argument("name", help="name, file slug or id")
-    sh.set_defaults(func=run_show)
 
-    v = rsub.add_parser("verify", help="verify pending filters (by id; see 'show' or 'list --pending')")
-    add_common(v, actor=True)
+    v = add_action(rsub, "verify", run_verify, actor=True,
+                   help="verify pending filters (by id; see 'show' or 'list --pending')")
     v.add_argument("filter_ids", nargs="+", type=int, metavar="FILTER_ID")
     v.add_argument("--reason", help="how the claim was checked, for the audit log")
-    v.set_defaults(func=run_verify)
 
-    rj = rsub.add_parser("reject", help="reject filters (by id); a reason is required")
-    add_common(rj, actor=True)
+    rj = add_action(rsub, "reject", run_reject, actor=True,
+                    help="reject filters (by id); a reason is required")
     rj.add_argument("filter_ids", nargs="+", type=int, metavar="FILTER_ID")
     rj.add_argument("--reason", required=True)
-    rj.set_defaults(func=run_reject)
 
-    d = rsub.add_parser("disable", help="stop sending to a recipient (kept in the database)")
-    add_common(d, actor=True)
+    d = add_action(rsub, "disable", run_disable, actor=True,
+                   help="stop sending to a recipient (kept in the database)")
     d.add_argument("name")
     d.add_argument("--reason", required=True)
-    d.set_defaults(func=run_disable)
 
-    e = rsub.add_parser("enable", help="send to a disabled recipient again")
-    add_common(e, actor=True)
+    e = add_action(rsub, "enable", run_enable, actor=True,
+                   help="send to a disabled recipient again")
     e.add_argument("name")
     e.add_argument("--reason")
-    e.set_defaults(func=run_enable)
 
-    im = rsub.add_parser("import", help="import [[recipients]] tables of a TOML file (default: the "
-                                        "configuration file's own); idempotent")
-    add_common(im, actor=True)
+    im = add_action(rsub, "import", run_import, actor=True,
+                    help="import [[recipients]] tables of a TOML file (default: the "
+                         "configuration file's own); idempotent")
     im.add_argument("file", nargs="?", help="TOML file with [[recipients]] tables")
-    im.set_defaults(func=run_import, actor=None)
+    im.set_defaults(actor=None)
 
-    c = rsub.add_parser("conflicts", help="list overlapping claims of network owners")
-    add_common(c)
+    c = add_action(rsub, "conflicts", run_conflicts,
+                   help="list overlapping claims of network owners")
     c.add_argument("--ipdata", action="store_true",
                    help="also find CIDRs originated by an ASN another recipient claims "
                         "(bundled IP data plus [enrich] ipdata)")
     c.add_argument("--verified-only", action="store_true", help="ignore pending filters")
-    c.set_defaults(func=run_conflicts)
 
 
 def _filters_of(args) -> list[tuple[str, str]]:
@@ -161,18 +152,19 @@ def run_show(args) -> int:
 
 def run_verify(args) -> int:
     """Verify each filter id."""
-    _, db = open_from_args(args)
-    for fid in args.filter_ids:
-        f = repo.verify_filter(db, fid, actor_of(args), args.reason)
-        print(f"filter {f.id} ({f.recipient}: {f.kind} {f.value}): {f.state}")
-    return 0
+    return _decide(args, repo.verify_filter)
 
 
 def run_reject(args) -> int:
     """Reject each filter id."""
+    return _decide(args, repo.reject_filter)
+
+
+def _decide(args, decide) -> int:
+    """``decide(db, filter id, actor, reason)`` for each filter id; prints each filter's state."""
     _, db = open_from_args(args)
     for fid in args.filter_ids:
-        f = repo.reject_filter(db, fid, actor_of(args), args.reason)
+        f = decide(db, fid, actor_of(args), args.reason)
         print(f"filter {f.id} ({f.recipient}: {f.kind} {f.value}): {f.state}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from herald.commands.db import add_common, open_from_args
+from herald.commands.db import add_action, open_from_args
 from herald.store import ledger
 
 
@@ -12,17 +12,13 @@ def register(sub) -> None:
     """Add ``herald runs list`` and ``herald runs show``."""
     p = sub.add_parser("runs", help="the run ledger: which days were processed, how")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-    ls = rsub.add_parser("list", help="newest runs first")
-    add_common(ls)
+    ls = add_action(rsub, "list", run_list, help="newest runs first")
     ls.add_argument("--date", dest="day", help="only runs of this day (YYYY-MM-DD)")
     ls.add_argument("--status", choices=["running", "done", "failed"])
     ls.add_argument("--limit", type=int, default=50)
-    ls.set_defaults(func=run_list)
-    sh = rsub.add_parser("show", help="one run: inputs, reports, summary")
-    add_common(sh)
+    sh = add_action(rsub, "show", run_show, help="one run: inputs, reports, summary")
     sh.add_argument("run", help="run id, or a day YYYY-MM-DD (its newest run)")
     sh.add_argument("--json", action="store_true", help="print the stored summary as JSON only")
-    sh.set_defaults(func=run_show)
 
 
 def _t(t) -> str:

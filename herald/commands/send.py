@@ -13,21 +13,19 @@ import time
 
 import sqlalchemy as sa
 
-from herald.commands.db import add_common, open_from_args
+from herald.commands.db import add_action, open_from_args
 from herald.deliver.outbox import SendResult, send_due
 from herald.store.db import OutboxRow, utcnow
 
 
 def register(sub) -> None:
     """Add ``herald send``."""
-    p = sub.add_parser("send", help="deliver queued report messages through the SMTP relay")
-    add_common(p)
+    p = add_action(sub, "send", run, help="deliver queued report messages through the SMTP relay")
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.add_argument("--limit", type=int, default=None, help="send at most N messages per pass")
     p.add_argument("--interval", type=float, default=60.0,
                    help="longest sleep between passes in seconds (default 60)")
     p.add_argument("--json", action="store_true", help="print each pass's result as JSON")
-    p.set_defaults(func=run)
 
 
 def _print(result: SendResult, as_json: bool) -> None:

@@ -347,11 +347,7 @@ def verify_filter(db: Database, filter_id: int, actor: str, reason: str | None =
     Raises:
         NotFound: no such filter.
     """
-    with db.session() as s:
-        f = _get_filter(s, filter_id)
-        if f.state != "verified":
-            _decide(s, f, "verified", actor, reason)
-        return _filter_info(f, f.recipient.name)
+    return _set_state(db, filter_id, "verified", actor, reason)
 
 
 def reject_filter(db: Database, filter_id: int, actor: str, reason: str) -> FilterInfo:
@@ -361,13 +357,22 @@ def reject_filter(db: Database, filter_id: int, actor: str, reason: str) -> Filt
         NotFound: no such filter.
         ConfigError: empty reason.
     """
-    if not reason or not reason.strip():
-        raise ConfigError("rejecting a filter needs a reason")
+    _require_reason(reason, "rejecting a filter")
+    return _set_state(db, filter_id, "rejected", actor, reason)
+
+
+def _set_state(db: Database, filter_id: int, state: str, actor: str,
+               reason: str | None) -> FilterInfo:
     with db.session() as s:
         f = _get_filter(s, filter_id)
-        if f.state != "rejected":
-            _decide(s, f, "rejected", actor, reason)
+        if f.state != state:
+            _decide(s, f, state, actor, reason)
         return _filter_info(f, f.recipient.name)
+
+
+def _require_reason(reason: str | None, doing: str) -> None:
+    if not reason or not reason.strip():
+        raise ConfigError(f"{doing} needs a reason")
 
 
 def _set_disabled(db: Database, ref: RecipientRef, disabled: bool, actor: str,
@@ -390,8 +395,7 @@ def disable_recipient(db: Database, ref: RecipientRef, actor: str, reason: str) 
         NotFound: no such recipient.
         ConfigError: empty reason.
     """
-    if not reason or not reason.strip():
-        raise ConfigError("disabling a recipient needs a reason")
+    _require_reason(reason, "disabling a recipient")
     return _set_disabled(db, ref, True, actor, reason)
 
 

@@ -29,11 +29,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herald.config import AbuseContactSettings
 from herald.constituency.recipients import Recipient, slugify
 from herald.contacts.autorecipients import KIND, StoredNames
 from herald.contacts.lookup import lookup_contacts
 from herald.contacts.overrides import ContactOverride, apply_overrides
-from herald.contacts.settings import AbuseContactSettings
 from herald.contacts.store import ContactData
 from herald.enrich.iprange import RangeTable
 from herald.ipaddr import parse_ips

@@ -18,16 +18,16 @@ Two range tables, both built with :meth:`herald.enrich.iprange.RangeTable.from_b
   (RIPE Database documentation, "Abuse-c Information": "the abuse-c of the less specific object
   is used").
 
-Atomic writes: a new generation is written into its own directory, then ``manifest.json`` is
-replaced with :func:`os.replace` (atomic on POSIX), then older generations are removed.  A
-reader that loaded the old manifest a moment earlier may find its files gone; it then retries.
+Atomic writes: a new generation is written into its own directory and made durable, then
+``manifest.json`` is replaced (:func:`herald.fsutil.atomic_write`), then older generations are
+removed.  A reader that loaded the old manifest a moment earlier may find its files gone; it then
+retries.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 from herald.contacts.importer import PLACEHOLDER_NETNAMES, ImportedData
 from herald.enrich.iprange import V4_MAX, RangeTable, flatten_ranges
 from herald.errors import HeraldError
+from herald.fsutil import atomic_write, fsync_path
 
 #: Data older than this many days makes ``herald contacts info`` warn (as ``herald ipdata info``).
 MAX_AGE_DAYS = 90
@@ -221,13 +222,10 @@ def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | 
         "ranges_v4": counts["net_"][0], "ranges_v6": counts["net_"][1],
     }
     for f in gen_dir.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, root / MANIFEST)
+        fsync_path(f)
+    fsync_path(gen_dir)
+    atomic_write(root / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"),
+                 sync_dir=True)
     for old in root.iterdir():
         if old.is_dir() and old.name != gen_dir.name and old.name.startswith("g"):
             shutil.rmtree(old, ignore_errors=True)

@@ -33,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from herald.config import Settings, check_section
+from herald.config import ABUSE_CONTACT_KEYS, Settings, check_section
 from herald.errors import ConfigError, HeraldError
 from herald.store.db import BounceReportRow, BounceRow, Database, OutboxRow, utcnow
 
@@ -143,11 +143,9 @@ def bounce_threshold(settings: Settings) -> int:
 
     Raises:
         ConfigError: not an integer >= 1; an unknown key in the section (the section's keys are
-            :data:`herald.contacts.settings.KEYS`).
+            :data:`herald.config.ABUSE_CONTACT_KEYS`).
     """
-    from herald.contacts.settings import KEYS
-
-    section = check_section(settings, "abuse_contacts", KEYS)
+    section = check_section(settings, "abuse_contacts", ABUSE_CONTACT_KEYS)
     value = section.get("bounce_threshold", DEFAULT_THRESHOLD)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"[abuse_contacts] bounce_threshold must be an integer >= 1, not {value!r}")

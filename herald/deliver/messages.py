@@ -15,10 +15,9 @@ subject, message_header_bytes, tlp, operation, email[, intelmq_path]}]``) and th
 
 from __future__ import annotations
 
-import gc
 import multiprocessing as mp
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from herald.deliver.compose import Templates, recipient_texts
 from herald.deliver.report_message import compose_report_message
 from herald.deliver.settings import DeliverySettings, delivery_settings
 from herald.fsutil import atomic_write
-from herald.parentdeath import check_parent, forked_executor
+from herald.parentdeath import ForkedPool, check_parent, inherited
 from herald.reports.render import ParallelWrites
 from herald.reports.write import ReportFile
 from herald.schema.registry import Registry, ReportType
@@ -133,42 +132,35 @@ def write_messages(ctx: MessageContext, rtype: ReportType, reports: list[ReportF
     return entries, out
 
 
-_CONTEXT: MessageContext | None = None
-
-
 def _compose_chunk(job: tuple[str, list[ReportFile]]) -> tuple[list[dict], set[Path]]:
     """Worker: the messages of one chunk ``(type name, reports)``; fault point ``compose``."""
     check_parent()  # the parent died (where the kernel does not signal): stop
     faults.hit("compose")
     type_name, reports = job
+    ctx: MessageContext = inherited()
     entries: list[dict] = []
     out: set[Path] = set()
     with ParallelWrites() as writer:
         for report in reports:
-            entry, paths = write_message(_CONTEXT, _CONTEXT.registry.get(type_name), report, writer)
+            entry, paths = write_message(ctx, ctx.registry.get(type_name), report, writer)
             entries.append(entry)
             out |= paths
     return entries, out
 
 
-class MessageWorkers:
+class MessageWorkers(ForkedPool):
     """Message-composing processes shared by the run's report types (forked once, on first use,
-    one per core up to :data:`MESSAGE_WORKERS`).
+    one per core up to :data:`MESSAGE_WORKERS`): a :class:`herald.parentdeath.ForkedPool`.
 
     Workers inherit the :class:`MessageContext` from the fork; a job names the report type and
-    carries :class:`ReportFile` s.  Before forking, the parent collects garbage and freezes its
-    objects (:func:`gc.freeze`): the workers' garbage collector then never frees an object of the
-    parent, which may hold native state of the parent's threads (Arrow, DuckDB) that does not exist
-    in a forked child (freeing it there crashed a worker).  Workers die with the parent
-    (:mod:`herald.parentdeath`).  A worker that dies makes
+    carries :class:`ReportFile` s.  The parent's objects are frozen while the workers are forked,
+    and the workers die with the parent (:mod:`herald.parentdeath`).  A worker that dies makes
     :meth:`messages` raise ``BrokenProcessPool`` instead of waiting for ever.  Use as a context
     manager (or call :meth:`close`).
     """
 
     def __init__(self, ctx: MessageContext) -> None:
-        self.ctx = ctx
-        self.workers = min(os.cpu_count() or 1, MESSAGE_WORKERS)
-        self.pool: ProcessPoolExecutor | None = None
+        super().__init__(ctx, min(os.cpu_count() or 1, MESSAGE_WORKERS))
 
     def available(self) -> bool:
         """More than one core and the ``fork`` start method."""
@@ -206,32 +198,8 @@ class MessageWorkers:
         return entries, out
 
     def _submit(self, chunks: list) -> list[Future]:
-        if self.pool is not None:
-            return [self.pool.submit(_compose_chunk, c) for c in chunks]
-        global _CONTEXT
-        _CONTEXT = self.ctx
-        # Each recipient's area and filter texts, once, here: the forked workers inherit them.
-        for r in self.ctx.recipients:
-            recipient_texts(r)
-        self.pool = forked_executor(self.workers)
-        # With the fork start method the executor forks all its workers at this first submit.
-        gc.collect()
-        gc.freeze()
-        try:
-            return [self.pool.submit(_compose_chunk, c) for c in chunks]
-        finally:
-            gc.unfreeze()
-
-    def close(self) -> None:
-        """Stop the workers (unfinished jobs are abandoned)."""
-        global _CONTEXT
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-            _CONTEXT = None
-
-    def __enter__(self) -> "MessageWorkers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        if self.pool is None:
+            # Each recipient's area and filter texts, once, here: the forked workers inherit them.
+            for r in self.ctx.recipients:
+                recipient_texts(r)
+        return self.submit_all(_compose_chunk, chunks)

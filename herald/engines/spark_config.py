@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from herald.config import SECTION_KEYS, Settings
+from herald.config import SECTION_KEYS, Settings, check_section
 from herald.errors import ConfigError
 
 #: Keys of ``[spark]`` (checked when the configuration is loaded, whatever the engine).
@@ -48,14 +48,8 @@ def spark_settings(settings: Settings) -> SparkSettings:
     Raises:
         ConfigError: the section is not a table, has unknown keys or values of the wrong type.
     """
-    where = str(settings.path or "configuration")
-    raw = settings.section("spark")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [spark] must be a table")
-    extra = sorted(set(raw) - SPARK_KEYS)
-    if extra:
-        raise ConfigError(f"{where}: [spark]: unknown key(s) {', '.join(extra)}; "
-                          f"known: {', '.join(sorted(SPARK_KEYS))}")
+    where = settings.where
+    raw = check_section(settings, "spark", SPARK_KEYS)
     master = os.environ.get("SPARK_MASTER") or raw.get("master", "local[*]")
     if not isinstance(master, str) or not master:
         raise ConfigError(f"{where}: spark.master must be a non-empty string")

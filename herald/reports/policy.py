@@ -124,7 +124,7 @@ class RoutingPolicy:
 def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolicy, list[str]]:
     """The run's :class:`RoutingPolicy` from the configuration and the database.
 
-    - ``[abuse_contacts]`` (:func:`herald.contacts.settings.abuse_contact_settings`); with
+    - ``[abuse_contacts]`` (:func:`herald.config.abuse_contact_settings`); with
       ``enabled`` the imported contact data is loaded once and the overrides listed (no data
       imported: a warning, and no abuse-contact routing);
     - the inhibitions in force on ``day``;
@@ -137,11 +137,11 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
     Raises:
         ConfigError: invalid ``[abuse_contacts]`` or ``renotify_days`` values.
     """
+    from herald.config import abuse_contact_settings
     from herald.constituency.inhibitions import list_inhibitions
     from herald.contacts.autorecipients import stored_names
     from herald.contacts.overrides import list_overrides
     from herald.contacts.routing import KIND
-    from herald.contacts.settings import abuse_contact_settings
     from herald.contacts.store import ContactDataError, load_contacts
     from herald.errors import ConfigError
 

@@ -7,8 +7,9 @@ row is ``batch_seconds`` old, whichever comes first, and on :meth:`EventBatcher.
 Files go to ``<inbox>/<YYYY-MM-DD>/<YYYY-MM-DD>-<report type>-<sensor>-<seq>.parquet`` (``seq``: 16 hex
 digits of the write time in microseconds, then 16 random hex digits) where the
 date is the UTC day of the rows' ``timestamp`` (a batch that spans midnight becomes one file per day).
-Each file is written to a hidden temporary name in the same folder (``.<name>.tmp``), fsynced, renamed
-with :func:`os.replace` and the folder is fsynced, so a reader sees whole files or nothing.
+Each file is written to a hidden temporary name in the same folder (``.<name>...tmp``), fsynced, renamed
+with :func:`os.replace` and the folder is fsynced (:func:`herald.fsutil.atomic_writer`), so a reader
+sees whole files or nothing.
 
 Loss bound: the buffer never holds ``batch_rows`` rows once :meth:`add` returns, and a flush writes
 synchronously, so a crash (``kill -9``, power loss after the fsync) loses at most ``batch_rows`` rows:
@@ -19,7 +20,6 @@ the rows of an unfinished flush or the rows still buffered, never both.  Rows ol
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import uuid
@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from herald.errors import StoreError
+from herald.fsutil import atomic_writer
 from herald.schema.registry import ReportType
 
 log = logging.getLogger(__name__)
@@ -99,29 +100,14 @@ def rows_to_table(rtype: ReportType, rows: list[dict[str, Any]]) -> pa.Table:
 
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` as Parquet at ``path``: temporary file in the same folder, fsync, rename, fsync
-    of the folder.  The temporary name starts with ``.`` and ends ``.tmp``, so inbox readers skip it.
+    of the folder (:func:`herald.fsutil.atomic_writer`).  The temporary name starts with ``.`` and
+    ends ``.tmp``, so inbox readers skip it.
 
     Raises:
         OSError: the write or the rename failed (the temporary file is removed).
     """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    with atomic_writer(path, sync_dir=True) as fh:
+        pq.write_table(table, fh, compression="zstd")
 
 
 class EventBatcher:

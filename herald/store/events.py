@@ -6,21 +6,22 @@ Layout (docs/architecture.md, "Two stores")::
 
 One Parquet file per input file and day, named by the SHA-256 of the input's bytes, so ingesting the
 same file again replaces the same Parquet file (idempotent) instead of adding duplicates.  Files are
-written to a temporary name in the same directory and renamed (atomic on POSIX).  DuckDB reads a
-partition with ``read_parquet`` for routing, statistics and the Reports API.
+written to a hidden temporary name in the same directory and renamed
+(:func:`herald.fsutil.atomic_path`).  DuckDB reads a partition with ``read_parquet`` for routing,
+statistics and the Reports API.
 """
 
 from __future__ import annotations
 
-import os
 import queue
-import tempfile
 import threading
 from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from herald.fsutil import atomic_path
 
 
 def events_root(data_dir: Path) -> Path:
@@ -56,20 +57,13 @@ def write_events(data_dir: Path, day: str, report_type: str, key: str,
     Returns:
         ``(path, rows written)``.
     """
-    d = type_dir(data_dir, day, report_type)
-    d.mkdir(parents=True, exist_ok=True)
-    final = d / f"{key[:32]}.parquet"
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        if isinstance(batches, pa.Table):
-            batches = batches.to_batches()
+    final = type_dir(data_dir, day, report_type) / f"{key[:32]}.parquet"
+    if isinstance(batches, pa.Table):
+        batches = batches.to_batches()
+    # Not fsync-ed here (as before): the run's one flush (fsutil.sync_paths) covers it.
+    with atomic_path(final, durable=False) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             rows = _write_overlapped(writer, batches)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return final, rows
 
 
@@ -141,6 +135,6 @@ def event_types(data_dir: Path, day: str | date) -> list[str]:
 
 def event_files(data_dir: Path, day: str | date, report_type: str) -> list[Path]:
     """The Parquet files of one day and type, sorted by name (deterministic); temporary files
-    being written (``.tmp-*``) are not listed."""
+    being written (hidden: ``.<name>...tmp``) are not listed."""
     d = type_dir(data_dir, day, report_type)
     return sorted(d.glob("[!.]*.parquet")) if d.is_dir() else []

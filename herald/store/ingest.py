@@ -172,9 +172,9 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
 
 def remove_partial(data_dir: Path, day: str) -> None:
     """Remove the temporary files of ``day``'s event store, markers and quarantine that writes cut
-    short by a crash left behind (``.tmp-*.parquet``, ``.<name>...tmp``).  A resumed run calls it
-    under the day's lock, before it ingests: with several ingest workers (:mod:`herald.parallel`)
-    a crash can interrupt several writes at once."""
+    short by a crash left behind (``.<name>...tmp``; ``.tmp-*.parquet`` of earlier versions).  A
+    resumed run calls it under the day's lock, before it ingests: with several ingest workers
+    (:mod:`herald.parallel`) a crash can interrupt several writes at once."""
     roots = [Path(data_dir) / "events" / f"date={day}", Path(data_dir) / "quarantine" / day]
     for root in roots:
         if not root.is_dir():

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from functools import wraps
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 import pyarrow as pa
@@ -187,6 +187,37 @@ def path_id(request, name: str = "id") -> int:
     if not value.isdigit() or not value.isascii() or len(value) > 12:
         raise FieldError(name, "is not a number")
     return int(value)
+
+
+# --- shared by the pages --------------------------------------------------------------------------
+
+def shown_threshold(st) -> int:
+    """The bounce threshold the pages show: ``[abuse_contacts] bounce_threshold``, or the default
+    when the configured value is invalid (the page still answers)."""
+    try:
+        return bounces.bounce_threshold(st.settings)
+    except ConfigError:
+        return bounces.DEFAULT_THRESHOLD
+
+
+def remove_by_id(request, user, form, remove: Callable, refused: type[Exception], what: str,
+                 label: Callable[[Any], str], back: str) -> NoReturn:
+    """A remove form's answer: ``remove(db, id, actor, reason)`` of the id in the path with the
+    required reason; flashes ``Removed <label(removed)>.`` or ``No <what> <id>.`` (``refused``
+    raised) and redirects to ``back``.
+
+    Raises:
+        FieldError: a bad id or reason.
+        Redirect: always, when the values are good.
+    """
+    st = request.app.state.herald
+    oid, reason = path_id(request), reason_of(form)
+    try:
+        done = remove(st.db, oid, user.email, reason)
+        flash(request, f"Removed {label(done)}.")
+    except refused:
+        flash(request, f"No {what} {oid}.")
+    raise Redirect(back)
 
 
 # --- the RPSL data --------------------------------------------------------------------------------
@@ -360,10 +391,7 @@ def automatic(request, user):
     rows, more = automatic_recipients(st.db)
     data = contact_data(st)
     found = objects_by_mailbox(data, [r.mailbox for r in rows])
-    try:
-        threshold = bounces.bounce_threshold(st.settings)
-    except ConfigError:
-        threshold = bounces.DEFAULT_THRESHOLD
+    threshold = shown_threshold(st)
     bounced = {b["address"]: b for b in bounces.list_bounces(st.db)}
     overrides = ovr.list_overrides(st.db)
     for r in rows:
@@ -426,14 +454,8 @@ def override_add(request, user, form):
 @checked
 def override_remove(request, user, form):
     """Remove an override (reason required)."""
-    st = request.app.state.herald
-    oid, reason = path_id(request), reason_of(form)
-    try:
-        o = ovr.remove_override(st.db, oid, user.email, reason)
-        flash(request, f"Removed {o.label}.")
-    except ovr.OverrideError:
-        flash(request, f"No contact override {oid}.")
-    raise Redirect("/admin/abuse/overrides")
+    remove_by_id(request, user, form, ovr.remove_override, ovr.OverrideError, "contact override",
+                 lambda o: o.label, "/admin/abuse/overrides")
 
 
 # --- inhibitions ----------------------------------------------------------------------------------
@@ -482,14 +504,8 @@ def inhibition_add(request, user, form):
 @checked
 def inhibition_remove(request, user, form):
     """Remove an inhibition (reason required)."""
-    st = request.app.state.herald
-    iid, reason = path_id(request), reason_of(form)
-    try:
-        inh.remove_inhibition(st.db, iid, user.email, reason)
-        flash(request, f"Removed inhibition {iid}.")
-    except inh.InhibitionError:
-        flash(request, f"No inhibition {iid}.")
-    raise Redirect("/admin/abuse/inhibitions")
+    remove_by_id(request, user, form, inh.remove_inhibition, inh.InhibitionError, "inhibition",
+                 lambda i: f"inhibition {i.id}", "/admin/abuse/inhibitions")
 
 
 # --- bounces --------------------------------------------------------------------------------------
@@ -499,10 +515,7 @@ def inhibition_remove(request, user, form):
 def bounces_page(request, user):
     """Every address with counted bounces, most first, and whether it is held (bouncing)."""
     st = request.app.state.herald
-    try:
-        threshold = bounces.bounce_threshold(st.settings)
-    except ConfigError:
-        threshold = bounces.DEFAULT_THRESHOLD
+    threshold = shown_threshold(st)
     return render(request, "admin_bounces.html", rows=bounces.list_bounces(st.db),
                   threshold=threshold)
 

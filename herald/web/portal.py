@@ -186,6 +186,18 @@ def download(request, user):
     return csv_file(entry)
 
 
+def within_limit(request, items, state: str, limit: int, message: str, back: str) -> None:
+    """Refuse a request that would pass a recipient's limit: when ``limit`` of ``items`` (its API
+    keys, its filters) are already in ``state``, flash ``message`` and redirect to ``back``.
+
+    Raises:
+        Redirect: the limit is reached.
+    """
+    if sum(i.state == state for i in items) >= limit:
+        flash(request, message)
+        raise Redirect(back)
+
+
 @router.get("/portal/keys")
 @page("recipient")
 def keys_page(request, user):
@@ -203,10 +215,8 @@ def keys_create(request, user, form):
     """Create a key; its secret is shown once."""
     st = state_of(request)
     row = _recipient_row(request, user)
-    active = sum(k.state == "active" for k in apikeys.list_keys(st.db, row.id))
-    if active >= MAX_PORTAL_KEYS:
-        flash(request, f"At most {MAX_PORTAL_KEYS} active keys: revoke one first.")
-        raise Redirect("/portal/keys")
+    within_limit(request, apikeys.list_keys(st.db, row.id), "active", MAX_PORTAL_KEYS,
+                 f"At most {MAX_PORTAL_KEYS} active keys: revoke one first.", "/portal/keys")
     new = apikeys.create_key(st.db, st.server_key, row.id, user.email,
                              label=str(form.get("label", ""))[:200] or None,
                              replay_protection=form.get("replay") == "on")
@@ -257,10 +267,10 @@ def filters_request(request, user, form):
     if kind not in REQUESTABLE:
         flash(request, f"Filter kind must be one of {', '.join(REQUESTABLE)}.")
         raise Redirect("/portal/filters")
-    pending = sum(f.state == "pending" for f in repository.get_recipient(st.db, row.id).filters)
-    if pending >= MAX_PENDING_REQUESTS:
-        flash(request, f"At most {MAX_PENDING_REQUESTS} pending requests: wait for a decision.")
-        raise Redirect("/portal/filters")
+    within_limit(request, repository.get_recipient(st.db, row.id).filters, "pending",
+                 MAX_PENDING_REQUESTS,
+                 f"At most {MAX_PENDING_REQUESTS} pending requests: wait for a decision.",
+                 "/portal/filters")
     try:
         f = repository.add_filter(st.db, row.id, kind, str(form.get("value", "")), user.email,
                                   reason=str(form.get("reason", ""))[:2000] or None)

@@ -258,7 +258,7 @@ def test_long_mailbox_gets_a_short_name_that_the_database_takes(db, tmp_path):
     from herald.contacts.importer import import_dumps
     from herald.contacts.overrides import ContactOverride
     from herald.contacts.routing import MAX_NAME, AbuseContactRouter
-    from herald.contacts.settings import abuse_contact_settings
+    from herald.config import abuse_contact_settings
     from herald.contacts.store import load_contacts, write_contacts
     from herald.route import Router
     from herald.schema.registry import default_registry

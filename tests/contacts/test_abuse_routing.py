@@ -18,11 +18,10 @@ import pytest
 import tomli_w
 
 from herald.cli import main
-from herald.config import load_settings
+from herald.config import abuse_contact_settings, load_settings
 from herald.constituency.inhibitions import add_inhibition
 from herald.constituency.recipients import slugify
 from herald.contacts.overrides import add_override
-from herald.contacts.settings import abuse_contact_settings
 from herald.errors import ConfigError
 from herald.pipeline import run_day
 from herald.reports.renotify import event_keys
