@@ -65,22 +65,25 @@ def atomic_writer(path: Path, *, durable: bool = True, sync_dir: bool = False) -
 
 
 @contextmanager
-def atomic_path(path: Path, *, durable: bool = True, sync_dir: bool = False) -> Iterator[Path]:
+def atomic_path(path: Path, *, durable: bool = True, sync_dir: bool = False,
+                mode: int = 0o644) -> Iterator[Path]:
     """:func:`atomic_writer` for a writer that opens its file by name (``pyarrow.parquet``): yields
     the temporary file's path, which the writer fills (and closes) inside the ``with`` block; the
     rest is as for :func:`atomic_writer`.  The temporary name starts with ``.`` and ends with
-    ``.tmp``, so readers that skip hidden files never see it.
+    ``.tmp``, so readers that skip hidden files never see it.  ``mode``: the file's permission
+    bits (before the umask; the event store uses ``0o600``).
 
     Raises:
         OSError: the directory cannot be created or written.
     """
-    with _replacing(Path(path), durable, sync_dir) as (tmp, _fh):
+    with _replacing(Path(path), durable, sync_dir, mode) as (tmp, _fh):
         # ``fsync`` of the held descriptor flushes the file, whichever descriptor wrote it.
         yield tmp
 
 
 @contextmanager
-def _replacing(path: Path, durable: bool, sync_dir: bool) -> Iterator[tuple[Path, BinaryIO]]:
+def _replacing(path: Path, durable: bool, sync_dir: bool,
+               mode: int = 0o644) -> Iterator[tuple[Path, BinaryIO]]:
     """The temporary file beside ``path`` and its open file object; renamed over ``path`` at the
     end (after an ``fsync`` when ``durable``, and with :func:`fsync_path` when ``sync_dir``),
     removed on an error."""
@@ -90,13 +93,13 @@ def _replacing(path: Path, durable: bool, sync_dir: bool) -> Iterator[tuple[Path
     tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.{threading.get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(tmp, flags, 0o644)
+        fd = os.open(tmp, flags, mode)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
+        fd = os.open(tmp, flags, mode)
     except FileExistsError:
         os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o644)
+        fd = os.open(tmp, flags, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield tmp, fh

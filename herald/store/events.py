@@ -61,7 +61,8 @@ def write_events(data_dir: Path, day: str, report_type: str, key: str,
     if isinstance(batches, pa.Table):
         batches = batches.to_batches()
     # Not fsync-ed here (as before): the run's one flush (fsutil.sync_paths) covers it.
-    with atomic_path(final, durable=False) as tmp:
+    # Owner-only: the events are the day's raw addresses (personal data).
+    with atomic_path(final, durable=False, mode=0o600) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             rows = _write_overlapped(writer, batches)
     return final, rows

@@ -58,3 +58,18 @@ def test_write_events_writer_failure_is_raised_and_leaves_nothing(tmp_path):
         write_events(tmp_path, "2026-11-30", "scan_http", "ab" * 32, mixed(), SCHEMA)
     assert list(type_dir(tmp_path, "2026-11-30", "scan_http").iterdir()) == []
     assert len(produced) < 53  # the producer stopped soon after the failure
+
+
+def test_event_files_are_owner_only(tmp_path):
+    """The event store holds the day's raw addresses (personal data): its Parquet files are
+    created ``0600`` whatever the other outputs' mode."""
+    import os
+    import stat
+
+    import pyarrow as pa
+
+    from herald.store.events import write_events
+
+    table = pa.table({"ip": ["192.0.2.1"], "port": pa.array([80], pa.int32())})
+    path, rows = write_events(tmp_path, "2026-11-30", "scan_http", "ab" * 32, table, table.schema)
+    assert rows == 1 and path.exists() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
