@@ -8,7 +8,8 @@ venv: ``git worktree add /tmp/before <commit>`` and ``pip install -e``).  For ea
 folder ``<day-dir>/<label>/`` gets a copy of the day's ``herald.toml`` whose inbox is the shared
 ``<day-dir>/inbox`` and whose data, reports and outbox are its own.  A first run (the
 constituency import into a new SQLite database) is made when that folder has no database yet
-and is not timed; then ``--pairs`` pairs of steady runs (``herald run --force``), *after* then
+(and no ``--no-first``: the folder's own ``herald.toml`` names a data folder that has one) and is
+not timed; then ``--pairs`` pairs of steady runs (``herald run --force``), *after* then
 *before*, each a fresh process.  Per run: wall seconds (``time.monotonic`` around the child) and
 peak RSS (``ru_maxrss`` of ``os.wait4``: the largest process, message workers included).  The
 ratio after/before is taken pair by pair (a drifting machine slows both runs of a pair alike)
@@ -74,11 +75,13 @@ def main() -> int:
     ap.add_argument("--day-dir", type=Path, required=True)
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-first", action="store_true",
+                    help="no first run: the folders' herald.toml use a data folder that has one")
     args = ap.parse_args()
     dirs = {"before": workdir(args.day_dir, "before"), "after": workdir(args.day_dir, "after")}
     exes = {"before": args.before, "after": args.after}
     for label, d in dirs.items():
-        if not (d / "data" / "herald.db").exists():
+        if not args.no_first and not (d / "data" / "herald.db").exists():
             print(f"{label}: first run (not timed)", flush=True)
             run(exes[label], d, force=False)
     runs: dict[str, list[tuple[float, int]]] = {"before": [], "after": []}
