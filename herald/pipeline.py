@@ -29,7 +29,10 @@ values and returns values, so that it could run in another process:
 Steps 2 and 3 run in worker processes when ``[run] workers`` (default: the usable cores) is more
 than one (:mod:`herald.parallel`: inputs and report types are handed to the workers, results are
 taken in input and type order, so the files and counts are those of a one-process run); then the
-pool is shut down before step 4 (never more busy processes than cores).
+pool is shut down before step 4 (never more busy processes than cores).  The routing policy
+(abuse contacts, inhibitions, windows) runs in each type's job on a copy of the run's state; the
+automatic recipients a job met are merged here in type order
+(:meth:`herald.reports.policy.RoutingPolicy.merge`), in one process as with the pool.
 
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
