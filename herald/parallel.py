@@ -6,8 +6,11 @@
   write, quarantine and marker written by the worker); the :class:`~herald.store.ingest.StoredInput`
   s come back in input order;
 * **route and write** -- one job per report type (:func:`herald.reports.write.route_and_write` with
-  the worker's own DuckDB connection); the :class:`~herald.reports.write.TypeReports` come back in
-  type order.
+  the worker's own DuckDB connection, and the run's routing policy applied to a copy of its state:
+  abuse contacts, inhibitions, re-notification windows); the
+  :class:`~herald.reports.write.TypeReports` come back in type order, with the automatic
+  recipients each job met, for the driver to merge
+  (:meth:`herald.reports.policy.RoutingPolicy.merge`).
 
 Jobs are handed out largest first (input bytes, stored Parquet bytes) so that the biggest job does
 not start last; the caller still receives the results in its own order, so what the run writes and
@@ -76,6 +79,10 @@ class StageContext:
         router: the day's recipients.
         intelmq: also write IntelMQ files.
         workers: the pool's size (shares DuckDB's memory and threads).
+        policy: the run's routing policy (:class:`herald.reports.policy.RoutingPolicy`), or
+            ``None``; a route job works on its own copy
+            (:meth:`~herald.reports.policy.RoutingPolicy.for_type`) and returns the automatic
+            recipients it met, which the driver merges in type order.
     """
 
     settings: Settings
@@ -85,6 +92,7 @@ class StageContext:
     router: Router
     intelmq: bool
     workers: int
+    policy: object = None
 
 
 def _ingest_job(job: tuple[str, str]) -> StoredInput:
@@ -114,7 +122,8 @@ def _route_job(job: tuple[str, list[str]]) -> TypeReports:
         con.execute(f"SET memory_limit = '{max(limit // 2**20, 64)}MB'")
         con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
         return route_and_write(con, ctx.settings.paths.reports, ctx.day,
-                               ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq)
+                               ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq,
+                               policy=ctx.policy)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -29,7 +29,10 @@ values and returns values, so that it could run in another process:
 Steps 2 and 3 run in worker processes when ``[run] workers`` (default: the usable cores) is more
 than one (:mod:`herald.parallel`: inputs and report types are handed to the workers, results are
 taken in input and type order, so the files and counts are those of a one-process run); then the
-pool is shut down before step 4 (never more busy processes than cores).
+pool is shut down before step 4 (never more busy processes than cores).  The routing policy
+(abuse contacts, inhibitions, windows) runs in each type's job on a copy of the run's state; the
+automatic recipients a job met are merged here in type order
+(:meth:`herald.reports.policy.RoutingPolicy.merge`), in one process as with the pool.
 
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
@@ -195,8 +198,8 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
 
     intelmq = "intelmq" in settings.report.formats
     workers = 1 if spark else run_workers(settings)
-    pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers)) \
-        if workers > 1 else None
+    pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers,
+                                  policy)) if workers > 1 else None
     try:
         t = time.monotonic()
         show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
@@ -212,15 +215,16 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         # With Spark, every type is routed and written by one job first.  With the pool: every
         # type is routed in the workers first (results in type order), the pool is shut down, then
         # the messages are composed (sequential phases: never more busy processes than cores).
-        # The routing policy (abuse contacts, inhibitions, windows) keeps state across a type's
-        # batches and adds automatic recipients to the router: a run with one routes here.
+        # Each type's job applies the routing policy (abuse contacts, inhibitions, windows) to its
+        # own copy of the run's state; the automatic recipients it met are merged here in type
+        # order (RoutingPolicy.merge), as a one-process run meets them.
         t = time.monotonic()
         types = sorted(stored)
         routed = None
         if spark:
             by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq)
             routed = [by_spark[n] for n in types]
-        elif pool is not None and policy.inert:
+        elif pool is not None:
             futures = pool.route([(n, stored[n]) for n in types])
             routed = [f.result() for f in futures]
         if pool is not None:
@@ -288,8 +292,9 @@ def _route_and_compose(settings: Settings, day: str, registry: Registry, router,
                        stored: dict[str, list[str]], routed: list | None, intelmq: bool, show,
                        policy=None):
     """Per type (in ``types`` order): route and write its reports (unless ``routed`` holds the
-    pool's or Spark's :class:`~herald.reports.write.TypeReports` of each type; else with the run's
-    routing ``policy``), then compose its messages.
+    pool's or Spark's :class:`~herald.reports.write.TypeReports` of each type), merge the result
+    into the run's routing ``policy`` (its automatic recipients; a type whose job named a new
+    recipient otherwise than this order does is routed again here), then compose its messages.
 
     Returns:
         ``([(TypeReports, message seconds)], report entries, paths written)``.
@@ -300,16 +305,20 @@ def _route_and_compose(settings: Settings, day: str, registry: Registry, router,
 
     paths = settings.paths
     per_type, reports, written = [], [], set()
-    con = duckdb_connection(paths.data / "tmp" / "duckdb") if routed is None else None
+    con = None
     try:
         with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
             for i, type_name in enumerate(types):
                 rtype = registry.get(type_name)
-                if routed is None:
+                done = routed[i] if routed is not None else None
+                merged = policy.merge(done) if done is not None and policy is not None else done
+                if merged is None:
+                    if con is None:
+                        con = duckdb_connection(paths.data / "tmp" / "duckdb")
                     done = route_and_write(con, paths.reports, day, rtype, stored[type_name],
                                            router, intelmq=intelmq, policy=policy)
-                else:
-                    done = routed[i]
+                    merged = policy.merge(done) if policy is not None else done
+                done = merged
                 t0 = time.monotonic()
                 entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
                 per_type.append((done, time.monotonic() - t0))

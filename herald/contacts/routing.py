@@ -22,6 +22,7 @@ to it, for its message (template ``en/abuse_contact/report.txt.j2``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 
@@ -107,6 +108,29 @@ class AbuseContactRouter:
             rid = self._by_mailbox[mailbox] = len(self.router.recipients)
             self.router.recipients.append(rcpt)
         return rid
+
+    def fork(self, router: Router) -> "AbuseContactRouter":
+        """A copy for one report type's job (:meth:`herald.reports.policy.RoutingPolicy.for_type`).
+
+        Args:
+            router: the job's router; its recipients must start with this one's router's.
+
+        Returns:
+            a router that knows this one's mailboxes, appends new ones to ``router.recipients``
+            only and records reasons afresh; contact data and overrides are shared (read only).
+        """
+        c = copy.copy(self)
+        c.router, c._by_mailbox, c._slugs, c._seen = router, dict(self._by_mailbox), set(self._slugs), set()
+        return c
+
+    def recipient_index(self, mailbox: str) -> int:
+        """The index in ``router.recipients`` of ``mailbox`` 's automatic recipient, appended (and
+        named: the mailbox, or with the hash suffix when its slug is taken) on first use."""
+        return self._recipient(mailbox)
+
+    def mailboxes(self) -> dict[str, int]:
+        """Mailbox -> index in ``router.recipients`` of every automatic recipient known (a copy)."""
+        return dict(self._by_mailbox)
 
     def in_scope(self, table: pa.Table, rtype: ReportType, ips) -> np.ndarray:
         """``bool[N]``: rows whose country is in ``countries`` or address is in ``cidrs``."""

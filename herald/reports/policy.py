@@ -16,10 +16,21 @@ Accounting: ``routed`` is recomputed from the pairs left, so an event whose ever
 counts as ``rows_unrouted`` and ``rows_in = rows_reported + rows_unrouted + rows_quarantined +
 rows_duplicate + rows_failed`` still holds; ``rows_inhibited`` and ``rows_renotify_suppressed`` are
 informational counts of removed (event, recipient) pairs.
+
+One policy per run, one job per report type (issue 14): :meth:`RoutingPolicy.for_type` gives a
+type's job (:func:`herald.reports.write.route_and_write`, in this process or a worker of
+:mod:`herald.parallel`) a copy of the run's state that it may change: its own list of recipients
+and abuse-contact state, its own counters.  The job returns, with its reports, the automatic
+recipients it met as :class:`TypeContact` values; :meth:`RoutingPolicy.merge` then adds them to the
+run's recipients in type order (the order a one-process run discovers them in) and renumbers the
+type's reports.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +42,27 @@ from herald.contacts.routing import AbuseContactRouter
 from herald.reports.renotify import RenotifyWindow, event_keys
 from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
+
+
+@dataclass(frozen=True)
+class TypeContact:
+    """An automatic recipient (abuse mailbox) a type's job created or sent events to.
+
+    Attributes:
+        index: its index in the job's recipients (``ReportFile.recipient``); at or above the
+            job's ``start``: created by the job.
+        mailbox: the mailbox text (the key that identifies it across jobs).
+        name: the name the job gave it (``mailbox``, or with the hash suffix).
+        slug: its file-name slug (from ``name``).
+        reasons: the type's sorted ``(network, source)`` pairs (see
+            :class:`herald.contacts.routing.AbuseContact`).
+    """
+
+    index: int
+    mailbox: str
+    name: str
+    slug: str
+    reasons: tuple[tuple[str, str], ...] = ()
 
 
 class RoutingPolicy:
@@ -58,6 +90,7 @@ class RoutingPolicy:
         self.max_window = max_window
         self.inhibited = 0
         self.suppressed = 0
+        self.start = len(router.recipients)  # recipients when the (type's) policy began
         self._window: RenotifyWindow | None = None
         # A law-enforcement partner has one entry per operation: a name may have several.
         self._rids_by_name: dict[str, list[int]] = {}
@@ -69,6 +102,67 @@ class RoutingPolicy:
         """True when the policy changes nothing: no abuse-contact routing, no inhibition in force
         and no re-notification window."""
         return self.abuse is None and not self.inhibitions and self.max_window <= 0
+
+    def for_type(self) -> "RoutingPolicy":
+        """A copy for one report type's job: a router over a copy of the current recipients, the
+        abuse-contact step forked onto it (:meth:`AbuseContactRouter.fork`), counters at 0.  The
+        job may run in another process; nothing it does changes this policy."""
+        p = copy.copy(self)
+        p.router = copy.copy(self.router)
+        p.router.recipients = list(self.router.recipients)
+        p.abuse = self.abuse.fork(p.router) if self.abuse is not None else None
+        p.inhibited = p.suppressed = 0
+        p.start = len(p.router.recipients)
+        p._window = None
+        return p
+
+    def contacts(self, type_name: str) -> tuple[TypeContact, ...]:
+        """The automatic recipients of a type's job (see :meth:`for_type`): each one it created,
+        and each older one that got events of ``type_name``, by index."""
+        if self.abuse is None:
+            return ()
+        out = []
+        for mailbox, rid in self.abuse.mailboxes().items():
+            r = self.router.recipients[rid]
+            reasons = getattr(r, "reasons", {}).get(type_name)
+            if rid >= self.start or reasons:
+                out.append(TypeContact(rid, mailbox, r.name, r.slug, tuple(reasons or ())))
+        return tuple(sorted(out, key=lambda c: c.index))
+
+    def merge(self, done):
+        """Take a type's job result into the run: its new automatic recipients not known yet are
+        appended in the job's order (named by this policy's abuse-contact step), reasons set, the
+        reports' recipient indexes renumbered, the pair counts added.
+
+        Args:
+            done: the job's :class:`herald.reports.write.TypeReports`; its recipients began with
+                this policy's first ``done.start`` recipients (a job forked earlier in the run).
+
+        Returns:
+            the :class:`~herald.reports.write.TypeReports` with run-wide indexes, or ``None`` when
+            the job named a new recipient otherwise than a run in type order does (a mailbox
+            whose slug an automatic recipient of an earlier type took): then nothing was changed
+            and the type must be routed again from this policy (:meth:`for_type`).
+        """
+        remap: dict[int, int] = {}
+        if done.contacts:
+            probe = self.for_type()  # check the names first: a conflict changes nothing
+            for c in done.contacts:
+                if c.index >= done.start and probe.router.recipients[
+                        probe.abuse.recipient_index(c.mailbox)].name != c.name:
+                    return None
+            for c in done.contacts:
+                rid = c.index if c.index < done.start else self.abuse.recipient_index(c.mailbox)
+                rcpt = self.router.recipients[rid]
+                assert rcpt.name == c.name, (rcpt.name, c.name)
+                if c.reasons:
+                    rcpt.reasons[done.report_type] = list(c.reasons)
+                remap[c.index] = rid
+        self.inhibited += done.inhibited
+        self.suppressed += done.renotify_suppressed
+        reports = tuple(dataclasses.replace(r, recipient=remap.get(r.recipient, r.recipient))
+                        for r in done.reports)
+        return dataclasses.replace(done, reports=reports, contacts=(), start=len(self.router.recipients))
 
     def start_type(self, rtype: ReportType) -> None:
         """Load the earlier days' records of ``rtype`` (when any recipient may have a window)."""

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from herald.reports.policy import RoutingPolicy
+from herald.reports.policy import RoutingPolicy, TypeContact
 from herald.reports.render import ReportSpool, csv_header, render_lines, report_filename
 from herald.route import Router
 from herald.schema.registry import ReportType
@@ -59,6 +59,11 @@ class TypeReports:
         seconds: time spent in ``distinct``, ``route`` and ``reports`` (seconds).
         inhibited: (event, recipient) pairs removed by inhibitions (informational).
         renotify_suppressed: pairs removed by re-notification windows (informational).
+        contacts: the automatic recipients the routing policy met
+            (:meth:`herald.reports.policy.RoutingPolicy.contacts`), until
+            :meth:`~herald.reports.policy.RoutingPolicy.merge` took them into the run.
+        start: recipients the job began with: a ``ReportFile.recipient`` at or above it names a
+            recipient the job created (one of ``contacts``).
     """
 
     report_type: str
@@ -70,6 +75,8 @@ class TypeReports:
     seconds: dict[str, float] = field(default_factory=dict)
     inhibited: int = 0
     renotify_suppressed: int = 0
+    contacts: tuple[TypeContact, ...] = ()
+    start: int = 0
 
     @property
     def paths(self) -> set[Path]:
@@ -100,10 +107,13 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
         router: the day's recipients.
         intelmq: also write each report as IntelMQ JSON lines (``.intelmq.jsonl``).
         policy: abuse contacts, inhibitions and re-notification windows applied to each batch's
-            assignment (:class:`herald.reports.policy.RoutingPolicy`); ``None``: none.
+            assignment (:class:`herald.reports.policy.RoutingPolicy`); ``None``: none.  The job
+            works on :meth:`~herald.reports.policy.RoutingPolicy.for_type` (the policy and the
+            router are not changed): the automatic recipients it met come back in
+            ``contacts``, for :meth:`~herald.reports.policy.RoutingPolicy.merge`.
 
     Returns:
-        the :class:`TypeReports`.
+        the :class:`TypeReports` (recipient indexes of the job's own list until merged).
     """
     header = csv_header(rtype)
     spool = ReportSpool()
@@ -114,8 +124,9 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
     st = {"distinct": 0.0, "route": 0.0, "reports": 0.0}
     batches = distinct_batches(con, files, rtype)
     if policy is not None:
+        policy = policy.for_type()
+        router = policy.router
         policy.start_type(rtype)
-        before = (policy.inhibited, policy.suppressed)
     while True:
         t0 = time.monotonic()
         table = next(batches, None)
@@ -159,10 +170,8 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                                for ev in to_intelmq(rows, rtype))
                 jspool.append(rpath.with_suffix(".intelmq.jsonl"), b"", text.encode(), e - s)
         st["reports"] += time.monotonic() - t0
-    inhibited = suppressed = 0
     if policy is not None:
         policy.finish_type()
-        inhibited, suppressed = policy.inhibited - before[0], policy.suppressed - before[1]
     jfiles = jspool.finish() if jspool is not None else {}
     written = spool.finish()
     reports = tuple(
@@ -171,7 +180,11 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                    else None)
         for rpath, (digest, rows, size) in written.items())
     return TypeReports(rtype.name, reports, distinct, reported, distinct - reported,
-                       stored_rows(files) - distinct, st, inhibited, suppressed)
+                       stored_rows(files) - distinct, st,
+                       policy.inhibited if policy is not None else 0,
+                       policy.suppressed if policy is not None else 0,
+                       policy.contacts(rtype.name) if policy is not None else (),
+                       policy.start if policy is not None else len(router.recipients))
 
 
 def remove_stale(root: Path, keep: set[Path]) -> None:
