@@ -232,11 +232,13 @@ def write_contacts(data_dir: str | Path, data: ImportedData, now: dt.datetime | 
     return manifest
 
 
-def load_contacts(data_dir: str | Path) -> ContactData:
-    """Load the current generation.
+def load_contacts(data_dir: str | Path, generation: str | None = None) -> ContactData:
+    """Load the current generation, or the named ``generation`` (the one a run's driver loaded:
+    a Spark executor must route with the same data, docs/spark.md).
 
     Raises:
-        ContactDataError: nothing imported yet, or the files are missing or damaged.
+        ContactDataError: nothing imported yet, or the files are missing or damaged; with
+            ``generation``, also when that generation is gone (a newer import replaced it).
     """
     root = contacts_dir(data_dir)
     for _attempt in range(3):
@@ -246,6 +248,9 @@ def load_contacts(data_dir: str | Path) -> ContactData:
             raise ContactDataError(f"no abuse-contact data in {root}: run 'herald contacts import'") from None
         except (OSError, ValueError) as exc:
             raise ContactDataError(f"cannot read {root / MANIFEST}: {exc}") from None
+        if generation is not None and manifest["generation"] != generation:
+            raise ContactDataError(f"abuse-contact data {root / generation} was replaced by "
+                                   f"{manifest['generation']} (a newer import) during the run")
         gen = root / manifest["generation"]
         try:
             with np.load(gen / "ranges.npz") as z:

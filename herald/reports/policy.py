@@ -37,8 +37,9 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from herald.config import AbuseContactSettings
 from herald.constituency.inhibitions import Inhibition, inhibited_mask
-from herald.contacts.routing import AbuseContactRouter
+from herald.contacts.routing import KIND, AbuseContactRouter
 from herald.reports.renotify import RenotifyWindow, event_keys
 from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
@@ -65,6 +66,33 @@ class TypeContact:
     reasons: tuple[tuple[str, str], ...] = ()
 
 
+def no_window(recipient, type_name: str) -> int:
+    """The default ``window_of``: no re-notification window (0 days) for anyone."""
+    return 0
+
+
+@dataclass(frozen=True)
+class RecipientWindows:
+    """The run's ``window_of`` (:func:`policy_for_run`): a recipient's re-notification window in
+    days for a report type.  A value, not a closure, so that the policy can be pickled (the Spark
+    engine broadcasts it to its executors).
+
+    Attributes:
+        own: configured recipient name -> its own ``renotify_days``.
+        settings: ``[abuse_contacts]`` (the automatic recipients' windows per type).
+    """
+
+    own: dict[str, int]
+    settings: AbuseContactSettings
+
+    def __call__(self, recipient, type_name: str) -> int:
+        """Days (0: no window): the recipient's own ``renotify_days``, else for an automatic
+        recipient ``renotify_types[type_name]`` / ``renotify_days``, else 0."""
+        if recipient.name in self.own:
+            return self.own[recipient.name]
+        return self.settings.window(type_name) if recipient.kind == KIND else 0
+
+
 class RoutingPolicy:
     """The run's policy (one per run; :meth:`start_type` / :meth:`finish_type` per report type).
 
@@ -85,7 +113,7 @@ class RoutingPolicy:
         self.router, self.day, self.data_dir = router, day, Path(data_dir)
         self.abuse = abuse
         self.inhibitions = [i for i in inhibitions if i.in_force(day)]
-        self.window_of = window_of or (lambda r, t: 0)
+        self.window_of = window_of or no_window
         self.key_columns = key_columns or {}
         self.max_window = max_window
         self.inhibited = 0
@@ -235,7 +263,6 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
     from herald.constituency.inhibitions import list_inhibitions
     from herald.contacts.autorecipients import stored_names
     from herald.contacts.overrides import list_overrides
-    from herald.contacts.routing import KIND
     from herald.contacts.store import ContactDataError, load_contacts
     from herald.errors import ConfigError
 
@@ -257,13 +284,8 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
                                   f"integer >= 0 (days), not {v!r}")
             own[str(spec.get("name", "")).strip()] = v
 
-    def window_of(r, type_name: str) -> int:
-        if r.name in own:
-            return own[r.name]
-        return ac.window(type_name) if r.kind == KIND else 0
-
     max_window = max([ac.renotify_days, *ac.renotify_types.values(), *own.values()]) if (
         abuse is not None or own) else 0
     return RoutingPolicy(router, day, settings.paths.data, abuse=abuse,
-                         inhibitions=list_inhibitions(db, day), window_of=window_of,
+                         inhibitions=list_inhibitions(db, day), window_of=RecipientWindows(own, ac),
                          key_columns=ac.renotify_keys, max_window=max_window), warnings
