@@ -118,7 +118,7 @@ def _route_job(job: tuple[str, list[str]]) -> TypeReports:
     tmp = ctx.settings.paths.data / "tmp" / "duckdb" / f"worker-{os.getpid()}"
     con = duckdb_connection(tmp)
     try:
-        limit = _memory_bytes(DUCKDB_MEMORY_LIMIT) // ctx.workers
+        limit = memory_bytes(DUCKDB_MEMORY_LIMIT) // ctx.workers
         con.execute(f"SET memory_limit = '{max(limit // 2**20, 64)}MB'")
         con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
         return route_and_write(con, ctx.settings.paths.reports, ctx.day,
@@ -129,8 +129,9 @@ def _route_job(job: tuple[str, list[str]]) -> TypeReports:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _memory_bytes(text: str) -> int:
-    """``"500MB"`` -> bytes (DuckDB's units: KB, MB, GB as powers of 1000 or KiB, MiB, GiB)."""
+def memory_bytes(text: str) -> int:
+    """``"500MB"`` -> bytes (int) in DuckDB's units: KB, MB, GB as powers of 1000 or KiB, MiB, GiB;
+    a bare number is bytes.  Raises ValueError on other text."""
     units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
     t = text.strip().upper()
     for unit, mult in units.items():
