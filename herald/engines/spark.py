@@ -20,6 +20,13 @@ else (inputs, resumption, messages, ledger, audit, outbox, summary) stays on the
      :func:`~herald.engines.spark_tasks.write_reports`: each report's records arrive contiguous
      and sorted by ``k`` and stream into its file, byte for byte the local engine's file.
 
+  With a routing policy that is not inert (abuse contacts, inhibitions, re-notification windows:
+  :class:`herald.reports.policy.RoutingPolicy`), one Spark task per report type instead (the
+  local stage pool's shape): :func:`~herald.engines.spark_tasks.route_type_task` runs
+  ``route_and_write`` with the broadcast policy and returns the type's
+  :class:`~herald.reports.write.TypeReports` and automatic recipients; the driver merges them in
+  type order (:func:`herald.pipeline`, :meth:`~herald.reports.policy.RoutingPolicy.merge`).
+
 The event store, reports and IP data paths must be visible to the executors under the same
 names (local mode; a shared file system on a cluster -- docs/spark.md).  No report has to fit
 in a task's memory (docs/spark.md, "Large recipients").
@@ -27,6 +34,7 @@ in a task's memory (docs/spark.md, "Large recipients").
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
@@ -37,7 +45,8 @@ import pyarrow as pa
 from herald.config import Settings
 from herald.engines.spark_config import spark_session, spark_settings
 from herald.engines.spark_tasks import (DISTINCT, HASH_SCHEMA, LINE_SCHEMA, REPORT_SCHEMA, REPORTED,
-                                        ROW_BITS, ingest_task, route_chunk, row_hashes, write_reports)
+                                        ROW_BITS, ingest_task, route_chunk, route_type_task,
+                                        row_hashes, shipped_policy, write_reports)
 from herald.reports.write import ReportFile, TypeReports
 from herald.schema.registry import Registry, ReportType
 from herald.store.dedup import batch_rows_for, stored_rows
@@ -102,7 +111,7 @@ class SparkEngine:
                                         )[rtype.name]
 
     def route_and_write_all(self, reports_dir: Path, day: str, stored: dict[str, list[str]], *,
-                            intelmq: bool = False) -> dict[str, TypeReports]:
+                            intelmq: bool = False, policy=None) -> dict[str, TypeReports]:
         """:func:`herald.reports.write.route_and_write` of every type of the day, as one Spark job
         (see the module docstring): ``{type name: TypeReports}``.
 
@@ -111,7 +120,12 @@ class SparkEngine:
             day: ``YYYY-MM-DD``.
             stored: each type's stored Parquet files, in input order.
             intelmq: also write the IntelMQ JSON-lines twins.
+            policy: the run's :class:`herald.reports.policy.RoutingPolicy`; when it is not inert,
+                one task per type applies it (:meth:`route_types`) and each result must go
+                through ``policy.merge`` in type order.
         """
+        if policy is not None and not policy.inert:
+            return self.route_types(reports_dir, day, stored, policy, intelmq=intelmq)
         from pyspark.sql import functions as F
 
         t0 = time.monotonic()
@@ -162,6 +176,57 @@ class SparkEngine:
                                     stored_rows(stored[name]) - distinct,
                                     {"spark": seconds if t == 0 else 0.0})
         return out
+
+
+    def route_types(self, reports_dir: Path, day: str, stored: dict[str, list[str]], policy, *,
+                    intelmq: bool = False) -> dict[str, TypeReports]:
+        """Route and write each report type under the routing ``policy``: one Spark task per type
+        (:func:`herald.engines.spark_tasks.route_type_task`, the local stage pool's type job),
+        the largest types (stored bytes) scheduled first.  The policy goes to the executors as a
+        broadcast without its abuse-contact data (:func:`~herald.engines.spark_tasks.shipped_policy`),
+        which each Python worker loads once from ``<data>/contacts/`` (the generation the driver
+        loaded); the re-notification records are read and written under ``<data>/notified/``.
+
+        Returns:
+            ``{type name: TypeReports}`` as the tasks returned them (recipient indexes of each
+            task's own list, automatic recipients in ``contacts``): the caller merges them in type
+            order (:meth:`herald.reports.policy.RoutingPolicy.merge`).  Seconds: one ``spark``
+            entry (the job's wall time) on the first type.
+        """
+        from herald.parallel import memory_bytes
+        from herald.store.dedup import DUCKDB_MEMORY_LIMIT
+
+        t0 = time.monotonic()
+        names = sorted(stored)
+        if not names:
+            return {}
+        jobs = sorted(((n, stored[n]) for n in names),
+                      key=lambda j: (-sum(_file_size(f) for f in j[1]), j[0]))
+        shipped, generation = shipped_policy(policy)
+        policy_bc = self.sc.broadcast(shipped)
+        conf = self.sc.getConf()
+        per_executor = int(conf.get("spark.executor.cores", "0")) or self.sc.defaultParallelism
+        fn = functools.partial(
+            route_type_task, policy_bc=policy_bc, token=uuid.uuid4().hex, generation=generation,
+            data_dir=str(self.settings.paths.data), reports_dir=str(reports_dir), day=day,
+            registry=self.registry, intelmq=intelmq,
+            memory_limit_mb=max(64, memory_bytes(DUCKDB_MEMORY_LIMIT) // max(1, per_executor) // 2**20))
+        self.sc.setJobDescription(f"herald route {day}: {len(names)} type(s) under the routing policy")
+        try:
+            results = self.sc.parallelize(jobs, len(jobs)).map(fn).collect()
+        finally:
+            policy_bc.unpersist()
+        seconds = time.monotonic() - t0
+        by_name = {r.report_type: r for r in results}
+        return {n: dataclasses.replace(by_name[n], seconds={"spark": seconds if i == 0 else 0.0})
+                for i, n in enumerate(names)}
+
+
+def _file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def engine_for(name: str, settings: Settings, day: str, registry: Registry, ipdata, recipients):

@@ -13,7 +13,11 @@ per Python worker (Spark reuses its workers), so a worker loads them once per ru
   :func:`herald.reports.render.render_lines`, out ``(rid, k, line, jline)``;
 - :func:`write_reports` -- a partition's records sorted by ``(type, recipient, k)`` (``k``: the
   local engine's order) streamed into report files with :class:`herald.reports.render.ReportSpool`,
-  out ``(t, rid, path, sha256, rows, size, intelmq)``.
+  out ``(t, rid, path, sha256, rows, size, intelmq)``;
+- :func:`route_type_task` -- a run with a routing policy (abuse contacts, inhibitions, windows):
+  :func:`herald.reports.write.route_and_write` of one whole report type with the broadcast policy
+  (:func:`shipped_policy`; the abuse-contact data is loaded in the task, :func:`task_policy`),
+  out its :class:`~herald.reports.write.TypeReports` with the automatic recipients it met.
 """
 
 from __future__ import annotations
@@ -64,6 +68,81 @@ def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry,
     path, sha = item
     return ingest_input(Path(path), sha, day=day, data_dir=Path(data_dir), registry=registry,
                         ipdata=load_ipdata(ipdata_path), overwrite_enrichment=overwrite)
+
+
+def shipped_policy(policy):
+    """What the driver broadcasts of the run's :class:`herald.reports.policy.RoutingPolicy`: a
+    copy without the abuse-contact data (it can be as large as a RIR's database; each worker loads
+    it from ``<data>/contacts/``), and the data's generation the driver loaded (``None`` without
+    abuse-contact routing).  The policy itself is not changed.
+
+    Returns:
+        ``(policy copy, generation or None)``; the copy pickles with the standard pickler (the
+        router, its recipients, overrides, stored names, inhibitions, windows: small).
+    """
+    import copy
+
+    if policy.abuse is None:
+        return policy, None
+    shipped = copy.copy(policy)
+    shipped.abuse = copy.copy(policy.abuse)
+    shipped.abuse.data = None
+    return shipped, policy.abuse.data.manifest["generation"]
+
+
+def task_policy(policy_bc, token: str, data_dir: str, generation: str | None):
+    """The run's policy in a Python worker: the broadcast copy (:func:`shipped_policy`) with the
+    abuse-contact data of ``generation`` loaded from ``data_dir`` (:func:`herald.contacts.store.load_contacts`),
+    both cached per worker (``token`` names the run's broadcast).
+
+    Raises:
+        ContactDataError: the generation is gone (a newer ``herald contacts import`` during the run).
+    """
+    def build():
+        policy = policy_bc.value
+        if generation is not None:
+            from herald.contacts.store import load_contacts
+
+            policy.abuse.data = _cached(("contacts", data_dir, generation),
+                                        lambda: load_contacts(data_dir, generation))
+        return policy
+
+    return _cached(("policy", token), build)
+
+
+def route_type_task(job: tuple[str, list[str]], *, policy_bc, token: str, generation: str | None,
+                    data_dir: str, reports_dir: str, day: str, registry, intelmq: bool,
+                    memory_limit_mb: int):
+    """Route and write one report type ``(type name, stored files in input order)`` under the
+    run's routing policy: :func:`herald.reports.write.route_and_write` with the policy of
+    :func:`task_policy`, as the local stage pool's type job does.  DuckDB (one thread, at most
+    ``memory_limit_mb`` MB) spills to a temporary folder on the executor's local disk.  The
+    re-notification records of earlier days are read from, and the day's record written to,
+    ``<data>/notified/`` (a shared path on a cluster).
+
+    Returns:
+        the type's :class:`~herald.reports.write.TypeReports`: recipient indexes of the task's own
+        list, the automatic recipients it met in ``contacts`` (for the driver's
+        :meth:`herald.reports.policy.RoutingPolicy.merge`), pair counts, seconds.
+    """
+    import shutil
+    import tempfile
+
+    from herald.reports.write import route_and_write
+    from herald.store.dedup import duckdb_connection
+
+    type_name, files = job
+    policy = task_policy(policy_bc, token, data_dir, generation)
+    tmp = Path(tempfile.mkdtemp(prefix="herald-duckdb-"))
+    con = duckdb_connection(tmp)
+    try:
+        con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
+        con.execute("SET threads = 1")
+        return route_and_write(con, Path(reports_dir), day, registry.get(type_name), files,
+                               policy.router, intelmq=intelmq, policy=policy)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[list[str]]
