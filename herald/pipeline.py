@@ -32,7 +32,8 @@ taken in input and type order, so the files and counts are those of a one-proces
 pool is shut down before step 4 (never more busy processes than cores).  The routing policy
 (abuse contacts, inhibitions, windows) runs in each type's job on a copy of the run's state; the
 automatic recipients a job met are merged here in type order
-(:meth:`herald.reports.policy.RoutingPolicy.merge`), in one process as with the pool.
+(:meth:`herald.reports.policy.RoutingPolicy.merge`), in one process as with the pool or Spark
+(one Spark task per type, :meth:`herald.engines.spark.SparkEngine.route_types`).
 
 The :class:`RunSummary` is built here from what the stages return.  Accounting:
 ``rows_in = rows_reported + rows_unrouted + rows_quarantined + rows_duplicate + rows_failed``
@@ -184,10 +185,6 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     warnings += policy_warnings
     from herald.engines.spark import engine_for
 
-    if engine == "spark" and not policy.inert:
-        raise ConfigError("the Spark engine does not apply [abuse_contacts] routing, inhibitions "
-                          "or re-notification windows yet: run this configuration with "
-                          "--engine local (docs/spark.md)")
     spark = engine_for(engine, settings, day, registry, ipdata, recipients)
     stages["setup"] = time.monotonic() - t
 
@@ -212,7 +209,8 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
                 stored.setdefault(res.report_type, []).append(res.parquet)
 
         # 3-4: per type, de-duplicate, route and write the reports, then compose their messages.
-        # With Spark, every type is routed and written by one job first.  With the pool: every
+        # With Spark, every type is routed and written by one job first (one task per type when
+        # the routing policy is not inert, the pool's shape).  With the pool: every
         # type is routed in the workers first (results in type order), the pool is shut down, then
         # the messages are composed (sequential phases: never more busy processes than cores).
         # Each type's job applies the routing policy (abuse contacts, inhibitions, windows) to its
@@ -222,7 +220,8 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         types = sorted(stored)
         routed = None
         if spark:
-            by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq)
+            by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq,
+                                                  policy=policy)
             routed = [by_spark[n] for n in types]
         elif pool is not None:
             futures = pool.route([(n, stored[n]) for n in types])
