@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 #: Fixture modules (plugins): the metadata databases (SQLite and PostgreSQL), the web tests' cheap
-#: password hashing, the delivery tests' GnuPG keys.
-pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support", "tests.feed_support"]
+#: password hashing, the delivery tests' GnuPG keys, the Spark tests' ``spark_ready``.
+pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support", "tests.feed_support",
+                  "tests.spark_support"]
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,14 @@ and ``outbox/`` (by relative path) and the summary's counts.  Days: the example 
 constituency).
 
 Spark needs ``pyspark`` and Java 17+.  Without them the tests skip locally, with the reason, but
-FAIL under CI (``CI=true``): ``scripts/test.sh`` installs both.
+FAIL under CI (``CI=true``): ``scripts/test.sh`` installs both (``spark_ready``,
+``tests/spark_support.py``).  A national CERT's policy run on Spark:
+``tests/contacts/test_abuse_spark.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -25,31 +25,9 @@ import pytest
 from herald.config import settings_from_dict
 from herald.errors import ConfigError
 from herald.pipeline import run_day
+from tests.spark_support import SPARK
 
 DAY = "2026-11-30"
-SPARK = {"master": "local[2]", "driver_memory": "1g", "shuffle_partitions": 4}
-
-
-def _missing() -> str | None:
-    """Why Spark cannot run here, or ``None``."""
-    try:
-        import pyspark  # noqa: F401
-        import pandas  # noqa: F401
-    except ImportError as exc:
-        return f"pyspark/pandas not installed ({exc}); pip install -e '.[spark]'"
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "no Java (apt-get install openjdk-17-jre-headless)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def spark_ready():
-    """Skip (locally) or fail (CI) when Spark cannot run."""
-    why = _missing()
-    if why:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Spark engine tests cannot run under CI: {why}")
-        pytest.skip(why)
 
 
 def _settings(raw: dict, base: Path, out: Path, inbox: Path):
@@ -206,19 +184,3 @@ def test_write_reports_streams_a_report_split_across_batches(tmp_path):
     assert got[0]["rows"] == 3 and got[0]["path"] == str(alpha)
     assert got[0]["sha256"] == hashlib.sha256(alpha.read_bytes()).hexdigest()
     assert got[1]["rows"] == 1 and got[1]["intelmq"] is None
-
-
-def test_spark_refuses_a_routing_policy_it_does_not_apply(repo_root, tmp_path):
-    """An inhibition in force (or abuse-contact routing, or a re-notification window) is applied
-    by the local engine only: the Spark engine refuses the run rather than report what the policy
-    removes.  Needs no Java: the check comes before Spark starts."""
-    from herald.constituency.inhibitions import add_inhibition
-    from herald.store.db import open_db
-
-    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
-    s = _settings(raw, repo_root / "examples", tmp_path / "spark", repo_root / "examples/inbox")
-    db = open_db(s.database_url, upgrade=True)
-    add_inhibition(db, reason="research scanner", actor="test", network="192.0.2.0/24")
-    db.dispose()
-    with pytest.raises(ConfigError, match="Spark engine does not apply"):
-        run_day(s, DAY, engine="spark")

@@ -47,14 +47,15 @@ TYPES = {
 }
 
 
-def make_root(root: Path, workers: int) -> Path:
-    """A CERT's set-up under ``root``: RPSL data imported, overrides, an inhibition, inputs."""
+def make_root(root: Path, workers: int, extra: dict | None = None) -> Path:
+    """A CERT's set-up under ``root``: RPSL data imported, overrides, an inhibition, inputs;
+    ``extra``: more configuration sections (``[spark]``)."""
     root.mkdir()
     url = f"sqlite:///{root / 'herald.db'}"
     raw = {"paths": {"inbox": "inbox", "data": "data", "reports": "reports", "outbox": "outbox"},
            "database": {"url": url}, "run": {"workers": workers},
            "abuse_contacts": {"enabled": True, "countries": ["NL"], "renotify_days": 2},
-           "recipients": [OWNER, CERT]}
+           "recipients": [OWNER, CERT], **(extra or {})}
     cfg = root / "herald.toml"
     cfg.write_text(tomli_w.dumps(raw))
     assert main(["contacts", "import", "--config", str(cfg), *map(str, sorted(RPSL.glob("*.db*")))]) == 0
