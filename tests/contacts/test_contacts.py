@@ -219,6 +219,17 @@ def test_store_manifest_and_atomic_replace(tmp_path, dumps):
     assert load_contacts(d).networks.num_rows == 3
 
 
+def test_load_a_named_generation_or_fail(tmp_path, dumps):
+    """A Spark executor loads the generation its driver loaded; a newer import fails it."""
+    d = tmp_path / "data"
+    m1 = write_contacts(d, import_dumps(dumps), now=NOW)
+    assert load_contacts(d, m1["generation"]).manifest["generation"] == m1["generation"]
+    m2 = write_contacts(d, import_dumps(dumps[-1:]), now=NOW + dt.timedelta(days=1))
+    with pytest.raises(ContactDataError, match=f"replaced by {m2['generation']}"):
+        load_contacts(d, m1["generation"])
+    assert load_contacts(d, m2["generation"]).networks.num_rows == 3
+
+
 def test_load_without_import(tmp_path):
     with pytest.raises(ContactDataError, match="herald contacts import"):
         load_contacts(tmp_path)
