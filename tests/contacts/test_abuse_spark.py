@@ -78,3 +78,34 @@ def test_spark_tasks_routed_every_type_but_the_conflicting_ones(runs):
     assert runs["spark"]["calls"] == ["scan_ftp", "scan_http"]
     s1 = runs["spark"]["summaries"][0].to_dict()
     assert "spark" in s1["stages_seconds"]
+
+
+def test_the_broadcast_policy_pickles_without_the_contact_data(tmp_path):
+    """No Spark needed: what the driver broadcasts pickles with the standard pickler (Spark's
+    broadcasts use it), leaves the contact data out for the workers to load by generation, and
+    leaves the driver's policy as it was."""
+    import pickle
+
+    from herald.constituency.sync import routing_recipients, sync_config
+    from herald.engines.spark_tasks import shipped_policy
+    from herald.reports.policy import policy_for_run
+    from herald.route import Router
+    from herald.store.db import open_db
+
+    settings = load_settings(make_root(tmp_path / "run", 1))
+    db = open_db(settings.database_url)
+    try:
+        sync_config(db, settings)
+        policy, warnings = policy_for_run(settings, DAYS[0], Router(routing_recipients(db, DAYS[0])), db)
+    finally:
+        db.dispose()
+    assert not warnings and not policy.inert and policy.inhibitions and policy.max_window == 2
+    data = policy.abuse.data
+    shipped, generation = shipped_policy(policy)
+    copy = pickle.loads(pickle.dumps(shipped))
+    assert generation == data.manifest["generation"]
+    assert copy.abuse.data is None and policy.abuse.data is data
+    assert [r.name for r in copy.router.recipients] == [r.name for r in policy.router.recipients]
+    auto = type("R", (), {"name": "abuse@example.net", "kind": "abuse_contact"})()
+    assert copy.window_of(auto, "scan_http") == policy.window_of(auto, "scan_http") == 2
+    assert len(copy.inhibitions) == len(policy.inhibitions) == 1
