@@ -12,6 +12,12 @@ connection that ends earlier cancels the transaction (RFC 5321 sections 3.3 and 
 Replies are classified (RFC 5321 section 4.2.1): ``2yz`` sent, ``4yz`` temporary (retry),
 ``5yz`` permanent (failed).  A refused or lost connection is temporary.  A connection lost after
 the terminator was sent, or no reply to it, is :attr:`Outcome.UNKNOWN`.
+
+A message to several addresses (an RPSL ``abuse-mailbox`` list) is one transaction with one
+``RCPT TO:<address>`` per address (RFC 5321 sections 3.3 and 4.1.1.3: a forward-path is one
+mailbox).  Each address gets its own result (:class:`RcptResult`): an address the relay refuses
+at ``RCPT`` keeps that reply, the others go on to ``DATA``, and the end-of-data reply decides for
+every accepted address.  Only when no address is accepted is the transaction abandoned.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from herald.deliver.settings import SmtpSettings
 
@@ -38,22 +44,49 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class RcptResult:
+    """What became of one envelope recipient in one :meth:`Relay.send` transaction.
+
+    Attributes:
+        address: the address as given in ``RCPT TO:<address>``.
+        outcome: :attr:`Outcome.SENT` (the relay took the message for it), ``RETRY`` (a ``4yz``
+            reply to its ``RCPT``, or the transaction failed temporarily), ``FAILED`` (a ``5yz``
+            reply to its ``RCPT``, or the message was refused permanently), ``UNKNOWN`` (accepted
+            at ``RCPT``, no reply to the end of data).
+        stage: the step that decided it (``RCPT`` when refused there, else as
+            :attr:`Attempt.stage`).
+        reply: the reply that decided it.
+    """
+
+    address: str
+    outcome: Outcome
+    stage: str
+    reply: str
+
+
+@dataclass(frozen=True)
 class Attempt:
     """The result of :meth:`Relay.send`.
 
     Attributes:
-        outcome: see :class:`Outcome`.
+        outcome: see :class:`Outcome`: the transaction's result for the addresses the relay
+            accepted at ``RCPT``; when it accepted none, ``RETRY`` if one refusal was temporary,
+            else ``FAILED``.
         stage: the SMTP step that decided it (``connect``, ``MAIL``, ``RCPT``, ``DATA``,
             ``end of data``).
-        reply: the relay's reply (``"550 5.1.1 no such user"``) or the connection error.
+        reply: the relay's reply (``"550 5.1.1 no such user"``) or the connection error; when
+            several addresses were refused at ``RCPT`` and none accepted, ``address: reply``
+            for each, separated by ``; ``.
         relay_error: the relay itself is unusable (cannot connect, TLS or AUTH failed): the
             caller should stop this batch.
+        recipients: one :class:`RcptResult` per address, in the order given.
     """
 
     outcome: Outcome
     stage: str
     reply: str
     relay_error: bool = False
+    recipients: tuple[RcptResult, ...] = ()
 
     def describe(self) -> str:
         """A sentence for ``herald outbox``."""
@@ -78,6 +111,11 @@ def _classify(code: int) -> Outcome:
     if 400 <= code < 500:
         return Outcome.RETRY
     return Outcome.FAILED
+
+
+def _refused(code: int) -> Outcome:
+    """The outcome of a reply that is not the expected one (an odd 1yz-3yz code: retry)."""
+    return _classify(code) if code >= 400 else Outcome.RETRY
 
 
 _DOT_RE = re.compile(rb"^\.", re.MULTILINE)
@@ -209,47 +247,69 @@ class Relay:
         except (OSError, smtplib.SMTPException):
             self._drop()
 
-    def send(self, mail_from: str, rcpt_to: str, data: bytes,
+    def send(self, mail_from: str, rcpt_to: str | Sequence[str], data: bytes,
              before_eod: Callable[[], None] = lambda: None) -> Attempt:
-        """One mail transaction: ``MAIL FROM:<mail_from>``, ``RCPT TO:<rcpt_to>``, ``DATA``.
+        """One mail transaction: ``MAIL FROM:<mail_from>``, one ``RCPT TO:<address>`` per
+        address, ``DATA``.
 
         Args:
             mail_from: envelope sender (RFC 5321 reverse-path; bounces go there).
-            rcpt_to: envelope recipient.
+            rcpt_to: the envelope recipients: one address (a ``str`` is never split), or a
+                sequence of addresses, each sent as written (a quoted local part stays quoted).
             data: the message, CRLF line endings.
             before_eod: called after the data and before its terminator; if it raises, the
                 connection is dropped without the terminator (the relay discards the transaction)
                 and the exception propagates.
 
         Returns:
-            the :class:`Attempt`.
+            the :class:`Attempt`, with one :class:`RcptResult` per address.
+
+        Raises:
+            ValueError: no address.
         """
+        rcpts = [rcpt_to] if isinstance(rcpt_to, str) else list(rcpt_to)
+        if not rcpts:
+            raise ValueError("no envelope recipient")
         self.limiter.wait()
         try:
             conn = self.connect()
         except RelayUnavailable as exc:
-            return Attempt(Outcome.RETRY, "connect", str(exc), relay_error=True)
+            return _for_all(rcpts, Attempt(Outcome.RETRY, "connect", str(exc), relay_error=True))
         stage = "MAIL"
+        refused: dict[str, RcptResult] = {}
+        accepted: list[str] = []
         try:
             code, msg = conn.mail(mail_from)
             if code != 250:
                 self._reset()
-                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+                return _for_all(rcpts, Attempt(_refused(code), stage, _reply(code, msg)))
             stage = "RCPT"
-            code, msg = conn.rcpt(rcpt_to)
-            if code not in (250, 251):
+            for addr in rcpts:
+                # Not smtplib's rcpt(): its quoteaddr() re-parses the path and drops the quotes
+                # of a quoted local part ("abuse desk"@example.net).
+                code, msg = conn.docmd("RCPT", f"TO:<{addr}>")
+                if code in (250, 251):
+                    accepted.append(addr)
+                else:
+                    refused[addr] = RcptResult(addr, _refused(code), stage, _reply(code, msg))
+            if not accepted:
                 self._reset()
-                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+                results = tuple(refused[a] for a in rcpts)
+                outcome = (Outcome.RETRY if any(r.outcome is Outcome.RETRY for r in results)
+                           else Outcome.FAILED)
+                reply = (results[0].reply if len(results) == 1
+                         else "; ".join(f"{r.address}: {r.reply}" for r in results))
+                return Attempt(outcome, stage, reply, recipients=results)
             stage = "DATA"
             code, msg = conn.docmd("DATA")
             if code != 354:
                 self._reset()
-                return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
+                return self._done(rcpts, refused, Attempt(_refused(code), stage, _reply(code, msg)))
             conn.send(dot_stuff(data))
         except (OSError, smtplib.SMTPException) as exc:
             # Before the terminator: the relay cancels the transaction (RFC 5321 section 3.8).
             self._drop()
-            return Attempt(Outcome.RETRY, stage, f"connection lost: {exc}")
+            return self._done(rcpts, refused, Attempt(Outcome.RETRY, stage, f"connection lost: {exc}"))
         try:
             before_eod()
         except BaseException:
@@ -261,11 +321,25 @@ class Relay:
             code, msg = conn.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
-            return Attempt(Outcome.UNKNOWN, stage, f"no reply to the end of data: {exc}")
+            return self._done(rcpts, refused, Attempt(Outcome.UNKNOWN, stage,
+                                                      f"no reply to the end of data: {exc}"))
         if code != 250:
             self._reset()
-            return Attempt(_classify(code) if code >= 400 else Outcome.RETRY, stage, _reply(code, msg))
-        return Attempt(Outcome.SENT, stage, _reply(code, msg))
+            return self._done(rcpts, refused, Attempt(_refused(code), stage, _reply(code, msg)))
+        return self._done(rcpts, refused, Attempt(Outcome.SENT, stage, _reply(code, msg)))
+
+    @staticmethod
+    def _done(rcpts: list[str], refused: dict[str, RcptResult], attempt: Attempt) -> Attempt:
+        """``attempt`` with its per-address results: the refused addresses keep their ``RCPT``
+        reply, the accepted ones get the attempt's outcome."""
+        return Attempt(attempt.outcome, attempt.stage, attempt.reply, attempt.relay_error, tuple(
+            refused.get(a) or RcptResult(a, attempt.outcome, attempt.stage, attempt.reply)
+            for a in rcpts))
+
+
+def _for_all(rcpts: list[str], attempt: Attempt) -> Attempt:
+    """``attempt`` with the same result for every address (the transaction failed for all)."""
+    return Relay._done(rcpts, {}, attempt)
 
 
 def _close(conn: smtplib.SMTP | None) -> None:

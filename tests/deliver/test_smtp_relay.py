@@ -255,3 +255,39 @@ def test_auth_over_plain_text_is_refused_for_a_remote_relay(monkeypatch):
         attempt = relay.send("a@herald.example", "b@isp.example", b"Subject: x\r\n\r\nx\r\n")
         assert attempt.outcome is Outcome.RETRY and attempt.relay_error
         assert "without TLS" in attempt.reply and srv.handler.commands == []
+
+
+def test_several_addresses_are_one_rcpt_each_and_a_refusal_loses_no_other():
+    """An abuse-mailbox list is one transaction with one ``RCPT TO`` per address (RFC 5321
+    4.1.1.3); a quoted local part stays quoted; a 5yz for one address keeps its reply while the
+    others get the message and the end-of-data reply; all refused: nothing is sent."""
+    from herald.deliver.settings import SmtpSettings
+    from herald.deliver.smtp import Outcome, Relay
+
+    listed = ["abuse@customer.example.net", '"abuse desk"@c.example.net', "noc@customer.example.net"]
+    handler = Handler(rcpt_replies={"noc@customer.example.net": "550 5.1.1 no such user"})
+    with SmtpServer(handler) as srv:
+        relay = Relay(SmtpSettings(host="127.0.0.1", port=srv.port, security="none",
+                                   rate_per_second=0, timeout=5))
+        try:
+            attempt = relay.send("bounces@herald.example", listed, b"Subject: x\r\n\r\nx\r\n")
+            assert [c for c in handler.commands if c.startswith("RCPT")] == [f"RCPT {a}" for a in listed]
+            assert [r.rcpt_tos for r in handler.received] == [listed[:2]]
+            assert attempt.outcome is Outcome.SENT and attempt.reply.startswith("250")
+            got = [(r.address, r.outcome, r.stage, r.reply) for r in attempt.recipients]
+            assert got == [(listed[0], Outcome.SENT, "end of data", attempt.reply),
+                           (listed[1], Outcome.SENT, "end of data", attempt.reply),
+                           (listed[2], Outcome.FAILED, "RCPT", "550 5.1.1 no such user")]
+            # Every address refused (one temporarily): nothing sent, retry decides.
+            handler.rcpt_replies.update({listed[0]: "550 5.1.1 gone", listed[1]: "451 4.3.0 later"})
+            attempt = relay.send("bounces@herald.example", listed, b"Subject: y\r\n\r\ny\r\n")
+            assert attempt.outcome is Outcome.RETRY and attempt.stage == "RCPT"
+            assert [r.outcome for r in attempt.recipients] == [Outcome.FAILED, Outcome.RETRY, Outcome.FAILED]
+            assert attempt.reply.startswith(f"{listed[0]}: 550 5.1.1 gone; {listed[1]}: 451")
+            assert len(handler.received) == 1 and handler.commands.count("DATA") == 1
+            # The connection stays usable for the next transaction (RSET after the refusal).
+            handler.rcpt_replies.clear()
+            assert relay.send("bounces@herald.example", listed[0], b"Subject: z\r\n\r\nz\r\n").outcome \
+                is Outcome.SENT
+        finally:
+            relay.close()
