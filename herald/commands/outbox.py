@@ -32,11 +32,20 @@ def register(sub) -> None:
 
 
 def _line(e: OutboxEntry) -> str:
+    """The message's line; then, for a message with several addresses, one line per address with
+    its state, and for one not sent, the reason."""
     reason = e.last_error or e.smtp_reply or ""
     when = e.sent_at or e.next_attempt_at
     when_s = when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else "-"
-    return (f"{e.id:>6}  {e.state:<7} {e.attempts:>2}  {when_s:<20}  {e.protection or '-':<9}  "
-            f"{e.recipient} <{e.rcpt_to}>  {e.subject}" + (f"\n{'':>8}reason: {reason}" if reason and e.state != "sent" else ""))
+    out = (f"{e.id:>6}  {e.state:<7} {e.attempts:>2}  {when_s:<20}  {e.protection or '-':<9}  "
+           f"{e.recipient} <{e.rcpt_to}>  {e.subject}")
+    if len(e.addresses) > 1 or any(a.state != "sent" and e.state == "sent" for a in e.addresses):
+        for a in e.addresses:
+            detail = f": {a.smtp_reply}" if a.smtp_reply and a.state != "sent" else ""
+            out += f"\n{'':>8}{a.state:<7} <{a.address}>{detail}"
+    if reason and e.state != "sent":
+        out += f"\n{'':>8}reason: {reason}"
+    return out
 
 
 def run(args) -> int:

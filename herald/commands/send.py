@@ -35,10 +35,13 @@ def _print(result: SendResult, as_json: bool) -> None:
     print(f"sent {len(result.sent)}, retry later {len(result.retried)}, failed {len(result.failed)}, "
           f"held {len(result.held)}, requeued after a crash {len(result.requeued)}, "
           f"released {len(result.released)}", flush=True)
+    if result.addresses_failed or result.addresses_held:
+        print(f"addresses: {len(result.addresses_failed)} failed, {len(result.addresses_held)} "
+              f"held as bouncing (the messages went to the contacts' other addresses)", flush=True)
     for e in result.errors:
         print(f"herald: send: {e}", file=sys.stderr, flush=True)
-    if result.failed or result.held:
-        print("see 'herald outbox --state failed,held' for the reasons", flush=True)
+    if result.failed or result.held or result.addresses_failed or result.addresses_held:
+        print("see 'herald outbox' for the reasons", flush=True)
 
 
 def _next_due(db) -> float | None:

@@ -9,7 +9,8 @@
 - ``abuse-mailbox``: an RFC 5322 address; real objects also carry display names
   (``abuse@x <abuse@x>``), several addresses separated by commas or white space, trailing
   commas and parenthesised comments (``abuse@x (preferred)``).  :func:`parse_mailboxes` returns
-  every distinct address.
+  every distinct address; Herald stores them joined with ``, `` (a *mailbox text*: an RFC 5322
+  address list without display names), which :func:`split_mailbox` splits again.
 """
 
 from __future__ import annotations
@@ -157,4 +158,34 @@ def parse_mailboxes(value: str) -> list[str]:
         addr = f"{local}@{domain.lower()}"
         if addr not in out:
             out.append(addr)
+    return out
+
+
+def split_mailbox(text: str | None) -> list[str]:
+    """The addresses of a stored mailbox text (``a@x.example, "abuse desk"@y.example``), in order.
+
+    The text is what the importer (:func:`parse_mailboxes` joined with ``, ``), an override or a
+    recipient's configured e-mail holds: addresses separated by commas.  It is split at commas
+    outside quoted strings and each address is stripped of surrounding white space; nothing else
+    is changed (no comment or display-name cleaning: the text is already clean).  Duplicates
+    (compared case-insensitively) are dropped.
+
+    Returns:
+        ``[]`` for ``None`` or blank text.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    cur: list[str] = []
+    quoted = False
+    for ch in (text or "") + ",":
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            addr = "".join(cur).strip()
+            cur = []
+            if addr and addr.lower() not in seen:
+                seen.add(addr.lower())
+                out.append(addr)
+            continue
+        cur.append(ch)
     return out

@@ -11,11 +11,17 @@ A recipient block counts as a bounce only when ``Action`` is ``failed`` *and* th
 spam that reached the bounce mailbox) are read and ignored.  A DSN is identified by the SHA-256 of
 its bytes, so reading the same Maildir again counts nothing twice.
 
+Bounces are counted per address (``Final-Recipient``), not per contact: of a contact that lists
+several addresses (an RPSL ``abuse-mailbox`` list), each address is counted on its own.
+
 After ``[abuse_contacts] bounce_threshold`` bounces (default :data:`DEFAULT_THRESHOLD`) an address
 is *bouncing*: :func:`hold_bouncing` (called by :func:`herald.deliver.outbox.send_due` before
-each pass) moves its queued messages to ``held`` with ``hold_reason = 'bouncing'``.
-:func:`reset_bounces` (``herald bounces --reset``) forgets an address's count and queues its
-held messages again (audited).
+each pass) drops it from the envelope of every queued message (its ``outbox_addresses`` row
+becomes ``held``, ``hold_reason = 'bouncing'``); the other addresses of the contact are still
+sent to.  A message whose addresses not yet done are all held is itself ``held`` with
+``hold_reason = 'bouncing'`` (:mod:`herald.deliver.envelope`).  :func:`reset_bounces`
+(``herald bounces --reset``) forgets an address's count and queues it again in the messages it
+was held from (audited).
 """
 
 from __future__ import annotations
@@ -35,14 +41,15 @@ from sqlalchemy.exc import IntegrityError
 
 from herald.config import ABUSE_CONTACT_KEYS, Settings, check_section
 from herald.errors import ConfigError, HeraldError
-from herald.store.db import BounceReportRow, BounceRow, Database, OutboxRow, utcnow
+from herald.deliver import envelope
+from herald.store.db import BounceReportRow, BounceRow, Database, OutboxAddressRow, OutboxRow, utcnow
 
 log = logging.getLogger(__name__)
 
 #: Bounces after which messages to an address are held.
 DEFAULT_THRESHOLD = 3
-#: ``outbox.hold_reason`` of messages held for a bouncing address.
-HOLD_REASON = "bouncing"
+#: ``hold_reason`` of addresses (and messages) held because they bounce.
+HOLD_REASON = envelope.BOUNCING
 
 
 class BounceError(HeraldError):
@@ -238,37 +245,72 @@ def list_bounces(db: Database) -> list[dict[str, Any]]:
                  "last_diagnostic": r.last_diagnostic} for r in rows]
 
 
-def hold_bouncing(db: Database, threshold: int = DEFAULT_THRESHOLD) -> list[int]:
-    """Move queued messages to bouncing addresses to ``held`` (``hold_reason = 'bouncing'``).
+def hold_bouncing(db: Database, threshold: int = DEFAULT_THRESHOLD,
+                  dropped: list[tuple[int, str]] | None = None) -> list[int]:
+    """Drop bouncing addresses from queued messages, and hold the messages left with none.
+
+    Each ``queued`` address of a ``queued`` message that has at least ``threshold`` bounces
+    becomes ``held`` (``hold_reason = 'bouncing'``, ``smtp_reply`` says why).  A message left with
+    no ``queued`` address takes the state its addresses give (:func:`herald.deliver.envelope.
+    message_state`): ``held`` (``bouncing``, ``last_error`` naming each held address) when none
+    was delivered, ``sent`` when an earlier attempt delivered to another address.
+
+    Args:
+        db: the metadata database.
+        threshold: bounces from which an address is held.
+        dropped: when given, ``(outbox id, address)`` of each address held now is appended.
 
     Returns:
         The ids of the outbox rows held now.
     """
+    now = utcnow()
     with db.session() as s:
         rows = s.execute(
-            sa.select(OutboxRow.id, BounceRow.address, BounceRow.count, BounceRow.last_status,
-                      BounceRow.last_bounce_at)
-            .join(BounceRow, sa.func.lower(OutboxRow.rcpt_to) == BounceRow.address)
-            .where(OutboxRow.state == "queued", BounceRow.count >= threshold)).all()
+            sa.select(OutboxAddressRow.id, OutboxAddressRow.outbox_id, OutboxAddressRow.address,
+                      BounceRow.count, BounceRow.last_status, BounceRow.last_bounce_at)
+            .join(OutboxRow, OutboxRow.id == OutboxAddressRow.outbox_id)
+            .join(BounceRow, sa.func.lower(OutboxAddressRow.address) == BounceRow.address)
+            .where(OutboxRow.state == "queued", OutboxAddressRow.state == "queued",
+                   BounceRow.count >= threshold)
+            .order_by(OutboxAddressRow.outbox_id, OutboxAddressRow.id)).all()
+        touched: dict[int, list[str]] = {}
+        for aid, oid, address, count, status, last in rows:
+            why = (f"held: {address} bounced {count} times (last {status or '?'} at "
+                   f"{last:%Y-%m-%dT%H:%M:%SZ}); 'herald bounces --reset {address.lower()}' after "
+                   f"fixing it")
+            s.execute(sa.update(OutboxAddressRow).where(OutboxAddressRow.id == aid).values(
+                state="held", hold_reason=HOLD_REASON, smtp_reply=why, updated_at=now))
+            touched.setdefault(oid, []).append(why)
+            if dropped is not None:
+                dropped.append((oid, address))
         held = []
-        for oid, address, count, status, last in rows:
+        for oid, reasons in touched.items():
+            state, hold_reason = envelope.message_state(envelope.states(s, oid))
+            if state == "queued":
+                continue  # other addresses are still sent to
+            values = {"state": state, "hold_reason": hold_reason, "updated_at": now}
+            if state == "held":
+                values["last_error"] = "; ".join(reasons)
+            elif state == "sent":
+                values["sent_at"] = now
             res = s.execute(sa.update(OutboxRow).where(OutboxRow.id == oid, OutboxRow.state == "queued")
-                            .values(state="held", hold_reason=HOLD_REASON, updated_at=utcnow(),
-                                    last_error=f"held: {address} bounced {count} times (last "
-                                               f"{status or '?'} at {last:%Y-%m-%dT%H:%M:%SZ}); "
-                                               f"'herald bounces --reset {address}' after fixing it"))
-            if res.rowcount:
+                            .values(**values))
+            if res.rowcount and state == "held":
                 held.append(oid)
     return held
 
 
 def reset_bounces(db: Database, address: str, actor: str, reason: str | None = None) -> list[int]:
-    """Forget an address's bounce count and queue its messages held for bouncing again (audited).
+    """Forget an address's bounce count and queue it again where it was held (audited).
 
-    The counted DSNs stay recorded (so the same notifications are not counted again).
+    Every ``held`` (``bouncing``) envelope address equal to ``address`` (case-insensitive) becomes
+    ``queued`` again, and its message too when it is ``held`` for bouncing, ``sent`` (to the
+    contact's other addresses) or ``failed``: the next ``herald send`` sends it to this address
+    only (addresses already ``sent`` are not sent again).  The counted DSNs stay recorded (so the
+    same notifications are not counted again).
 
     Returns:
-        The ids of the outbox rows queued again.
+        The ids of the outbox messages the address was queued again in.
 
     Raises:
         BounceError: the address has no bounces.
@@ -276,19 +318,24 @@ def reset_bounces(db: Database, address: str, actor: str, reason: str | None = N
     from herald.store import audit
 
     address = address.strip().lower()
+    now = utcnow()
     with db.session() as s:
         row = s.scalars(sa.select(BounceRow).where(BounceRow.address == address)).one_or_none()
         if row is None:
             raise BounceError(f"{address} has no recorded bounces")
         before = {"count": row.count, "last_status": row.last_status}
         s.delete(row)
-        ids = list(s.scalars(sa.select(OutboxRow.id).where(
-            OutboxRow.state == "held", OutboxRow.hold_reason == HOLD_REASON,
-            sa.func.lower(OutboxRow.rcpt_to) == address)))
+        held = sa.and_(OutboxAddressRow.state == "held", OutboxAddressRow.hold_reason == HOLD_REASON,
+                       sa.func.lower(OutboxAddressRow.address) == address)
+        ids = sorted(set(s.scalars(sa.select(OutboxAddressRow.outbox_id).where(held))))
         if ids:
-            s.execute(sa.update(OutboxRow).where(OutboxRow.id.in_(ids))
-                      .values(state="queued", hold_reason=None, last_error=None, next_attempt_at=None,
-                              updated_at=utcnow()))
+            s.execute(sa.update(OutboxAddressRow).where(held).values(
+                state="queued", hold_reason=None, smtp_reply=None, updated_at=now))
+            s.execute(sa.update(OutboxRow).where(OutboxRow.id.in_(ids), sa.or_(
+                OutboxRow.state.in_(("sent", "failed")),
+                sa.and_(OutboxRow.state == "held", OutboxRow.hold_reason == HOLD_REASON)))
+                .values(state="queued", hold_reason=None, last_error=None, next_attempt_at=None,
+                        updated_at=now))
         audit.record(s, actor, "bounces.reset", "bounce", address, reason,
                      details={**before, "requeued": ids})
     return ids

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from herald.config import Settings
 from herald.constituency.recipients import Recipient, recipients_from_specs
 from herald.deliver import compose as _compose
+from herald.deliver import envelope
 from herald.deliver.pgp import KeyUnusable, PgpError, Signer
 from herald.deliver.report_message import compose_message, report_part
 from herald.deliver.settings import DeliverySettings, delivery_settings
@@ -26,7 +27,7 @@ from herald.deliver.spool import OutboxError, protect, signer_for, spool_paths
 from herald.deliver.xarf import XarfError
 from herald.fsutil import atomic_write, link_or_write
 from herald.schema.registry import default_registry
-from herald.store.db import Database, OutboxRow, ReportRow
+from herald.store.db import Database, OutboxRow, ReportRow, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,10 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
     ``[mail] zip_above``, no attachment above ``[mail] attach_max``, X-ARF for recipients with
     ``xarf = true``), signed with the ``[pgp]`` key
     and encrypted to the recipient's key when one is on file (RFC 3156), spooled, and inserted as
-    ``queued`` — or ``held`` when the recipient's key is missing/expired or signing fails.  A
-    message whose ``Message-ID`` is already in the outbox is not built again.
+    ``queued`` — or ``held`` when the recipient's key is missing/expired or signing fails — with
+    one ``outbox_addresses`` row per address of its ``To`` (:mod:`herald.deliver.envelope`: an
+    abuse-mailbox list gets one message and several envelope addresses).  A message whose
+    ``Message-ID`` is already in the outbox is not built again.
 
     A report whose entry names the message the daily run composed for it (``message``, the outbox
     ``.eml``, with ``message_id``, ``subject`` and ``message_header_bytes``) is queued as those
@@ -247,6 +250,8 @@ def enqueue_reports(db: Database, settings: Settings, summary_reports: list[dict
                 s.add(row)
                 s.flush()
                 new_id = row.id
+                # One row per envelope address (an abuse-mailbox list has several).
+                s.add_all(envelope.new_rows(row.id, c.rcpt_to, utcnow()))
         except IntegrityError:  # a concurrent enqueue of the same message won
             existing = _find(db, mid)
             if existing is None:

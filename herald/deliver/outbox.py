@@ -52,6 +52,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from herald.config import Settings
+from herald.deliver import envelope
 from herald.deliver.bounces import bounce_threshold, hold_bouncing
 from herald.deliver.pgp import KeyUnusable, PgpError
 from herald.deliver.settings import DeliverySettings, delivery_settings
@@ -60,10 +61,10 @@ from herald.deliver.enqueue import enqueue_reports  # noqa: F401 - part of the o
 from herald.deliver.spool import OutboxError, protect, signer_for, spool_paths
 from herald.fsutil import FileLock, atomic_write
 from herald.store.db import (
-    ContactRow, Database, OutboxRow, RecipientRow, utcnow,
+    ContactRow, Database, OutboxAddressRow, OutboxRow, RecipientRow, utcnow,
 )
 
-__all__ = ["OutboxEntry", "OutboxError", "SendResult", "enqueue_reports", "list_outbox", "mark_sent",
+__all__ = ["AddressEntry", "OutboxEntry", "OutboxError", "SendResult", "enqueue_reports", "list_outbox", "mark_sent",
            "recover", "release", "send_due", "sender_lock"]
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ class SendResult:
         released: held for a key problem, now built and queued.
         errors: problems not tied to one message (relay unreachable, lock busy).
         busy: another sender holds the lock; nothing was done.
+        addresses_failed: ``(outbox id, address)`` of the envelope addresses that failed in this
+            pass (refused permanently, or given up) while the message may have reached others.
+        addresses_held: ``(outbox id, address)`` of the addresses left out of the envelope in this
+            pass because they bounce (:func:`herald.deliver.bounces.hold_bouncing`).
     """
 
     sent: list[int] = field(default_factory=list)
@@ -96,6 +101,8 @@ class SendResult:
     released: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     busy: bool = False
+    addresses_failed: list[tuple[int, str]] = field(default_factory=list)
+    addresses_held: list[tuple[int, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -103,8 +110,26 @@ class SendResult:
 
 
 @dataclass(frozen=True)
+class AddressEntry:
+    """One envelope address of an outbox message (``outbox_addresses``; :mod:`herald.deliver.envelope`).
+
+    Attributes:
+        address: as in ``To`` and ``RCPT TO``.
+        state: ``queued``, ``sent``, ``failed`` or ``held``.
+        hold_reason: ``bouncing`` for a held address, else ``None``.
+        smtp_reply: the reply that decided it, or why it is held.
+    """
+
+    address: str
+    state: str
+    hold_reason: str | None
+    smtp_reply: str | None
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
-    """One outbox row, as ``herald outbox`` shows it (times aware UTC)."""
+    """One outbox row, as ``herald outbox`` shows it (times aware UTC); ``addresses``: its
+    envelope addresses with their own states."""
 
     id: int
     message_id: str
@@ -124,9 +149,10 @@ class OutboxEntry:
     envelope_sender: str
     sent_at: datetime | None
     path: str | None
+    addresses: tuple[AddressEntry, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (dates as ISO text)."""
+        """JSON-ready form (dates as ISO text; ``addresses`` as a list of dicts)."""
         return {k: (v.isoformat() if isinstance(v, (date, datetime)) else v)
                 for k, v in asdict(self).items()}
 
@@ -219,32 +245,45 @@ def _backoff(ds: DeliverySettings, attempts: int) -> float:
 
 def _record(db: Database, ds: DeliverySettings, oid: int, mid: str, attempts: int, attempt: Attempt,
             now: datetime, result: SendResult) -> None:
-    if attempt.outcome is Outcome.SENT:
-        _update(db, oid, ("sending",), state="sent", sent_at=utcnow(), smtp_phase=None,
-                smtp_reply=attempt.reply, last_error=None, next_attempt_at=None, hold_reason=None)
-        result.sent.append(oid)
-    elif attempt.outcome is Outcome.FAILED:
-        _update(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
-                last_error=attempt.describe(), next_attempt_at=None)
-        result.failed.append(oid)
-    elif attempt.outcome is Outcome.UNKNOWN and ds.smtp.unknown_outcome == "hold":
-        _update(db, oid, ("sending",), state="held", smtp_phase=None, smtp_reply=attempt.reply,
-                hold_reason="outcome_unknown",
-                last_error=_unknown_reason(oid, mid, f"the relay did not answer the end of the "
-                                                     f"message data ({attempt.reply})"))
-        result.held.append(oid)
-    elif attempts >= ds.smtp.max_attempts:
-        _update(db, oid, ("sending",), state="failed", smtp_phase=None, smtp_reply=attempt.reply,
-                last_error=f"gave up after {attempts} attempts; last: {attempt.describe()}",
-                next_attempt_at=None)
-        result.failed.append(oid)
-    else:
-        when = now + timedelta(seconds=_backoff(ds, attempts))
-        _update(db, oid, ("sending",), state="queued", smtp_phase=None, smtp_reply=attempt.reply,
-                last_error=f"attempt {attempts}: {attempt.describe()}; next attempt "
-                           f"{when.strftime('%Y-%m-%d %H:%M:%S')} UTC",
-                next_attempt_at=when)
-        result.retried.append(oid)
+    """Record an attempt: each address's result (:func:`herald.deliver.envelope.record`), then
+    the message's state from its addresses, in one transaction (only while it is ``sending``)."""
+    hold_unknown = attempt.outcome is Outcome.UNKNOWN and ds.smtp.unknown_outcome == "hold"
+    give_up = attempts >= ds.smtp.max_attempts
+    problem = envelope.problems(attempt.recipients) or attempt.describe()
+    with db.session() as s:
+        row = s.get(OutboxRow, oid, with_for_update=True)
+        if row is None or row.state != "sending":
+            return  # an operator changed it meanwhile
+        counts, failed = envelope.record(s, oid, attempt, give_up=give_up, keep_unknown=hold_unknown,
+                                         attempts=attempts, now=now)
+        result.addresses_failed.extend((oid, a) for a in failed)
+        values: dict[str, Any] = {"smtp_phase": None, "smtp_reply": attempt.reply, "updated_at": utcnow()}
+        if hold_unknown:
+            values.update(state="held", hold_reason="outcome_unknown", last_error=_unknown_reason(
+                oid, mid, f"the relay did not answer the end of the message data ({attempt.reply})"))
+            result.held.append(oid)
+        elif counts["queued"]:
+            when = now + timedelta(seconds=_backoff(ds, attempts))
+            values.update(state="queued", next_attempt_at=when,
+                          last_error=f"attempt {attempts}: {problem}; next attempt "
+                                     f"{when.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+            result.retried.append(oid)
+        else:
+            state, hold_reason = envelope.message_state(counts)
+            bad = envelope.problems(attempt.recipients)
+            if give_up and any(r.outcome in (Outcome.RETRY, Outcome.UNKNOWN) for r in attempt.recipients):
+                bad = f"gave up after {attempts} attempts; last: {problem}"
+            if bad and state == "sent":
+                bad = f"not delivered to every address: {bad}"
+            values.update(state=state, hold_reason=hold_reason, next_attempt_at=None, last_error=bad)
+            if state == "sent":
+                values["sent_at"] = utcnow()
+                result.sent.append(oid)
+            elif state == "held":
+                result.held.append(oid)
+            else:
+                result.failed.append(oid)
+        s.execute(sa.update(OutboxRow).where(OutboxRow.id == oid).values(**values))
 
 
 def _rebuild_held(db: Database, ds: DeliverySettings, result: SendResult,
@@ -298,7 +337,9 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
     Under the sender lock: rows a dead sender left ``sending`` are resolved (:func:`recover`),
     messages held for a key problem are rebuilt when the key is now usable, and each due
     ``queued`` message (``next_attempt_at`` empty or not after ``now``) is claimed and sent, one
-    SMTP transaction each, at most ``[smtp] rate_per_second`` per second.  When the relay itself is
+    SMTP transaction each (one ``RCPT TO`` per queued address, :mod:`herald.deliver.envelope`),
+    at most ``[smtp] rate_per_second`` per second.  Each address's result is recorded on its own;
+    the message's state follows from them.  When the relay itself is
     unusable (refused connection, TLS or AUTH failure) the pass stops after recording that attempt;
     the other messages stay queued.
 
@@ -324,7 +365,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
             return result
         recover(db, ds, result)
         _rebuild_held(db, ds, result)
-        result.held.extend(hold_bouncing(db, bounce_threshold(settings)))
+        result.held.extend(hold_bouncing(db, bounce_threshold(settings), result.addresses_held))
         if not ds.smtp.configured:
             result.errors.append("no [smtp] host configured: nothing sent")
             return result
@@ -346,9 +387,9 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
                     continue  # changed meanwhile (operator)
                 with db.session() as s:
                     row = s.get(OutboxRow, oid)
-                    mid, rcpt, mail_from, path, sha, attempts = (
-                        row.message_id, row.rcpt_to, row.envelope_sender, row.path, row.sha256,
-                        row.attempts)
+                    mid, mail_from, path, sha, attempts = (
+                        row.message_id, row.envelope_sender, row.path, row.sha256, row.attempts)
+                    rcpt = envelope.queued(s, oid)  # one RCPT TO each
                 try:
                     data = Path(path).read_bytes()
                 except (OSError, TypeError) as exc:
@@ -385,7 +426,8 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
 
 def list_outbox(db: Database, state: str | list[str] | None = None, day: str | None = None,
                 ids: list[int] | None = None) -> list[OutboxEntry]:
-    """Outbox rows (optionally by state(s), day or ids), oldest first."""
+    """Outbox rows (optionally by state(s), day or ids), oldest first, each with its envelope
+    addresses (:class:`AddressEntry`, in the order of ``To``)."""
     stmt = (sa.select(OutboxRow, RecipientRow.name).join(RecipientRow,
                                                           RecipientRow.id == OutboxRow.recipient_id)
             .order_by(OutboxRow.id))
@@ -396,13 +438,21 @@ def list_outbox(db: Database, state: str | list[str] | None = None, day: str | N
     if ids:
         stmt = stmt.where(OutboxRow.id.in_(ids))
     with db.session() as s:
+        rows = s.execute(stmt).all()
+        addresses: dict[int, list[AddressEntry]] = {}
+        chosen = stmt.with_only_columns(OutboxRow.id).order_by(None)
+        for a in s.scalars(sa.select(OutboxAddressRow).where(OutboxAddressRow.outbox_id.in_(chosen))
+                           .order_by(OutboxAddressRow.id)):
+            addresses.setdefault(a.outbox_id, []).append(
+                AddressEntry(a.address, a.state, a.hold_reason, a.smtp_reply))
         return [OutboxEntry(
             id=o.id, message_id=o.message_id, state=o.state, recipient=name, rcpt_to=o.rcpt_to,
             day=o.day, report_type=o.report_type, subject=o.subject, tlp=o.tlp,
             protection=o.protection, attempts=o.attempts, next_attempt_at=o.next_attempt_at,
             hold_reason=o.hold_reason, last_error=o.last_error, smtp_reply=o.smtp_reply,
-            envelope_sender=o.envelope_sender, sent_at=o.sent_at, path=o.path)
-            for o, name in s.execute(stmt)]
+            envelope_sender=o.envelope_sender, sent_at=o.sent_at, path=o.path,
+            addresses=tuple(addresses.get(o.id, ())))
+            for o, name in rows]
 
 
 def _get(db: Database, oid: int) -> OutboxEntry:
@@ -417,6 +467,8 @@ def release(db: Database, settings: Settings, oid: int, actor: str,
     """Queue a ``held`` or ``failed`` message again (the operator's decision; audited).
 
     A message held for a key problem is rebuilt first and stays held if the key is still unusable.
+    Its ``failed`` and ``held`` addresses are queued again too (those already ``sent`` are not
+    sent again); an address that still bounces is held again by the next ``herald send``.
 
     Raises:
         OutboxError: no such message, or it is not held/failed, or its key is still unusable.
@@ -440,6 +492,9 @@ def release(db: Database, settings: Settings, oid: int, actor: str,
                 last_error=f"released by {actor}" + (f": {reason}" if reason else ""))).rowcount
             if n != 1:
                 raise OutboxError(f"outbox {oid} changed meanwhile; try again")
+            s.execute(sa.update(OutboxAddressRow).where(
+                OutboxAddressRow.outbox_id == oid, OutboxAddressRow.state.in_(("failed", "held")))
+                .values(state="queued", hold_reason=None, updated_at=utcnow()))
     audit.record(db, actor, "outbox.release", "outbox", oid, reason,
                  {"message_id": entry.message_id, "from_state": entry.state,
                   "hold_reason": entry.hold_reason})
@@ -448,7 +503,7 @@ def release(db: Database, settings: Settings, oid: int, actor: str,
 
 def mark_sent(db: Database, oid: int, actor: str, reason: str | None = None) -> OutboxEntry:
     """Record that a ``held`` message did arrive (e.g. the relay's log shows its Message-ID after
-    an unknown outcome); audited.
+    an unknown outcome); audited.  Its ``queued`` and ``held`` addresses are recorded ``sent``.
 
     Raises:
         OutboxError: no such message, or it is not held.
@@ -458,9 +513,15 @@ def mark_sent(db: Database, oid: int, actor: str, reason: str | None = None) -> 
     entry = _get(db, oid)
     if entry.state != "held":
         raise OutboxError(f"outbox {oid} is {entry.state}; only held messages can be marked sent")
-    if not _update(db, oid, ("held",), state="sent", sent_at=utcnow(), hold_reason=None,
-                   last_error=f"marked sent by {actor}" + (f": {reason}" if reason else "")):
-        raise OutboxError(f"outbox {oid} changed meanwhile; try again")
+    note = f"marked sent by {actor}" + (f": {reason}" if reason else "")
+    with db.session() as s:
+        if not s.execute(sa.update(OutboxRow).where(OutboxRow.id == oid, OutboxRow.state == "held")
+                         .values(state="sent", sent_at=utcnow(), hold_reason=None, last_error=note,
+                                 updated_at=utcnow())).rowcount:
+            raise OutboxError(f"outbox {oid} changed meanwhile; try again")
+        s.execute(sa.update(OutboxAddressRow).where(
+            OutboxAddressRow.outbox_id == oid, OutboxAddressRow.state.in_(("queued", "held")))
+            .values(state="sent", hold_reason=None, smtp_reply=note, updated_at=utcnow()))
     audit.record(db, actor, "outbox.mark_sent", "outbox", oid, reason,
                  {"message_id": entry.message_id, "hold_reason": entry.hold_reason})
     return _get(db, oid)

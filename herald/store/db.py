@@ -28,15 +28,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from herald.errors import StoreError
 from herald.store.models import (  # noqa: F401  (re-exported: callers import them from here)
-    AUDIT_MIN_RETENTION_DAYS, FILTER_KINDS, FILTER_STATES, NAMING_CONVENTION, OUTBOX_STATES,
-    RECIPIENT_KINDS, RUN_STATES, USER_ROLES, ApiKeyRow, ApiNonceRow, AuditRow, Base,
+    ADDRESS_STATES, AUDIT_MIN_RETENTION_DAYS, FILTER_KINDS, FILTER_STATES, NAMING_CONVENTION,
+    OUTBOX_STATES, RECIPIENT_KINDS, RUN_STATES, USER_ROLES, ApiKeyRow, ApiNonceRow, AuditRow, Base,
     BounceReportRow, BounceRow, ContactOverrideRow, ContactRow, FilterRow, InhibitionRow, JSONDoc,
-    OperationPartnerRow, OperationRow, OutboxRow, RecipientRow, ReportRow, RunInputRow, RunRow,
-    UserRow, UTCDateTime, utcnow,
+    OperationPartnerRow, OperationRow, OutboxAddressRow, OutboxRow, RecipientRow, ReportRow,
+    RunInputRow, RunRow, UserRow, UTCDateTime, utcnow,
 )
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "c002"
+HEAD_REVISION = "c003"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

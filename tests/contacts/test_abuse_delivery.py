@@ -303,7 +303,7 @@ def test_migration_c002_keeps_recipients_and_their_children(db_url):
         with pytest.raises(IntegrityError):
             with db.engine.begin() as conn:
                 conn.execute(sa.insert(RecipientRow.__table__).values(**row))
-        db.upgrade()
+        db.upgrade("c002")
         assert db.current_revision() == "c002"
         with db.session() as s:
             assert s.scalar(sa.select(sa.func.count()).select_from(ContactRow)) == 1

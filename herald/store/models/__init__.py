@@ -16,13 +16,13 @@ from herald.store.models.constituency import (
 )
 from herald.store.models.contacts import BounceReportRow, BounceRow, ContactOverrideRow
 from herald.store.models.ledger import RUN_STATES, ReportRow, RunInputRow, RunRow
-from herald.store.models.outbox import OUTBOX_STATES, OutboxRow
+from herald.store.models.outbox import ADDRESS_STATES, OUTBOX_STATES, OutboxAddressRow, OutboxRow
 
 __all__ = [
-    "AUDIT_MIN_RETENTION_DAYS", "FILTER_KINDS", "FILTER_STATES", "NAMING_CONVENTION",
+    "ADDRESS_STATES", "AUDIT_MIN_RETENTION_DAYS", "FILTER_KINDS", "FILTER_STATES", "NAMING_CONVENTION",
     "OUTBOX_STATES", "RECIPIENT_KINDS", "RUN_STATES", "USER_ROLES",
     "ApiKeyRow", "ApiNonceRow", "AuditRow", "Base", "BounceReportRow", "BounceRow",
     "ContactOverrideRow", "ContactRow", "FilterRow", "InhibitionRow", "JSONDoc", "OperationPartnerRow",
-    "OperationRow", "OutboxRow", "RecipientRow", "ReportRow", "RunInputRow", "RunRow", "UTCDateTime",
+    "OperationRow", "OutboxAddressRow", "OutboxRow", "RecipientRow", "ReportRow", "RunInputRow", "RunRow", "UTCDateTime",
     "UserRow", "check_in", "utcnow",
 ]

@@ -1,15 +1,18 @@
-"""Model of the outbox: the messages to deliver (herald/deliver/outbox.py)."""
+"""Models of the outbox: the messages to deliver and their envelope addresses
+(herald/deliver/outbox.py, herald/deliver/envelope.py)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.store.models.base import Base, UTCDateTime, check_in, utcnow
 
 OUTBOX_STATES = ("queued", "sending", "sent", "failed", "held")
+#: States of one envelope address of a message (``outbox_addresses.state``).
+ADDRESS_STATES = ("queued", "sent", "failed", "held")
 
 
 class OutboxRow(Base):
@@ -52,3 +55,31 @@ class OutboxRow(Base):
     hold_reason: Mapped[str | None] = mapped_column(String(32))
     smtp_phase: Mapped[str | None] = mapped_column(String(16))
     smtp_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxAddressRow(Base):
+    """One envelope address of an outbox message and what became of it (migration c003).
+
+    A message goes to every address of its recipient's contact (an RPSL ``abuse-mailbox`` may
+    list several), one ``RCPT TO`` each; each address has its own state: ``queued`` (to be sent
+    by the next attempt), ``sent`` (the relay took the message for it), ``failed`` (refused
+    permanently, or given up after ``[smtp] max_attempts``), ``held`` (``hold_reason``
+    ``bouncing``: dropped from the envelope while it bounces).  ``smtp_reply`` is the reply that
+    decided it (its ``RCPT`` reply when refused there, else the end-of-data reply) or the reason
+    it is held.
+    """
+
+    __tablename__ = "outbox_addresses"
+    __table_args__ = (
+        CheckConstraint(check_in("state", ADDRESS_STATES), name="state"),
+        UniqueConstraint("outbox_id", "address"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    #: The address as written in ``To`` and ``RCPT TO`` (a quoted local part stays quoted).
+    address: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    hold_reason: Mapped[str | None] = mapped_column(String(32))
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
