@@ -55,7 +55,8 @@ def register(sub) -> None:
     oa.add_argument("--network", metavar="CIDR")
     oa.add_argument("--asn", type=int)
     what = oa.add_mutually_exclusive_group(required=True)
-    what.add_argument("--mailbox", help="send to this address instead")
+    what.add_argument("--mailbox", help="send to this address instead (several: comma-separated, "
+                      "they replace the whole RPSL list)")
     what.add_argument("--suppress", action="store_true", help="send nothing to the RPSL contact")
     oa.add_argument("--reason", required=True)
     ol = add_action(osub, "list", run_override_list, help="list overrides")

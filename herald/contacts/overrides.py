@@ -1,7 +1,10 @@
 """Contact overrides: the operator's corrections of RPSL abuse contacts (``herald contacts override``).
 
 An override names a network (CIDR) or an ASN and either another mailbox, or none: a
-*suppression* (the RIR's answer is dropped; nothing is sent).  Precedence, applied by
+*suppression* (the RIR's answer is dropped; nothing is sent).  The mailbox replaces the RPSL
+answer as a whole: an ``abuse-mailbox`` list (``a@x, b@x``) overridden by ``desk@y`` is sent to
+``desk@y`` only.  The override's mailbox may itself list several addresses (stored as
+``a@x, b@y``, like the import writes them).  Precedence, applied by
 :func:`apply_overrides` on the result of :func:`herald.contacts.lookup.lookup_contacts`:
 
 1. the most specific network override holding the address (equal prefixes: the newest wins);
@@ -26,10 +29,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from herald.contacts.values import split_mailbox
 from herald.enrich.iprange import RangeTable
 from herald.errors import HeraldError
 from herald.ipaddr import ParsedIPs
 from herald.store.db import ContactOverrideRow, Database, utcnow
+
+
+#: Longest mailbox text an override stores (``contact_overrides.mailbox``).
+MAX_MAILBOX = 320
 
 
 class OverrideError(HeraldError):
@@ -73,8 +81,12 @@ def add_override(db: Database, *, reason: str, actor: str, network: str | None =
                  asn: int | None = None, mailbox: str | None = None) -> ContactOverride:
     """Store an override (audited).  ``mailbox=None`` suppresses the RPSL answer.
 
+    ``mailbox`` is one address or several separated by commas (``a@x.example, b@y.example``);
+    domains are lower-cased and the list is stored joined with ``, ``.
+
     Raises:
-        OverrideError: neither or both of network and ASN, a bad CIDR, ASN or mailbox, or no reason.
+        OverrideError: neither or both of network and ASN, a bad CIDR, ASN or mailbox (each
+            address of a list is checked), or no reason.
     """
     if (network is None) == (asn is None):
         raise OverrideError("an override needs a network or an ASN (one of them)")
@@ -88,11 +100,15 @@ def add_override(db: Database, *, reason: str, actor: str, network: str | None =
     if asn is not None and not 0 <= int(asn) < (1 << 32):
         raise OverrideError(f"{asn} is not an ASN")
     if mailbox is not None:
-        mailbox = mailbox.strip()
-        local, at, domain = mailbox.rpartition("@")
-        if not at or not local or "." not in domain or any(c.isspace() for c in domain):
-            raise OverrideError(f"{mailbox!r} is not an e-mail address")
-        mailbox = f"{local}@{domain.lower()}"
+        addresses = []
+        for address in split_mailbox(mailbox) or [mailbox.strip()]:
+            local, at, domain = address.rpartition("@")
+            if not at or not local or "." not in domain or any(c.isspace() for c in domain):
+                raise OverrideError(f"{address!r} is not an e-mail address")
+            addresses.append(f"{local}@{domain.lower()}")
+        mailbox = ", ".join(dict.fromkeys(addresses))
+        if len(mailbox) > MAX_MAILBOX:
+            raise OverrideError(f"the mailbox list is longer than {MAX_MAILBOX} characters")
     from herald.store import audit
 
     with db.session() as s:

@@ -40,6 +40,7 @@ from herald.constituency import repository
 from herald.contacts import overrides as ovr
 from herald.contacts.lookup import object_text
 from herald.contacts.store import MANIFEST, ContactData, ContactDataError, contacts_dir, load_contacts
+from herald.contacts.values import split_mailbox
 from herald.deliver import bounces
 from herald.errors import ConfigError
 from herald.store.db import ContactRow, RecipientRow, ReportRow
@@ -145,18 +146,21 @@ def asn_of(form: dict[str, Any], name: str = "asn") -> int | None:
 
 
 def mailbox_of(form: dict[str, Any], name: str = "mailbox") -> str | None:
-    """An e-mail address, or ``None``.
+    """An e-mail address, or several separated by commas (an override replaces a whole RPSL
+    list and may name a list itself), as ``a@x.example, b@y.example``; or ``None``.
 
     Raises:
-        FieldError: not ``local@domain.tld``.
+        FieldError: an address that is not ``local@domain.tld`` (or holds ``<>"``).
     """
     value = text(form, name, MAX_MAILBOX)
     if value is None:
         return None
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() or c in "<>\"," for c in value):
-        raise FieldError(name, "is not an e-mail address")
-    return value
+    addresses = split_mailbox(value)
+    for address in addresses or [value]:
+        local, at, domain = address.rpartition("@")
+        if not at or not local or "." not in domain or any(c.isspace() or c in "<>\"," for c in address):
+            raise FieldError(name, "is not an e-mail address (or a comma-separated list of them)")
+    return ", ".join(addresses)
 
 
 def expiry_of(form: dict[str, Any], today: date, name: str = "expires") -> datetime | None:
@@ -244,36 +248,46 @@ def objects_by_mailbox(data: ContactData | None, mailboxes: list[str]) -> dict[s
     """``{mailbox: {objects: [{text, query}], count, networks: [(family, first, last)], asns:
     [int]}}`` of the RPSL objects
     whose resolved abuse mailbox names one of ``mailboxes`` (lower-case compare), one vectorized
-    pass over the networks and aut-nums.  ``query`` prefills the override form for the object
-    (``{"network": cidr}`` / ``{"asn": n}``; ``None`` for a range that is not one prefix)."""
+    pass over the networks and aut-nums.  An object names a mailbox when its mailbox list holds
+    every address of it: ``abuse@x`` is named by ``abuse@x`` and by ``abuse@x, noc@x``, the list
+    ``abuse@x, noc@x`` by objects listing both.  ``query`` prefills the override form for the
+    object (``{"network": cidr}`` / ``{"asn": n}``; ``None`` for a range that is not one prefix)."""
     out: dict[str, dict[str, Any]] = {m: {"objects": [], "count": 0, "networks": [], "asns": []}
                                       for m in mailboxes}
     if data is None or not mailboxes:
         return out
-    wanted = pa.array(sorted({m.lower() for m in mailboxes}), pa.string())
-    lower = {m.lower(): m for m in mailboxes}
+    addresses = {m: {a.lower() for a in split_mailbox(m)} or {m.lower()} for m in mailboxes}
+    holders: dict[str, list[str]] = {}  # address -> the mailboxes listing it
+    for m, addrs in addresses.items():
+        for a in addrs:
+            holders.setdefault(a, []).append(m)
+    wanted = pa.array(sorted(holders), pa.string())
 
-    def matches(column) -> tuple[np.ndarray, list[str]]:
+    def named(column) -> list[tuple[int, str]]:
+        """``(row, mailbox)`` of each object row naming one of the mailboxes, in row order."""
         col = pc.utf8_lower(pc.fill_null(column.combine_chunks() if isinstance(column, pa.ChunkedArray)
                                          else column, ""))
         parts = pc.utf8_trim_whitespace(pc.list_flatten(pc.split_pattern(col, ",")))
         parents = pc.list_parent_indices(pc.split_pattern(col, ","))
-        hit = pc.is_in(parts, value_set=wanted).to_numpy(zero_copy_only=False).astype(bool)
-        idx = np.flatnonzero(hit)
-        rows = parents.to_numpy()[idx] if len(idx) else np.zeros(0, np.int64)
-        names = parts.take(pa.array(idx, pa.int64())).to_pylist() if len(idx) else []
-        return rows, names
+        idx = np.flatnonzero(pc.is_in(parts, value_set=wanted).to_numpy(zero_copy_only=False).astype(bool))
+        if not len(idx):
+            return []
+        hits: dict[int, set[str]] = {}
+        for row, part in zip(parents.to_numpy()[idx].tolist(), parts.take(pa.array(idx, pa.int64())).to_pylist()):
+            hits.setdefault(row, set()).add(part)
+        return [(row, m) for row in sorted(hits)
+                for m in sorted({m for a in hits[row] for m in holders[a]}) if addresses[m] <= hits[row]]
 
     nets = data.networks
-    rows, names = matches(nets.column("mailbox"))
-    if len(rows):
-        take = pa.array(rows, pa.int64())
+    pairs = named(nets.column("mailbox"))
+    if pairs:
+        take = pa.array([row for row, _ in pairs], pa.int64())
         fam = nets.column("family").take(take).to_numpy()
         fh, fl, lh, ll = (nets.column(c).take(take).to_numpy().tolist()
                           for c in ("first_hi", "first_lo", "last_hi", "last_lo"))
         netnames = nets.column("netname").take(take).to_pylist()
-        for k, name in enumerate(names):
-            entry = out[lower[name]]
+        for k, (_, name) in enumerate(pairs):
+            entry = out[name]
             entry["count"] += 1
             f = int(fam[k])
             first = fl[k] if f == 4 else (int(fh[k]) << 64) | int(fl[k])
@@ -286,9 +300,8 @@ def objects_by_mailbox(data: ContactData | None, mailboxes: list[str]) -> dict[s
                 entry["objects"].append({
                     "text": object_text(f, int(first), int(last)) + (f" ({label})" if label else ""),
                     "query": {"network": str(cidrs[0])} if len(cidrs) == 1 else None})
-    rows, names = matches(data.autnums.column("mailbox"))
-    for row, name in zip(rows.tolist(), names):
-        entry = out[lower[name]]
+    for row, name in named(data.autnums.column("mailbox")):
+        entry = out[name]
         asn = int(data.autnums.column("asn")[row].as_py())
         entry["count"] += 1
         entry["asns"].append(asn)
@@ -323,7 +336,12 @@ def override_state(mailbox: str, found: dict[str, Any], overrides: list[ovr.Cont
 
 @dataclass
 class AutomaticRecipient:
-    """One abuse-contact mailbox that received reports (a row of the page)."""
+    """One abuse-contact mailbox that received reports (a row of the page).
+
+    ``bounces``: one entry per address of the mailbox that has counted bounces
+    (:func:`herald.deliver.bounces.list_bounces` with ``address`` and ``over``: at or past the
+    threshold, so left out of the envelope; the message is held only when every address is).
+    """
 
     recipient: str
     mailbox: str
@@ -333,8 +351,13 @@ class AutomaticRecipient:
     types: list[str]
     objects: list[str] = field(default_factory=list)
     objects_count: int = 0
-    bouncing: dict[str, Any] | None = None
+    bounces: list[dict[str, Any]] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses of :attr:`mailbox` (an RPSL ``abuse-mailbox`` may list several)."""
+        return split_mailbox(self.mailbox) or [self.mailbox]
 
 
 def automatic_recipients(db, limit: int = ROWS_SHOWN) -> tuple[list[AutomaticRecipient], int]:
@@ -397,9 +420,8 @@ def automatic(request, user):
     for r in rows:
         f = found.get(r.mailbox, {})
         r.objects, r.objects_count = f.get("objects", []), f.get("count", 0)
-        b = bounced.get(r.mailbox.lower())
-        if b is not None:
-            r.bouncing = dict(b, over=b["count"] >= threshold)
+        r.bounces = [dict(bounced[a.lower()], over=bounced[a.lower()]["count"] >= threshold)
+                     for a in r.addresses if a.lower() in bounced]
         r.overrides = override_state(r.mailbox, f, overrides)
     return render(request, "admin_abuse.html", rows=rows, more=more, panel=data_panel(st),
                   threshold=threshold)

@@ -193,6 +193,65 @@ def test_a_bouncing_address_is_held_alone(setup, tmp_path):  # noqa: F811
             db.dispose()
 
 
+def test_admin_page_shows_the_lists_objects_and_each_address(setup, tmp_path, cheap_argon2):  # noqa: F811
+    """``/admin/abuse/`` after a real run: the list's RPSL object, the bounce state of each of its
+    addresses; an override may name a list (and replaces the RPSL list as a whole)."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from herald.accounts import users
+    from herald.contacts.overrides import list_overrides
+    from herald.crypto import ServerKey
+    from herald.web.app import WebConfig, create_app
+
+    root, settings = setup
+    assert run_day(settings, DAYS[0]).ok
+    maildir = tmp_path / "bounces"
+    box = mailbox.Maildir(str(maildir), create=True)
+    for n in range(3):
+        box.add(dsn([(B, "failed", "5.1.1")], n))
+    box.add(dsn([(A, "failed", "5.1.1")], 9))
+    assert main(["bounces", "--config", str(root / "herald.toml"), str(maildir)]) == 0
+    db = open_db(settings.database_url)
+    try:
+        users.add_user(db, "admin@herald.example", "correct horse battery", "admin", "test")
+        app = create_app(settings, db, ServerKey(os.urandom(32)),
+                         config=WebConfig(rate_per_key=0, rate_per_ip=0),
+                         clock=lambda: datetime(2026, 11, 5, 12, tzinfo=timezone.utc))
+        c = TestClient(app, follow_redirects=False)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+        assert c.post("/login", data={"csrf_token": token, "email": "admin@herald.example",
+                                      "password": "correct horse battery"}).status_code == 303
+        html = c.get("/admin/abuse/").text
+        m = re.search(rf'<tr class="automatic-recipient[^"]*" data-mailbox="{re.escape(LIST)}">(.*?)</tr>',
+                      html, re.S)
+        assert m, "no row for the list"
+        row = m.group(1)
+        assert "inetnum 192.0.2.0 - 192.0.2.63 (EXAMPLE-CUSTOMER-A)" in row
+        assert f"{B}: bouncing: 3 (last 5.1.1)" in row and f"{A}: bounced: 1 (last 5.1.1)" in row
+        assert "bouncing addresses are left out; the others still receive reports" in row
+        # The single-address mailbox of the parent is not named by the list's object.
+        single = re.search(r'data-mailbox="abuse@example.net">(.*?)</tr>', html, re.S).group(1)
+        assert "EXAMPLE-CUSTOMER-A" not in single and "EXAMPLE-PARENT" in single
+        # An override naming a list, from the admin console.
+        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/admin/abuse/overrides").text).group(1)
+        r = c.post("/admin/abuse/overrides", data={
+            "csrf_token": token, "network": "192.0.2.16/28", "reason": "desk confirmed",
+            "mailbox": "Desk1@Override.example , desk2@override.example"})
+        assert r.status_code == 303
+        assert list_overrides(db)[-1].mailbox == "Desk1@override.example, desk2@override.example"
+    finally:
+        db.dispose()
+    # The next run sends 192.0.2.20 (two events) to the override's two addresses, not to the list.
+    s = run_day(settings, DAYS[2])
+    assert s.ok and s.reconciles
+    entry = next(r for r in s.reports if r["email"] == "Desk1@override.example, desk2@override.example")
+    assert entry["rows"] == 2 and not [r for r in s.reports if r["email"] == LIST]
+    msg = message_from_bytes(Path(entry["message"]).read_bytes(), policy=policy.default)
+    assert [a.addr_spec for a in msg["To"].addresses] == ["Desk1@override.example", "desk2@override.example"]
+
+
 def test_migration_c003_gives_earlier_messages_their_addresses(db_url):
     """Rows queued before c003 (a list in ``rcpt_to``) get one address row per address, in the
     message's state; the bounce hold then works on them."""
