@@ -93,3 +93,17 @@ def test_cli_override_and_lookup(config, dumps, capsys):  # noqa: F811
     db = open_db(f"sqlite:///{config.parent / 'var' / 'data' / 'herald.db'}")
     assert len(list_overrides(db)) == 1
     db.dispose()
+
+
+def test_an_override_may_name_a_mailbox_list(db):
+    """The override's mailbox replaces the RPSL answer as a whole and may itself list several
+    addresses: each is checked, domains lower-cased, duplicates dropped, stored as ``a, b``."""
+    from herald.contacts.values import split_mailbox
+
+    o = add_override(db, reason="two desks", actor="t", asn=64501,
+                     mailbox=' Desk@Example.NET,"abuse desk"@Other.example, desk@example.net ')
+    assert o.mailbox == 'Desk@example.net, "abuse desk"@other.example'
+    assert split_mailbox(o.mailbox) == ["Desk@example.net", '"abuse desk"@other.example']
+    for bad in ("a@x.example, nobody", "a@x.example, b@", ", ".join(f"a{i}@x.example" for i in range(30))):
+        with pytest.raises(OverrideError):
+            add_override(db, reason="r", actor="t", asn=1, mailbox=bad)
