@@ -93,10 +93,16 @@ class _Wanted:
     tlp: str | None
     disabled: bool | None  # None: the table does not set it
     filters: dict[str, list[str]]
+    renotify_days: int | None = None  # None: no window of its own
 
     def header(self) -> dict[str, Any]:
-        return {"name": self.name, "slug": self.slug, "kind": self.kind, "email": self.email,
-                "pgp_fingerprint": self.pgp_fingerprint, "tlp": self.tlp, "disabled": self.disabled}
+        """The canonical line's fields; ``renotify_days`` only when set (so that the digest of
+        tables without it is what it was before the key was stored)."""
+        out = {"name": self.name, "slug": self.slug, "kind": self.kind, "email": self.email,
+               "pgp_fingerprint": self.pgp_fingerprint, "tlp": self.tlp, "disabled": self.disabled}
+        if self.renotify_days is not None:
+            out["renotify_days"] = self.renotify_days
+        return out
 
 
 def _wanted_all(parsed: list[Recipient], specs: list[dict[str, Any]]) -> list[_Wanted]:
@@ -123,7 +129,7 @@ def _wanted(r: Recipient, spec: dict[str, Any], cidrs: list[str]) -> _Wanted:
     }
     disabled = bool(spec["disabled"]) if "disabled" in spec else None
     return _Wanted(r.name, r.slug, r.kind, r.email, r.pgp_fingerprint, check_tlp(r.tlp), disabled,
-                   {k: v for k, v in filters.items() if v})
+                   {k: v for k, v in filters.items() if v}, r.renotify_days)
 
 
 def canonical_lines(wanted: Iterable[_Wanted]) -> Iterator[bytes]:
@@ -131,7 +137,7 @@ def canonical_lines(wanted: Iterable[_Wanted]) -> Iterator[bytes]:
 
     Recipients in slug order; for each, one line of JSON with sorted keys (``name``, ``slug``,
     ``kind``, ``email``, ``pgp_fingerprint``, ``tlp``, ``disabled`` — ``null`` when the table does
-    not set it), then one line ``\\t<kind>\\t<value>`` per filter, in (kind, value) order, values
+    not set it — and ``renotify_days`` when the table sets it), then one line ``\\t<kind>\\t<value>`` per filter, in (kind, value) order, values
     canonical (:func:`herald.constituency.validation.normalize_filter`), duplicates dropped.
     """
     for w in sorted(wanted, key=lambda x: x.slug):
@@ -164,8 +170,8 @@ def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
     """Bring the database in line with ``[[recipients]]`` tables; idempotent.
 
     For each table (matched to a stored recipient by file slug): the recipient is created, or its
-    name, kind, TLP, e-mail and PGP fingerprint (and ``disabled``, when the table sets it) are
-    updated; every filter it lists (``asns``, ``cidrs``, ``countries``, ``report_types``,
+    name, kind, TLP, e-mail, PGP fingerprint and re-notification window (``renotify_days``;
+    absent: none) (and ``disabled``, when the table sets it) are updated; every filter it lists (``asns``, ``cidrs``, ``countries``, ``report_types``,
     ``domains``, ``min_severity`` other than ``info``) is stored ``verified`` with
     ``decided_by=actor`` — the configuration is authoritative for the claims it lists — and filters
     earlier verified by ``actor`` that the table no longer lists are ``rejected``.  A listed
@@ -233,7 +239,7 @@ def _sync_recipients(conn: Connection, wanted: list[_Wanted], actor: str, now: d
     """
     stored = {row.slug: row for row in conn.execute(sa.select(
         _recipients.c.id, _recipients.c.name, _recipients.c.slug, _recipients.c.kind,
-        _recipients.c.tlp, _recipients.c.disabled))}
+        _recipients.c.tlp, _recipients.c.disabled, _recipients.c.renotify_days))}
     primary: dict[int, Any] = {}
     for row in conn.execute(sa.select(_contacts.c.id, _contacts.c.recipient_id, _contacts.c.email,
                                       _contacts.c.pgp_fingerprint)
@@ -244,15 +250,16 @@ def _sync_recipients(conn: Connection, wanted: list[_Wanted], actor: str, now: d
     disabled = 0
     if new:
         conn.execute(sa.insert(_recipients), [
-            {"name": w.name, "slug": w.slug, "kind": w.kind, "tlp": w.tlp,
-             "disabled": bool(w.disabled), "created_at": now, "updated_at": now} for w in new])
+            {"name": w.name, "slug": w.slug, "kind": w.kind, "tlp": w.tlp, "disabled": bool(w.disabled),
+             "renotify_days": w.renotify_days, "created_at": now, "updated_at": now} for w in new])
         new_ids = _ids_by_slug(conn, [w.slug for w in new])
         conn.execute(sa.insert(_contacts), [
             {"recipient_id": new_ids[w.slug], "email": w.email, "pgp_fingerprint": w.pgp_fingerprint,
              "is_primary": True, "created_at": now} for w in new])
         for w in new:
             details = {"name": w.name, "slug": w.slug, "kind": w.kind, "email": w.email,
-                       "tlp": w.tlp, "pgp_fingerprint": w.pgp_fingerprint}
+                       "tlp": w.tlp, "pgp_fingerprint": w.pgp_fingerprint,
+                       "renotify_days": w.renotify_days}
             if w.disabled:
                 details["disabled"] = True
                 disabled += 1
@@ -267,7 +274,8 @@ def _sync_recipients(conn: Connection, wanted: list[_Wanted], actor: str, now: d
         if not changes:
             continue
         changed.add(w.slug)
-        rec = {k: v[1] for k, v in changes.items() if k in ("name", "kind", "tlp", "disabled")}
+        rec = {k: v[1] for k, v in changes.items()
+               if k in ("name", "kind", "tlp", "disabled", "renotify_days")}
         conn.execute(sa.update(_recipients).where(_recipients.c.id == row.id)
                      .values(updated_at=now, **rec))
         contact = primary.get(row.id)
@@ -302,7 +310,8 @@ def _ids_by_slug(conn: Connection, slugs: list[str]) -> dict[str, int]:
 def _field_changes(row: Any, contact: Any, w: _Wanted) -> dict[str, list]:
     """``{field: [old, new]}`` for the table's scalar fields that differ from the stored ones."""
     changes: dict[str, list] = {}
-    for attr, new in (("name", w.name), ("kind", w.kind), ("tlp", w.tlp)):
+    for attr, new in (("name", w.name), ("kind", w.kind), ("tlp", w.tlp),
+                      ("renotify_days", w.renotify_days)):
         if getattr(row, attr) != new:
             changes[attr] = [getattr(row, attr), new]
     if w.disabled is not None and bool(row.disabled) != w.disabled:

@@ -20,7 +20,7 @@ TOML form (the ``[[recipients]]`` tables of the configuration file)::
     min_severity = "info"             # info < low < medium < high < critical
     tlp = "AMBER"                     # optional, overrides [report] tlp
     pgp_fingerprint = ""              # optional
-    renotify_days = 7                 # optional: re-notification window (herald.reports.policy)
+    renotify_days = 7                 # optional: re-notification window in days (0: off)
 
 Filters read from the TOML file are taken as verified (the operator wrote them); filters requested
 through the portal are ``pending`` until an admin verifies them, and only verified filters route.
@@ -78,6 +78,10 @@ class Recipient:
         families: malware families (``family`` / ``infection`` column values) of the operation;
             empty means no family restriction.
         tags: ``tag`` values of the operation; empty means no tag restriction.
+        renotify_days: the recipient's re-notification window in days (an event reported to it
+            is not reported again within that many days; :mod:`herald.reports.renotify`), ``0``
+            off, ``None`` none of its own (automatic recipients then take ``[abuse_contacts]
+            renotify_days``).  Stored with the recipient (``recipients.renotify_days``).
     """
 
     name: str
@@ -95,6 +99,7 @@ class Recipient:
     operation: str | None = None
     families: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    renotify_days: int | None = None
 
     @property
     def slug(self) -> str:
@@ -170,13 +175,27 @@ def recipient_from_dict(spec: dict[str, Any], where: str = "recipient", *,
     types = spec.get("report_types", [])
     if not isinstance(types, list):
         raise ConfigError(f"{where}: report_types must be a list")
+    renotify = spec.get("renotify_days")
+    if renotify is not None:
+        renotify = check_renotify_days(renotify, where)
     return Recipient(
         name=name.strip(), email=email, kind=kind, asns=asns, cidrs=cidrs, countries=countries, domains=domains,
         report_types=[str(t) for t in types], min_severity=sev,
         tlp=spec.get("tlp"), pgp_fingerprint=spec.get("pgp_fingerprint") or None,
         operation=spec.get("operation"), families=[str(f).lower() for f in spec.get("families", [])],
-        tags=[str(t).lower() for t in spec.get("tags", [])],
+        tags=[str(t).lower() for t in spec.get("tags", [])], renotify_days=renotify,
     )
+
+
+def check_renotify_days(value: Any, where: str = "recipient") -> int:
+    """A re-notification window: an integer number of days, at least 0 (0: off).
+
+    Raises:
+        ConfigError: naming ``where``, for anything else (``True``, ``-1``, ``"7"``, ``1.5``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: renotify_days must be an integer >= 0 (days), not {value!r}")
+    return value
 
 
 def _check_cidr(c: Any, where: str):

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 from herald.constituency.bulk_import import ImportResult, import_recipients  # noqa: F401 (re-exported)
 from herald.constituency.networks import Networks
 from herald.constituency.recipients import (
-    KINDS, Recipient, slugify,
+    KINDS, Recipient, check_renotify_days, slugify,
 )
 from herald.constituency.validation import check_email as _check_email
 from herald.constituency.validation import check_tlp as _check_tlp
@@ -72,6 +72,7 @@ class RecipientInfo:
         email / pgp_fingerprint: of the primary contact.
         contacts: ``(email, pgp_fingerprint, is_primary)`` tuples.
         filters: every filter, oldest first.
+        renotify_days: its re-notification window in days (``None``: none of its own; 0: off).
     """
 
     id: int
@@ -85,6 +86,7 @@ class RecipientInfo:
     contacts: tuple[tuple[str, str | None, bool], ...]
     filters: tuple[FilterInfo, ...]
     created_at: datetime
+    renotify_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _info(row: RecipientRow) -> RecipientInfo:
         pgp_fingerprint=primary.pgp_fingerprint if primary else None,
         contacts=tuple((c.email, c.pgp_fingerprint, c.is_primary) for c in row.contacts),
         filters=tuple(_filter_info(f, row.name) for f in row.filters),
-        created_at=row.created_at)
+        created_at=row.created_at, renotify_days=row.renotify_days)
 
 
 def _loaded():
@@ -203,7 +205,8 @@ def to_recipient(row: RecipientRow, network_filters: bool = True) -> Recipient:
         domains=list(by_kind["domain"]) if network_filters else [],
         report_types=list(by_kind["report_type"]),
         min_severity=sev[0], tlp=row.tlp,
-        pgp_fingerprint=primary.pgp_fingerprint if primary else None, id=row.id)
+        pgp_fingerprint=primary.pgp_fingerprint if primary else None, id=row.id,
+        renotify_days=row.renotify_days)
 
 
 def load_recipients(db: Database) -> list[Recipient]:
@@ -214,11 +217,13 @@ def load_recipients(db: Database) -> list[Recipient]:
     filter lists and so matches nothing.
 
     Returns:
-        :class:`Recipient` objects with ``id`` set, in database-id order (stable across runs).
+        :class:`Recipient` objects with ``id`` and ``renotify_days`` set, in database-id order
+        (stable across runs).
     """
     # Plain column queries, not ORM objects: a national constituency has up to a million filters.
     with db.session() as s:
-        rows = s.execute(sa.select(RecipientRow.id, RecipientRow.name, RecipientRow.kind, RecipientRow.tlp)
+        rows = s.execute(sa.select(RecipientRow.id, RecipientRow.name, RecipientRow.kind, RecipientRow.tlp,
+                                   RecipientRow.renotify_days)
                          .where(RecipientRow.disabled == sa.false()).order_by(RecipientRow.id)).all()
         contacts: dict[int, tuple[str, str | None]] = {}
         for rid, email, fpr in s.execute(
@@ -234,14 +239,15 @@ def load_recipients(db: Database) -> list[Recipient]:
     bounds = np.cumsum([0] + [len(v) for v in cidr_lists])
     all_nets = Networks.from_texts([v for lst in cidr_lists for v in lst])
     out = []
-    for i, (rid, name, kind, tlp) in enumerate(rows):
+    for i, (rid, name, kind, tlp, renotify) in enumerate(rows):
         f = by_rcpt.get(rid, {})
         email, fpr = contacts.get(rid, ("", None))
         out.append(Recipient(
             name=name, email=email, kind=kind, asns=[int(v) for v in f.get("asn", [])],
             cidrs=all_nets[int(bounds[i]):int(bounds[i + 1])], countries=list(f.get("country", [])),
             domains=list(f.get("domain", [])), report_types=list(f.get("report_type", [])),
-            min_severity=f.get("min_severity", ["info"])[0], tlp=tlp, pgp_fingerprint=fpr, id=rid))
+            min_severity=f.get("min_severity", ["info"])[0], tlp=tlp, pgp_fingerprint=fpr, id=rid,
+            renotify_days=renotify))
     return out
 
 
@@ -249,11 +255,14 @@ def load_recipients(db: Database) -> list[Recipient]:
 
 def add_recipient(db: Database, name: str, email: str, actor: str, kind: str = "network_owner",
                   tlp: str | None = None, pgp_fingerprint: str | None = None,
-                  reason: str | None = None) -> RecipientInfo:
-    """Create a recipient with its primary contact and no filters.
+                  reason: str | None = None, renotify_days: int | None = None) -> RecipientInfo:
+    """Create a recipient with its primary contact and no filters (audited as ``recipient.add``).
+
+    Args:
+        renotify_days: its re-notification window in days (0: off; ``None``: none).
 
     Raises:
-        ConfigError: invalid name, e-mail, kind or TLP; or the name/slug is taken.
+        ConfigError: invalid name, e-mail, kind, TLP or window; or the name/slug is taken.
     """
     if not name or not name.strip():
         raise ConfigError("recipient name is required")
@@ -262,6 +271,8 @@ def add_recipient(db: Database, name: str, email: str, actor: str, kind: str = "
     name = name.strip()
     email = _check_email(email)
     tlp = _check_tlp(tlp)
+    if renotify_days is not None:
+        renotify_days = check_renotify_days(renotify_days, f"recipient {name!r}")
     try:
         with db.session() as s:
             clash = s.scalars(sa.select(RecipientRow).where(sa.or_(
@@ -269,22 +280,53 @@ def add_recipient(db: Database, name: str, email: str, actor: str, kind: str = "
             if clash is not None:
                 raise ConfigError(f"recipient {name!r} clashes with existing {clash.name!r} "
                                   f"(same name or file slug {clash.slug!r})")
-            row = _create(s, name, email, kind, tlp, pgp_fingerprint or None, actor, reason)
+            row = _create(s, name, email, kind, tlp, pgp_fingerprint or None, actor, reason,
+                          renotify_days)
             return _info(row)
     except IntegrityError:
         raise ConfigError(f"recipient {name!r} already exists") from None
 
 
 def _create(s: Session, name: str, email: str, kind: str, tlp: str | None, pgp: str | None,
-            actor: str, reason: str | None) -> RecipientRow:
-    row = RecipientRow(name=name, slug=slugify(name), kind=kind, tlp=tlp)
+            actor: str, reason: str | None, renotify_days: int | None = None) -> RecipientRow:
+    row = RecipientRow(name=name, slug=slugify(name), kind=kind, tlp=tlp, renotify_days=renotify_days)
     row.contacts.append(ContactRow(email=email, pgp_fingerprint=pgp, is_primary=True))
     s.add(row)
     s.flush()
     audit.record(s, actor, "recipient.add", "recipient", row.id, reason,
                  {"name": name, "slug": row.slug, "kind": kind, "email": email, "tlp": tlp,
-                  "pgp_fingerprint": pgp})
+                  "pgp_fingerprint": pgp, "renotify_days": renotify_days})
     return row
+
+
+def set_renotify_days(db: Database, ref: RecipientRef, days: int | None, actor: str,
+                      reason: str | None = None) -> RecipientInfo:
+    """Set a recipient's re-notification window (days; 0: off; ``None``: none of its own).
+
+    Audited as ``recipient.update`` with ``{"renotify_days": [old, new]}``; a no-op (no entry)
+    when unchanged.  For a recipient listed in the configuration's ``[[recipients]]`` the file
+    stays authoritative: its next import sets the table's value again.
+
+    Raises:
+        NotFound: no such recipient.
+        ConfigError: ``days`` is not an integer >= 0; the recipient is an automatic one (kind
+            ``abuse_contact``: those take ``[abuse_contacts] renotify_days`` / ``renotify_types``).
+    """
+    if days is not None:
+        days = check_renotify_days(days, f"recipient {ref!r}")
+    with db.session() as s:
+        row = find_recipient_row(s, ref)
+        if row.kind == "abuse_contact":
+            raise ConfigError(f"recipient {row.name!r} is an automatic recipient (an RPSL abuse "
+                              f"mailbox): its window is [abuse_contacts] renotify_days / renotify_types")
+        if row.renotify_days != days:
+            before = row.renotify_days
+            row.renotify_days = days
+            row.updated_at = utcnow()
+            s.flush()
+            audit.record(s, actor, "recipient.update", "recipient", row.id, reason,
+                         {"renotify_days": [before, days]})
+        return _info(row)
 
 
 def add_filter(db: Database, recipient: RecipientRef, kind: str, value: Any, actor: str,

@@ -35,12 +35,17 @@ from herald.store.db import Database, NotFound
 
 _OP_KEYS = {"name", "families", "tags", "domains", "start", "end", "description", "partners"}
 
+#: Part of the unchanged-configuration check: raised when the import starts storing something it
+#: did not store before, so that the first run after the upgrade imports an unchanged file again
+#: (2: ``renotify_days``, migration c004).
+IMPORT_FORMAT = 2
+
 
 def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict[str, Any]:
     """Import the configuration's recipients and operations into ``db`` (idempotent).
 
     The import is skipped when the configuration's tables are unchanged since the last import into
-    the same database (a hash in ``<data>/.config-sync``).
+    the same database (a hash in ``<data>/.config-sync``, which includes :data:`IMPORT_FORMAT`).
 
     Returns:
         ``{"recipients": ImportResult or None when skipped, "operations_added": [names],
@@ -55,7 +60,7 @@ def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict
     # configuration's tables are unchanged since the last import into this database, skip it.
     # (An admin's later decision on a configuration filter then also stands until the file changes.)
     digest = hashlib.sha256(json.dumps(
-        [str(db.engine.url), settings.recipients_spec, settings.operations_spec],
+        [str(db.engine.url), settings.recipients_spec, settings.operations_spec, IMPORT_FORMAT],
         sort_keys=True, default=str).encode()).hexdigest()
     marker = settings.paths.data / ".config-sync"
     if marker.exists() and marker.read_text().strip() == digest and _all_present(db, settings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import date
 
 import pytest
 
@@ -211,3 +212,65 @@ def test_conflicts_with_ipdata_table(db):
     found = repo.conflicts(db, ipdata=Table())
     assert [(c.kind, c.claims[0].value, c.claims[1].recipient) for c in found] == [
         ("cidr_in_asn", "192.0.2.0/25", "A")]
+
+
+def test_renotify_days_is_stored_with_the_recipient_and_audited(db):
+    """The re-notification window is a property of the stored recipient: set at creation or with
+    :func:`set_renotify_days` (audited as ``recipient.update``; unchanged: no entry), loaded with
+    the routing view and the operation shares; automatic recipients are refused."""
+    from herald.constituency import operations as ops
+
+    info = repo.add_recipient(db, "DB CERT", "cert@db.example", "cli:alice", kind="national_cert",
+                              renotify_days=7, reason="asked for weekly reminders")
+    assert info.renotify_days == 7
+    added = audit.query(db, action="recipient.add")[-1]
+    assert added.details["renotify_days"] == 7 and added.actor == "cli:alice"
+    assert _by_name(repo.load_recipients(db))["DB CERT"].renotify_days == 7
+    assert repo.set_renotify_days(db, "DB CERT", 3, "cli:bob", "daily is too much").renotify_days == 3
+    assert repo.set_renotify_days(db, "db_cert", 3, "cli:bob").renotify_days == 3  # no change
+    assert repo.set_renotify_days(db, info.id, None, "cli:bob").renotify_days is None
+    updates = audit.query(db, action="recipient.update")
+    assert [(e.actor, e.object_id, e.details, e.reason) for e in updates] == [  # oldest first
+        ("cli:bob", str(info.id), {"renotify_days": [7, 3]}, "daily is too much"),
+        ("cli:bob", str(info.id), {"renotify_days": [3, None]}, None)]
+    assert repo.get_recipient(db, "DB CERT").renotify_days is None
+    for bad in (-1, True, "7", 1.5):
+        with pytest.raises(ConfigError, match="renotify_days"):
+            repo.set_renotify_days(db, "DB CERT", bad, "t")
+        with pytest.raises(ConfigError, match="renotify_days"):
+            repo.add_recipient(db, f"Bad {bad!r}", "x@bad.example", "t", renotify_days=bad)
+    with pytest.raises(NotFound):
+        repo.set_renotify_days(db, "Nobody", 1, "t")
+    # An operation share carries its recipient's window.
+    lea = repo.add_recipient(db, "Task Force", "tf@police.example", "t", kind="law_enforcement",
+                             renotify_days=2)
+    ops.add_operation(db, "op", date(2026, 11, 1), "t", families=["virut"])
+    ops.add_partner(db, "op", lea.name, ["NL"], "t")
+    (share,) = ops.operation_recipients(db, "2026-11-02")
+    assert (share.name, share.renotify_days) == ("Task Force", 2)
+    # Automatic recipients take [abuse_contacts] renotify_days: refused here.
+    from herald.contacts.autorecipients import store_automatic_recipients
+    from herald.contacts.routing import AbuseContact
+
+    store_automatic_recipients(db, [AbuseContact(name="m@x.example", email="m@x.example",
+                                                 kind="abuse_contact")])
+    with pytest.raises(ConfigError, match="automatic recipient"):
+        repo.set_renotify_days(db, "m@x.example", 1, "t")
+
+
+def test_import_sets_and_clears_renotify_days(db):
+    """A ``[[recipients]]`` table's ``renotify_days`` is stored; changing or removing it in the
+    file changes the stored window (the file is authoritative, as for ``tlp``), audited."""
+    specs = [dict(SPECS[0], renotify_days=5), SPECS[1]]
+    repo.import_recipients(db, specs, actor="config")
+    loaded = _by_name(repo.load_recipients(db))
+    assert loaded["Example ISP"].renotify_days == 5 and loaded["CERT-Example (national)"].renotify_days is None
+    assert repo.import_recipients(db, specs, actor="config").updated == []
+    result = repo.import_recipients(db, [dict(SPECS[0], renotify_days=0), SPECS[1]], actor="config")
+    assert result.updated == ["Example ISP"]
+    assert audit.query(db, action="recipient.update")[-1].details == {"renotify_days": [5, 0]}
+    assert _by_name(repo.load_recipients(db))["Example ISP"].renotify_days == 0
+    repo.import_recipients(db, SPECS, actor="config")
+    assert _by_name(repo.load_recipients(db))["Example ISP"].renotify_days is None
+    with pytest.raises(ConfigError, match="renotify_days must be an integer"):
+        repo.import_recipients(db, [dict(SPECS[0], renotify_days=-2)], actor="config")

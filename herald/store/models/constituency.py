@@ -20,7 +20,8 @@ FILTER_STATES = ("pending", "verified", "rejected")
 
 
 class RecipientRow(Base):
-    """A recipient organisation: network owner, national CERT or law-enforcement partner.
+    """A recipient organisation: network owner, national CERT, law-enforcement partner or an
+    automatic recipient (an RPSL abuse mailbox, kind ``abuse_contact``).
 
     Recipients are never deleted (reports, keys and the audit log refer to them); ``disabled``
     stops routing to them.
@@ -31,6 +32,7 @@ class RecipientRow(Base):
         CheckConstraint(check_in("kind", RECIPIENT_KINDS), name="kind"),
         CheckConstraint("tlp IS NULL OR tlp IN ('CLEAR', 'GREEN', 'AMBER', 'AMBER+STRICT', 'RED')",
                         name="tlp"),
+        CheckConstraint("renotify_days IS NULL OR renotify_days >= 0", name="renotify_days"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -41,6 +43,10 @@ class RecipientRow(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Re-notification window in days (migration c004; herald.reports.policy): an event reported
+    #: to this recipient is not reported to it again within that many days.  ``None``: no window
+    #: of its own; 0: off.
+    renotify_days: Mapped[int | None] = mapped_column(Integer)
 
     contacts: Mapped[list[ContactRow]] = relationship(
         back_populates="recipient", order_by="ContactRow.id", cascade="all, delete-orphan")
