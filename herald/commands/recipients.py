@@ -1,4 +1,4 @@
-"""``herald recipients add|list|show|verify|reject|disable|enable|import|conflicts``.
+"""``herald recipients add|set|list|show|verify|reject|disable|enable|import|conflicts``.
 
 Recipients and their filters in the metadata database (see herald/constituency/repository.py).
 Every change is recorded in the audit log with ``--actor`` (default ``cli:<login name>``).
@@ -6,6 +6,7 @@ Every change is recorded in the audit log with ``--actor`` (default ``cli:<login
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def register(sub) -> None:
                    choices=["network_owner", "national_cert", "law_enforcement"])
     a.add_argument("--tlp", help="TLP label overriding [report] tlp")
     a.add_argument("--pgp-fingerprint")
+    a.add_argument("--renotify-days", type=_days, metavar="DAYS",
+                   help="re-notification window: an event reported to it is not reported again "
+                        "within DAYS days (0: off)")
     for kind, opt in _FILTER_OPTIONS.items():
         a.add_argument(opt, dest=f"f_{kind}", action="append", default=[], metavar="VALUE",
                        help=f"{kind} filter (repeatable)" if kind != "min_severity"
@@ -39,6 +43,12 @@ def register(sub) -> None:
     a.add_argument("--verified", action="store_true",
                    help="store the filters as verified (you checked the claim); default pending")
     a.add_argument("--reason", help="why, for the audit log")
+
+    st = add_action(rsub, "set", run_set, actor=True, help="change a recipient's settings (audited)")
+    st.add_argument("name", help="name, file slug or id")
+    st.add_argument("--renotify-days", type=_days, metavar="DAYS|none", required=True,
+                    help="re-notification window in days (0: off; 'none': no window of its own)")
+    st.add_argument("--reason", help="why, for the audit log")
 
     ls = add_action(rsub, "list", run_list,
                     help="list recipients (or, with --pending, filters awaiting review)")
@@ -82,6 +92,20 @@ def register(sub) -> None:
     c.add_argument("--verified-only", action="store_true", help="ignore pending filters")
 
 
+def _days(text: str) -> int | None:
+    """``--renotify-days``: a whole number of days >= 0, or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    if not (text.strip().isascii() and text.strip().isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (0 or more) or 'none'")
+    return int(text)
+
+
+def _window(days: int | None) -> str:
+    """A window for people: ``7 days``, ``off`` (0), ``-`` (none of its own)."""
+    return "-" if days is None else "off" if days == 0 else f"{days} day{'s' if days != 1 else ''}"
+
+
 def _filters_of(args) -> list[tuple[str, str]]:
     return [(kind, v) for kind in FILTER_KINDS for v in getattr(args, f"f_{kind}")]
 
@@ -96,8 +120,12 @@ def run_add(args) -> int:
         repo.normalize_filter(kind, value)
     if args.email:
         info = repo.add_recipient(db, args.name, args.email, actor, kind=args.kind, tlp=args.tlp,
-                                  pgp_fingerprint=args.pgp_fingerprint, reason=args.reason)
+                                  pgp_fingerprint=args.pgp_fingerprint, reason=args.reason,
+                                  renotify_days=args.renotify_days)
         print(f"added recipient {info.id} {info.name!r} ({info.kind}, slug {info.slug})")
+    elif args.renotify_days is not None:
+        raise ConfigError(f"recipients add {args.name!r}: --renotify-days needs --email (a new "
+                          f"recipient); change an existing one with 'herald recipients set'")
     elif not filters:
         raise ConfigError(f"recipients add {args.name!r}: give --email to create a recipient, "
                           f"or filters (--asn, --cidr, ...) to add to an existing one")
@@ -108,12 +136,22 @@ def run_add(args) -> int:
     return 0
 
 
+def run_set(args) -> int:
+    """Set the recipient's re-notification window."""
+    _, db = open_from_args(args)
+    ref = int(args.name) if args.name.isdigit() else args.name
+    info = repo.set_renotify_days(db, ref, args.renotify_days, actor_of(args), args.reason)
+    print(f"recipient {info.id} {info.name!r}: re-notification window {_window(info.renotify_days)}")
+    return 0
+
+
 def _fmt_time(t) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else "-"
 
 
 def run_list(args) -> int:
-    """One line per recipient: id, state, kind, verified/pending filter counts, e-mail, name."""
+    """One line per recipient: id, state, kind, verified/pending filter counts, re-notification
+    window, e-mail, name."""
     _, db = open_from_args(args)
     if args.pending:
         for f in repo.list_filters(db, state="pending"):
@@ -124,7 +162,8 @@ def run_list(args) -> int:
         verified = sum(f.state == "verified" for f in r.filters)
         pending = sum(f.state == "pending" for f in r.filters)
         state = "disabled" if r.disabled else "enabled"
-        print(f"{r.id}\t{state}\t{r.kind}\t{verified} verified, {pending} pending\t{r.email}\t{r.name}")
+        print(f"{r.id}\t{state}\t{r.kind}\t{verified} verified, {pending} pending\t"
+              f"renotify {_window(r.renotify_days)}\t{r.email}\t{r.name}")
     return 0
 
 
@@ -138,6 +177,8 @@ def run_show(args) -> int:
     print(f"  kind:     {r.kind}")
     print(f"  state:    {'disabled' if r.disabled else 'enabled'}")
     print(f"  tlp:      {r.tlp or '(default)'}")
+    print(f"  renotify: {_window(r.renotify_days)}"
+          + (" ([abuse_contacts] renotify_days)" if r.kind == "abuse_contact" else ""))
     print(f"  created:  {_fmt_time(r.created_at)}")
     for email, pgp, primary in r.contacts:
         print(f"  contact:  {email}{' (primary)' if primary else ''}"

@@ -124,6 +124,31 @@ def test_recipients_commands(cli):
     assert status == 2 and "--since" in err
 
 
+def test_recipients_renotify_days(cli):
+    """``--renotify-days`` on ``add`` and ``set``: stored, shown by ``list`` and ``show``, audited;
+    bad values are refused by the parser."""
+    assert cli("db", "upgrade")[0] == 0
+    status, out, _ = cli("recipients", "add", "DB CERT", "--email", "cert@db.example",
+                         "--kind", "national_cert", "--renotify-days", "7")
+    assert status == 0
+    line = next(x for x in cli("recipients", "list")[1].splitlines() if x.endswith("DB CERT"))
+    assert "\trenotify 7 days\t" in line
+    status, out, _ = cli("recipients", "set", "db_cert", "--renotify-days", "1", "--reason", "r")
+    assert status == 0 and "re-notification window 1 day" in out
+    assert "  renotify: 1 day\n" in cli("recipients", "show", "DB CERT")[1]
+    assert cli("recipients", "set", "DB CERT", "--renotify-days", "none")[0] == 0
+    assert "  renotify: -\n" in cli("recipients", "show", "DB CERT")[1]
+    for bad in ("-1", "7d", "²"):
+        with pytest.raises(SystemExit) as exc:
+            cli("recipients", "set", "DB CERT", "--renotify-days", bad)
+        assert exc.value.code == 2
+    status, _, err = cli("recipients", "add", "DB CERT", "--renotify-days", "3")
+    assert status == 2 and "needs --email" in err
+    status, out, _ = cli("audit", "--action", "recipient.update", "--json")
+    assert [json.loads(x)["details"] for x in out.splitlines()] == [
+        {"renotify_days": [7, 1]}, {"renotify_days": [1, None]}]
+
+
 def test_runs_purge_and_operations_commands(cli, tmp_path):
     assert cli("db", "upgrade")[0] == 0
     assert cli("recipients", "import")[0] == 0

@@ -249,3 +249,16 @@ def test_many_days(dep):
     body, headers = _sign(k.key_id, k.secret, {"date": "2026-11-01:2026-11-05"})
     listed = TestClient(dep.app).post("/api2/reports/list", content=body, headers=headers).json()
     assert sorted({x["timestamp"] for x in listed}) == days[:5] and len(listed) == 5 * len(own)
+
+
+def test_admin_recipients_page_shows_the_renotification_window(dep):
+    repository.set_renotify_days(dep.db, "CERT.at", 7, "test")
+    try:
+        c, _ = login(dep, "admin@herald.example")
+        html = c.get("/admin/").text
+        row = re.search(r"<tr><td>CERT.at</td>(.*?)</tr>", html, re.S).group(1)
+        assert '<td class="renotify">7 days</td>' in row
+        other = re.search(r"<tr><td>Example Cable ISP</td>(.*?)</tr>", html, re.S).group(1)
+        assert '<td class="renotify">-</td>' in other
+    finally:
+        repository.set_renotify_days(dep.db, "CERT.at", None, "test")
