@@ -77,19 +77,21 @@ class RecipientWindows:
     days for a report type.  A value, not a closure, so that the policy can be pickled (the Spark
     engine broadcasts it to its executors).
 
+    The recipient's own window is its :attr:`~herald.constituency.recipients.Recipient.
+    renotify_days`, stored with it (``recipients.renotify_days``): so every recipient the run
+    loaded has it, whether it came from a ``[[recipients]]`` table or only lives in the database.
+
     Attributes:
-        own: configured recipient name -> its own ``renotify_days``.
         settings: ``[abuse_contacts]`` (the automatic recipients' windows per type).
     """
 
-    own: dict[str, int]
     settings: AbuseContactSettings
 
     def __call__(self, recipient, type_name: str) -> int:
         """Days (0: no window): the recipient's own ``renotify_days``, else for an automatic
         recipient ``renotify_types[type_name]`` / ``renotify_days``, else 0."""
-        if recipient.name in self.own:
-            return self.own[recipient.name]
+        if recipient.renotify_days is not None:
+            return recipient.renotify_days
         return self.settings.window(type_name) if recipient.kind == KIND else 0
 
 
@@ -244,27 +246,30 @@ class RoutingPolicy:
 
 
 def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolicy, list[str]]:
-    """The run's :class:`RoutingPolicy` from the configuration and the database.
+    """The run's :class:`RoutingPolicy` from the configuration, the database and the recipients
+    the run loaded (``router.recipients``).
 
     - ``[abuse_contacts]`` (:func:`herald.config.abuse_contact_settings`); with
       ``enabled`` the imported contact data is loaded once and the overrides listed (no data
       imported: a warning, and no abuse-contact routing);
     - the inhibitions in force on ``day``;
-    - windows: a recipient's ``renotify_days`` in its ``[[recipients]]`` table, else for automatic
-      recipients ``[abuse_contacts] renotify_types`` / ``renotify_days``, else none.
+    - windows: a recipient's own ``renotify_days`` (:attr:`Recipient.renotify_days
+      <herald.constituency.recipients.Recipient.renotify_days>`: stored with the recipient,
+      whether it came from a ``[[recipients]]`` table or only lives in the database; read from
+      the recipients already loaded, not queried again), else for automatic recipients
+      ``[abuse_contacts] renotify_types`` / ``renotify_days``, else none.
 
     Returns:
         ``(policy, warnings)``.
 
     Raises:
-        ConfigError: invalid ``[abuse_contacts]`` or ``renotify_days`` values.
+        ConfigError: invalid ``[abuse_contacts]`` values.
     """
     from herald.config import abuse_contact_settings
     from herald.constituency.inhibitions import list_inhibitions
     from herald.contacts.autorecipients import stored_names
     from herald.contacts.overrides import list_overrides
     from herald.contacts.store import ContactDataError, load_contacts
-    from herald.errors import ConfigError
 
     warnings: list[str] = []
     ac = abuse_contact_settings({"abuse_contacts": settings.section("abuse_contacts")})
@@ -275,17 +280,10 @@ def policy_for_run(settings, day: str, router: Router, db) -> tuple[RoutingPolic
                                        stored=stored_names(db))
         except ContactDataError as exc:
             warnings.append(f"abuse contacts enabled but not routed: {exc}")
-    own: dict[str, int] = {}
-    for spec in settings.recipients_spec:
-        if isinstance(spec, dict) and "renotify_days" in spec:
-            v = spec["renotify_days"]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"recipient {spec.get('name')!r}: renotify_days must be an "
-                                  f"integer >= 0 (days), not {v!r}")
-            own[str(spec.get("name", "")).strip()] = v
+    own = [r.renotify_days for r in router.recipients if r.renotify_days is not None]
 
-    max_window = max([ac.renotify_days, *ac.renotify_types.values(), *own.values()]) if (
-        abuse is not None or own) else 0
+    automatic = [ac.renotify_days, *ac.renotify_types.values()] if abuse is not None else []
+    max_window = max([0, *automatic, *own])
     return RoutingPolicy(router, day, settings.paths.data, abuse=abuse,
-                         inhibitions=list_inhibitions(db, day), window_of=RecipientWindows(own, ac),
+                         inhibitions=list_inhibitions(db, day), window_of=RecipientWindows(ac),
                          key_columns=ac.renotify_keys, max_window=max_window), warnings
