@@ -56,7 +56,7 @@ from herald.deliver import envelope
 from herald.deliver.bounces import bounce_threshold, hold_bouncing
 from herald.deliver.pgp import KeyUnusable, PgpError
 from herald.deliver.settings import DeliverySettings, delivery_settings
-from herald.deliver.smtp import Attempt, Outcome, Relay
+from herald.deliver.smtp import Attempt, Outcome, Relay, with_recipients
 from herald.deliver.enqueue import enqueue_reports  # noqa: F401 - part of the outbox API (re-exported)
 from herald.deliver.spool import OutboxError, protect, signer_for, spool_paths
 from herald.fsutil import FileLock, atomic_write
@@ -262,6 +262,10 @@ def _record(db: Database, ds: DeliverySettings, oid: int, mid: str, attempts: in
             values.update(state="held", hold_reason="outcome_unknown", last_error=_unknown_reason(
                 oid, mid, f"the relay did not answer the end of the message data ({attempt.reply})"))
             result.held.append(oid)
+        elif counts["queued"] and envelope.problems(attempt.recipients) is None:
+            # Delivered to every address tried; another was queued meanwhile (a bounce reset).
+            values.update(state="queued", next_attempt_at=None, last_error=None)
+            result.retried.append(oid)
         elif counts["queued"]:
             when = now + timedelta(seconds=_backoff(ds, attempts))
             values.update(state="queued", next_attempt_at=when,
@@ -408,7 +412,7 @@ def send_due(db: Database, settings: Settings, now: datetime | None = None, *,
                         raise OutboxError(f"outbox {oid} is no longer 'sending'; not completing it")
 
                 try:
-                    attempt = relay.send(mail_from, rcpt, data, before_eod=mark_eod)
+                    attempt = with_recipients(rcpt, relay.send(mail_from, rcpt, data, before_eod=mark_eod))
                 except OutboxError as exc:  # an operator changed the row meanwhile
                     result.errors.append(str(exc))
                     continue

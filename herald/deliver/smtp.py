@@ -342,6 +342,12 @@ def _for_all(rcpts: list[str], attempt: Attempt) -> Attempt:
     return Relay._done(rcpts, {}, attempt)
 
 
+def with_recipients(rcpts: Sequence[str], attempt: Attempt) -> Attempt:
+    """``attempt`` itself when it has per-address results, else with the attempt's result for
+    each of ``rcpts`` (an :class:`Attempt` made without them, e.g. by a stand-in relay)."""
+    return attempt if attempt.recipients else _for_all(list(rcpts), attempt)
+
+
 def _close(conn: smtplib.SMTP | None) -> None:
     if conn is None:
         return

@@ -145,6 +145,41 @@ def test_a_temporary_refusal_is_retried_for_that_address_only(setup):  # noqa: F
             db.dispose()
 
 
+def test_release_and_mark_sent_act_on_the_open_addresses(setup):  # noqa: F811
+    """Every address refused: the message fails; ``--release`` queues its failed addresses again.
+    No reply to the end of data: held, its addresses still open; ``--mark-sent`` records them."""
+    from herald.deliver.outbox import mark_sent, release
+
+    root, settings = setup
+    handler = Handler(rcpt_replies={A: "550 5.1.1 gone", B: "550 5.1.1 gone"})
+    with SmtpServer(handler) as srv:
+        smtp(settings, srv.port)
+        s = run_day(settings, DAYS[0])
+        oid, mid = list_entry(s)["outbox_id"], message_id_of(list_entry(s))
+        db = open_db(settings.database_url)
+        try:
+            assert oid in send_due(db, settings).failed
+            (e,) = list_outbox(db, ids=[oid])
+            assert e.state == "failed" and e.last_error == "recipient refused (permanent): 550 5.1.1 gone"
+            handler.rcpt_replies.clear()
+            release(db, settings, oid, "cli:test", "addresses fixed")
+            assert addresses(db, oid) == [(A, "queued"), (B, "queued")]
+            assert oid in send_due(db, settings).sent and received(handler, mid) == [[A, B]]
+            # Another message of the day, to the quoted mailbox: no answer to its end of data.
+            other = next(r for r in s.reports if r["email"] == QUOTED)["outbox_id"]
+            with db.session() as ses:  # sent by the first pass: queue it again as if new
+                ses.execute(sa.update(OutboxRow).where(OutboxRow.id == other).values(state="queued"))
+                ses.execute(sa.update(OutboxAddressRow).where(OutboxAddressRow.outbox_id == other)
+                            .values(state="queued"))
+            handler.drop_after_data = True
+            assert other in send_due(db, settings, now=LATER).held
+            assert addresses(db, other) == [(QUOTED, "queued")]
+            mark_sent(db, other, "cli:test", "in the relay's log")
+            assert addresses(db, other) == [(QUOTED, "sent")]
+        finally:
+            db.dispose()
+
+
 def test_a_bouncing_address_is_held_alone(setup, tmp_path):  # noqa: F811
     """DSNs (``herald bounces MAILDIR``) for one address of the list: it is counted on its own and
     left out of the envelope, the other still gets the reports; the message is held only when
