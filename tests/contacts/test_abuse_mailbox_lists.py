@@ -290,18 +290,18 @@ def test_admin_page_shows_the_lists_objects_and_each_address(setup, tmp_path, ch
 def test_migration_c003_gives_earlier_messages_their_addresses(db_url):
     """Rows queued before c003 (a list in ``rcpt_to``) get one address row per address, in the
     message's state; the bounce hold then works on them."""
-    from herald.constituency import repository
+    from tests.contacts.test_abuse_delivery import plain_recipient
 
     db = connect_db(db_url)
     try:
         db.upgrade("c002")
-        info = repository.add_recipient(db, "Example ISP", "abuse@isp.example", "test")
+        rid = plain_recipient(db, "Example ISP", "abuse@isp.example")
         now = utcnow()
         with db.engine.begin() as conn:
             for i, (state, hold) in enumerate([("queued", None), ("sent", None), ("held", "bouncing"),
                                                ("held", "outcome_unknown")]):
                 conn.execute(sa.insert(OutboxRow.__table__).values(
-                    message_id=f"<m{i}@h>", recipient_id=info.id, state=state, attempts=0,
+                    message_id=f"<m{i}@h>", recipient_id=rid, state=state, attempts=0,
                     envelope_sender="b@h.example", rcpt_to=f"{A}, {B},", hold_reason=hold,
                     created_at=now, updated_at=now))
         db.upgrade()

@@ -160,3 +160,33 @@ def test_an_unchanged_configuration_is_imported_again_after_the_upgrade(tmp_path
         assert sync_config(db, settings)["skipped"] is True
     finally:
         db.dispose()
+
+
+def test_migration_c004_keeps_recipients_and_checks_the_window(db_url):
+    """Upgrading from c003 (SQLite copies ``recipients``): the rows and their contacts survive
+    with no window; a negative window is refused by the database; downgrading drops the column."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from herald.constituency import repository
+    from herald.store.db import ContactRow, RecipientRow, connect_db, migrate
+    from tests.contacts.test_abuse_delivery import plain_recipient
+
+    db = connect_db(db_url)
+    try:
+        db.upgrade("c003")
+        rid = plain_recipient(db, "Example ISP", "abuse@isp.example")
+        db.upgrade()
+        assert db.current_revision() == "c004"
+        info = repository.get_recipient(db, rid)
+        assert (info.email, info.renotify_days) == ("abuse@isp.example", None)
+        with pytest.raises(IntegrityError):
+            with db.engine.begin() as conn:
+                conn.execute(sa.update(RecipientRow.__table__).values(renotify_days=-1))
+        repository.set_renotify_days(db, rid, 7, "test")
+        migrate(db.engine, "downgrade", "c003")
+        with db.engine.connect() as conn:
+            assert "renotify_days" not in {c["name"] for c in sa.inspect(conn).get_columns("recipients")}
+            assert conn.execute(sa.select(sa.func.count()).select_from(ContactRow.__table__)).scalar() == 1
+    finally:
+        db.dispose()
