@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import tomli_w
 
@@ -51,13 +52,15 @@ def rows_for(root: Path, day: str, name: str) -> set[str]:
     return out
 
 
-def test_database_only_recipient_window_suppresses_and_reconciles(tmp_path, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_database_only_recipient_window_suppresses_and_reconciles(tmp_path, capsys, workers):
+    """In one process and in the stage pool's type jobs (``[run] workers = 2``)."""
     root = tmp_path
     url = f"sqlite:///{root / 'herald.db'}"
     cfg = root / "herald.toml"
     cfg.write_text(tomli_w.dumps({
         "paths": {"inbox": "inbox", "data": "data", "reports": "reports", "outbox": "outbox"},
-        "database": {"url": url}, "recipients": [OWNER]}))
+        "database": {"url": url}, "run": {"workers": workers}, "recipients": [OWNER]}))
     days = ["2026-11-02", "2026-11-03", "2026-11-09", "2026-11-10"]
     for day in days:
         write_input(root / "inbox", day)
@@ -165,7 +168,6 @@ def test_an_unchanged_configuration_is_imported_again_after_the_upgrade(tmp_path
 def test_migration_c004_keeps_recipients_and_checks_the_window(db_url):
     """Upgrading from c003 (SQLite copies ``recipients``): the rows and their contacts survive
     with no window; a negative window is refused by the database; downgrading drops the column."""
-    import pytest
     from sqlalchemy.exc import IntegrityError
 
     from herald.constituency import repository
