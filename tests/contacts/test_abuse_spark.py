@@ -106,6 +106,8 @@ def test_the_broadcast_policy_pickles_without_the_contact_data(tmp_path):
     assert generation == data.manifest["generation"]
     assert copy.abuse.data is None and policy.abuse.data is data
     assert [r.name for r in copy.router.recipients] == [r.name for r in policy.router.recipients]
-    auto = type("R", (), {"name": "abuse@example.net", "kind": "abuse_contact"})()
+    from herald.contacts.routing import AbuseContact
+
+    auto = AbuseContact(name="abuse@example.net", email="abuse@example.net", kind="abuse_contact")
     assert copy.window_of(auto, "scan_http") == policy.window_of(auto, "scan_http") == 2
     assert len(copy.inhibitions) == len(policy.inhibitions) == 1
