@@ -36,8 +36,10 @@ from herald.ipaddr import ParsedIPs
 from herald.store.db import ContactOverrideRow, Database, utcnow
 
 
-#: Longest mailbox text an override stores (``contact_overrides.mailbox``).
-MAX_MAILBOX = 320
+#: Longest mailbox text an override stores (``contact_overrides.mailbox``, text since migration
+#: c005): room for a list of some hundred addresses (RFC 5321 section 4.5.3.1.8: a server takes at
+#: least 100 recipients per message), a bound on what one form field stores.
+MAX_MAILBOX = 8000
 
 
 class OverrideError(HeraldError):

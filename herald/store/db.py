@@ -36,7 +36,7 @@ from herald.store.models import (  # noqa: F401  (re-exported: callers import th
 )
 
 #: Alembic revision this code expects (the newest file in migrations/versions/).
-HEAD_REVISION = "c004"
+HEAD_REVISION = "c005"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -320,3 +320,21 @@ def test_migration_c003_gives_earlier_messages_their_addresses(db_url):
     finally:
         db.dispose()
 
+
+
+def test_a_long_mailbox_list_is_stored_on_both_databases(db):
+    """An RPSL list of twelve addresses (over 320 characters, one RFC 5321 address's width) is
+    stored as an automatic recipient's contact and as an override (migration c005); it failed
+    the run on PostgreSQL before."""
+    from herald.constituency import repository as repo
+    from herald.contacts.autorecipients import store_automatic_recipients
+    from herald.contacts.overrides import add_override, list_overrides
+    from herald.contacts.routing import AbuseContact
+
+    many = ", ".join(f"abuse-desk-{i:02d}@customer-network-operations.example.net" for i in range(12))
+    assert len(many) > 320
+    r = AbuseContact(name="long list abcdef12", email=many, kind="abuse_contact")
+    assert store_automatic_recipients(db, [r]) == [] and r.id is not None
+    assert repo.get_recipient(db, r.id).email == many
+    o = add_override(db, network="192.0.2.0/24", mailbox=many, reason="all desks", actor="test")
+    assert o.mailbox == many and [x.mailbox for x in list_overrides(db)] == [many]

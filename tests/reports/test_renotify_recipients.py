@@ -178,7 +178,7 @@ def test_migration_c004_keeps_recipients_and_checks_the_window(db_url):
     try:
         db.upgrade("c003")
         rid = plain_recipient(db, "Example ISP", "abuse@isp.example")
-        db.upgrade()
+        db.upgrade("c004")
         assert db.current_revision() == "c004"
         info = repository.get_recipient(db, rid)
         assert (info.email, info.renotify_days) == ("abuse@isp.example", None)

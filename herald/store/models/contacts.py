@@ -53,7 +53,7 @@ class ContactOverrideRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     network: Mapped[str | None] = mapped_column(String(64))
     asn: Mapped[int | None] = mapped_column(BigInteger)
-    mailbox: Mapped[str | None] = mapped_column(String(320))
+    mailbox: Mapped[str | None] = mapped_column(Text)  # an address or a list (c005)
     reason: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

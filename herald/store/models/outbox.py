@@ -45,7 +45,7 @@ class OutboxRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Delivery columns (migration d001, herald/deliver/outbox.py).
-    rcpt_to: Mapped[str | None] = mapped_column(String(320))
+    rcpt_to: Mapped[str | None] = mapped_column(Text)  # the envelope's addresses, as a list (c005)
     day: Mapped[date | None] = mapped_column(Date, index=True)
     report_type: Mapped[str | None] = mapped_column(String(100))
     subject: Mapped[str | None] = mapped_column(Text)
