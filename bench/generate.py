@@ -208,6 +208,9 @@ def gen_block(rtype: ReportType, src: AddressSource, rng: np.random.Generator, n
                                      "Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "curl/7.81.0", "-"], n, 0.1)
         elif pa.types.is_integer(typ):
             cols[name] = _ints(rng, n, 1, 100000, 0.6)
+        elif name.endswith("_geo"):  # other country columns (dst_geo, ...): ISO 3166-1 codes
+            cols[name] = _pool(rng, ["US", "DE", "NL", "GB", "FR", "RU", "CN", "BR", "JP", "AT"],
+                               n, 0.5, 1.2)
         elif name.endswith("fingerprint"):
             cols[name] = _pool(rng, [f"{i:040x}" for i in range(1000)], n, 0.2, 0.5)
         else:
