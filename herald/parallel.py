@@ -48,7 +48,7 @@ from typing import Callable
 from herald import faults
 from herald.config import Settings
 from herald.parentdeath import ForkedPool, check_parent, inherited
-from herald.reports.write import TypeReports, route_and_write
+from herald.reports.write import TypeReports, merge_shards, route_and_write
 from herald.route import Router
 from herald.schema.registry import Registry
 from herald.store.ingest import StoredInput, ingest_input
@@ -106,15 +106,16 @@ def _ingest_job(job: tuple[str, str]) -> StoredInput:
                         overwrite_enrichment=ctx.settings.overwrite_enrichment)
 
 
-def _route_job(job: tuple[str, list[str]]) -> TypeReports:
-    """Worker: route one type ``(type name, stored files)`` and write its reports, with a DuckDB
-    connection of its own (spilling to a folder of its own)."""
+def _route_job(job: tuple[str, list[str], int, int]) -> TypeReports:
+    """Worker: route one type ``(type name, stored files, shard k, of n)`` and write its reports
+    (those of the shard's recipients), with a DuckDB connection of its own (spilling to a folder
+    of its own)."""
     from herald.store.dedup import DUCKDB_MEMORY_LIMIT, duckdb_connection
 
     check_parent()
     faults.hit("stage")
     ctx: StageContext = inherited()
-    type_name, files = job
+    type_name, files, k, n = job
     tmp = ctx.settings.paths.data / "tmp" / "duckdb" / f"worker-{os.getpid()}"
     con = duckdb_connection(tmp)
     try:
@@ -123,7 +124,7 @@ def _route_job(job: tuple[str, list[str]]) -> TypeReports:
         con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
         return route_and_write(con, ctx.settings.paths.reports, ctx.day,
                                ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq,
-                               policy=ctx.policy)
+                               policy=ctx.policy, shard=(k, n))
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,10 +153,25 @@ class StagePool(ForkedPool):
         a :class:`StoredInput` per job, in the order of ``jobs``."""
         return self._map(_ingest_job, jobs, [_size(p) for p, _ in jobs])
 
-    def route(self, jobs: list[tuple[str, list[str]]]) -> list[Future]:
+    def route(self, jobs: list[tuple[str, list[str]]]) -> list["TypeResult"]:
         """Start routing ``(type name, stored files)`` jobs, the most stored bytes first; returns
-        one future of a :class:`TypeReports` per job, in the order of ``jobs``."""
-        return self._map(_route_job, jobs, [sum(_size(f) for f in files) for _, files in jobs])
+        one :class:`TypeResult` (its :meth:`~TypeResult.result` is the type's
+        :class:`TypeReports`) per job, in the order of ``jobs``.
+
+        With an inert routing policy each type is split into one job per worker by recipient
+        (``route_and_write(shard=(k, n))``: every shard de-duplicates and routes the whole type,
+        and writes the reports of its recipients), merged by
+        :func:`herald.reports.write.merge_shards`: a day of five types of about the same number
+        of reports no longer leaves a worker idle for the last type (``bench/cores.py``).  With a
+        policy that is not inert a type is one job (its automatic recipients are created while
+        routing, in order).
+        """
+        policy = self.ctx.policy
+        n = self.ctx.workers if policy is None or policy.inert else 1
+        parts = [(name, files, k, n) for name, files in jobs for k in range(n)]
+        sizes = [sum(_size(f) for f in files) // n for _, files, _, _ in parts]
+        futures = self._map(_route_job, parts, sizes)
+        return [TypeResult(futures[i * n:(i + 1) * n]) for i in range(len(jobs))]
 
     def _map(self, fn: Callable, jobs: list, sizes: list[int]) -> list[Future]:
         order = sorted(range(len(jobs)), key=lambda i: (-sizes[i], i))
@@ -163,6 +179,18 @@ class StagePool(ForkedPool):
         for i, fut in zip(order, self.submit_all(fn, [jobs[i] for i in order])):
             futures[i] = fut
         return futures  # type: ignore[return-value]
+
+
+class TypeResult:
+    """The pending result of one type's route jobs (its shards)."""
+
+    def __init__(self, futures: list[Future]) -> None:
+        self.futures = futures
+
+    def result(self) -> TypeReports:
+        """The type's :class:`TypeReports` (waits for every shard; raises the first job error)."""
+        parts = [f.result() for f in self.futures]
+        return parts[0] if len(parts) == 1 else merge_shards(parts)
 
 
 def _size(path: str) -> int:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from herald.reports.policy import RoutingPolicy, TypeContact
 from herald.reports.render import ReportSpool, csv_header, render_lines, report_filename
-from herald.route import Router
+from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
 from herald.store.dedup import distinct_batches, stored_rows
 
@@ -87,7 +87,8 @@ class TypeReports:
 
 def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str, rtype: ReportType,
                     files: list[str], router: Router, *, intelmq: bool = False,
-                    policy: RoutingPolicy | None = None) -> TypeReports:
+                    policy: RoutingPolicy | None = None,
+                    shard: tuple[int, int] = (0, 1)) -> TypeReports:
     """Route one type's distinct events of the day and write its reports.
 
     The distinct events (:func:`herald.store.dedup.distinct_batches`) stream in bounded batches, so
@@ -111,10 +112,20 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
             works on :meth:`~herald.reports.policy.RoutingPolicy.for_type` (the policy and the
             router are not changed): the automatic recipients it met come back in
             ``contacts``, for :meth:`~herald.reports.policy.RoutingPolicy.merge`.
+        shard: ``(k, n)``: write only the reports of recipients whose index is ``k`` modulo ``n``
+            (every shard de-duplicates and routes the whole type; its counts are the type's).
+            :func:`merge_shards` joins the ``n`` shards' results into the type's.  Only with an
+            inert policy (a policy creates recipients while routing).
 
     Returns:
         the :class:`TypeReports` (recipient indexes of the job's own list until merged).
+
+    Raises:
+        ValueError: a shard other than ``(0, 1)`` with a policy that is not inert.
     """
+    k, n = shard
+    if n > 1 and policy is not None and not policy.inert:
+        raise ValueError("recipient shards need an inert routing policy")
     header = csv_header(rtype)
     spool = ReportSpool()
     jspool = ReportSpool() if intelmq else None
@@ -141,11 +152,15 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
         t0 = time.monotonic()
         st["route"] += t0 - t1
         reported += int(assignment.routed.sum())
+        if n > 1:
+            mine = assignment.recipient % n == k
+            assignment = Assignment(assignment.event[mine], assignment.recipient[mine],
+                                    assignment.routed)
         if not len(assignment.recipient):
             st["reports"] += time.monotonic() - t0
             continue
         # Render only the rows that reach someone, then gather them in (recipient, event) order.
-        routed_rows = np.flatnonzero(assignment.routed)
+        routed_rows = np.unique(assignment.event) if n > 1 else np.flatnonzero(assignment.routed)
         lines = render_lines(table.take(pa.array(routed_rows)), rtype)
         local = np.searchsorted(routed_rows, assignment.event)
         taken = lines.take(pa.array(local))
@@ -185,6 +200,28 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                        policy.suppressed if policy is not None else 0,
                        policy.contacts(rtype.name) if policy is not None else (),
                        policy.start if policy is not None else len(router.recipients))
+
+
+def merge_shards(parts: list[TypeReports]) -> TypeReports:
+    """One type's :class:`TypeReports` from its recipient shards (:func:`route_and_write` with
+    ``shard=(k, n)`` for ``k`` in ``0..n-1``, in that order): the reports of every shard, in
+    recipient order (each recipient is in exactly one shard); the counts of the type (every shard
+    counted the whole type: taken from the first); the stage seconds summed (CPU spent, not wall
+    time).
+
+    Raises:
+        ValueError: no parts, or parts of different types.
+    """
+    if not parts or len({p.report_type for p in parts}) != 1:
+        raise ValueError("merge_shards: the shards of one report type are needed")
+    first = parts[0]
+    reports = sorted((r for p in parts for r in p.reports), key=lambda r: (r.recipient, str(r.path)))
+    seconds: dict[str, float] = {}
+    for p in parts:
+        for key, v in p.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + v
+    return TypeReports(first.report_type, tuple(reports), first.distinct, first.reported,
+                       first.unrouted, first.duplicate, seconds, start=first.start)
 
 
 def remove_stale(root: Path, keep: set[Path]) -> None:
