@@ -51,7 +51,8 @@ class TypeReports:
 
     Attributes:
         report_type: the type's name.
-        reports: the reports written, in the order the spool wrote them.
+        reports: the reports written, in recipient order (then path): the same order whether the
+            type was written by one job or by recipient shards (:func:`merge_shards`).
         distinct: distinct events of the day.
         reported: distinct events that reached at least one recipient.
         unrouted: distinct events that reached none.
@@ -189,11 +190,11 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
         policy.finish_type()
     jfiles = jspool.finish() if jspool is not None else {}
     written = spool.finish()
-    reports = tuple(
+    reports = tuple(sorted((
         ReportFile(by_path[rpath], rpath, digest, rows, size,
                    rpath.with_suffix(".intelmq.jsonl") if rpath.with_suffix(".intelmq.jsonl") in jfiles
                    else None)
-        for rpath, (digest, rows, size) in written.items())
+        for rpath, (digest, rows, size) in written.items()), key=lambda r: (r.recipient, str(r.path))))
     return TypeReports(rtype.name, reports, distinct, reported, distinct - reported,
                        stored_rows(files) - distinct, st,
                        policy.inhibited if policy is not None else 0,
