@@ -5,20 +5,23 @@
 * **ingest** -- one job per input (:func:`herald.store.ingest.ingest_input`: parse, enrich, Parquet
   write, quarantine and marker written by the worker); the :class:`~herald.store.ingest.StoredInput`
   s come back in input order;
-* **route and write** -- one job per report type (:func:`herald.reports.write.route_and_write` with
-  the worker's own DuckDB connection, and the run's routing policy applied to a copy of its state:
+* **route and write** -- per report type (:func:`herald.reports.write.route_and_write` with the
+  worker's own DuckDB connection, and the run's routing policy applied to a copy of its state:
   abuse contacts, inhibitions, re-notification windows); the
   :class:`~herald.reports.write.TypeReports` come back in type order, with the automatic
   recipients each job met, for the driver to merge
-  (:meth:`herald.reports.policy.RoutingPolicy.merge`).
+  (:meth:`herald.reports.policy.RoutingPolicy.merge`).  With an inert policy a type is one job per
+  worker, by recipient (``shard=(k, n)``: recipient index ``k`` modulo ``n``; each shard
+  de-duplicates and routes the whole type and writes its recipients' reports, whole files, so no
+  report file is ever split), joined by :func:`herald.reports.write.merge_shards`; with a policy
+  that is not inert, one job per type (its automatic recipients are created while routing).
 
 Jobs are handed out largest first (input bytes, stored Parquet bytes) so that the biggest job does
 not start last; the caller still receives the results in its own order, so what the run writes and
-counts is the same as with one process.  Per-type, not a hash partition within a type: a report's
-rows must come in input order (first occurrence) and one recipient's rows of a type go to one file,
-so splitting a type would need a merge of every report file; the example and generated days have
-several types of comparable size (bench/README.md, "Cores").  A day where one type dominates is
-limited by that type (Amdahl): see bench/README.md.
+counts is the same as with one process.  Shards by recipient, not a hash partition of the events:
+a report's rows must come in input order (first occurrence) and one recipient's rows of a type go
+to one file.  The shards repeat the type's de-duplication and routing (cheap next to rendering
+and writing the reports) and keep both workers busy to the end (bench/README.md, "Cores").
 
 The workers are forked once (``fork`` start method, deliberately: they inherit the run's IP data,
 router and registry without pickling or reloading them -- the IP data alone takes seconds to load;
