@@ -34,6 +34,28 @@ def smtp(settings, port: int = 25) -> None:
     settings.raw.setdefault("report", {})["sender"] = "reports@herald.example"
 
 
+def admin_client(settings, db):
+    """A web test client logged in as a new admin user (the app on a fixed clock, 2026-11-05)."""
+    import os
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from herald.accounts import users
+    from herald.crypto import ServerKey
+    from herald.web.app import WebConfig, create_app
+
+    users.add_user(db, "admin@herald.example", "correct horse battery", "admin", "test")
+    app = create_app(settings, db, ServerKey(os.urandom(32)),
+                     config=WebConfig(rate_per_key=0, rate_per_ip=0),
+                     clock=lambda: datetime(2026, 11, 5, 12, tzinfo=timezone.utc))
+    c = TestClient(app, follow_redirects=False)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
+    assert c.post("/login", data={"csrf_token": token, "email": "admin@herald.example",
+                                  "password": "correct horse battery"}).status_code == 303
+    return c
+
+
 def automatic_rows(db):
     with db.session() as s:
         return {r.name: (r.id, r.slug) for r in s.scalars(
@@ -184,15 +206,8 @@ def test_store_automatic_recipients_is_bulk_and_idempotent(db):
 def test_admin_page_lists_the_runs_automatic_recipients(setup, cheap_argon2):  # noqa: F811
     """``/admin/abuse/`` after real runs: every automatic recipient, with its volumes from the
     ledger (days 1 and 3; day 2 is within their re-notification window)."""
-    import os
     import re
     from collections import Counter
-
-    from fastapi.testclient import TestClient
-
-    from herald.accounts import users
-    from herald.web.app import WebConfig, create_app
-    from herald.crypto import ServerKey
 
     root, settings = setup
     summaries = [run_day(settings, day) for day in DAYS]
@@ -205,14 +220,7 @@ def test_admin_page_lists_the_runs_automatic_recipients(setup, cheap_argon2):  #
     assert len(reports) == 4
     db = open_db(settings.database_url)
     try:
-        users.add_user(db, "admin@herald.example", "correct horse battery", "admin", "test")
-        app = create_app(settings, db, ServerKey(os.urandom(32)),
-                         config=WebConfig(rate_per_key=0, rate_per_ip=0),
-                         clock=lambda: datetime(2026, 11, 5, 12, tzinfo=timezone.utc))
-        c = TestClient(app, follow_redirects=False)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
-        assert c.post("/login", data={"csrf_token": token, "email": "admin@herald.example",
-                                      "password": "correct horse battery"}).status_code == 303
+        c = admin_client(settings, db)
         html = c.get("/admin/abuse/").text
         for mailbox_, n in reports.items():
             m = re.search(rf'<tr class="automatic-recipient[^"]*" data-mailbox="{re.escape(mailbox_)}">'

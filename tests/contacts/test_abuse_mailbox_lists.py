@@ -22,7 +22,7 @@ from herald.deliver.bounces import list_bounces, reset_bounces
 from herald.deliver.outbox import list_outbox, send_due
 from herald.pipeline import run_day
 from herald.store.db import OutboxAddressRow, OutboxRow, connect_db, open_db, utcnow
-from tests.contacts.test_abuse_delivery import smtp
+from tests.contacts.test_abuse_delivery import admin_client, smtp
 from tests.contacts.test_abuse_routing import DAYS, OVERRIDE_MAIL, setup  # noqa: F401  (the fixture)
 from tests.deliver.test_bounces import dsn
 from tests.deliver_support import Handler, SmtpServer
@@ -231,14 +231,7 @@ def test_a_bouncing_address_is_held_alone(setup, tmp_path):  # noqa: F811
 def test_admin_page_shows_the_lists_objects_and_each_address(setup, tmp_path, cheap_argon2):  # noqa: F811
     """``/admin/abuse/`` after a real run: the list's RPSL object, the bounce state of each of its
     addresses; an override may name a list (and replaces the RPSL list as a whole)."""
-    import os
-
-    from fastapi.testclient import TestClient
-
-    from herald.accounts import users
     from herald.contacts.overrides import list_overrides
-    from herald.crypto import ServerKey
-    from herald.web.app import WebConfig, create_app
 
     root, settings = setup
     assert run_day(settings, DAYS[0]).ok
@@ -250,14 +243,7 @@ def test_admin_page_shows_the_lists_objects_and_each_address(setup, tmp_path, ch
     assert main(["bounces", "--config", str(root / "herald.toml"), str(maildir)]) == 0
     db = open_db(settings.database_url)
     try:
-        users.add_user(db, "admin@herald.example", "correct horse battery", "admin", "test")
-        app = create_app(settings, db, ServerKey(os.urandom(32)),
-                         config=WebConfig(rate_per_key=0, rate_per_ip=0),
-                         clock=lambda: datetime(2026, 11, 5, 12, tzinfo=timezone.utc))
-        c = TestClient(app, follow_redirects=False)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text).group(1)
-        assert c.post("/login", data={"csrf_token": token, "email": "admin@herald.example",
-                                      "password": "correct horse battery"}).status_code == 303
+        c = admin_client(settings, db)
         html = c.get("/admin/abuse/").text
         m = re.search(rf'<tr class="automatic-recipient[^"]*" data-mailbox="{re.escape(LIST)}">(.*?)</tr>',
                       html, re.S)
