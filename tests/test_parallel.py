@@ -7,10 +7,7 @@ several types; a worker that dies makes the run fail (ledger ``failed``) instead
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
 import tomllib
 from pathlib import Path
 
@@ -97,35 +94,16 @@ def test_two_workers_write_what_one_writes_on_a_generated_day(generated, tmp_pat
 def test_a_dying_stage_worker_fails_the_run_instead_of_hanging(generated, tmp_path, request):
     from concurrent.futures.process import BrokenProcessPool
 
-    from herald import faults
     from herald.constituency.recipients import recipients_from_specs
     from herald.store import ledger
     from herald.store.db import open_db
+    from tests.killer import run_with_worker_killed
 
     raw = tomllib.loads((generated / "herald.toml").read_text())
     settings = settings_for(raw, generated, tmp_path, generated / "inbox", 2)
     recipients = recipients_from_specs(settings.recipients_spec)
-
-    def kill_worker(point: str) -> None:  # inherited by the forked workers
-        if point == "stage":
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    faults.install(kill_worker)
-    request.addfinalizer(lambda: faults.remove(kill_worker))
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            run_day(settings, DAY, recipients=recipients)
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - examined below
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)  # a hang must fail the test, not block it
-    worker.start()
-    worker.join(120)
-    assert not worker.is_alive(), "the run hangs after a stage worker died"
-    assert isinstance(outcome[0], BrokenProcessPool)
+    assert isinstance(run_with_worker_killed(settings, DAY, recipients, "stage", request),
+                      BrokenProcessPool)
     db = open_db(settings.database_url)
     runs = ledger.list_runs(db)
     db.dispose()

@@ -18,7 +18,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 import generate  # noqa: E402  (bench/generate.py)
 
 from herald.constituency.recipients import recipients_from_specs  # noqa: E402
-from herald.pipeline import run_day  # noqa: E402
 
 DAY = "2026-11-30"
 EVENTS = 100_000
@@ -43,38 +42,14 @@ def test_a_dying_message_worker_fails_the_run_instead_of_hanging(day_dir: Path, 
     from herald.config import settings_from_dict
     from herald.store import ledger
     from herald.store.db import open_db
+    from tests.killer import run_with_worker_killed
 
     raw = tomllib.loads((day_dir / "herald.toml").read_text())
     raw["paths"] = {"inbox": str(day_dir / "inbox"), "data": str(tmp_path / "data"),
                     "reports": str(tmp_path / "reports"), "outbox": str(tmp_path / "outbox")}
     settings = settings_from_dict(raw, base=day_dir)
     recipients = recipients_from_specs(settings.recipients_spec)
-    import os
-    import signal
-
-    from herald import faults
-
-    def kill_worker(point: str) -> None:  # the fault hook, inherited by the forked workers
-        if point == "compose":
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    faults.install(kill_worker)
-    request.addfinalizer(lambda: faults.remove(kill_worker))
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            run_day(settings, DAY, recipients=recipients)
-            outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - examined below
-            outcome.append(exc)
-
-    import threading
-
-    worker = threading.Thread(target=run, daemon=True)  # a hang must fail the test, not block it
-    worker.start()
-    worker.join(120)
-    assert not worker.is_alive(), "the run hangs after a message worker died"
-    assert isinstance(outcome[0], BrokenProcessPool)
+    assert isinstance(run_with_worker_killed(settings, DAY, recipients, "compose", request),
+                      BrokenProcessPool)
     runs = ledger.list_runs(open_db(settings.database_url))
     assert runs and runs[0].status == "failed" and "BrokenProcessPool" in (runs[0].error or "")
