@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -118,6 +118,7 @@ class EventBatcher:
         sensor: sensor name, a part of file names (no ``-``).
         batch_rows: flush when this many rows are buffered (all types together); >= 1.
         batch_seconds: flush when the oldest buffered row is this old, in seconds (see :meth:`tick`).
+        clock: monotonic seconds (default :func:`time.monotonic`; tests pass their own).
 
     Not thread-safe: call it from one thread (the asyncio loop of the sensor).
 
@@ -127,7 +128,8 @@ class EventBatcher:
             10 000 only).
     """
 
-    def __init__(self, inbox: Path, sensor: str, batch_rows: int = 1000, batch_seconds: float = 5.0) -> None:
+    def __init__(self, inbox: Path, sensor: str, batch_rows: int = 1000, batch_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if "-" in sensor or "/" in sensor or not sensor:
             raise ValueError(f"sensor name {sensor!r} must be non-empty without '-' or '/'")
         if batch_rows < 1 or batch_seconds <= 0:
@@ -136,6 +138,7 @@ class EventBatcher:
         self.sensor = sensor
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
+        self.clock = clock
         self._rows: dict[str, tuple[ReportType, list[dict[str, Any]]]] = {}
         self._count = 0
         self._oldest: float | None = None  # monotonic time of the oldest buffered row
@@ -162,7 +165,7 @@ class EventBatcher:
         self._count += 1
         self.rows_added += 1
         if self._oldest is None:
-            self._oldest = time.monotonic()
+            self._oldest = self.clock()
         if self._count >= self.batch_rows:
             self.flush()
 
@@ -172,7 +175,7 @@ class EventBatcher:
         Raises:
             StoreError: the flush failed.
         """
-        if self._oldest is not None and time.monotonic() - self._oldest >= self.batch_seconds:
+        if self._oldest is not None and self.clock() - self._oldest >= self.batch_seconds:
             self.flush()
 
     def flush(self) -> list[Path]:
@@ -204,7 +207,7 @@ class EventBatcher:
                 written.append(path)
             del self._rows[name]
             self._count -= done
-        self._oldest = None if self._count == 0 else time.monotonic()
+        self._oldest = None if self._count == 0 else self.clock()
         self.files_written.extend(written)
         del self.files_written[:-10_000]
         if written:

@@ -293,16 +293,10 @@ def test_token_bucket_refills_and_is_bounded():
         TokenBucketLimiter(rate=0, burst=1)
 
 
-def test_batcher_flushes_by_rows_time_and_day(tmp_path, monkeypatch):
-    import types
-
-    import herald.sensors.batch as batch_mod
-
+def test_batcher_flushes_by_rows_time_and_day(tmp_path):
     clock = [1000.0]  # the batcher's monotonic clock, moved by the test (no sleep, no load race)
-    monkeypatch.setattr(batch_mod, "time", types.SimpleNamespace(monotonic=lambda: clock[0],
-                                                                  time_ns=time.time_ns, time=time.time))
     rtype = default_registry().get("event4_sinkhole_dns")
-    b = EventBatcher(tmp_path, "s1", batch_rows=3, batch_seconds=0.2)
+    b = EventBatcher(tmp_path, "s1", batch_rows=3, batch_seconds=0.2, clock=lambda: clock[0])
     for i in range(7):
         b.add(rtype, {"timestamp": now_us(), "src_ip": "192.0.2.1", "src_port": i, "count": 1})
     assert b.buffered == 1 and len(inbox_files(tmp_path)) == 2
