@@ -10,33 +10,52 @@ import sys
 from herald import __version__
 from herald.errors import HeraldError
 
-#: Modules that register sub-commands (see herald/commands/__init__.py).  One line per module.
-COMMAND_MODULES = [
-    "herald.commands.ingest",
-    "herald.commands.ipdata",
-    "herald.commands.parse",
-    "herald.commands.run",
-    "herald.commands.serve",
-    "herald.commands.sinkhole",
-    "herald.commands.types",
-    "herald.commands.users",
-    "herald.commands.apikeys",
-    "herald.commands.db",
-    "herald.commands.recipients",
-    "herald.commands.runs",
-    "herald.commands.audit",
-    "herald.commands.purge",
-    "herald.commands.operations",
-    "herald.commands.send",
-    "herald.commands.outbox",
-    "herald.commands.contacts",
-    "herald.commands.bounces",
-    "herald.commands.inhibitions",
+#: Sub-commands and the module that registers each (see herald/commands/__init__.py): the module
+#: ``herald.commands.<name>`` registers the sub-command ``<name>``.  One name per line, in the
+#: order of ``herald --help``.
+COMMANDS = [
+    "ingest",
+    "ipdata",
+    "parse",
+    "run",
+    "serve",
+    "sinkhole",
+    "types",
+    "users",
+    "apikeys",
+    "db",
+    "recipients",
+    "runs",
+    "audit",
+    "purge",
+    "operations",
+    "send",
+    "outbox",
+    "contacts",
+    "bounces",
+    "inhibitions",
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every registered sub-command."""
+def _chosen(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (its first argument that is not an option), or ``None``
+    when there is none or it is not a known one.  The ``herald`` command's own options are flags
+    (``-v``, ``--version``, ``-h``), so the first non-option argument is the sub-command."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser for ``argv`` (default ``sys.argv[1:]``).
+
+    When ``argv`` names a sub-command only that sub-command's module is imported and registered:
+    importing every command module (the web server, the sensors, the feed parsers) costs about
+    0.7 s of a command's start (measured: 1.30 s to build the full parser, 0.57 s to import what
+    ``herald run`` needs).  Otherwise (``herald``, ``herald --help``, an unknown command) every
+    sub-command is registered, so help and argparse's "invalid choice" list name them all.
+    """
     parser = argparse.ArgumentParser(
         prog="herald",
         description="Herald: daily per-recipient reports of infected and exposed machines.",
@@ -44,15 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"herald {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
+    for name in [chosen] if chosen else COMMANDS:
+        importlib.import_module(f"herald.commands.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point.  Returns the exit status: 0 success, 1 a failed input or check, 2 usage or
     configuration error."""
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
