@@ -53,6 +53,6 @@ def test_an_unknown_command_lists_every_command_in_its_error(capsys):
 def test_a_command_imports_only_its_own_module():
     code = ("import sys; from herald import cli; cli.build_parser(['parse', 'x.csv']); "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith(('herald.commands.', "
-            "'sqlalchemy', 'jinja2', 'herald.deliver', 'herald.store.db'))))))")
+            "'sqlalchemy', 'jinja2', 'herald.deliver', 'herald.store.db')))))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["herald.commands.parse"]
