@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
+from herald import tomlfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,7 +187,7 @@ def load_settings(path: str | os.PathLike) -> Settings:
     """
     path = Path(path).resolve()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomlfile.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
     except IsADirectoryError:
@@ -196,7 +196,7 @@ def load_settings(path: str | os.PathLike) -> Settings:
         raise ConfigError(f"{path}: not UTF-8 text (TOML files are UTF-8): {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except tomlfile.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return settings_from_dict(raw, base=path.parent, path=path)
 

@@ -7,7 +7,7 @@ Every change is recorded in the audit log with ``--actor`` (default ``cli:<login
 from __future__ import annotations
 
 import argparse
-import tomllib
+from herald import tomlfile
 from pathlib import Path
 
 from herald.commands.db import actor_of, add_action, open_from_args
@@ -232,10 +232,10 @@ def run_import(args) -> int:
     if args.file:
         path = Path(args.file)
         try:
-            specs = tomllib.loads(path.read_text(encoding="utf-8")).get("recipients", [])
+            specs = tomlfile.loads(path.read_text(encoding="utf-8")).get("recipients", [])
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
-        except tomllib.TOMLDecodeError as exc:
+        except tomlfile.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     else:
         specs = settings.recipients_spec

@@ -1,7 +1,7 @@
 """Any delimited text file, described by a TOML mapping file, into a report type.
 
 For partner feeds that have no parser of their own.  The mapping file (TOML, read with
-:mod:`tomllib`) says::
+:mod:`herald.tomlfile`) says::
 
     report_type = "blocklist"        # target report type (required)
     delimiter = ","                  # one character; "\\t" for tab-separated files (default ",")
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import tomllib
+from herald import tomlfile
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,10 +114,10 @@ def load_mapping(mapping: str | Path | dict[str, Any], registry: Registry | None
         data = mapping
     else:
         try:
-            data = tomllib.loads(Path(mapping).read_text(encoding="utf-8"))
+            data = tomlfile.loads(Path(mapping).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"{origin}: cannot read mapping: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
+        except tomlfile.TOMLDecodeError as exc:
             raise ConfigError(f"{origin}: invalid TOML: {exc}") from exc
     unknown = sorted(set(data) - _KEYS)
     if unknown:
