@@ -10,18 +10,20 @@
   abuse contacts, inhibitions, re-notification windows); the
   :class:`~herald.reports.write.TypeReports` come back in type order, with the automatic
   recipients each job met, for the driver to merge
-  (:meth:`herald.reports.policy.RoutingPolicy.merge`).  With an inert policy a type is one job per
-  worker, by recipient (``shard=(k, n)``: recipient index ``k`` modulo ``n``; each shard
-  de-duplicates and routes the whole type and writes its recipients' reports, whole files, so no
-  report file is ever split), joined by :func:`herald.reports.write.merge_shards`; with a policy
-  that is not inert, one job per type (its automatic recipients are created while routing).
+  (:meth:`herald.reports.policy.RoutingPolicy.merge`).  With an inert policy a type that would
+  leave a worker idle (:func:`shard_counts`) is one job per worker, by recipient
+  (``shard=(k, n)``: recipient index ``k`` modulo ``n``; each shard de-duplicates and routes the
+  whole type and writes its recipients' reports, whole files, so no report file is ever split),
+  joined by :func:`herald.reports.write.merge_shards`; with a policy that is not inert, one job
+  per type (its automatic recipients are created while routing).
 
 Jobs are handed out largest first (input bytes, stored Parquet bytes) so that the biggest job does
 not start last; the caller still receives the results in its own order, so what the run writes and
 counts is the same as with one process.  Shards by recipient, not a hash partition of the events:
 a report's rows must come in input order (first occurrence) and one recipient's rows of a type go
-to one file.  The shards repeat the type's de-duplication and routing (cheap next to rendering
-and writing the reports) and keep both workers busy to the end (bench/README.md, "Cores").
+to one file.  The shards repeat the type's de-duplication and routing (a fifth of the work), so
+a type is split only when that keeps a worker from standing idle at the end (bench/README.md,
+"Cores").
 
 The workers are forked once (``fork`` start method, deliberately: they inherit the run's IP data,
 router and registry without pickling or reloading them -- the IP data alone takes seconds to load;
@@ -170,11 +172,17 @@ class StagePool(ForkedPool):
         routing, in order).
         """
         policy = self.ctx.policy
-        n = self.ctx.workers if policy is None or policy.inert else 1
-        parts = [(name, files, k, n) for name, files in jobs for k in range(n)]
-        sizes = [sum(_size(f) for f in files) // n for _, files, _, _ in parts]
-        futures = self._map(_route_job, parts, sizes)
-        return [TypeResult(futures[i * n:(i + 1) * n]) for i in range(len(jobs))]
+        sizes = [sum(_size(f) for f in files) for _, files in jobs]
+        counts = shard_counts(sizes, self.ctx.workers) if policy is None or policy.inert \
+            else [1] * len(jobs)
+        parts = [(name, files, k, n) for (name, files), n in zip(jobs, counts) for k in range(n)]
+        psizes = [size // n for size, n in zip(sizes, counts) for _ in range(n)]
+        futures = self._map(_route_job, parts, psizes)
+        results, i = [], 0
+        for n in counts:
+            results.append(TypeResult(futures[i:i + n]))
+            i += n
+        return results
 
     def _map(self, fn: Callable, jobs: list, sizes: list[int]) -> list[Future]:
         order = sorted(range(len(jobs)), key=lambda i: (-sizes[i], i))
@@ -182,6 +190,63 @@ class StagePool(ForkedPool):
         for i, fut in zip(order, self.submit_all(fn, [jobs[i] for i in order])):
             futures[i] = fut
         return futures  # type: ignore[return-value]
+
+
+#: The share of a route job's work that every shard of the type repeats (reading the stored
+#: events, de-duplicating and routing the whole type), of the whole job: measured on the 1M
+#: benchmark day in one process, de-duplication and routing took 1.9 s of 10.3 s
+#: (``RunSummary.stages``: distinct, route; against reports and messages).
+SHARD_REPEATED = 0.2
+#: A type is split while the longest worker's share of the schedule is above this many times an
+#: even share of the work.
+SHARD_SLACK = 1.1
+
+
+def shard_counts(sizes: list[int], workers: int) -> list[int]:
+    """Into how many recipient shards each type's route job is split, for ``workers`` processes.
+
+    The jobs are scheduled largest first on the least busy worker (as :class:`StagePool` hands
+    them out).  A type is one job unless that leaves one worker with more than
+    :data:`SHARD_SLACK` times an even share of the work: then the largest types are split into
+    ``workers`` shards, one at a time, while splitting shortens the schedule.  A shard costs
+    ``size * (SHARD_REPEATED + (1 - SHARD_REPEATED) / workers)``: every shard repeats the type's
+    de-duplication and routing.  So a day of several types of similar size runs one job per type
+    (no work repeated), and a day whose largest type is most of it is split.
+
+    Args:
+        sizes: each type's stored bytes (the work is taken to be proportional to them).
+        workers: worker processes (>= 1).
+
+    Returns:
+        ``list[int]``, one count per type: ``1`` or ``workers``.
+    """
+    counts = [1] * len(sizes)
+    if workers <= 1 or not sizes:
+        return counts
+    even = sum(sizes) / workers
+    best = _makespan(sizes, counts, workers)
+    for i in sorted(range(len(sizes)), key=lambda j: (-sizes[j], j)):
+        if best <= SHARD_SLACK * even:
+            break
+        trial = counts[:i] + [workers] + counts[i + 1:]
+        span = _makespan(sizes, trial, workers)
+        if span >= best:
+            break
+        counts, best = trial, span
+    return counts
+
+
+def _makespan(sizes: list[int], counts: list[int], workers: int) -> float:
+    """The busiest worker's work when the jobs of ``counts`` shards per type are handed out
+    largest first to the least busy worker."""
+    jobs = []
+    for size, n in zip(sizes, counts):
+        cost = size if n == 1 else size * (SHARD_REPEATED + (1 - SHARD_REPEATED) / n)
+        jobs += [cost] * n
+    load = [0.0] * workers
+    for cost in sorted(jobs, reverse=True):
+        load[load.index(min(load))] += cost
+    return max(load)
 
 
 class TypeResult:

@@ -169,3 +169,38 @@ def test_recipient_shards_write_what_the_whole_type_writes(generated, tmp_path):
         route_and_write(con, tmp_path / "x", DAY, reg.get(types[0]), [], Router(recipients),
                         policy=policy, shard=(0, 2))
     con.close()
+
+
+@pytest.mark.parametrize("sizes,workers,expected", [
+    ([300, 250, 200, 150, 100], 2, [1, 1, 1, 1, 1]),   # five similar types: no work repeated
+    ([1000], 2, [2]),                                   # one type: split
+    ([900, 50, 50], 2, [2, 1, 1]),                      # one dominant type: split
+    ([500, 500], 2, [1, 1]),                            # already even
+    ([500, 500, 400], 2, [2, 1, 1]),                    # 3 jobs on 2 workers: one is split
+    ([700, 300], 3, [3, 3]),                            # 2 jobs on 3 workers: both split
+    ([10, 10], 1, [1, 1]),
+    ([], 2, []),
+])
+def test_a_type_is_split_only_when_a_worker_would_stand_idle(sizes, workers, expected):
+    from herald.parallel import shard_counts
+
+    assert shard_counts(sizes, workers) == expected
+
+
+def test_a_day_of_one_type_is_split_over_the_workers_and_writes_what_one_worker_writes(tmp_path):
+    """One report type: the pool splits it into recipient shards (shard_counts) and the run writes
+    the same bytes and counts as one process."""
+    from herald.constituency.recipients import recipients_from_specs
+    from herald.parallel import shard_counts
+
+    gen = tmp_path / "gen"
+    assert generate.main(["--events", "20000", "--out", str(gen), "--recipients", "200",
+                          "--cidrs", "10000", "--seed", "7", "--types", "scan_dns"]) == 0
+    raw = tomllib.loads((gen / "herald.toml").read_text())
+    recipients = recipients_from_specs(settings_from_dict(raw, base=gen).recipients_spec)
+    assert shard_counts([1], 2) == [2]
+    out = both(raw, gen, gen / "inbox", tmp_path, recipients)
+    assert {r["type"] for r in out[1][1]["reports"]} == {"scan_dns"}
+    assert len(out[1][1]["reports"]) > 20
+    assert out[2][0] == out[1][0]
+    assert out[2][1] == out[1][1]
