@@ -45,7 +45,6 @@ byte-identical files.  Crash tests stop the run at named points (:mod:`herald.fa
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -59,7 +58,7 @@ from herald.fsutil import atomic_write, sync_paths
 from herald.schema.registry import Registry, default_registry
 from herald.sources.inputs import file_sha256, find_inputs
 from herald.store.ingest import StoredInput
-from herald.summary import COUNTS, RunSummary
+from herald.summary import COUNTS, RunSummary, summary_json
 
 __all__ = ["RunSummary", "find_inputs", "file_sha256", "run_day"]
 
@@ -124,7 +123,7 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                 raise ConfigError(f"inbox {paths.inbox} does not exist (paths.inbox in "
                                   f"{settings.path or 'the configuration'})")
             hashes = [(str(p), file_sha256(p)) for p in find_inputs(paths.inbox, day)]
-            previous = ledger.last_run(db, day)
+            previous = ledger.last_run(db, day, reports=False)
             crashed = previous is not None and previous.status == "running"
             if previous is not None and previous.status == "done" and not force:
                 before = {(i.path, i.sha256) for i in previous.inputs}
@@ -282,8 +281,7 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         rows_duplicate=sum(d.duplicate for d, _ in per_type),
         rows_inhibited=sum(d.inhibited for d, _ in per_type),
         rows_renotify_suppressed=sum(d.renotify_suppressed for d, _ in per_type))
-    atomic_write(paths.data / "runs" / f"{day}.json",
-                 (json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(paths.data / "runs" / f"{day}.json", summary_json(summary.to_dict()))
     return summary
 
 

@@ -424,3 +424,20 @@ def test_attacker_text_reaches_reports_escaped_and_recoverable(repo_root, tmp_pa
         for row in read_report(rep["path"]):
             assert row["http_agent"] == "'" + evil and unescape_formula(row["http_agent"]) == evil
             assert row["http_url"] == "'-2+3" and unescape_formula(row["http_url"]) == "-2+3"
+
+
+def test_the_summary_json_is_the_summary_one_report_per_line():
+    from herald.summary import summary_json
+
+    data = {"day": "2026-11-30", "reports": [{"recipient": "b", "rows": 2, "path": "é/x.csv"},
+                                             {"recipient": "a", "rows": 1, "path": "y"}],
+            "inputs": [], "stages_seconds": {"route": 1.5, "ingest": 0.25}, "run_id": None}
+    text = summary_json(data)
+    assert json.loads(text) == data
+    lines = text.decode().splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    assert lines.count('    {"path": "\\u00e9/x.csv", "recipient": "b", "rows": 2},') == 1
+    assert '  "stages_seconds": {"ingest": 0.25, "route": 1.5}' in lines
+    assert [ln.split(":")[0] for ln in lines if ln.startswith('  "')] == \
+        ['  "day"', '  "inputs"', '  "reports"', '  "run_id"', '  "stages_seconds"']
+    assert summary_json(dict(reversed(list(data.items())))) == text

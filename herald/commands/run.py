@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from herald.config import load_settings
 from herald.pipeline import run_day
 from herald.fsutil import atomic_write
+from herald.summary import summary_json
 
 
 def register(sub) -> None:
@@ -86,7 +86,7 @@ def run(args) -> int:
         print(f"Herald run for {day}: already done (run {prev.get('run_id')}: {prev.get('rows_in')} rows in, "
               f"{len(prev.get('reports', []))} reports); nothing to do. Use --force to run it again.")
         if args.summary_json and prev:
-            atomic_write(args.summary_json, (json.dumps(prev, indent=2, sort_keys=True) + "\n").encode())
+            atomic_write(args.summary_json, summary_json(prev))
         if summary.new_inputs:
             print(f"herald: error: {len(summary.new_inputs)} input(s) are new or changed since that run "
                   f"and were NOT processed (use --force): " + ", ".join(summary.new_inputs), file=sys.stderr)
@@ -94,7 +94,7 @@ def run(args) -> int:
         return 0
     data = summary.to_dict()
     if args.summary_json:
-        atomic_write(args.summary_json, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write(args.summary_json, summary_json(data))
     out = sys.stdout
     for line in summary_lines(data, settings.paths, args.summary_json):
         print(line, file=out)

@@ -111,11 +111,12 @@ def _day(value: date | str) -> date:
         raise StoreError(f"{value!r} is not a day (YYYY-MM-DD)") from None
 
 
-def _info(s: Session, run: RunRow, full: bool) -> RunInfo:
+def _info(s: Session, run: RunRow, full: bool, reports_too: bool = True) -> RunInfo:
     inputs: tuple[RunInput, ...] = ()
     reports: tuple[ReportInfo, ...] = ()
     if full:
         inputs = tuple(RunInput(i.path, i.sha256, i.rows) for i in run.inputs)
+    if full and reports_too:
         reports = tuple(
             ReportInfo(r.id, r.run_id, r.recipient_id, name, r.report_type, r.day, r.scope,
                        r.rows, r.sha256, r.path)
@@ -292,13 +293,15 @@ def record_report(db: Database, run_id: int, recipient: int | str | ReportRecipi
         return row.id
 
 
-def last_run(db: Database, day: date | str) -> RunInfo | None:
-    """The newest run of ``day`` (any status), with inputs and reports, or ``None``."""
+def last_run(db: Database, day: date | str, reports: bool = True) -> RunInfo | None:
+    """The newest run of ``day`` (any status), with its inputs and (unless ``reports`` is false:
+    the daily run's check of what is done reads a day's tens of thousands of reports otherwise)
+    its reports, or ``None``."""
     day = _day(day)
     with db.session() as s:
         run = s.scalars(sa.select(RunRow).where(RunRow.day == day)
                         .order_by(RunRow.id.desc()).limit(1)).first()
-        return _info(s, run, True) if run else None
+        return _info(s, run, True, reports) if run else None
 
 
 def get_run(db: Database, run_id: int) -> RunInfo:

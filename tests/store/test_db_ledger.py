@@ -115,6 +115,9 @@ def test_record_report_is_idempotent_per_recipient_type_day_scope(db):
         ("Example ISP", "botnet_drone", "", 1, "r/c.csv"),
         ("Police", "botnet_drone", "Endgame", 2, "r/d.csv"),
         ("Police", "botnet_drone", "Other op", 2, "r/e.csv")]
+    assert ledger.last_run(db, DAY).reports == reports
+    light = ledger.last_run(db, DAY, reports=False)
+    assert (light.id, light.reports, light.inputs) == (run2, (), ledger.get_run(db, run2).inputs)
     with pytest.raises(NotFound, match="recipients import"):
         ledger.record_report(db, run2, "Unknown", "scan_ssh", DAY, 1, "5" * 64, "x")
     with pytest.raises(NotFound):
