@@ -7,6 +7,8 @@ The file (see ``examples/herald.toml``)::
     data = "var/data"    # event store (Parquet), quarantine, ledger database
     reports = "var/reports"
     outbox = "var/outbox"
+    events = "s3://bucket/prefix"  # optional: the event store (default "<data>/events");
+                                   # see herald.store.location ([s3] options, credentials)
 
     [report]
     tlp = "AMBER"        # TLP 2.0 label put on every report (FIRST TLP 2.0)
@@ -27,7 +29,8 @@ The file (see ``examples/herald.toml``)::
     ...
 
 Environment variables override the file: ``HERALD_DATABASE_URL``, ``HERALD_DATA_DIR``,
-``HERALD_REPORTS_DIR``, ``HERALD_OUTBOX_DIR``, ``HERALD_INBOX_DIR``.
+``HERALD_REPORTS_DIR``, ``HERALD_OUTBOX_DIR``, ``HERALD_INBOX_DIR``, ``HERALD_EVENTS`` (the event
+store: a folder or ``s3://bucket/prefix``).
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from herald.errors import ConfigError
+from herald.store.location import EventStore, parse_event_store, parse_s3_options
 
 #: Top-level tables of the configuration file; anything else is a typo and an error.
 KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
                             "sinkhole", "smtp", "pgp", "mail", "web", "retention",
-                            "abuse_contacts", "spark", "run"})
+                            "abuse_contacts", "spark", "run", "s3"})
 
 #: Keys of the sections read here.  The other sections are parsed, and their keys checked, by the
 #: modules that own them (with :func:`check_section`): ``[web]`` :mod:`herald.web.state`,
@@ -54,7 +58,7 @@ KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients
 #: ``[abuse_contacts]`` is typed here (:func:`abuse_contact_settings`, below): it is checked at
 #: load and read by several stages.
 SECTION_KEYS = {
-    "paths": frozenset({"inbox", "data", "reports", "outbox"}),
+    "paths": frozenset({"inbox", "data", "reports", "outbox", "events"}),
     "report": frozenset({"tlp", "sender", "formats"}),
     "enrich": frozenset({"overwrite", "ipdata"}),
     "database": frozenset({"url"}),
@@ -91,6 +95,8 @@ class Settings:
         workers: ``[run] workers``: processes of the run's CPU-bound stages, ``None`` for one per
             usable core (:mod:`herald.parallel`).
         report_formats: ``[report] formats``: report file formats (``csv``, ``intelmq``).
+        events: ``[paths] events`` with ``[s3]`` (:class:`herald.store.location.EventStore`), or
+            ``None`` for the default ``<data>/events``; read it through :attr:`event_store`.
         raw: the whole parsed TOML document; other modules read their sections through
             :meth:`section`, :attr:`recipients_spec`, :attr:`operations_spec`, never directly.
     """
@@ -105,6 +111,12 @@ class Settings:
     workers: int | None = None
     report_formats: list[str] = field(default_factory=lambda: ["csv"])
     raw: dict[str, Any] = field(default_factory=dict)
+    events: EventStore | None = None
+
+    @property
+    def event_store(self) -> EventStore:
+        """Where the event store lives: ``[paths] events``, default the folder ``<data>/events``."""
+        return self.events or EventStore.local(self.paths.data)
 
     @property
     def where(self) -> str:
@@ -212,6 +224,7 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) or key(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(KNOWN_SECTIONS))}")
+    s3 = parse_s3_options(raw.get("s3", {}), where)
     for section, keys in SECTION_KEYS.items():
         value = raw.get(section, {})
         if not isinstance(value, dict):
@@ -234,6 +247,8 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         reports=_dir("reports", "var/reports", "HERALD_REPORTS_DIR"),
         outbox=_dir("outbox", "var/outbox", "HERALD_OUTBOX_DIR"),
     )
+    events_value = os.environ.get("HERALD_EVENTS") or p.get("events")
+    events = None if events_value is None else parse_event_store(events_value, base, s3, where)
     report = raw.get("report", {})
     tlp = str(report.get("tlp", "AMBER")).upper().removeprefix("TLP:")
     if tlp not in TLP_LABELS:
@@ -264,6 +279,7 @@ def settings_from_dict(raw: dict[str, Any], base: Path, path: Path | None = None
         workers=workers,
         report_formats=list(formats),
         raw=raw,
+        events=events,
     )
 
 # --- [abuse_contacts] -------------------------------------------------------------------------

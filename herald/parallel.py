@@ -108,7 +108,8 @@ def _ingest_job(job: tuple[str, str]) -> StoredInput:
     path_s, sha = job
     return ingest_input(Path(path_s), sha, day=ctx.day, data_dir=ctx.settings.paths.data,
                         registry=ctx.registry, ipdata=ctx.ipdata,
-                        overwrite_enrichment=ctx.settings.overwrite_enrichment)
+                        overwrite_enrichment=ctx.settings.overwrite_enrichment,
+                        store=ctx.settings.events)
 
 
 def _route_job(job: tuple[str, list[str], int, int]) -> TypeReports:
@@ -129,7 +130,7 @@ def _route_job(job: tuple[str, list[str], int, int]) -> TypeReports:
         con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
         return route_and_write(con, ctx.settings.paths.reports, ctx.day,
                                ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq,
-                               policy=ctx.policy, shard=(k, n))
+                               policy=ctx.policy, shard=(k, n), store=ctx.settings.events)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -103,7 +103,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
         failed are listed in ``errors`` and the rest of the run goes on.
 
     Raises:
-        ConfigError: invalid configuration or recipients.
+        ConfigError: invalid configuration or recipients; an S3 event store without credentials
+            or bucket (:meth:`herald.store.location.EventStore.check`).
         RunInProgress: another process is running the same day.
         HeraldError: the day string is not ``YYYY-MM-DD``.
     """
@@ -115,6 +116,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
     from herald.store.runlock import DayLock
 
     paths = settings.paths
+    if settings.events is not None:
+        settings.events.check()  # an S3 store: credentials, bucket (ConfigError naming the setting)
     paths.data.mkdir(parents=True, exist_ok=True)
     db = open_db(settings.database_url)
     try:
@@ -313,7 +316,8 @@ def _route_and_compose(settings: Settings, day: str, registry: Registry, router,
                     if con is None:
                         con = duckdb_connection(paths.data / "tmp" / "duckdb")
                     done = route_and_write(con, paths.reports, day, rtype, stored[type_name],
-                                           router, intelmq=intelmq, policy=policy)
+                                           router, intelmq=intelmq, policy=policy,
+                                           store=settings.events)
                     merged = policy.merge(done) if policy is not None else done
                 done = merged
                 t0 = time.monotonic()
@@ -340,8 +344,9 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
     from herald.store.ingest import ingest_input, remove_partial, resumed_input
 
     data = settings.paths.data
+    store = settings.events  # None: the local <data>/events (as before [paths] events)
     if resume:
-        remove_partial(data, day)  # temporary files of writes the crash interrupted
+        remove_partial(data, day, store=store)  # temporary files of writes the crash interrupted
     inputs: list[StoredInput] = []
     seen: dict[str, str] = {}
     todo: list[tuple[str, str, StoredInput | None]] = []  # (path, sha, result known now)
@@ -350,7 +355,7 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
             todo.append((path_s, sha, StoredInput(path=path_s, sha256=sha)))
             continue
         seen[sha] = path_s
-        todo.append((path_s, sha, resumed_input(data, day, path_s, sha) if resume else None))
+        todo.append((path_s, sha, resumed_input(data, day, path_s, sha, store=store) if resume else None))
     pre: dict[str, StoredInput] = {}
     if spark is not None:
         pre = spark.ingest([(p, h) for p, h, r in todo if r is None])
@@ -368,7 +373,8 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
             res = next(futures).result()
         elif res is None:
             res = ingest_input(Path(path_s), sha, day=day, data_dir=data, registry=registry,
-                               ipdata=ipdata, overwrite_enrichment=settings.overwrite_enrichment)
+                               ipdata=ipdata, overwrite_enrichment=settings.overwrite_enrichment,
+                               store=store)
         inputs.append(res)
         warnings += res.warnings
         if res.error:

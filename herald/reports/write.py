@@ -22,6 +22,7 @@ from herald.reports.render import ReportSpool, csv_header, render_lines, report_
 from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
 from herald.store.dedup import distinct_batches, stored_rows
+from herald.store.location import EventStore
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ class TypeReports:
 def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str, rtype: ReportType,
                     files: list[str], router: Router, *, intelmq: bool = False,
                     policy: RoutingPolicy | None = None,
-                    shard: tuple[int, int] = (0, 1)) -> TypeReports:
+                    shard: tuple[int, int] = (0, 1), store: EventStore | None = None
+                    ) -> TypeReports:
     """Route one type's distinct events of the day and write its reports.
 
     The distinct events (:func:`herald.store.dedup.distinct_batches`) stream in bounded batches, so
@@ -117,6 +119,8 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
             (every shard de-duplicates and routes the whole type; its counts are the type's).
             :func:`merge_shards` joins the ``n`` shards' results into the type's.  Only with an
             inert policy (a policy creates recipients while routing).
+        store: the event store ``files`` are in (:class:`herald.store.location.EventStore`);
+            ``None``: local paths.
 
     Returns:
         the :class:`TypeReports` (recipient indexes of the job's own list until merged).
@@ -134,7 +138,7 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
     rpaths: dict[int, Path] = {}  # recipient index -> report path (built once per type)
     distinct = reported = 0
     st = {"distinct": 0.0, "route": 0.0, "reports": 0.0}
-    batches = distinct_batches(con, files, rtype)
+    batches = distinct_batches(con, files, rtype, store=store)
     if policy is not None:
         policy = policy.for_type()
         router = policy.router
@@ -196,7 +200,7 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
                    else None)
         for rpath, (digest, rows, size) in written.items()), key=lambda r: (r.recipient, str(r.path))))
     return TypeReports(rtype.name, reports, distinct, reported, distinct - reported,
-                       stored_rows(files) - distinct, st,
+                       stored_rows(files, store) - distinct, st,
                        policy.inhibited if policy is not None else 0,
                        policy.suppressed if policy is not None else 0,
                        policy.contacts(rtype.name) if policy is not None else (),

@@ -9,6 +9,13 @@ same file again replaces the same Parquet file (idempotent) instead of adding du
 written to a hidden temporary name in the same directory and renamed
 (:func:`herald.fsutil.atomic_path`).  DuckDB reads a partition with ``read_parquet`` for routing,
 statistics and the Reports API.
+
+The store may also live on S3 (``[paths] events = "s3://bucket/prefix"``,
+:mod:`herald.store.location`): the functions that take a ``store``
+(:class:`~herald.store.location.EventStore`) then write through :class:`pyarrow.fs.S3FileSystem`
+(one object per file, visible only once complete, so no temporary name is needed).  The listing
+functions below (:func:`event_days`, :func:`event_types`, :func:`event_files`) and their readers
+(dashboard, ``herald operations``) read a local store only.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from herald.fsutil import atomic_path
+from herald.store.location import EventStore
 
 
 def events_root(data_dir: Path) -> Path:
@@ -41,8 +49,14 @@ def type_dir(data_dir: Path, day: str | date, report_type: str) -> Path:
     return day_dir(data_dir, day) / f"type={report_type}"
 
 
+def partition(store: EventStore, day: str, report_type: str) -> str:
+    """The location of one partition of ``store``: ``<root>/date=<day>/type=<report_type>``."""
+    return store.path(f"date={day}", f"type={report_type}")
+
+
 def write_events(data_dir: Path, day: str, report_type: str, key: str,
-                 batches, schema: pa.Schema) -> tuple[Path, int]:
+                 batches, schema: pa.Schema, *, store: EventStore | None = None
+                 ) -> tuple[Path | str, int]:
     """Stream one input's events for ``day`` into the store, atomically.
 
     Args:
@@ -53,11 +67,21 @@ def write_events(data_dir: Path, day: str, report_type: str, key: str,
         batches: iterable of ``pyarrow.RecordBatch`` (or a ``pyarrow.Table``) of ``schema``;
             consumed one batch at a time, so memory stays bounded by one batch.
         schema: the Arrow schema of the rows.
+        store: the event store; ``None``: the local folder ``<data_dir>/events``.
 
     Returns:
-        ``(path, rows written)``.
+        ``(path, rows written)``: a :class:`~pathlib.Path` in a local store, an ``s3://`` URI
+        (``str``) in an S3 store.
+
+    Raises:
+        OSError: the file cannot be written (S3: the object is deleted again when the write
+            fails after it was started).
     """
-    final = type_dir(data_dir, day, report_type) / f"{key[:32]}.parquet"
+    if store is not None and not store.is_local:
+        return _write_remote(store, day, report_type, key, batches, schema)
+    base = type_dir(data_dir, day, report_type) if store is None else \
+        Path(partition(store, day, report_type))
+    final = base / f"{key[:32]}.parquet"
     if isinstance(batches, pa.Table):
         batches = batches.to_batches()
     # Not fsync-ed here (as before): the run's one flush (fsutil.sync_paths) covers it.
@@ -65,6 +89,23 @@ def write_events(data_dir: Path, day: str, report_type: str, key: str,
     with atomic_path(final, durable=False, mode=0o600) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             rows = _write_overlapped(writer, batches)
+    return final, rows
+
+
+def _write_remote(store: EventStore, day: str, report_type: str, key: str, batches,
+                  schema: pa.Schema) -> tuple[str, int]:
+    """:func:`write_events` into a non-local store: one output stream of the store's file system
+    (S3: a multipart upload completed when the stream closes); on an error the object is deleted."""
+    final = f"{partition(store, day, report_type)}/{key[:32]}.parquet"
+    if isinstance(batches, pa.Table):
+        batches = batches.to_batches()
+    try:
+        with store.filesystem().open_output_stream(store.fs_path(final)) as sink:
+            with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+                rows = _write_overlapped(writer, batches)
+    except BaseException:
+        store.delete_file(final)
+        raise
     return final, rows
 
 

@@ -5,6 +5,10 @@
 event store, the day's quarantine folder and the input's marker file, so it can run in another
 process.  A marker (``<data>/events/date=D/_inputs/<sha[:32]>.json``) records a stored input, so a
 resumed run does not parse it again.
+
+With an S3 event store (:mod:`herald.store.location`) the Parquet files and the markers are
+objects under the store's prefix (``<root>/date=D/...``); the quarantine stays in the local
+``<data>/quarantine/`` folder.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from herald.schema.registry import Registry
 from herald.sources.inputs import open_input
 from herald.sources.shadowserver_csv import Quarantine
 from herald.store.events import day_dir, write_events
+from herald.store.location import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +80,30 @@ def marker_path(data_dir: Path, day: str, sha256: str) -> Path:
     return day_dir(data_dir, day) / "_inputs" / f"{sha256[:32]}.json"
 
 
-def resumed_input(data_dir: Path, day: str, path: str, sha256: str) -> StoredInput | None:
+def marker_location(data_dir: Path, day: str, sha256: str, store: EventStore | None) -> str:
+    """:func:`marker_path` in ``store`` (``None``: the local ``<data_dir>/events``): a path or an
+    ``s3://`` URI."""
+    if store is None:
+        return str(marker_path(data_dir, day, sha256))
+    return store.path(f"date={day}", "_inputs", f"{sha256[:32]}.json")
+
+
+def resumed_input(data_dir: Path, day: str, path: str, sha256: str, *,
+                  store: EventStore | None = None) -> StoredInput | None:
     """The :class:`StoredInput` an earlier, interrupted run of ``day`` recorded for this input
-    (its marker), or ``None`` when it was not stored."""
-    marker = marker_path(data_dir, day, sha256)
-    if not marker.exists():
+    (its marker in ``store``, default the local ``<data_dir>/events``), or ``None`` when it was
+    not stored.
+
+    Raises:
+        OSError: the store cannot be read (S3: unreachable, access denied).
+    """
+    marker = marker_location(data_dir, day, sha256, store)
+    st = store or EventStore.local(data_dir)
+    try:
+        text = st.read_bytes(marker).decode()
+    except FileNotFoundError:
         return None
-    prior = json.loads(marker.read_text())
+    prior = json.loads(text)
     parquet = prior.pop("_parquet", None)
     fields = {k: v for k, v in prior.items() if k in StoredInput.__dataclass_fields__}
     return StoredInput(**{"path": path, "sha256": sha256, **fields,
@@ -89,13 +111,15 @@ def resumed_input(data_dir: Path, day: str, path: str, sha256: str) -> StoredInp
 
 
 def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry: Registry,
-                 ipdata: IPData, overwrite_enrichment: bool = False) -> StoredInput:
+                 ipdata: IPData, overwrite_enrichment: bool = False,
+                 store: EventStore | None = None) -> StoredInput:
     """Parse, enrich and store one input of ``day``.
 
     The events stream batch by batch (memory bounded by a batch) through :func:`herald.enrich.enrich`
     into ``<data>/events/date=<day>/type=<type>/<sha[:32]>.parquet``.  Unreadable rows are written
     to ``<data>/quarantine/<day>/<name[:120]>.<sha[:12]>.quarantine.csv``.  Then the input's marker
-    is written (see :func:`resumed_input`).
+    is written (see :func:`resumed_input`).  ``store``: the event store
+    (:class:`~herald.store.location.EventStore`); ``None``: the local ``<data_dir>/events``.
 
     Returns:
         the :class:`StoredInput`; an input that cannot be read at all has ``error`` set (the
@@ -117,7 +141,7 @@ def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry:
         out, stored = None, 0
         if first is not None:
             out, stored = write_events(data_dir, day, rtype.name, sha256, _chain(first, flat),
-                                       first.schema)
+                                       first.schema, store=store)
         quarantine = opened.quarantine
         result = StoredInput(path=str(path), sha256=sha256, report_type=rtype.name,
                              format=opened.format, rows_in=opened.rows_in(), rows_stored=stored,
@@ -128,18 +152,22 @@ def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry:
             qdir = Path(data_dir) / "quarantine" / day
             write_quarantine(qdir / f"{path.name[:120]}.{sha256[:12]}.quarantine.csv", quarantine)
         marker = {**result.to_dict(), "_parquet": result.parquet}
-        atomic_write(marker_path(data_dir, day, sha256),
-                     (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode())
+        text = (json.dumps(marker, indent=2, sort_keys=True) + "\n").encode()
+        if store is None:
+            atomic_write(marker_path(data_dir, day, sha256), text)
+        else:
+            store.write_bytes(marker_location(data_dir, day, sha256, store), text)
         return result
     except Exception as exc:  # noqa: BLE001 - reported with its type, the run goes on
         # Whatever goes wrong with one input must not stop the others; its rows are counted as
         # failed (and none of them as stored).
         if not isinstance(exc, InputError):
             log.debug("input %s failed", path, exc_info=True)
-        return _failed(path, sha256, exc, out, known)
+        return _failed(path, sha256, exc, out, known, store)
 
 
-def _failed(path: Path, sha256: str, exc: Exception, out: Path | None, known: dict) -> StoredInput:
+def _failed(path: Path, sha256: str, exc: Exception, out: Path | str | None, known: dict,
+            store: EventStore | None = None) -> StoredInput:
     """The result of an input that cannot be read: events already stored from it (it failed after
     the store) are removed; its data rows are ``rows_in`` and ``rows_failed``."""
     from herald.sources.rowcount import physical_rows
@@ -147,7 +175,10 @@ def _failed(path: Path, sha256: str, exc: Exception, out: Path | None, known: di
     error = str(exc) if isinstance(exc, InputError) else \
         f"{path}: cannot be read: {type(exc).__name__}: {exc}"
     if out is not None:
-        Path(out).unlink(missing_ok=True)
+        if store is None:
+            Path(out).unlink(missing_ok=True)
+        else:
+            store.delete_file(str(out))
     warnings: tuple[str, ...] = ()
     try:
         n = physical_rows(path)
@@ -170,12 +201,18 @@ def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa
     yield from rest
 
 
-def remove_partial(data_dir: Path, day: str) -> None:
+def remove_partial(data_dir: Path, day: str, *, store: EventStore | None = None) -> None:
     """Remove the temporary files of ``day``'s event store, markers and quarantine that writes cut
     short by a crash left behind (``.<name>...tmp``; ``.tmp-*.parquet`` of earlier versions).  A
     resumed run calls it under the day's lock, before it ingests: with several ingest workers
-    (:mod:`herald.parallel`) a crash can interrupt several writes at once."""
-    roots = [Path(data_dir) / "events" / f"date={day}", Path(data_dir) / "quarantine" / day]
+    (:mod:`herald.parallel`) a crash can interrupt several writes at once.  ``store``: the event
+    store (``None``: the local ``<data_dir>/events``); an S3 store has no temporary objects (an
+    upload a crash cut short never becomes an object), so only the quarantine is cleaned then."""
+    roots = [Path(data_dir) / "quarantine" / day]
+    if store is None:
+        roots.insert(0, Path(data_dir) / "events" / f"date={day}")
+    elif store.is_local:
+        roots.insert(0, Path(store.path(f"date={day}")))
     for root in roots:
         if not root.is_dir():
             continue
