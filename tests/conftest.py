@@ -23,7 +23,7 @@ DATA = ROOT / "tests" / "data"
 #: Fixture modules (plugins): the metadata databases (SQLite and PostgreSQL), the web tests' cheap
 #: password hashing, the delivery tests' GnuPG keys, the Spark tests' ``spark_ready``.
 pytest_plugins = ["tests.db_fixtures", "tests.web_fixtures", "tests.deliver_support", "tests.feed_support",
-                  "tests.spark_support"]
+                  "tests.spark_support", "tests.s3_support"]
 
 
 @pytest.fixture(scope="session")

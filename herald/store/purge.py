@@ -14,6 +14,10 @@ any day with a ``running`` run; outbox rows still queued, sending or held.
 Directories are first renamed to a hidden ``.purge-*`` name (one atomic step, so readers globbing
 ``date=*`` never see half a partition), then the database rows are deleted and the purge recorded
 in the audit log in one transaction, and only then are the renamed directories removed.
+
+An event store on S3 (``[paths] events = "s3://..."``, :mod:`herald.store.location`) has no
+atomic rename: its expired ``date=D`` prefixes are listed the same way and deleted (every object
+under the prefix) only after the transaction, so a failed transaction leaves them all in place.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from herald.store.db import (
     AUDIT_MIN_RETENTION_DAYS, AuditRow, Database, OutboxRow, RunRow, utcnow,
 )
 from herald.store.events import events_root
+from herald.store.location import EventStore
 from herald.store.ledger import running_days
 
 _DAY_DIR = re.compile(r"^(?:date=)?(\d{4}-\d{2}-\d{2})$")
@@ -111,6 +116,20 @@ def _day_dirs(parent: Path) -> list[tuple[date, Path]]:
     return sorted(out)
 
 
+def _remote_day_dirs(store: EventStore) -> list[tuple[date, str]]:
+    """:func:`_day_dirs` of a non-local event store: ``(day, location)`` of its ``date=D``
+    prefixes, sorted."""
+    out = []
+    for name, is_dir in store.list_dir(store.root):
+        m = _DAY_DIR.match(name)
+        if m and is_dir:
+            try:
+                out.append((date.fromisoformat(m.group(1)), store.path(name)))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
@@ -129,7 +148,9 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
         A :class:`PurgeResult`.
 
     Raises:
-        ConfigError: invalid retention settings or ``keep_days`` < 1.
+        ConfigError: invalid retention settings or ``keep_days`` < 1; an S3 event store without
+            credentials.
+        OSError: an S3 event store cannot be listed or its objects deleted.
     """
     ret = retention_from_settings(settings)
     keep = ret.events_days if keep_days is None else keep_days
@@ -142,10 +163,15 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
     result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
 
     doomed: list[Path] = []
-    for parent, bucket in ((events_root(settings.paths.data), result.event_days),
+    remote: list[str] = []  # expired day prefixes of a non-local event store
+    store = settings.event_store
+    events = [(events_root(settings.paths.data) if settings.events is None else Path(store.root),
+               result.event_days)] if store.is_local else [(None, result.event_days)]
+    for parent, bucket in (*events,
                            (settings.paths.reports, result.report_days),
                            (settings.paths.outbox, result.outbox_days)):
-        for day, path in _day_dirs(parent):
+        listed = _remote_day_dirs(store) if parent is None else _day_dirs(parent)
+        for day, path in listed:
             if day >= cutoff or day >= today:
                 continue
             if day in running:
@@ -153,7 +179,7 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
                     result.protected_days.append(day)
                 continue
             bucket.append(day)
-            doomed.append(path)
+            (remote if parent is None else doomed).append(path)
 
     outbox_where = sa.and_(OutboxRow.state.in_(_FINISHED_OUTBOX),
                            OutboxRow.created_at < _midnight(cutoff))
@@ -185,6 +211,8 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
         raise
     for path in hidden:
         shutil.rmtree(path, ignore_errors=True)
+    for location in remote:
+        store.delete_dir(location)
     for p in files:
         try:
             p.unlink()
