@@ -15,6 +15,7 @@ FAIL under CI (``CI=true``): ``scripts/test.sh`` installs both (``spark_ready``,
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import tomllib
@@ -184,3 +185,34 @@ def test_write_reports_streams_a_report_split_across_batches(tmp_path):
     assert got[0]["rows"] == 3 and got[0]["path"] == str(alpha)
     assert got[0]["sha256"] == hashlib.sha256(alpha.read_bytes()).hexdigest()
     assert got[1]["rows"] == 1 and got[1]["intelmq"] is None
+
+
+def test_spark_run_with_the_event_store_on_s3(spark_ready, s3, repo_root, tmp_path):
+    """An S3 event store (moto, ``tests/s3_support.py``) on Spark: the reports and counts of the
+    local engine with a local store.  Spark runs in a child process (``herald run``) started with
+    the fake credentials in its environment, as executors must get them (never from the file)."""
+    import os
+
+    import tomli_w
+
+    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
+    local = run_day(_settings(raw, repo_root / "examples", tmp_path / "local",
+                              repo_root / "examples/inbox"), DAY)
+    raw = dict(raw)
+    raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(tmp_path / "s3/data"),
+                    "reports": str(tmp_path / "s3/reports"), "outbox": str(tmp_path / "s3/outbox"),
+                    "events": f"s3://{s3.bucket}/events"}
+    raw["s3"] = s3.s3_section()
+    raw["spark"] = dict(SPARK)
+    cfg = tmp_path / "s3.toml"
+    cfg.write_bytes(tomli_w.dumps(raw).encode())
+    proc = subprocess.run([sys.executable, "-m", "herald.cli", "run", "--config", str(cfg),
+                           "--date", DAY, "--engine", "spark"],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "testing-secret" not in proc.stdout + proc.stderr
+    assert _digests(tmp_path / "s3/reports") == _digests(tmp_path / "local/reports")
+    summary = json.loads((tmp_path / "s3/data/runs" / f"{DAY}.json").read_text())
+    assert {k: summary[k] for k in summary if k.startswith("rows_")} == \
+        {k: v for k, v in _counts(local).items() if k.startswith("rows_")}
+    assert not (tmp_path / "s3/data/events").exists()

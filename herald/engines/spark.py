@@ -97,7 +97,8 @@ class SparkEngine:
             return {}
         fn = functools.partial(ingest_task, day=self.day, data_dir=str(self.settings.paths.data),
                                registry=self.registry, ipdata_path=self.ipdata_path,
-                               overwrite=self.settings.overwrite_enrichment)
+                               overwrite=self.settings.overwrite_enrichment,
+                               store=self.settings.events)
         self.sc.setJobDescription(f"herald ingest {self.day}: {len(todo)} input(s)")
         results = self.sc.parallelize(todo, len(todo)).map(fn).collect()
         return {r.sha256: r for r in results}
@@ -140,7 +141,8 @@ class SparkEngine:
         paths = self.spark.createDataFrame(self.sc.parallelize(rows, len(rows)),
                                            "t int, fidx int, path string")
         hashes = paths.mapInArrow(
-            functools.partial(row_hashes, columns=[list(r.columns) for r in rtypes]), HASH_SCHEMA)
+            functools.partial(row_hashes, columns=[list(r.columns) for r in rtypes],
+                              store=self.settings.events), HASH_SCHEMA)
         kept = hashes.groupBy("t", "h1", "h2").agg(F.min("k").alias("k"))
         # A file's chunk: batch_rows_for(its type) rows (the local engine's batch bound).
         sizes = F.array(*[F.lit(batch_rows_for(rtypes[t])) for t in file_type])
@@ -148,12 +150,13 @@ class SparkEngine:
         row = F.col("k").bitwiseAND((1 << ROW_BITS) - 1)
         keyed = kept.withColumn("f", f).withColumn(
             "c", F.floor(row / F.element_at(sizes, f.cast("int") + 1)))
-        recipients, token = self.recipients, self.token
+        recipients, token, store = self.recipients, self.token, self.settings.events
 
         # Plain functions with type hints: applyInArrow infers its mode from them.
         def route(table: pa.Table) -> pa.Table:
             return route_chunk(table, files=files, file_type=file_type, rtypes=rtypes,
-                               recipients_bc=recipients, token=token, intelmq=intelmq)
+                               recipients_bc=recipients, token=token, intelmq=intelmq,
+                               store=store)
 
         lines = keyed.groupBy("f", "c").applyInArrow(route, LINE_SCHEMA)
         # Each report's records contiguous and in input order in one partition, streamed to its
@@ -173,7 +176,7 @@ class SparkEngine:
                 for r in sorted((r for r in mine if r.rid >= 0), key=lambda r: r.rid))
             distinct, reported = counts.get(DISTINCT, 0), counts.get(REPORTED, 0)
             out[name] = TypeReports(name, reports, distinct, reported, distinct - reported,
-                                    stored_rows(stored[name]) - distinct,
+                                    stored_rows(stored[name], self.settings.events) - distinct,
                                     {"spark": seconds if t == 0 else 0.0})
         return out
 
@@ -201,7 +204,7 @@ class SparkEngine:
         if not names:
             return {}
         jobs = sorted(((n, stored[n]) for n in names),
-                      key=lambda j: (-sum(_file_size(f) for f in j[1]), j[0]))
+                      key=lambda j: (-sum(_file_size(f, self.settings.events) for f in j[1]), j[0]))
         shipped, generation = shipped_policy(policy)
         policy_bc = self.sc.broadcast(shipped)
         conf = self.sc.getConf()
@@ -210,7 +213,8 @@ class SparkEngine:
             route_type_task, policy_bc=policy_bc, token=uuid.uuid4().hex, generation=generation,
             data_dir=str(self.settings.paths.data), reports_dir=str(reports_dir), day=day,
             registry=self.registry, intelmq=intelmq,
-            memory_limit_mb=max(64, memory_bytes(DUCKDB_MEMORY_LIMIT) // max(1, per_executor) // 2**20))
+            memory_limit_mb=max(64, memory_bytes(DUCKDB_MEMORY_LIMIT) // max(1, per_executor) // 2**20),
+            store=self.settings.events)
         self.sc.setJobDescription(f"herald route {day}: {len(names)} type(s) under the routing policy")
         try:
             results = self.sc.parallelize(jobs, len(jobs)).map(fn).collect()
@@ -222,9 +226,11 @@ class SparkEngine:
                 for i, n in enumerate(names)}
 
 
-def _file_size(path: str) -> int:
+def _file_size(path: str, store=None) -> int:
+    """The size of a stored file in bytes (``store``: its event store, ``None``: a local path);
+    0 when it cannot be read."""
     try:
-        return Path(path).stat().st_size
+        return Path(path).stat().st_size if store is None else store.size(path)
     except OSError:
         return 0
 

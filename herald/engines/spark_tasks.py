@@ -61,13 +61,16 @@ def load_ipdata(path: str | None):
 
 
 def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry,
-                ipdata_path: str | None, overwrite: bool):
-    """Ingest one input ``(path, sha256)`` (:func:`herald.store.ingest.ingest_input`)."""
+                ipdata_path: str | None, overwrite: bool, store=None):
+    """Ingest one input ``(path, sha256)`` (:func:`herald.store.ingest.ingest_input`) into
+    ``store`` (:class:`herald.store.location.EventStore`, ``None``: ``<data_dir>/events``; an S3
+    store reads its credentials from the executor's environment)."""
     from herald.store.ingest import ingest_input
 
     path, sha = item
     return ingest_input(Path(path), sha, day=day, data_dir=Path(data_dir), registry=registry,
-                        ipdata=load_ipdata(ipdata_path), overwrite_enrichment=overwrite)
+                        ipdata=load_ipdata(ipdata_path), overwrite_enrichment=overwrite,
+                        store=store)
 
 
 def shipped_policy(policy):
@@ -112,13 +115,14 @@ def task_policy(policy_bc, token: str, data_dir: str, generation: str | None):
 
 def route_type_task(job: tuple[str, list[str]], *, policy_bc, token: str, generation: str | None,
                     data_dir: str, reports_dir: str, day: str, registry, intelmq: bool,
-                    memory_limit_mb: int):
+                    memory_limit_mb: int, store=None):
     """Route and write one report type ``(type name, stored files in input order)`` under the
     run's routing policy: :func:`herald.reports.write.route_and_write` with the policy of
     :func:`task_policy`, as the local stage pool's type job does.  DuckDB (one thread, at most
     ``memory_limit_mb`` MB) spills to a temporary folder on the executor's local disk.  The
     re-notification records of earlier days are read from, and the day's record written to,
-    ``<data>/notified/`` (a shared path on a cluster).
+    ``<data>/notified/`` (a shared path on a cluster).  ``store``: the event store the files are
+    in (``None``: local paths).
 
     Returns:
         the type's :class:`~herald.reports.write.TypeReports`: recipient indexes of the task's own
@@ -139,45 +143,61 @@ def route_type_task(job: tuple[str, list[str]], *, policy_bc, token: str, genera
         con.execute(f"SET memory_limit = '{int(memory_limit_mb)}MB'")
         con.execute("SET threads = 1")
         return route_and_write(con, Path(reports_dir), day, registry.get(type_name), files,
-                               policy.router, intelmq=intelmq, policy=policy)
+                               policy.router, intelmq=intelmq, policy=policy, store=store)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[list[str]]
+def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[list[str]], store=None
                ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` over ``(t, fidx, path)`` rows (report type index, file index, stored file):
     every stored row's ``(t, k, h1, h2)``; ``columns[t]`` are the columns of type ``t``.
 
     The expression is the one of :func:`herald.store.dedup.first_occurrences` (``hash`` of the
     type's columns in schema order and in reverse, a column the file lacks is ``NULL``), run by
-    DuckDB on the file; the unsigned hashes are reinterpreted as ``int64`` for Spark.
+    DuckDB on the file; the unsigned hashes are reinterpreted as ``int64`` for Spark.  With a
+    non-local ``store`` (:class:`herald.store.location.EventStore`) pyarrow reads the file through
+    the store's file system and DuckDB hashes its batches
+    (:func:`herald.store.dedup.arrow_row_source`, as the local de-duplication does then).
     """
+    from herald.store.dedup import ROW_COLUMN, arrow_row_source
+
+    arrow = store is not None and not store.is_local
     con = duckdb.connect(config={"threads": 1, "memory_limit": "256MB"})
     try:
         for batch in batches:
             for t, fidx, path in zip(*(batch.column(c).to_pylist() for c in ("t", "fidx", "path"))):
-                names = set(pq.ParquetFile(path).schema_arrow.names)
+                pf = store.parquet_file(path) if arrow else pq.ParquetFile(path)
+                names = set(pf.schema_arrow.names)
                 exprs = [f'"{c}"' if c in names else "NULL" for c in columns[t]]
-                lit = "'" + path.replace("'", "''") + "'"
+                if arrow:
+                    con.register("_herald_rows", arrow_row_source(
+                        pf, [c for c in columns[t] if c in names]))
+                    source, row = "_herald_rows", f'"{ROW_COLUMN}"'
+                else:
+                    source = "read_parquet('" + path.replace("'", "''") + "', file_row_number=true)"
+                    row = "file_row_number"
                 reader = con.sql(
-                    f"SELECT ({int(fidx)}::BIGINT << {ROW_BITS}) + file_row_number AS k, "
+                    f"SELECT ({int(fidx)}::BIGINT << {ROW_BITS}) + {row} AS k, "
                     f"hash({', '.join(exprs)}) AS h1, hash({', '.join(reversed(exprs))}) AS h2 "
-                    f"FROM read_parquet({lit}, file_row_number=true)").fetch_record_batch(131_072)
+                    f"FROM {source}").fetch_record_batch(131_072)
                 for b in reader:
                     yield pa.RecordBatch.from_arrays(
                         [pa.nulls(b.num_rows, pa.int32()).fill_null(t), b.column(0).cast(pa.int64()),
                          pa.array(b.column(1).to_numpy().view(np.int64)),
                          pa.array(b.column(2).to_numpy().view(np.int64))], names=["t", "k", "h1", "h2"])
+                if arrow:
+                    con.unregister("_herald_rows")
     finally:
         con.close()
 
 
-def read_rows(path: str, rtype, start: int, stop: int) -> pa.Table:
+def read_rows(path: str, rtype, start: int, stop: int, store=None) -> pa.Table:
     """Rows ``start:stop`` of a stored Parquet file as a table of ``rtype.arrow_schema`` (only the
-    row groups that hold them are read; casts as :func:`herald.store.dedup.distinct_batches`)."""
-    pf = pq.ParquetFile(path)
+    row groups that hold them are read; casts as :func:`herald.store.dedup.distinct_batches`).
+    ``store``: the event store ``path`` is in (``None``: a local path)."""
+    pf = store.parquet_file(path) if store is not None else pq.ParquetFile(path)
     md = pf.metadata
     present = [c for c in rtype.columns if c in pf.schema_arrow.names]
     groups, pos, first = [], 0, None
@@ -206,14 +226,15 @@ def _router(recipients_bc, token: str):
 
 
 def route_chunk(table: pa.Table, *, files: list[str], file_type: list[int], rtypes: list,
-                recipients_bc, token: str, intelmq: bool) -> pa.Table:
+                recipients_bc, token: str, intelmq: bool, store=None) -> pa.Table:
     """``groupBy(file, chunk).applyInArrow``: route and render one chunk's kept rows.
 
     ``table`` holds the chunk's kept order keys ``k`` (first occurrences); file ``f`` is of type
     ``rtypes[file_type[f]]`` and its chunks are ``batch_rows_for(rtype)`` rows.  Returns one row per
     (recipient, event) pair: ``rid``, ``k``, the CSV record ``line`` (and the IntelMQ JSON line
     ``jline`` when ``intelmq``), plus two count rows (``rid`` :data:`REPORTED` and
-    :data:`DISTINCT`, count in ``k``).
+    :data:`DISTINCT`, count in ``k``).  ``store``: the event store ``files`` are in (``None``:
+    local paths).
     """
     from herald.reports.render import render_lines
 
@@ -226,7 +247,8 @@ def route_chunk(table: pa.Table, *, files: list[str], file_type: list[int], rtyp
     chunk_rows = batch_rows_for(rtype)
     rows = keys & ((1 << ROW_BITS) - 1)
     start = int(rows[0]) // chunk_rows * chunk_rows
-    events = read_rows(files[fidx], rtype, start, start + chunk_rows).take(pa.array(rows - start))
+    events = read_rows(files[fidx], rtype, start, start + chunk_rows, store
+                       ).take(pa.array(rows - start))
     a = _router(recipients_bc, token).route(events, rtype)
     routed_rows = np.flatnonzero(a.routed)
     counts = {REPORTED: len(routed_rows), DISTINCT: len(keys)}
