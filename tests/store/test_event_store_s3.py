@@ -145,7 +145,6 @@ def test_dedup_masks_through_arrow_equal_duckdbs_read_parquet(tmp_path, s3):
     cols = rtype.columns
     files, remote = [], []
     store = EventStore(f"s3://{s3.bucket}/d", S3Options(**s3.s3_section()))
-    fs = s3.filesystem()
     for i in range(3):
         t = _dupes_table(500 + 100 * i, i)
         t = t.rename_columns([cols[0], cols[1], cols[2]]) if i != 1 else \
@@ -154,7 +153,6 @@ def test_dedup_masks_through_arrow_equal_duckdbs_read_parquet(tmp_path, s3):
         pq.write_table(t, local, row_group_size=128)
         files.append(str(local))
         uri = store.path(f"f{i}.parquet")
-        fs.copy_file  # noqa: B018 - the upload below goes through the store
         store.write_bytes(uri, local.read_bytes())
         remote.append(uri)
     con = duckdb_connection(tmp_path / "duck")
@@ -176,7 +174,8 @@ def test_purge_deletes_expired_day_prefixes_on_s3(repo_root, tmp_path, s3):
     for day in ("2026-10-01", "2026-11-29"):
         store.write_bytes(store.path(f"date={day}", "type=scan_http", "a.parquet"), b"x")
         store.write_bytes(store.path(f"date={day}", "_inputs", "a.json"), b"{}")
-    db = open_db(settings.database_url) if (tmp_path / "data").mkdir(parents=True) is None else None
+    (tmp_path / "data").mkdir(parents=True)
+    db = open_db(settings.database_url)
     try:
         dry = purge(db, settings, date(2026, 11, 30), keep_days=30, dry_run=True)
         assert dry.event_days == [date(2026, 10, 1)]
@@ -241,3 +240,34 @@ def test_default_and_local_event_store_settings(repo_root, tmp_path):
     s3 = _settings(repo_root, tmp_path, events="s3://bucket/a//b/", s3={"region": "eu-west-1"})
     assert s3.event_store == EventStore("s3://bucket/a/b", S3Options(region="eu-west-1"))
     assert "events" not in s3.paths.__dict__  # the summary's paths are unchanged
+
+
+def test_a_failed_write_leaves_no_object(s3):
+    from herald.store.events import write_events
+
+    store = EventStore(f"s3://{s3.bucket}/ev", S3Options(**s3.s3_section()))
+    schema = pa.schema([("ip", pa.string())])
+
+    def batches():
+        yield pa.record_batch([pa.array(["192.0.2.1"] * 10)], schema=schema)
+        raise RuntimeError("parser failed")
+
+    with pytest.raises(RuntimeError, match="parser failed"):
+        write_events(Path("/unused"), DAY, "scan_http", "ab" * 32, batches(), schema, store=store)
+    assert _keys(s3, "ev") == []
+    uri, rows = write_events(Path("/unused"), DAY, "scan_http", "ab" * 32,
+                             pa.table({"ip": ["192.0.2.1"] * 3}), schema, store=store)
+    assert uri == f"s3://{s3.bucket}/ev/date={DAY}/type=scan_http/{'ab' * 16}.parquet"
+    assert rows == 3 and store.parquet_file(uri).metadata.num_rows == 3
+
+
+def test_a_local_event_store_elsewhere_gives_the_same_run(repo_root, tmp_path):
+    default = run_day(_settings(repo_root, tmp_path / "a"), DAY)
+    moved = run_day(_settings(repo_root, tmp_path / "b", events=str(tmp_path / "ev")), DAY)
+    assert _counts(moved) == _counts(default)
+    assert _files(tmp_path / "b" / "reports") == _files(tmp_path / "a" / "reports")
+    parquet = {k: v for k, v in _files(tmp_path / "ev").items() if k.endswith(".parquet")}
+    assert parquet and parquet == {k: v for k, v in _files(tmp_path / "a/data/events").items()
+                                   if k.endswith(".parquet")}
+    assert len(list((tmp_path / "ev").rglob("_inputs/*.json"))) == len(moved.inputs)
+    assert not (tmp_path / "b" / "data" / "events").exists()
