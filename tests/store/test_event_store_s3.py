@@ -271,3 +271,18 @@ def test_a_local_event_store_elsewhere_gives_the_same_run(repo_root, tmp_path):
                                    if k.endswith(".parquet")}
     assert len(list((tmp_path / "ev").rglob("_inputs/*.json"))) == len(moved.inputs)
     assert not (tmp_path / "b" / "data" / "events").exists()
+
+
+def test_an_unreachable_s3_service_is_a_config_error(repo_root, tmp_path, monkeypatch):
+    from tests.s3_support import FAKE_ENV, free_port
+
+    for k, v in FAKE_ENV.items():
+        monkeypatch.setenv(k, v)
+    settings = _settings(repo_root, tmp_path, events="s3://bucket-x/ev",
+                         s3={"endpoint_override": f"127.0.0.1:{free_port()}", "scheme": "http",
+                             "region": "us-east-1"})
+    with pytest.raises(ConfigError) as err:
+        run_day(settings, DAY)
+    msg = str(err.value)
+    assert msg.startswith("paths.events = 's3://bucket-x/ev': cannot reach the event store")
+    assert "testing-secret" not in msg
