@@ -54,7 +54,7 @@ from herald import faults
 from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.errors import ConfigError, HeraldError
-from herald.fsutil import atomic_write, sync_paths
+from herald.fsutil import atomic_write, files_sha256, sync_paths
 from herald.schema.registry import Registry, default_registry
 from herald.sources.inputs import file_sha256, find_inputs
 from herald.store.ingest import StoredInput
@@ -122,7 +122,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
             if not paths.inbox.is_dir():
                 raise ConfigError(f"inbox {paths.inbox} does not exist (paths.inbox in "
                                   f"{settings.path or 'the configuration'})")
-            hashes = [(str(p), file_sha256(p)) for p in find_inputs(paths.inbox, day)]
+            found = find_inputs(paths.inbox, day)
+            hashes = [(str(p), h) for p, h in zip(found, files_sha256(found))]
             previous = ledger.last_run(db, day, reports=False)
             crashed = previous is not None and previous.status == "running"
             if previous is not None and previous.status == "done" and not force:
