@@ -91,7 +91,7 @@ def _child(d: Path, workers: int, work: Path) -> dict:
             out["ingest_cpu"] += own  # the busiest worker plus this process (results, fork)
             types = _types(stored)
             t = time.monotonic()
-            done, own, out["route_write_cpu"] = _cpu_phase(lambda: [f.result() for f in pool.route(types)])
+            done, own, out["route_write_cpu"] = _cpu_phase(lambda: [f.result().reports for f in pool.route(types)])
             out["route_write"] = time.monotonic() - t
             out["route_write_driver_cpu"] = own
             out["route_write_cpu"] += own

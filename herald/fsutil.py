@@ -137,6 +137,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def files_sha256(paths: list[Path], threads: int = 4) -> list[str]:
+    """:func:`file_sha256` of each of ``paths``, in order, hashed on up to ``threads`` threads
+    (``hashlib`` releases the GIL while it hashes a block: a day's inputs, 240 MB in five files
+    on the 1M benchmark day, hash in about half the time on two cores).
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    if len(paths) <= 1:
+        return [file_sha256(p) for p in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(paths))) as ex:
+        return list(ex.map(file_sha256, paths))
+
+
 def sync_paths(dirs: Iterable[Path]) -> None:
     """Make every file written with ``durable=False`` under ``dirs`` durable, with their names.
 

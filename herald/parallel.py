@@ -5,10 +5,11 @@
 * **ingest** -- one job per input (:func:`herald.store.ingest.ingest_input`: parse, enrich, Parquet
   write, quarantine and marker written by the worker); the :class:`~herald.store.ingest.StoredInput`
   s come back in input order;
-* **route and write** -- per report type (:func:`herald.reports.write.route_and_write` with the
-  worker's own DuckDB connection, and the run's routing policy applied to a copy of its state:
-  abuse contacts, inhibitions, re-notification windows); the
-  :class:`~herald.reports.write.TypeReports` come back in type order, with the automatic
+* **route and write** (and compose the messages, below) -- per report type
+  (:func:`herald.reports.write.route_and_write` with the worker's own DuckDB connection, and the
+  run's routing policy applied to a copy of its state: abuse contacts, inhibitions,
+  re-notification windows); the :class:`Routed` results (the
+  :class:`~herald.reports.write.TypeReports`) come back in type order, with the automatic
   recipients each job met, for the driver to merge
   (:meth:`herald.reports.policy.RoutingPolicy.merge`).  With an inert policy a type that would
   leave a worker idle (:func:`shard_counts`) is one job per worker, by recipient
@@ -35,9 +36,12 @@ connection before the fork.  Workers die with the parent; a worker that dies mak
 call raise ``BrokenProcessPool`` (the run is recorded ``failed``), it does not hang.  Each job
 passes the fault point ``stage`` in the worker (tests).
 
-Cores: the pool and the message workers run in sequential phases (ingest, then route and write,
-then the pool is shut down and the messages are composed), so the run never has more busy processes
-than cores.  Each worker's DuckDB gets ``memory_limit / workers`` and ``cores / workers`` threads,
+Messages: with an inert routing policy a route job also composes the messages of the reports it
+wrote (:func:`herald.deliver.messages.write_messages`, in the worker; fault point ``compose``), so
+composing overlaps the routing of the other types and no worker stands idle between the two
+stages.  With a policy that is not inert the driver composes them after merging the type's
+automatic recipients (:class:`herald.deliver.messages.MessageWorkers`, after the pool is shut
+down).  Either way the run never has more busy processes than cores.  Each worker's DuckDB gets ``memory_limit / workers`` and ``cores / workers`` threads,
 so memory stays bounded as with one process.
 """
 
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +57,7 @@ from typing import Callable
 
 from herald import faults
 from herald.config import Settings
+from herald.deliver.messages import MessageContext, write_messages
 from herald.parentdeath import ForkedPool, check_parent, inherited
 from herald.reports.write import TypeReports, merge_shards, route_and_write
 from herald.route import Router
@@ -88,6 +94,9 @@ class StageContext:
             ``None``; a route job works on its own copy
             (:meth:`~herald.reports.policy.RoutingPolicy.for_type`) and returns the automatic
             recipients it met, which the driver merges in type order.
+        messages: the run's :class:`herald.deliver.messages.MessageContext` when a route job
+            also composes the messages of the reports it wrote (the routing policy is inert: the
+            recipients are those of the fork); ``None``: the driver composes them.
     """
 
     settings: Settings
@@ -98,6 +107,7 @@ class StageContext:
     intelmq: bool
     workers: int
     policy: object = None
+    messages: MessageContext | None = None
 
 
 def _ingest_job(job: tuple[str, str]) -> StoredInput:
@@ -112,28 +122,55 @@ def _ingest_job(job: tuple[str, str]) -> StoredInput:
                         store=ctx.settings.events)
 
 
-def _route_job(job: tuple[str, list[str], int, int]) -> TypeReports:
+@dataclass(frozen=True)
+class Routed:
+    """What one type's route job(s) did.
+
+    Attributes:
+        reports: the type's :class:`~herald.reports.write.TypeReports`.
+        messages: the run summary's entries of the messages the job(s) composed and wrote
+            (:func:`herald.deliver.messages.write_messages`; in no particular order), or
+            ``None`` when the driver composes them.
+        paths: the message files written (``.eml``, with the reports they attach).
+        seconds: seconds the job(s) spent composing messages (summed over shards).
+    """
+
+    reports: TypeReports
+    messages: list[dict] | None = None
+    paths: frozenset[Path] = frozenset()
+    seconds: float = 0.0
+
+
+def _route_job(job: tuple[str, list[str], int, int]) -> Routed:
     """Worker: route one type ``(type name, stored files, shard k, of n)`` and write its reports
     (those of the shard's recipients), with a DuckDB connection of its own (spilling to a folder
-    of its own)."""
+    of its own); then, when the context carries a message context, compose their messages (fault
+    point ``compose``)."""
     from herald.store.dedup import DUCKDB_MEMORY_LIMIT, duckdb_connection
 
     check_parent()
     faults.hit("stage")
     ctx: StageContext = inherited()
     type_name, files, k, n = job
+    rtype = ctx.registry.get(type_name)
     tmp = ctx.settings.paths.data / "tmp" / "duckdb" / f"worker-{os.getpid()}"
     con = duckdb_connection(tmp)
     try:
         limit = memory_bytes(DUCKDB_MEMORY_LIMIT) // ctx.workers
         con.execute(f"SET memory_limit = '{max(limit // 2**20, 64)}MB'")
         con.execute(f"SET threads = {max(1, usable_cores() // ctx.workers)}")
-        return route_and_write(con, ctx.settings.paths.reports, ctx.day,
-                               ctx.registry.get(type_name), files, ctx.router, intelmq=ctx.intelmq,
-                               policy=ctx.policy, shard=(k, n), store=ctx.settings.events)
+        done = route_and_write(con, ctx.settings.paths.reports, ctx.day, rtype, files, ctx.router,
+                               intelmq=ctx.intelmq, policy=ctx.policy, shard=(k, n),
+                               store=ctx.settings.events)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    if ctx.messages is None:
+        return Routed(done)
+    t = time.monotonic()
+    faults.hit("compose")
+    entries, paths = write_messages(ctx.messages, rtype, list(done.reports), first=None)
+    return Routed(done, entries, frozenset(paths), time.monotonic() - t)
 
 
 def memory_bytes(text: str) -> int:
@@ -161,8 +198,8 @@ class StagePool(ForkedPool):
 
     def route(self, jobs: list[tuple[str, list[str]]]) -> list["TypeResult"]:
         """Start routing ``(type name, stored files)`` jobs, the most stored bytes first; returns
-        one :class:`TypeResult` (its :meth:`~TypeResult.result` is the type's
-        :class:`TypeReports`) per job, in the order of ``jobs``.
+        one :class:`TypeResult` (its :meth:`~TypeResult.result` is the type's :class:`Routed`)
+        per job, in the order of ``jobs``.
 
         With an inert routing policy each type is split into one job per worker by recipient
         (``route_and_write(shard=(k, n))``: every shard de-duplicates and routes the whole type,
@@ -256,10 +293,17 @@ class TypeResult:
     def __init__(self, futures: list[Future]) -> None:
         self.futures = futures
 
-    def result(self) -> TypeReports:
-        """The type's :class:`TypeReports` (waits for every shard; raises the first job error)."""
-        parts = [f.result() for f in self.futures]
-        return parts[0] if len(parts) == 1 else merge_shards(parts)
+    def result(self) -> Routed:
+        """The type's :class:`Routed` (waits for every shard; raises the first job error): the
+        shards' reports merged (:func:`~herald.reports.write.merge_shards`), their messages
+        joined."""
+        parts: list[Routed] = [f.result() for f in self.futures]
+        if len(parts) == 1:
+            return parts[0]
+        messages = None if any(p.messages is None for p in parts) else \
+            [e for p in parts for e in p.messages]
+        return Routed(merge_shards([p.reports for p in parts]), messages,
+                      frozenset().union(*(p.paths for p in parts)), sum(p.seconds for p in parts))
 
 
 def _size(path: str) -> int:

@@ -54,7 +54,7 @@ from herald import faults
 from herald.config import Settings
 from herald.constituency.recipients import Recipient
 from herald.errors import ConfigError, HeraldError
-from herald.fsutil import atomic_write, sync_paths
+from herald.fsutil import atomic_write, files_sha256, sync_paths
 from herald.schema.registry import Registry, default_registry
 from herald.sources.inputs import file_sha256, find_inputs
 from herald.store.ingest import StoredInput
@@ -125,7 +125,8 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
             if not paths.inbox.is_dir():
                 raise ConfigError(f"inbox {paths.inbox} does not exist (paths.inbox in "
                                   f"{settings.path or 'the configuration'})")
-            hashes = [(str(p), file_sha256(p)) for p in find_inputs(paths.inbox, day)]
+            found = find_inputs(paths.inbox, day)
+            hashes = [(str(p), h) for p, h in zip(found, files_sha256(found))]
             previous = ledger.last_run(db, day, reports=False)
             crashed = previous is not None and previous.status == "running"
             if previous is not None and previous.status == "done" and not force:
@@ -193,12 +194,20 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     # 1-2: collect and ingest (parse, enrich, store) each input; with more than one worker, in
     # the stage pool's processes (herald.parallel), forked here with the IP data and router; with
     # Spark, in Spark tasks.
-    from herald.parallel import StageContext, StagePool, run_workers
+    from herald.deliver.messages import MessageContext, warm
+    from herald.parallel import Routed, StageContext, StagePool, run_workers
 
     intelmq = "intelmq" in settings.report.formats
     workers = 1 if spark else run_workers(settings)
-    pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers,
-                                  policy)) if workers > 1 else None
+    messages = MessageContext.for_run(settings, day, registry, router.recipients)
+    pool = None
+    if workers > 1:
+        # With an inert policy the pool's route jobs compose their reports' messages too.
+        in_pool = messages if policy is None or policy.inert else None
+        if in_pool is not None:
+            warm(in_pool)
+        pool = StagePool(StageContext(settings, day, registry, ipdata, router, intelmq, workers,
+                                      policy, in_pool))
     try:
         t = time.monotonic()
         show(f"{len(hashes)} input file(s) for {day} in {paths.inbox}")
@@ -224,14 +233,14 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
         if spark:
             by_spark = spark.route_and_write_all(paths.reports, day, stored, intelmq=intelmq,
                                                   policy=policy)
-            routed = [by_spark[n] for n in types]
+            routed = [Routed(by_spark[n]) for n in types]
         elif pool is not None:
             futures = pool.route([(n, stored[n]) for n in types])
             routed = [f.result() for f in futures]
         if pool is not None:
             pool.close()
         per_type, reports, written = _route_and_compose(
-            settings, day, registry, router, types, stored, routed, intelmq, show, policy)
+            settings, messages, registry, router, types, stored, routed, intelmq, show, policy)
     finally:
         if pool is not None:
             pool.close()
@@ -288,31 +297,39 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     return summary
 
 
-def _route_and_compose(settings: Settings, day: str, registry: Registry, router, types: list[str],
-                       stored: dict[str, list[str]], routed: list | None, intelmq: bool, show,
-                       policy=None):
+def _route_and_compose(settings: Settings, messages, registry: Registry, router,
+                       types: list[str], stored: dict[str, list[str]], routed: list | None,
+                       intelmq: bool, show, policy=None):
     """Per type (in ``types`` order): route and write its reports (unless ``routed`` holds the
-    pool's or Spark's :class:`~herald.reports.write.TypeReports` of each type), merge the result
+    pool's or Spark's :class:`~herald.parallel.Routed` result of each type), merge the result
     into the run's routing ``policy`` (its automatic recipients; a type whose job named a new
-    recipient otherwise than this order does is routed again here), then compose its messages.
+    recipient otherwise than this order does is routed again here), then compose its messages
+    (unless the pool's job composed them: then fault points ``report:<n>`` are passed here, in run
+    order, as if they had been composed here).
+
+    Args:
+        messages: the run's :class:`herald.deliver.messages.MessageContext`.
 
     Returns:
         ``([(TypeReports, message seconds)], report entries, paths written)``.
     """
-    from herald.deliver.messages import MessageContext, MessageWorkers
+    from herald.deliver.messages import MessageWorkers
     from herald.reports.write import route_and_write
     from herald.store.dedup import duckdb_connection
 
     paths = settings.paths
+    day = messages.day
     per_type, reports, written = [], [], set()
     con = None
     try:
-        with MessageWorkers(MessageContext.for_run(settings, day, registry, router.recipients)) as mw:
+        with MessageWorkers(messages) as mw:
             for i, type_name in enumerate(types):
                 rtype = registry.get(type_name)
-                done = routed[i] if routed is not None else None
+                pre = routed[i] if routed is not None else None
+                done = pre.reports if pre is not None else None
                 merged = policy.merge(done) if done is not None and policy is not None else done
                 if merged is None:
+                    pre = None
                     if con is None:
                         con = duckdb_connection(paths.data / "tmp" / "duckdb")
                     done = route_and_write(con, paths.reports, day, rtype, stored[type_name],
@@ -320,9 +337,15 @@ def _route_and_compose(settings: Settings, day: str, registry: Registry, router,
                                            store=settings.events)
                     merged = policy.merge(done) if policy is not None else done
                 done = merged
-                t0 = time.monotonic()
-                entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
-                per_type.append((done, time.monotonic() - t0))
+                if pre is not None and pre.messages is not None:
+                    entries, out, seconds = pre.messages, set(pre.paths), pre.seconds
+                    for n in range(len(reports) + 1, len(reports) + len(entries) + 1):
+                        faults.hit(f"report:{n}")
+                else:
+                    t0 = time.monotonic()
+                    entries, out = mw.messages(rtype, list(done.reports), first=len(reports))
+                    seconds = time.monotonic() - t0
+                per_type.append((done, seconds))
                 reports += entries
                 written |= out | done.paths
                 show(f"routed {type_name}: {done.distinct} distinct events, {done.reported} "
@@ -355,7 +378,8 @@ def _ingest_all(settings: Settings, day: str, registry: Registry, ipdata, hashes
             todo.append((path_s, sha, StoredInput(path=path_s, sha256=sha)))
             continue
         seen[sha] = path_s
-        todo.append((path_s, sha, resumed_input(data, day, path_s, sha, store=store) if resume else None))
+        todo.append((path_s, sha,
+                     resumed_input(data, day, path_s, sha, store=store) if resume else None))
     pre: dict[str, StoredInput] = {}
     if spark is not None:
         pre = spark.ingest([(p, h) for p, h, r in todo if r is None])

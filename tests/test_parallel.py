@@ -204,3 +204,36 @@ def test_a_day_of_one_type_is_split_over_the_workers_and_writes_what_one_worker_
     assert len(out[1][1]["reports"]) > 20
     assert out[2][0] == out[1][0]
     assert out[2][1] == out[1][1]
+
+
+def test_the_pools_route_jobs_compose_the_messages(generated, tmp_path):
+    """With two workers and an inert policy every type's messages are composed in the route jobs
+    (fault point ``compose`` in the workers, never in this process), and the driver still passes
+    ``report:<n>`` once per message, in run order."""
+    import os
+
+    from herald import faults
+    from herald.constituency.recipients import recipients_from_specs
+
+    raw = tomllib.loads((generated / "herald.toml").read_text())
+    recipients = recipients_from_specs(settings_from_dict(raw, base=generated).recipients_spec)
+    settings = settings_for(raw, generated, tmp_path / "run", generated / "inbox", 2)
+    log = tmp_path / "points.log"
+
+    def record(name: str) -> None:
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()} {name}\n")
+
+    hook = faults.install(record)
+    try:
+        summary = run_day(settings, DAY, recipients=recipients)
+    finally:
+        faults.remove(hook)
+    points = [line.split() for line in log.read_text().splitlines()]
+    compose = [int(pid) for pid, name in points if name == "compose"]
+    reports = [name for pid, name in points if name.startswith("report:")]
+    types = {r["type"] for r in summary.reports}
+    assert len(compose) >= len(types) >= 3 and os.getpid() not in compose
+    assert reports == [f"report:{n}" for n in range(1, len(summary.reports) + 1)]
+    assert {int(pid) for pid, name in points if name.startswith("report:")} == {os.getpid()}
+    assert summary.reconciles and all(Path(r["message"]).is_file() for r in summary.reports)

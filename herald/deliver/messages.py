@@ -112,11 +112,12 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
 
 
 def write_messages(ctx: MessageContext, rtype: ReportType, reports: list[ReportFile], *,
-                   first: int = 0) -> tuple[list[dict], set[Path]]:
+                   first: int | None = 0) -> tuple[list[dict], set[Path]]:
     """:func:`write_message` for each of ``reports``, in this process (writes on threads).
 
     Fault point ``report:<n>`` after the n-th message of the run is handed to the writer (``n``
-    counts from ``first``).
+    counts from ``first``; ``first=None``: no fault points, as in a worker process, whose caller
+    passes them in run order).
 
     Returns:
         ``(summary entries, paths written)``.
@@ -124,12 +125,20 @@ def write_messages(ctx: MessageContext, rtype: ReportType, reports: list[ReportF
     entries: list[dict] = []
     out: set[Path] = set()
     with ParallelWrites() as writer:
-        for i, report in enumerate(reports, start=first + 1):
+        for i, report in enumerate(reports, start=(first or 0) + 1):
             entry, paths = write_message(ctx, rtype, report, writer)
             entries.append(entry)
             out |= paths
-            faults.hit(f"report:{i}")
+            if first is not None:
+                faults.hit(f"report:{i}")
     return entries, out
+
+
+def warm(ctx: MessageContext) -> None:
+    """Compute each recipient's area and filter texts once, in this process, before worker
+    processes are forked: they inherit them instead of each computing them again."""
+    for r in ctx.recipients:
+        recipient_texts(r)
 
 
 def _compose_chunk(job: tuple[str, list[ReportFile]]) -> tuple[list[dict], set[Path]]:
@@ -138,14 +147,7 @@ def _compose_chunk(job: tuple[str, list[ReportFile]]) -> tuple[list[dict], set[P
     faults.hit("compose")
     type_name, reports = job
     ctx: MessageContext = inherited()
-    entries: list[dict] = []
-    out: set[Path] = set()
-    with ParallelWrites() as writer:
-        for report in reports:
-            entry, paths = write_message(ctx, ctx.registry.get(type_name), report, writer)
-            entries.append(entry)
-            out |= paths
-    return entries, out
+    return write_messages(ctx, ctx.registry.get(type_name), reports, first=None)
 
 
 class MessageWorkers(ForkedPool):
@@ -199,7 +201,5 @@ class MessageWorkers(ForkedPool):
 
     def _submit(self, chunks: list) -> list[Future]:
         if self.pool is None:
-            # Each recipient's area and filter texts, once, here: the forked workers inherit them.
-            for r in self.ctx.recipients:
-                recipient_texts(r)
+            warm(self.ctx)
         return self.submit_all(_compose_chunk, chunks)

@@ -25,16 +25,19 @@ def test_each_message_is_composed_once_and_the_outbox_eml_is_the_queued_message(
     raw["database"] = {"url": f"sqlite:///{tmp_path / 'data' / 'herald.db'}"}
     raw["smtp"] = {"host": "127.0.0.1", "port": 25, "security": "none"}
     settings = settings_from_dict(raw, base=tmp_path)
-    calls: list[str] = []
     real = compose.compose
+    log = tmp_path / "compose.log"
 
     def counting(spec, templates):
-        calls.append(spec.key)
+        # A file, not a list: with [run] workers > 1 the stage pool's forked workers compose.
+        with open(log, "a") as fh:
+            fh.write(f"{spec.key}\n")
         return real(spec, templates)
 
     monkeypatch.setattr(compose, "compose", counting)
     summary = run_day(settings, DAY)
     assert summary.ok and len(summary.reports) == 10
+    calls = log.read_text().splitlines()
     assert len(calls) == len(summary.reports)  # composed once each, not again to queue them
     assert all(r["delivery"] == "queued" for r in summary.reports)
     queued = {e.message_id: e for e in list_outbox(open_db(settings.database_url))}
