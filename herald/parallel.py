@@ -41,8 +41,9 @@ wrote (:func:`herald.deliver.messages.write_messages`, in the worker; fault poin
 composing overlaps the routing of the other types and no worker stands idle between the two
 stages.  With a policy that is not inert the driver composes them after merging the type's
 automatic recipients (:class:`herald.deliver.messages.MessageWorkers`, after the pool is shut
-down).  Either way the run never has more busy processes than cores.  Each worker's DuckDB gets ``memory_limit / workers`` and ``cores / workers`` threads,
-so memory stays bounded as with one process.
+down).  Either way the run never has more busy processes than cores.  Each worker's DuckDB gets
+``memory_limit / workers`` and ``cores / workers`` threads, so memory stays bounded as with one
+process.
 """
 
 from __future__ import annotations
