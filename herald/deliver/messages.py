@@ -27,7 +27,7 @@ from herald.constituency.recipients import Recipient
 from herald.deliver.compose import Templates, recipient_texts
 from herald.deliver.report_message import compose_report_message
 from herald.deliver.settings import DeliverySettings, delivery_settings
-from herald.fsutil import atomic_write
+from herald.fsutil import write_parts
 from herald.parentdeath import ForkedPool, check_parent, inherited
 from herald.reports.render import ParallelWrites
 from herald.reports.write import ReportFile
@@ -71,6 +71,32 @@ class MessageContext:
         return cls(settings, day, registry, recipients, ds, Templates(ds.mail.templates))
 
 
+def read_report(path: Path, size: int) -> bytes:
+    """The bytes of a report file of ``size`` bytes (its :class:`ReportFile` size), read with one
+    ``os.read`` (``Path.read_bytes`` goes through a buffered file object and grows its buffer);
+    a file that turns out longer is read to its end.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            while len(data) < size:  # a short read (not seen on regular files)
+                more = os.read(fd, size - len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
                   writer: ParallelWrites | None = None) -> tuple[dict, set[Path]]:
     """Compose the message of one written report and write it to the outbox folder.
@@ -89,16 +115,17 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
     rcpt = ctx.recipients[report.recipient]
     rpath = report.path
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
-    data = rpath.read_bytes() if report.size <= ctx.delivery.mail.attach_max else b""
+    data = read_report(rpath, report.size) if report.size <= ctx.delivery.mail.attach_max else b""
     composed = compose_report_message(ctx.delivery, ctx.templates, rcpt, rtype, day, tlp,
                                       filename=rpath.name, data=data, sha256=report.sha256,
                                       rows=report.rows, size=report.size)
-    msg = composed.as_bytes()
     epath = settings.paths.outbox / day / rcpt.slug / f"{rpath.name}.eml"
+    # The file is composed.as_bytes(), written from its two parts (write_parts).
+    parts = (composed.headers, composed.entity)
     if writer is not None:
-        writer.submit(atomic_write, epath, msg, durable=False)
+        writer.submit(write_parts, str(epath), parts, durable=False)
     else:
-        atomic_write(epath, msg, durable=False)
+        write_parts(str(epath), parts, durable=False)
     out = {rpath, epath}
     entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
              "rows": report.rows, "path": str(rpath), "sha256": report.sha256,
