@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from herald import faults
@@ -50,6 +50,7 @@ class MessageContext:
         recipients: the run's recipients (a :class:`ReportFile` names one by index).
         delivery: the ``[mail]`` (and per-recipient) delivery settings.
         templates: the message templates.
+        folders: recipient name -> its outbox folder of the day (:meth:`folder`).
     """
 
     settings: Settings
@@ -58,6 +59,16 @@ class MessageContext:
     recipients: list[Recipient]
     delivery: DeliverySettings
     templates: Templates
+    folders: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def folder(self, recipient: Recipient) -> str:
+        """``<outbox>/<day>/<slug>`` of ``recipient``, joined once per recipient name (the slug
+        and the ``pathlib`` joins cost about 15 us per message on the 1M-event bench day)."""
+        path = self.folders.get(recipient.name)
+        if path is None:
+            path = self.folders[recipient.name] = str(
+                self.settings.paths.outbox / self.day / recipient.slug)
+        return path
 
     @classmethod
     def for_run(cls, settings: Settings, day: str, registry: Registry,
@@ -119,17 +130,18 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
     composed = compose_report_message(ctx.delivery, ctx.templates, rcpt, rtype, day, tlp,
                                       filename=rpath.name, data=data, sha256=report.sha256,
                                       rows=report.rows, size=report.size)
-    epath = settings.paths.outbox / day / rcpt.slug / f"{rpath.name}.eml"
+    epath_s = f"{ctx.folder(rcpt)}/{rpath.name}.eml"
+    epath = Path(epath_s)
     # The file is composed.as_bytes(), written from its two parts (write_parts).
     parts = (composed.headers, composed.entity)
     if writer is not None:
-        writer.submit(write_parts, str(epath), parts, durable=False)
+        writer.submit(write_parts, epath_s, parts, durable=False)
     else:
-        write_parts(str(epath), parts, durable=False)
+        write_parts(epath_s, parts, durable=False)
     out = {rpath, epath}
     entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
              "rows": report.rows, "path": str(rpath), "sha256": report.sha256,
-             "message": str(epath), "message_id": composed.message_id, "subject": composed.subject,
+             "message": epath_s, "message_id": composed.message_id, "subject": composed.subject,
              "message_header_bytes": len(composed.headers),
              "tlp": tlp, "operation": rcpt.operation, "email": rcpt.email}
     if report.intelmq is not None:
