@@ -58,3 +58,19 @@ def test_header_cache_follows_a_recipient_changed_in_place():
     composed = c.compose(other_sender, TEMPLATES)
     assert composed.headers == _expected(other_sender, composed)
     assert composed.headers.startswith(b"From: noc@cert.example\r\n")
+
+
+def test_template_render_matches_jinja_and_raises_its_errors(tmp_path):
+    import jinja2
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "report.txt.j2").write_text(
+        "{{ name }} {{ range(2) | list }} {% if report.rows > 1 %}many{% endif %}\n{{ missing }}\n")
+    (tmp_path / "en" / "digest.txt.j2").write_text("{{ name | upper }} {{ namespace(a=1).a }}\n")
+    t = c.Templates(tmp_path)
+    part = c.ReportPart(type="t", title="T", rows=2, filename="f")
+    with pytest.raises(jinja2.UndefinedError, match="missing"):
+        t.render("report", "national_cert", "en", name="x", report=part)
+    out = t.render("report", "national_cert", "en", name="x", report=part, missing="m")
+    direct = t.env.get_template("site/en/report.txt.j2").render(name="x", report=part, missing="m")
+    assert out == direct == "x [0, 1] manym\n"  # trim_blocks
+    assert t.render("digest", "national_cert", "en", name="x") == "X 1\n"
