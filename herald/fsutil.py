@@ -2,6 +2,7 @@
 
 - :func:`atomic_write` writes bytes to a temporary name beside the target and renames it (a reader
   never sees half a file); unchanged content is left untouched.
+- :func:`write_parts` is the same for bytes given in parts, without hashing them (messages).
 - :func:`atomic_writer` is the same for a writer that streams into a file object, and
   :func:`atomic_path` for a writer that opens the file by name (``pyarrow.parquet``).
 - :func:`fsync_path` makes a file, or the names in a directory, durable (``sync_dir`` of the
@@ -19,7 +20,7 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 
 def atomic_write(path: Path, data: bytes, *, durable: bool = True, sync_dir: bool = False) -> str:
@@ -112,6 +113,73 @@ def _replacing(path: Path, durable: bool, sync_dir: bool,
         raise
     if sync_dir:
         fsync_path(path.parent)
+
+
+def write_parts(path: str, parts: Sequence[bytes], *, durable: bool = True) -> None:
+    """:func:`atomic_write` of the concatenation of ``parts`` (a message's header block and
+    entity), without joining them and without hashing them.
+
+    The same semantics: a temporary file beside ``path`` (``0644``, unique per process and thread)
+    renamed over it, its directory created when missing, ``fsync`` when ``durable``; a file that
+    already holds these bytes is left untouched.  That check reads the existing file only when its
+    size matches, and compares bytes instead of SHA-256 digests: a new file costs one ``stat``.
+    Written with ``os`` calls on ``str`` paths, for speed: the 9,762 messages (323 MB) of the
+    1M-event bench day cost 0.5-0.6 s CPU to write to tmpfs instead of 0.9-1.3 s with
+    ``atomic_write(path, headers + entity)`` (a digest of every message, the joined copy, and
+    ``pathlib`` and file-object overhead per file), and an unchanged re-run 0.3 s instead of 0.8 s.
+
+    Args:
+        path: the target file.
+        parts: its bytes, in order (any bytes-like objects).
+        durable: as for :func:`atomic_write`.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+    """
+    size = sum(len(p) for p in parts)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and st.st_size == size and _holds(path, parts):
+        return
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name[:200]}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(head, exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _holds(path: str, parts: Sequence[bytes]) -> bool:
+    """The file at ``path`` holds the concatenation of ``parts``."""
+    with open(path, "rb") as fh:
+        for part in parts:
+            if fh.read(len(part)) != part:
+                return False
+        return fh.read(1) == b""
 
 
 def same_content(path: Path, size: int, digest: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from herald import faults
@@ -27,7 +27,7 @@ from herald.constituency.recipients import Recipient
 from herald.deliver.compose import Templates, recipient_texts
 from herald.deliver.report_message import compose_report_message
 from herald.deliver.settings import DeliverySettings, delivery_settings
-from herald.fsutil import atomic_write
+from herald.fsutil import write_parts
 from herald.parentdeath import ForkedPool, check_parent, inherited
 from herald.reports.render import ParallelWrites
 from herald.reports.write import ReportFile
@@ -50,6 +50,7 @@ class MessageContext:
         recipients: the run's recipients (a :class:`ReportFile` names one by index).
         delivery: the ``[mail]`` (and per-recipient) delivery settings.
         templates: the message templates.
+        folders: recipient name -> its outbox folder of the day (:meth:`folder`).
     """
 
     settings: Settings
@@ -58,6 +59,16 @@ class MessageContext:
     recipients: list[Recipient]
     delivery: DeliverySettings
     templates: Templates
+    folders: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def folder(self, recipient: Recipient) -> str:
+        """``<outbox>/<day>/<slug>`` of ``recipient``, joined once per recipient name (the slug
+        and the ``pathlib`` joins cost about 15 us per message on the 1M-event bench day)."""
+        path = self.folders.get(recipient.name)
+        if path is None:
+            path = self.folders[recipient.name] = str(
+                self.settings.paths.outbox / self.day / recipient.slug)
+        return path
 
     @classmethod
     def for_run(cls, settings: Settings, day: str, registry: Registry,
@@ -69,6 +80,32 @@ class MessageContext:
         """
         ds = delivery_settings(settings)
         return cls(settings, day, registry, recipients, ds, Templates(ds.mail.templates))
+
+
+def read_report(path: Path, size: int) -> bytes:
+    """The bytes of a report file of ``size`` bytes (its :class:`ReportFile` size), read with one
+    ``os.read`` (``Path.read_bytes`` goes through a buffered file object and grows its buffer);
+    a file that turns out longer is read to its end.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) <= size:
+            while len(data) < size:  # a short read (not seen on regular files)
+                more = os.read(fd, size - len(data))
+                if not more:
+                    break
+                data += more
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
@@ -89,20 +126,22 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
     rcpt = ctx.recipients[report.recipient]
     rpath = report.path
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
-    data = rpath.read_bytes() if report.size <= ctx.delivery.mail.attach_max else b""
+    data = read_report(rpath, report.size) if report.size <= ctx.delivery.mail.attach_max else b""
     composed = compose_report_message(ctx.delivery, ctx.templates, rcpt, rtype, day, tlp,
                                       filename=rpath.name, data=data, sha256=report.sha256,
                                       rows=report.rows, size=report.size)
-    msg = composed.as_bytes()
-    epath = settings.paths.outbox / day / rcpt.slug / f"{rpath.name}.eml"
+    epath_s = f"{ctx.folder(rcpt)}/{rpath.name}.eml"
+    epath = Path(epath_s)
+    # The file is composed.as_bytes(), written from its two parts (write_parts).
+    parts = (composed.headers, composed.entity)
     if writer is not None:
-        writer.submit(atomic_write, epath, msg, durable=False)
+        writer.submit(write_parts, epath_s, parts, durable=False)
     else:
-        atomic_write(epath, msg, durable=False)
+        write_parts(epath_s, parts, durable=False)
     out = {rpath, epath}
     entry = {"recipient": rcpt.name, "kind": rcpt.kind, "type": rtype.name,
              "rows": report.rows, "path": str(rpath), "sha256": report.sha256,
-             "message": str(epath), "message_id": composed.message_id, "subject": composed.subject,
+             "message": epath_s, "message_id": composed.message_id, "subject": composed.subject,
              "message_header_bytes": len(composed.headers),
              "tlp": tlp, "operation": rcpt.operation, "email": rcpt.email}
     if report.intelmq is not None:
