@@ -63,6 +63,26 @@ class Assignment:
     routed: np.ndarray
 
 
+class _Lists:
+    """Recipient lists in CSR layout (entry ``i``: ``members[offsets[i]:offsets[i + 1]]``), with
+    per-entry start and length arrays that have one more, empty, entry for index -1.
+
+    Args:
+        offsets: ``int64[E + 1]``.
+        members: ``int32[M]`` recipient indices.
+    """
+
+    def __init__(self, offsets: np.ndarray, members: np.ndarray) -> None:
+        self.members = members
+        self._start = np.append(offsets[:-1], 0).astype(np.int64)
+        self._count = np.append(np.diff(offsets), 0).astype(np.int32)
+        self.single = bool(self._count.max(initial=0) <= 1)
+
+    def part(self, idx: np.ndarray) -> "_Part":
+        """The :data:`_Part` of rows that match entry ``idx[i]`` (``int64[N]``, -1 for none)."""
+        return self._start[idx], self._count[idx], self.members, self.single
+
+
 class _Segments:
     """Elementary segments of a set of (possibly overlapping) ranges, with covering recipients.
 
@@ -82,6 +102,7 @@ class _Segments:
             self.bounds = starts[:0]
             self.offsets = np.zeros(1, dtype=np.int64)
             self.members = np.zeros(0, dtype=np.int32)
+            self.lists = _Lists(self.offsets, self.members)
             return
         bounds = np.unique(np.concatenate([starts, ends_excl]))
         first = np.searchsorted(bounds, starts, "left")
@@ -98,6 +119,7 @@ class _Segments:
         self.bounds = bounds
         self.offsets = np.concatenate(([0], np.cumsum(np.bincount(seg, minlength=len(bounds)))))
         self.members = rid.astype(np.int32)
+        self.lists = _Lists(self.offsets, self.members)
 
     def segment_of(self, keys: np.ndarray) -> np.ndarray:
         """``int64[K]``: the segment holding each of the *sorted* ``keys`` (``[K]``, the dtype of
@@ -161,6 +183,7 @@ class _KeyIndex:
         self.keys, counts = np.unique(keys, return_counts=True)
         self.offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self.members = rids
+        self.lists = _Lists(self.offsets, self.members)
         dense = self.keys[(self.keys >= 0) & (self.keys < self.DENSE_MAX)]
         self._dense = np.full(int(dense.max()) + 1 if len(dense) else 0, -1, dtype=np.int32)
         self._dense[dense] = np.searchsorted(self.keys, dense)
@@ -262,6 +285,7 @@ class Router:
         self._min_sev = np.array([severity_rank(r.min_severity) for r in self.recipients], dtype=np.int8)
         self._scoped = [rid for rid, r in enumerate(self.recipients) if r.families or r.tags]
         self._type_masks: dict[str, np.ndarray] = {}
+        self._type_thr: dict[str, np.ndarray] = {}
 
     def _domain_part(self, column: pa.ChunkedArray | pa.Array) -> _Part:
         """Recipients per row of a host-name column (``N`` rows), matching per distinct value."""
@@ -274,7 +298,7 @@ class Router:
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         members = np.array([r for h in hits for r in h], dtype=np.int32)
         idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
-        return starts[idx], counts[idx], members
+        return starts[idx], counts[idx].astype(np.int32), members, False
 
     def type_mask(self, rtype: ReportType) -> np.ndarray:
         """``bool[R]``: recipients that take report type ``rtype`` (computed once per type)."""
@@ -283,6 +307,15 @@ class Router:
             mask = self._type_masks[rtype.name] = np.array(
                 [not r.report_types or rtype.name in r.report_types for r in self.recipients], dtype=bool)
         return mask
+
+    def _thresholds(self, rtype: ReportType) -> np.ndarray:
+        """``int8[R]``: the lowest severity rank each recipient takes for ``rtype`` (127 when it
+        does not take the type at all)."""
+        thr = self._type_thr.get(rtype.name)
+        if thr is None:
+            thr = self._type_thr[rtype.name] = np.where(self.type_mask(rtype), self._min_sev,
+                                                        np.int8(127)).astype(np.int8)
+        return thr
 
     def route(self, table: pa.Table, rtype: ReportType) -> Assignment:
         """Route the rows of ``table`` (a normalized, enriched table of type ``rtype``).
@@ -307,24 +340,24 @@ class Router:
                 seg = np.full(n, -1, dtype=np.int64)
                 i4 = np.flatnonzero(m4)
                 seg[i4] = self._v4.lookup_v4(ips.v4[i4])
-            parts.append(_csr_part(seg, self._v4.offsets, self._v4.members))
+            parts.append(self._v4.lists.part(seg))
             i6 = np.flatnonzero(ips.version == 6)
             if len(i6):
                 seg = np.full(n, -1, dtype=np.int64)
                 seg[i6] = self._v6.lookup_keys(_s16_to_s17(v6_keys(ips.v6_hi[i6], ips.v6_lo[i6])))
-                parts.append(_csr_part(seg, self._v6.offsets, self._v6.members))
+                parts.append(self._v6.lists.part(seg))
         asn_col = rtype.asn_column
         if asn_col and asn_col in table.column_names and n and len(self._asn.keys):
             asn = pc.fill_null(table.column(asn_col), 0).to_numpy(zero_copy_only=False).astype(np.int64)
             idx = self._asn.find(asn)
             idx[asn <= 0] = -1
-            parts.append(_csr_part(idx, self._asn.offsets, self._asn.members))
+            parts.append(self._asn.lists.part(idx))
         geo_col = rtype.geo_column
         if geo_col and geo_col in table.column_names and n and len(self._cc.keys):
             cc = country_codes(table.column(geo_col))
             idx = self._cc.find(cc)
             idx[cc < 0] = -1
-            parts.append(_csr_part(idx, self._cc.offsets, self._cc.members))
+            parts.append(self._cc.lists.part(idx))
         if self._domains and n:
             for col in DOMAIN_COLUMNS:
                 if col in table.column_names:
@@ -332,14 +365,20 @@ class Router:
         if not parts:
             return Assignment(np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(n, dtype=bool))
         ev, rid = _row_pairs(n, parts)
-        ok = self.type_mask(rtype)[rid]
+        # Type and severity: a row reaches a recipient when its rank is at least the recipient's
+        # threshold for the type (above every rank when it does not take the type).
+        thr = self._thresholds(rtype)
         sev = event_severity(table, rtype)
-        ok &= sev[ev] >= self._min_sev[rid]
+        ok = None
+        if thr.max(initial=0) > sev.min(initial=0):
+            ok = sev[ev] >= thr[rid]
         for s in self._scoped:
             sel = rid == s
             if sel.any():
+                if ok is None:
+                    ok = np.ones(len(rid), dtype=bool)
                 ok[sel] &= operation_mask(table, self.recipients[s])[ev[sel]]
-        if not ok.all():
+        if ok is not None and not ok.all():
             ev, rid = ev[ok], rid[ok]
         # Stable sort by recipient (radix sort for 16-bit keys): rows stay ascending within each
         # recipient, so duplicate pairs are neighbours.
@@ -355,18 +394,10 @@ class Router:
         return Assignment(ev, rid, routed)
 
 
-#: Recipients of each of N rows for one filter kind: ``(start int64[N], count int64[N], members
-#: int32[M])``, row ``i`` matches ``members[start[i]:start[i] + count[i]]``.
-_Part = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def _csr_part(idx: np.ndarray, offsets: np.ndarray, members: np.ndarray) -> _Part:
-    """The :data:`_Part` of rows that match CSR entry ``idx[i]`` (``int64[N]``, -1 for none) of
-    ``offsets`` (``int64[E + 1]``) and ``members`` (``int32``)."""
-    hit = idx >= 0
-    start = offsets[np.where(hit, idx, 0)]
-    count = np.where(hit, offsets[np.where(hit, idx + 1, 0)] - start, 0)
-    return start, count, members
+#: Recipients of each of N rows for one filter kind: ``(start int64[N], count int32[N], members
+#: int32[M], single)``: row ``i`` matches ``members[start[i]:start[i] + count[i]]``; ``single``:
+#: no count is above 1.
+_Part = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
 
 
 def _row_pairs(n: int, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
@@ -381,22 +412,24 @@ def _row_pairs(n: int, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
         order).  Every pair is written to its place directly (no sort).
     """
     total = parts[0][1].copy()
-    for _, count, _ in parts[1:]:
-        total += count
-    ends = np.cumsum(total)
+    for part in parts[1:]:
+        total += part[1]
+    ends = np.cumsum(total, dtype=np.int64)
     size = int(ends[-1]) if n else 0
     off = ends - total
     rid = np.empty(size, dtype=np.int32)
-    for start, count, members in parts:
+    for start, count, members, single in parts:
         idx = np.flatnonzero(count)
         if len(idx) == 0:
             continue
-        c, o, s = count[idx], off[idx], start[idx]
-        if len(idx) == int(c.sum()):  # one recipient per matching row
-            rid[o] = members[s]
-        else:
-            k = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
-            rid[np.repeat(o, c) + k] = members[np.repeat(s, c) + k]
+        o = off[idx]
+        if single:
+            rid[o] = members[start[idx]]
+            off[idx] += 1
+            continue
+        c, s = count[idx], start[idx]
+        k = np.arange(int(c.sum())) - np.repeat(np.cumsum(c, dtype=np.int64) - c, c)
+        rid[np.repeat(o, c) + k] = members[np.repeat(s, c) + k]
         off[idx] += c
     return np.repeat(np.arange(n, dtype=np.int64), total), rid
 
