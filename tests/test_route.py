@@ -11,11 +11,13 @@ import ipaddress
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herald.constituency.recipients import Recipient
-from herald.route import DOMAIN_COLUMNS, Router, country_codes
+from herald import route
+from herald.route import DOMAIN_COLUMNS, Router, _KeyIndex, _row_pairs, country_codes
 from herald.schema import SEVERITY_LEVELS, default_registry, severity_rank
 
 REG = default_registry()
@@ -164,3 +166,56 @@ def test_country_codes():
     codes = country_codes(pa.array(["AT", "at", None, "A", "A1", "ZZ"]))
     assert codes.tolist() == [0 * 26 + 19, 19, -1, -1, -1, 25 * 26 + 25]
     assert np.all(country_codes(pa.array([], pa.string())) == [])
+
+
+# --------------------------------------------------------------------------------------------------
+# The router's building blocks against plain references
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(-3, 40), st.integers(2**20 - 2, 2**20 + 2),
+                                    st.integers(2**32 - 2, 2**32 + 2)), st.integers(0, 5)), max_size=20),
+       st.lists(st.one_of(st.integers(-3, 40), st.integers(2**20 - 2, 2**20 + 2),
+                          st.integers(2**32 - 2, 2**32 + 2)), max_size=30))
+def test_key_index_find_equals_dict(entries, queries):
+    idx = _KeyIndex(np.array([k for k, _ in entries], dtype=np.int64), np.array([r for _, r in entries], dtype=np.int32))
+    got = idx.find(np.array(queries, dtype=np.int64))
+    keys = sorted({k for k, _ in entries})
+    assert got.tolist() == [keys.index(q) if q in keys else -1 for q in queries]
+    for i, k in enumerate(keys):
+        assert idx.members[idx.offsets[i]:idx.offsets[i + 1]].tolist() == sorted({r for kk, r in entries if kk == k})
+
+
+@st.composite
+def parts(draw):
+    n = draw(st.integers(1, 12))
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        members = np.array(draw(st.lists(st.integers(0, 9), min_size=1, max_size=8)), dtype=np.int32)
+        single = draw(st.booleans())
+        start = np.array(draw(st.lists(st.integers(0, len(members) - 1), min_size=n, max_size=n)), dtype=np.int64)
+        hi = 1 if single else 8
+        count = np.array([draw(st.integers(0, min(hi, len(members) - s))) for s in start], dtype=np.int32)
+        out.append((start, count, members, single))
+    return n, out
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts())
+def test_row_pairs_equals_loop(case):
+    n, ps = case
+    ev, rid = _row_pairs(n, ps)
+    ref = [(i, int(m[s[i] + k])) for i in range(n) for s, c, m, _ in ps for k in range(c[i])]
+    assert list(zip(ev.tolist(), rid.tolist())) == ref
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recips=recipients(), ev=events(), tidx=st.integers(0, len(TYPES) - 1))
+def test_router_int32_sort_path_equals_uint16(recips, ev, tidx):
+    rtype = TYPES[tidx]
+    table = build_table(rtype, ev)
+    a = Router(recips).route(table, rtype)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(route, "_RADIX_MAX", 0)
+        b = Router(recips).route(table, rtype)
+    assert np.array_equal(a.event, b.event) and np.array_equal(a.recipient, b.recipient)
+    assert a.event.dtype == b.event.dtype == np.int64 and a.recipient.dtype == b.recipient.dtype == np.int32
