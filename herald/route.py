@@ -73,7 +73,7 @@ class _Lists:
     """
 
     def __init__(self, offsets: np.ndarray, members: np.ndarray) -> None:
-        self.members = members
+        self.members = np.append(members, 0).astype(np.int32)  # a spare entry: see _row_pairs
         self._start = np.append(offsets[:-1], 0).astype(np.int64)
         self._count = np.append(np.diff(offsets), 0).astype(np.int32)
         self.single = bool(self._count.max(initial=0) <= 1)
@@ -298,7 +298,7 @@ class Router:
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         members = np.array([r for h in hits for r in h], dtype=np.int32)
         idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
-        return starts[idx], counts[idx].astype(np.int32), members, False
+        return starts[idx], counts[idx].astype(np.int32), np.append(members, 0).astype(np.int32), False
 
     def type_mask(self, rtype: ReportType) -> np.ndarray:
         """``bool[R]``: recipients that take report type ``rtype`` (computed once per type)."""
@@ -399,8 +399,8 @@ class Router:
 _RADIX_MAX = 1 << 16
 
 #: Recipients of each of N rows for one filter kind: ``(start int64[N], count int32[N], members
-#: int32[M], single)``: row ``i`` matches ``members[start[i]:start[i] + count[i]]``; ``single``:
-#: no count is above 1.
+#: int32[M + 1], single)``: row ``i`` matches ``members[start[i]:start[i] + count[i]]``; every
+#: ``start[i]`` indexes ``members`` (the last entry is a spare); ``single``: no count is above 1.
 _Part = tuple[np.ndarray, np.ndarray, np.ndarray, bool]
 
 
@@ -421,21 +421,22 @@ def _row_pairs(n: int, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
     ends = np.cumsum(total, dtype=np.int64)
     size = int(ends[-1]) if n else 0
     off = ends - total
-    rid = np.empty(size, dtype=np.int32)
+    # One spare slot at the end takes the writes of rows without a match, so that rows with zero
+    # or one recipient (almost all) are written without selecting them first.
+    rid = np.empty(size + 1, dtype=np.int32)
     for start, count, members, single in parts:
-        idx = np.flatnonzero(count)
-        if len(idx) == 0:
-            continue
-        o = off[idx]
-        if single:
-            rid[o] = members[start[idx]]
-            off[idx] += 1
-            continue
-        c, s = count[idx], start[idx]
-        k = np.arange(int(c.sum())) - np.repeat(np.cumsum(c, dtype=np.int64) - c, c)
-        rid[np.repeat(o, c) + k] = members[np.repeat(s, c) + k]
-        off[idx] += c
-    return np.repeat(np.arange(n, dtype=np.int64), total), rid
+        one = count
+        if not single:
+            many = count > 1
+            if many.any():
+                idx = np.flatnonzero(many)
+                c, o, s = count[idx], off[idx], start[idx]
+                k = np.arange(int(c.sum())) - np.repeat(np.cumsum(c, dtype=np.int64) - c, c)
+                rid[np.repeat(o, c) + k] = members[np.repeat(s, c) + k]
+                one = np.where(many, 0, count)
+        rid[np.where(one > 0, off, size)] = members[start]
+        off += count
+    return np.repeat(np.arange(n, dtype=np.int64), total), rid[:size]
 
 
 def _domain_lookup(domains: dict[str, list[int]], name: str | None) -> list[int]:
