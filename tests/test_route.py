@@ -219,3 +219,20 @@ def test_router_int32_sort_path_equals_uint16(recips, ev, tidx):
         b = Router(recips).route(table, rtype)
     assert np.array_equal(a.event, b.event) and np.array_equal(a.recipient, b.recipient)
     assert a.event.dtype == b.event.dtype == np.int64 and a.recipient.dtype == b.recipient.dtype == np.int32
+
+
+def _country_codes_reference(values) -> list[int]:
+    return [(ord(v[0].upper()) - 65) * 26 + ord(v[1].upper()) - 65
+            if v and len(v) == 2 and v.isascii() and v.isalpha() else -1 for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["AT", "at", "zZ", "A", "A1", "é", "éa", "ab ", "@[", "`{", ""]),
+                          st.text(max_size=3)), max_size=30),
+       st.integers(0, 3), st.booleans())
+def test_country_codes_equal_reference(values, cut, chunked):
+    arr = pa.array(values, pa.string())
+    arr = arr.slice(min(cut, len(arr)))  # a non-zero array offset
+    expect = _country_codes_reference(arr.to_pylist())
+    col = pa.chunked_array([arr.slice(0, len(arr) // 2), arr.slice(len(arr) // 2)], pa.string()) if chunked else arr
+    assert country_codes(col).tolist() == expect
