@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from herald.enrich.ranges import (
     U64_MAX, V4_MAX, add1, as_u64, flatten_ranges, from_s16_keys, less128, parse_prefixes, s16_keys, sub1,
@@ -434,6 +435,28 @@ def _interleave(start: np.ndarray, after: np.ndarray, gap: np.ndarray, payload: 
     return b, p
 
 
+def _factorize_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`unique_inverse` through Arrow's hash ``dictionary_encode`` (then only the distinct
+    values are sorted): faster when values repeat a lot, slower when they are mostly distinct.
+
+    Args:
+        values: ``int64[N]``.
+
+    Returns:
+        ``(distinct int64[U] sorted, inverse int64[N])``.
+
+    For the 680k payload codes of :func:`join_tables` on the bundled data (111k distinct): 20 ms
+    of CPU against 49 ms for the packed sort of :func:`unique_inverse`; for 1M distinct values it
+    would be 171 ms against 89 ms, hence not the general path.
+    """
+    enc = pc.dictionary_encode(pa.array(values, pa.int64()))
+    distinct = enc.dictionary.to_numpy()
+    order = np.argsort(distinct)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[order] = np.arange(len(distinct), dtype=np.int64)
+    return distinct[order], rank[enc.indices.to_numpy(zero_copy_only=False)]
+
+
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
     """Sorted distinct ``values`` (``[N]``, a concatenation of a few sorted runs: see
     :func:`join_tables`)."""
@@ -483,7 +506,7 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
     nb = int(max(b.v4_payload.max(initial=-1), b.v6_payload.max(initial=-1))) + 2
     codes4 = (pa4 + 1) * nb + (pb4 + 1)
     codes6 = (pa6 + 1) * nb + (pb6 + 1)
-    codes, inv = unique_inverse(np.concatenate((codes4, codes6)))
+    codes, inv = _factorize_sorted(np.concatenate((codes4, codes6)))
     p4, p6 = inv[:len(codes4)], inv[len(codes4):]
 
     def runs(keep: np.ndarray, pay: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -40,3 +40,13 @@ def test_sorted_lookup_both_directions(keys_into_bounds, bounds, keys):
         got = iprange._sorted_lookup(k, b, values)
     ref = [int(values[bisect.bisect_right(sorted(bounds), x)]) for x in sorted(keys)]
     assert got.tolist() == ref
+
+
+@HSET
+@given(st.lists(st.one_of(st.integers(0, 20), st.integers(-2**62, 2**62)), max_size=60))
+def test_factorize_sorted_equals_numpy(values):
+    arr = np.array(values, dtype=np.int64)
+    u, inv = iprange._factorize_sorted(arr)
+    ref_u, ref_inv = np.unique(arr, return_inverse=True)
+    assert u.dtype == np.int64 and inv.dtype == np.int64
+    assert np.array_equal(u, ref_u) and np.array_equal(inv, ref_inv.ravel())
