@@ -236,3 +236,22 @@ def test_country_codes_equal_reference(values, cut, chunked):
     expect = _country_codes_reference(arr.to_pylist())
     col = pa.chunked_array([arr.slice(0, len(arr) // 2), arr.slice(len(arr) // 2)], pa.string()) if chunked else arr
     assert country_codes(col).tolist() == expect
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12), st.integers(0, 3)), max_size=12),
+       st.lists(st.integers(0, 80), max_size=40))
+def test_segments_equal_covering_ranges(ranges, keys):
+    """Merged neighbouring segments still give each address exactly the recipients of the ranges
+    that cover it (adjacent ranges of one recipient are common: they get merged)."""
+    from herald.route import _Segments
+    seg = _Segments(np.array([a for a, _, _ in ranges], dtype=np.uint64),
+                    np.array([a + w for a, w, _ in ranges], dtype=np.uint64),
+                    np.array([r for _, _, r in ranges], dtype=np.int32))
+    got = seg.lookup_v4(np.array(keys, dtype=np.uint32))
+    for key, s in zip(keys, got.tolist()):
+        members = [] if s < 0 else seg.members[seg.offsets[s]:seg.offsets[s + 1]].tolist()
+        assert members == sorted({r for a, w, r in ranges if a <= key < a + w})
+    assert len(seg.bounds) < 2 or all(
+        seg.members[seg.offsets[i]:seg.offsets[i + 1]].tolist() != seg.members[seg.offsets[i + 1]:seg.offsets[i + 2]].tolist()
+        for i in range(len(seg.bounds) - 1))
