@@ -358,11 +358,13 @@ class Router:
         return mask
 
     def _thresholds(self, rtype: ReportType) -> np.ndarray:
-        """``int8[R]``: the lowest severity rank each recipient takes for ``rtype`` (127 when it
-        does not take the type at all)."""
+        """``int8[R]``: the lowest severity rank each recipient the router was built with takes for
+        ``rtype`` (127 when it does not take the type at all).  Recipients appended to
+        :attr:`recipients` later (automatic abuse contacts) have no filters here: no pairs."""
         thr = self._type_thr.get(rtype.name)
         if thr is None:
-            thr = self._type_thr[rtype.name] = np.where(self.type_mask(rtype), self._min_sev,
+            r = len(self._min_sev)
+            thr = self._type_thr[rtype.name] = np.where(self.type_mask(rtype)[:r], self._min_sev,
                                                         np.int8(127)).astype(np.int8)
         return thr
 
@@ -431,7 +433,7 @@ class Router:
             ev, rid = ev[ok], rid[ok]
         # Stable sort by recipient (radix sort for 16-bit keys): rows stay ascending within each
         # recipient, so duplicate pairs are neighbours.
-        sort_key = rid.astype(np.uint16) if len(self.recipients) <= _RADIX_MAX else rid
+        sort_key = rid.astype(np.uint16) if len(self._min_sev) <= _RADIX_MAX else rid
         order = np.argsort(sort_key, kind="stable")
         ev, rid = ev[order], rid[order]
         keep = np.ones(len(ev), dtype=bool)
