@@ -17,13 +17,15 @@ pair in Python:
 
 - CIDRs of all recipients become elementary, non-overlapping segments of the address space (IPv4
   as ``uint32``, IPv6 as 16-byte big-endian keys); each segment lists the recipients whose CIDRs
-  cover it (CSR layout).  One ``searchsorted`` of the sorted event addresses finds every event's
-  segment.
-- ASNs and countries become sorted ``(key, recipient)`` arrays, looked up with ``searchsorted``.
+  cover it (CSR layout); neighbouring segments with the same recipients are merged.  One
+  ``searchsorted`` of the sorted event addresses finds every event's segment.
+- ASNs and countries become sorted keys with their recipients (CSR), found through a dense table
+  (small keys) or ``searchsorted``.
 - Host names are dictionary-encoded; only the distinct names (far fewer than events) are matched
   against the domains, suffix by suffix, in Python.
-- The (event, recipient) pairs of the three are concatenated, made unique with a sort and a
-  neighbour mask, and filtered by type, severity and operation masks.
+- Each row's recipients from all of these are written row after row (no sort), filtered by type,
+  severity and operation masks, put in recipient order by a stable radix sort of the ``uint16``
+  recipient numbers, and made unique with a neighbour mask.
 
 Build a :class:`Router` once per run (cost grows with the number of CIDRs: about a second per
 million) and call :meth:`Router.route` per table.
@@ -130,8 +132,10 @@ class _Segments:
         """``int64[K]``: the segment (-1 for none) of each IPv4 address (``uint32[K]``, any order).
 
         The addresses are packed with their position (``address << 32 | i``) and sorted, which is
-        faster than an ``argsort`` (a plain ``uint64`` sort), and sorted queries make
-        ``searchsorted`` over ~1.4M bounds about 9x faster than unsorted ones (cache locality).
+        faster than an ``argsort`` (a plain ``uint64`` sort: 10 ms against 16 ms for 200k
+        addresses), and sorted queries make ``searchsorted`` faster (cache locality): 200k
+        addresses into 2M random bounds 7 ms sorted against 67 ms unsorted; into the bench's 171k
+        merged bounds the whole lookup takes 15 ms against 28 ms for an unsorted ``searchsorted``.
         """
         k = len(addr)
         out = np.empty(k, dtype=np.int64)
