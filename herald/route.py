@@ -446,7 +446,7 @@ class Router:
             ev, rid = ev[keep], rid[keep]
         routed = np.zeros(n, dtype=bool)
         routed[ev] = True
-        return Assignment(ev, rid, routed)
+        return Assignment(ev.astype(np.int64), rid, routed)
 
 
 #: Up to this many recipients, their numbers are sorted as ``uint16`` (NumPy's radix sort: 6.5 ms
@@ -467,8 +467,8 @@ def _row_pairs(n: int, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
         parts: :data:`_Part` per filter kind.
 
     Returns:
-        ``(event int64[P], recipient int32[P])``, ``event`` ascending (each row's pairs in part
-        order).  Every pair is written to its place directly (no sort).
+        ``(event int32[P] (int64 from 2**31 rows), recipient int32[P])``, ``event`` ascending (each
+        row's pairs in part order).  Every pair is written to its place directly (no sort).
     """
     total = parts[0][1].copy()
     for part in parts[1:]:
@@ -491,7 +491,8 @@ def _row_pairs(n: int, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray]:
                 one = np.where(many, 0, count)
         rid[np.where(one > 0, off, size)] = members[start]
         off += count
-    return np.repeat(np.arange(n, dtype=np.int64), total), rid[:size]
+    rows = np.arange(n, dtype=np.int32 if n < 1 << 31 else np.int64)
+    return np.repeat(rows, total), rid[:size]
 
 
 def _domain_lookup(domains: dict[str, list[int]], name: str | None) -> list[int]:
