@@ -11,11 +11,13 @@ import ipaddress
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from herald.constituency.recipients import Recipient
-from herald.route import DOMAIN_COLUMNS, Router, country_codes
+from herald import route
+from herald.route import DOMAIN_COLUMNS, Router, _KeyIndex, _row_pairs, country_codes
 from herald.schema import SEVERITY_LEVELS, default_registry, severity_rank
 
 REG = default_registry()
@@ -164,3 +166,92 @@ def test_country_codes():
     codes = country_codes(pa.array(["AT", "at", None, "A", "A1", "ZZ"]))
     assert codes.tolist() == [0 * 26 + 19, 19, -1, -1, -1, 25 * 26 + 25]
     assert np.all(country_codes(pa.array([], pa.string())) == [])
+
+
+# --------------------------------------------------------------------------------------------------
+# The router's building blocks against plain references
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(-3, 40), st.integers(2**20 - 2, 2**20 + 2),
+                                    st.integers(2**32 - 2, 2**32 + 2)), st.integers(0, 5)), max_size=20),
+       st.lists(st.one_of(st.integers(-3, 40), st.integers(2**20 - 2, 2**20 + 2),
+                          st.integers(2**32 - 2, 2**32 + 2)), max_size=30))
+def test_key_index_find_equals_dict(entries, queries):
+    idx = _KeyIndex(np.array([k for k, _ in entries], dtype=np.int64), np.array([r for _, r in entries], dtype=np.int32))
+    got = idx.find(np.array(queries, dtype=np.int64))
+    keys = sorted({k for k, _ in entries})
+    assert got.tolist() == [keys.index(q) if q in keys else -1 for q in queries]
+    for i, k in enumerate(keys):
+        assert idx.members[idx.offsets[i]:idx.offsets[i + 1]].tolist() == sorted({r for kk, r in entries if kk == k})
+
+
+@st.composite
+def parts(draw):
+    n = draw(st.integers(1, 12))
+    out = []
+    for _ in range(draw(st.integers(1, 4))):
+        members = np.array(draw(st.lists(st.integers(0, 9), min_size=1, max_size=8)), dtype=np.int32)
+        single = draw(st.booleans())
+        start = np.array(draw(st.lists(st.integers(0, len(members) - 1), min_size=n, max_size=n)), dtype=np.int64)
+        hi = 1 if single else 8
+        count = np.array([draw(st.integers(0, min(hi, len(members) - s))) for s in start], dtype=np.int32)
+        out.append((start, count, members, single))
+    return n, out
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts())
+def test_row_pairs_equals_loop(case):
+    n, ps = case
+    ev, rid = _row_pairs(n, ps)
+    ref = [(i, int(m[s[i] + k])) for i in range(n) for s, c, m, _ in ps for k in range(c[i])]
+    assert list(zip(ev.tolist(), rid.tolist())) == ref
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recips=recipients(), ev=events(), tidx=st.integers(0, len(TYPES) - 1))
+def test_router_int32_sort_path_equals_uint16(recips, ev, tidx):
+    rtype = TYPES[tidx]
+    table = build_table(rtype, ev)
+    a = Router(recips).route(table, rtype)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(route, "_RADIX_MAX", 0)
+        b = Router(recips).route(table, rtype)
+    assert np.array_equal(a.event, b.event) and np.array_equal(a.recipient, b.recipient)
+    assert a.event.dtype == b.event.dtype == np.int64 and a.recipient.dtype == b.recipient.dtype == np.int32
+
+
+def _country_codes_reference(values) -> list[int]:
+    return [(ord(v[0].upper()) - 65) * 26 + ord(v[1].upper()) - 65
+            if v and len(v) == 2 and v.isascii() and v.isalpha() else -1 for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["AT", "at", "zZ", "A", "A1", "é", "éa", "ab ", "@[", "`{", ""]),
+                          st.text(max_size=3)), max_size=30),
+       st.integers(0, 3), st.booleans())
+def test_country_codes_equal_reference(values, cut, chunked):
+    arr = pa.array(values, pa.string())
+    arr = arr.slice(min(cut, len(arr)))  # a non-zero array offset
+    expect = _country_codes_reference(arr.to_pylist())
+    col = pa.chunked_array([arr.slice(0, len(arr) // 2), arr.slice(len(arr) // 2)], pa.string()) if chunked else arr
+    assert country_codes(col).tolist() == expect
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 12), st.integers(0, 3)), max_size=12),
+       st.lists(st.integers(0, 80), max_size=40))
+def test_segments_equal_covering_ranges(ranges, keys):
+    """Merged neighbouring segments still give each address exactly the recipients of the ranges
+    that cover it (adjacent ranges of one recipient are common: they get merged)."""
+    from herald.route import _Segments
+    seg = _Segments(np.array([a for a, _, _ in ranges], dtype=np.uint64),
+                    np.array([a + w for a, w, _ in ranges], dtype=np.uint64),
+                    np.array([r for _, _, r in ranges], dtype=np.int32))
+    got = seg.lookup_v4(np.array(keys, dtype=np.uint32))
+    for key, s in zip(keys, got.tolist()):
+        members = [] if s < 0 else seg.members[seg.offsets[s]:seg.offsets[s + 1]].tolist()
+        assert members == sorted({r for a, w, r in ranges if a <= key < a + w})
+    assert len(seg.bounds) < 2 or all(
+        seg.members[seg.offsets[i]:seg.offsets[i + 1]].tolist() != seg.members[seg.offsets[i + 1]:seg.offsets[i + 2]].tolist()
+        for i in range(len(seg.bounds) - 1))

@@ -92,10 +92,25 @@ def enrich(table: pa.Table, rtype: ReportType, ipdata: IPData, overwrite: bool =
         if rows is not None:
             mask = np.zeros(n, dtype=bool)
             mask[rows[take]] = True
-        merged = pc.replace_with_mask(old, pa.array(mask), new.filter(pa.array(take)))
+        merged = _replace(old, mask, new.filter(pa.array(take)))
         i = table.column_names.index(c)
         table = table.set_column(i, table.schema.field(i), merged)
     return table
+
+
+def _replace(old: pa.Array, mask: np.ndarray, values: pa.Array) -> pa.Array:
+    """``old`` (``N`` values) with the rows where ``mask`` (``bool[N]``) is set replaced, in order,
+    by ``values`` (one per set row, of ``old``'s type): ``pc.replace_with_mask``.
+
+    String columns are built with one ``take`` from ``old`` followed by ``values`` instead (the
+    country column of a 250k-row batch of the bench day: 5.0 ms of CPU against 2.4 ms).
+    """
+    if not (pa.types.is_string(old.type) or pa.types.is_large_string(old.type)):
+        return pc.replace_with_mask(old, pa.array(mask), values)
+    n = len(old)
+    idx = np.arange(n, dtype=np.int64)
+    idx[mask] = np.arange(n, n + len(values), dtype=np.int64)
+    return pa.concat_arrays([old, values]).take(pa.array(idx))
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -116,10 +131,12 @@ def _empty(values: pa.Array, key: str) -> np.ndarray:
     null = ~pc.is_valid(values).to_numpy(zero_copy_only=False) if values.null_count else \
         np.zeros(n, dtype=bool)
     if key == "asn" and pa.types.is_integer(values.type):
-        zero = pc.equal(values, 0) if values.null_count else None
-        if zero is None:
-            return values.to_numpy(zero_copy_only=False) == 0
-        return null | pc.fill_null(zero, False).to_numpy(zero_copy_only=False)
+        if n == 0:
+            return null
+        # The values buffer (whatever it holds under the nulls does not matter: null is or-ed in).
+        dtype = np.dtype(values.type.to_pandas_dtype())
+        data = np.frombuffer(values.buffers()[1], dtype=dtype, count=n, offset=values.offset * dtype.itemsize)
+        return null | (data == 0)
     if pa.types.is_string(values.type) and key != "asn":
         offs = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset:values.offset + n + 1]
         data = values.buffers()[2]

@@ -31,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from herald.enrich.ranges import (
     U64_MAX, V4_MAX, add1, as_u64, flatten_ranges, from_s16_keys, less128, parse_prefixes, s16_keys, sub1,
@@ -44,9 +45,33 @@ THREAD_CHUNK = 1 << 20
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values and, for each input, its index among them.
 
-    Sort plus a neighbour mask plus ``searchsorted``: much faster than ``np.unique`` on large
-    integer arrays (docs/architecture.md performance notes).
+    Args:
+        values: ``[N]`` values (any sortable dtype).
+
+    Returns:
+        ``(distinct [U] of the dtype of values, inverse int64[N])``.
+
+    Sort plus a neighbour mask: much faster than ``np.unique`` on large integer arrays
+    (docs/architecture.md performance notes).  Integers in ``0 .. 2**32 - 1`` are sorted packed with
+    their position (``value << 32 | i``) and the inverse is scattered back, which avoids the
+    ``searchsorted`` of unsorted values (the 680k payload codes of :func:`join_tables` for the bundled
+    data: 74 ms -> 39 ms of CPU); other values take ``searchsorted``.
     """
+    values = np.asarray(values)
+    n = len(values)
+    if n and n <= 1 << 32 and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 1 << 32:
+        packed = values.astype(np.uint64)
+        packed <<= np.uint64(32)
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        pos = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+        packed >>= np.uint64(32)
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        np.not_equal(packed[1:], packed[:-1], out=new[1:])
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[pos] = np.cumsum(new) - 1
+        return packed[new].astype(values.dtype), inverse
     u = np.sort(values)
     if len(u):
         u = u[np.append(True, u[1:] != u[:-1])]
@@ -289,11 +314,7 @@ class RangeTable:
         packed <<= np.uint64(32)
         packed |= np.arange(n, dtype=np.uint64)
         packed.sort()
-        # For each boundary, the first sorted key at or above it; keys between two boundaries take
-        # the value of the lower one (values[0] = -1 is "below the first boundary").
-        pos = np.searchsorted(packed, self._v4_bounds, side="left")
-        counts = np.diff(pos, prepend=0, append=n)
-        values = np.repeat(self._v4_values, counts)
+        values = _sorted_lookup(packed, self._v4_bounds, self._v4_values)
         packed &= np.uint64(0xFFFFFFFF)
         out[packed.astype(np.intp)] = values
 
@@ -316,9 +337,7 @@ class RangeTable:
             return out
         keys = s16_keys(as_u64(hi), as_u64(lo))
         order = np.argsort(keys)
-        pos = np.searchsorted(keys[order], self._v6_bounds, side="left")
-        counts = np.diff(pos, prepend=0, append=n)
-        out[order] = np.repeat(self._v6_values, counts)
+        out[order] = _sorted_lookup(keys[order], self._v6_bounds, self._v6_values)
         return out
 
     # ----------------------------------------------------------------------------------------------
@@ -358,6 +377,28 @@ class RangeTable:
         return cls(s4, e4, arrays[f"{prefix}v4_payload"], shi, slo, hi, lo, arrays[f"{prefix}v6_payload"])
 
 
+def _sorted_lookup(keys: np.ndarray, bounds: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The value of each of the sorted ``keys`` (``[N]``): ``values[j]`` where ``j`` is the number
+    of ``bounds`` (sorted, ``[B]``, same dtype) at or below the key; ``values`` is ``int64[B + 1]``.
+
+    The smaller array is searched into the larger one, both sorted: for the bundled data's 472k
+    IPv4 bounds and a 240k-row batch, keys into bounds take 4.0 ms of CPU against 7.6 ms the other
+    way; for its 207k IPv6 bounds and 10k IPv6 keys, 0.9 ms against 10 ms (16-byte compares).
+    """
+    n = len(keys)
+    if _keys_into_bounds(n, len(bounds)):
+        return values[np.searchsorted(bounds, keys, side="right")]
+    # For each boundary, the first sorted key at or above it; keys between two boundaries take
+    # the value of the lower one (values[0] is "below the first boundary").
+    pos = np.searchsorted(keys, bounds, side="left")
+    return np.repeat(values, np.diff(pos, prepend=0, append=n))
+
+
+def _keys_into_bounds(n_keys: int, n_bounds: int) -> bool:
+    """Whether :func:`_sorted_lookup` searches the keys into the bounds (else the reverse)."""
+    return n_keys <= n_bounds
+
+
 def _merge_mask(start_lo: np.ndarray, end_lo: np.ndarray, start_hi: np.ndarray, end_hi: np.ndarray,
                 payload: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the first and last range of each run of contiguous ranges with one payload,
@@ -394,6 +435,37 @@ def _interleave(start: np.ndarray, after: np.ndarray, gap: np.ndarray, payload: 
     return b, p
 
 
+def _factorize_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`unique_inverse` through Arrow's hash ``dictionary_encode`` (then only the distinct
+    values are sorted): faster when values repeat a lot, slower when they are mostly distinct.
+
+    Args:
+        values: ``int64[N]``.
+
+    Returns:
+        ``(distinct int64[U] sorted, inverse int64[N])``.
+
+    For the 680k payload codes of :func:`join_tables` on the bundled data (111k distinct): 20 ms
+    of CPU against 49 ms for the packed sort of :func:`unique_inverse`; for 1M distinct values it
+    would be 171 ms against 89 ms, hence not the general path.
+    """
+    enc = pc.dictionary_encode(pa.array(values, pa.int64()))
+    distinct = enc.dictionary.to_numpy()
+    order = np.argsort(distinct)
+    rank = np.empty(len(distinct), dtype=np.int64)
+    rank[order] = np.arange(len(distinct), dtype=np.int64)
+    return distinct[order], rank[enc.indices.to_numpy(zero_copy_only=False)]
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct ``values`` (``[N]``, a concatenation of a few sorted runs: see
+    :func:`join_tables`)."""
+    u = np.sort(values, kind="stable")
+    if len(u):
+        u = u[np.append(True, u[1:] != u[:-1])]
+    return u
+
+
 def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, np.ndarray]:
     """Overlay two tables into one, so that a single lookup answers both.
 
@@ -405,10 +477,13 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
     Returns:
         ``(joined, a_payload int64[P], b_payload int64[P])``.
     """
-    # IPv4: every start and every end + 1 (<= 2**32 - 1) of both tables.
+    # IPv4: every start and every end + 1 (<= 2**32 - 1) of both tables.  Each of the four parts
+    # is sorted already, so a stable sort (timsort, which merges sorted runs) is far faster than a
+    # quicksort: for the bundled data's 1.1M IPv4 bounds 5 ms of CPU against 62 ms, for its 343k
+    # IPv6 bounds 6 ms against 35 ms.
     e4 = np.concatenate((a.v4_end, b.v4_end)).astype(np.uint64) + np.uint64(1)
     bnd = np.concatenate((a.v4_start, b.v4_start)).astype(np.uint64)
-    bnd = unique_inverse(np.concatenate((bnd, e4[e4 <= V4_MAX])))[0].astype(np.uint32)
+    bnd = _sorted_unique(np.concatenate((bnd, e4[e4 <= V4_MAX]))).astype(np.uint32)
     pa4 = a._lookup_sorted_v4(bnd)
     pb4 = b._lookup_sorted_v4(bnd)
     end4 = np.append(bnd[1:].astype(np.int64) - 1, V4_MAX).astype(np.uint32) if len(bnd) \
@@ -419,9 +494,7 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
         e_hi, e_lo = add1(t.v6_end_hi, t.v6_end_lo)
         ok = ~((t.v6_end_hi == U64_MAX) & (t.v6_end_lo == U64_MAX))
         keys.append(s16_keys(e_hi[ok], e_lo[ok]))
-    k6 = np.sort(np.concatenate(keys))
-    if len(k6):
-        k6 = k6[np.append(True, k6[1:] != k6[:-1])]
+    k6 = _sorted_unique(np.concatenate(keys))
     hi6, lo6 = from_s16_keys(k6)
     pa6 = a._lookup_sorted_v6(k6)
     pb6 = b._lookup_sorted_v6(k6)
@@ -433,7 +506,7 @@ def join_tables(a: RangeTable, b: RangeTable) -> tuple[RangeTable, np.ndarray, n
     nb = int(max(b.v4_payload.max(initial=-1), b.v6_payload.max(initial=-1))) + 2
     codes4 = (pa4 + 1) * nb + (pb4 + 1)
     codes6 = (pa6 + 1) * nb + (pb6 + 1)
-    codes, inv = unique_inverse(np.concatenate((codes4, codes6)))
+    codes, inv = _factorize_sorted(np.concatenate((codes4, codes6)))
     p4, p6 = inv[:len(codes4)], inv[len(codes4):]
 
     def runs(keep: np.ndarray, pay: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
