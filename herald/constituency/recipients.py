@@ -47,7 +47,7 @@ KINDS = ("network_owner", "national_cert", "law_enforcement")
 RECIPIENT_KEYS = frozenset({
     "name", "email", "kind", "asns", "cidrs", "countries", "domains", "report_types", "min_severity",
     "tlp", "pgp_fingerprint", "operation", "families", "tags", "disabled", "xarf", "digest",
-    "language", "contacts", "renotify_days",
+    "language", "contacts", "renotify_days", "attach",
 })
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")

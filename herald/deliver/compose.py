@@ -67,9 +67,11 @@ class ReportPart:
         sha256: hex SHA-256 of the CSV.
         xarf: file name of the X-ARF attachment, or ``None``.
         xarf_count: number of X-ARF reports in it.
-        attached: ``False`` when the CSV is larger than ``[mail] attach_max`` and is not attached
-            (the body then names the file, its size and SHA-256 and where to download it).
+        attached: ``False`` when the CSV is not attached: larger than ``[mail] attach_max``, or
+            the recipient's ``attach`` option is false (the body then names the file, its size
+            and SHA-256 and where to download it).
         size: size of the CSV in bytes.
+        too_large: not attached because it is larger than ``[mail] attach_max``.
     """
 
     type: str
@@ -83,6 +85,7 @@ class ReportPart:
     xarf_count: int = 0
     attached: bool = True
     size: int = 0
+    too_large: bool = False
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
                   writer: ParallelWrites | None = None) -> tuple[dict, set[Path]]:
     """Compose the message of one written report and write it to the outbox folder.
 
-    The report is read back only when it is small enough to attach (``[mail] attach_max``).  With
+    The report is read back only when it is attached (not above ``[mail] attach_max``, and not
+    for a recipient with ``attach = false``).  With
     ``writer`` the ``.eml`` is written on its threads (the caller closes it before relying on the
     file); files are not ``fsync``-ed (the run syncs them all at once).
 
@@ -126,7 +127,8 @@ def write_message(ctx: MessageContext, rtype: ReportType, report: ReportFile,
     rcpt = ctx.recipients[report.recipient]
     rpath = report.path
     tlp = (rcpt.tlp or settings.tlp).upper().removeprefix("TLP:")
-    data = read_report(rpath, report.size) if report.size <= ctx.delivery.mail.attach_max else b""
+    attach = ctx.delivery.attaches(rcpt, report.size)
+    data = read_report(rpath, report.size) if attach else b""
     composed = compose_report_message(ctx.delivery, ctx.templates, rcpt, rtype, day, tlp,
                                       filename=rpath.name, data=data, sha256=report.sha256,
                                       rows=report.rows, size=report.size)

@@ -26,8 +26,9 @@ def report_part(ds: DeliverySettings, recipient: Recipient, rtype: ReportType, d
     """Attachments and template part of one report.
 
     The CSV is attached (zipped above ``[mail] zip_above``) unless it is larger than
-    ``[mail] attach_max`` bytes: then the body names it (size, SHA-256) and ``data`` may be
-    ``b""`` (the caller passes ``size``).  Recipients with ``xarf = true`` also get the X-ARF
+    ``[mail] attach_max`` bytes or the recipient is not sent attachments (``attach = false``,
+    :meth:`DeliverySettings.attaches`): then the body names it (size, SHA-256) and ``data`` may
+    be ``b""`` (the caller passes ``size``).  Recipients with ``xarf = true`` also get the X-ARF
     version of an attached report.
 
     Args:
@@ -41,7 +42,7 @@ def report_part(ds: DeliverySettings, recipient: Recipient, rtype: ReportType, d
         herald.deliver.xarf.XarfError: an X-ARF document did not validate.
     """
     size = len(data) if size is None else size
-    if size > ds.mail.attach_max:
+    if not ds.attaches(recipient, size):
         att, zipped = None, False
     else:
         att, zipped = _compose.report_attachment(filename, data, day, ds.mail.zip_above,
@@ -61,7 +62,8 @@ def report_part(ds: DeliverySettings, recipient: Recipient, rtype: ReportType, d
     part = _compose.ReportPart(type=rtype.name, title=_compose.report_title(rtype.title), rows=rows,
                                filename=att.filename if att else filename, zipped=zipped,
                                url=rtype.url, sha256=sha256, xarf=xname, xarf_count=xcount,
-                               attached=att is not None, size=size)
+                               attached=att is not None, size=size,
+                               too_large=size > ds.mail.attach_max)
     return atts, part
 
 

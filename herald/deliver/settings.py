@@ -26,6 +26,8 @@
     digest = false                  # one message per recipient per day with all its reports
     zip_above = 1048576             # bytes; larger attachments are sent as ZIP
     attach_max = 10485760           # bytes; larger reports are not attached (download link text)
+    attach = true                   # false: name each report (size, SHA-256) and where to download
+                                    # it instead of attaching it; per recipient: attach = true|false
     templates = ""                  # directory of operator templates overriding the built-in ones
     language = "en"                 # default body language
     unsubscribe_url = ""            # https URL for List-Unsubscribe (RFC 8058 one-click); "{slug}"
@@ -33,7 +35,7 @@
     reporter_org = "Herald"         # X-ARF reporter organisation
 
 Per recipient (``[[recipients]]`` table): ``xarf = true``, ``digest = true|false``,
-``language = "de"``.  Secrets never live in the TOML file: the SMTP password and the PGP passphrase
+``language = "de"``, ``attach = true|false``.  Secrets never live in the TOML file: the SMTP password and the PGP passphrase
 come from an environment variable or a file (:func:`read_secret`).
 """
 
@@ -42,10 +44,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from herald.config import Settings, unknown_keys
 from herald.errors import ConfigError
+
+if TYPE_CHECKING:
+    from herald.constituency.recipients import Recipient
 
 SECURITY_MODES = ("starttls", "tls", "none")
 UNKNOWN_OUTCOME_POLICIES = ("hold", "resend")
@@ -113,6 +118,9 @@ class MailSettings:
     #: reports (CSV) above this many bytes are not attached; relays refuse messages above
     #: 10-25 MB and base64 adds a third.
     attach_max: int = 10 << 20
+    #: ``False``: reports are named (size, SHA-256, where to download them), not attached, so the
+    #: outbox does not hold a second, base64 copy of every report (per recipient: ``attach``).
+    attach: bool = True
     templates: Path | None = None
     language: str = "en"
     unsubscribe_url: str | None = None
@@ -136,6 +144,17 @@ class DeliverySettings:
     def option(self, recipient: str, key: str, default: Any = None) -> Any:
         """A per-recipient option (``xarf``, ``digest``, ``language``), else ``default``."""
         return self.recipient_options.get(recipient, {}).get(key, default)
+
+    def attaches(self, recipient: Recipient, size: int) -> bool:
+        """Whether a report of ``size`` bytes (CSV) is attached to ``recipient``'s message: not
+        above ``[mail] attach_max``, and not when the recipient's ``attach`` option (default
+        ``[mail] attach``) is false.  Automatic abuse contacts (kind ``abuse_contact``) have no
+        account to download with, so ``attach = false`` does not apply to them."""
+        if size > self.mail.attach_max:
+            return False
+        if recipient.kind == "abuse_contact":
+            return True
+        return bool(self.option(recipient.name, "attach", self.mail.attach))
 
 
 def read_secret(what: str, env: str | None, path: Path | None) -> str | None:
@@ -177,7 +196,7 @@ SMTP_KEYS = frozenset({"host", "port", "security", "username", "password_env", "
                        "tls_ca_file", "rate_per_second", "envelope_sender", "timeout",
                        "max_attempts", "retry_base", "retry_max", "unknown_outcome"})
 PGP_KEYS = frozenset({"gnupghome", "signing_key", "passphrase_env", "passphrase_file"})
-MAIL_KEYS = frozenset({"digest", "zip_above", "attach_max", "templates", "language",
+MAIL_KEYS = frozenset({"digest", "zip_above", "attach_max", "attach", "templates", "language",
                        "unsubscribe_url", "unsubscribe_mailto", "reporter_org"})
 
 
@@ -239,8 +258,12 @@ def delivery_settings(settings: Settings) -> DeliverySettings:
     )
     if bool(pgp.gnupghome) != bool(pgp.signing_key):
         raise ConfigError(f"{where}: [pgp] needs both gnupghome and signing_key")
+    attach = mail_raw.get("attach", True)
+    if not isinstance(attach, bool):
+        raise ConfigError(f"{where}: mail.attach must be true or false")
     mail = MailSettings(
         sender=settings.sender,
+        attach=attach,
         digest=bool(mail_raw.get("digest", False)),
         zip_above=int(_num(mail_raw, "zip_above", 1 << 20, f"{where}: mail", 0)),
         attach_max=int(_num(mail_raw, "attach_max", 10 << 20, f"{where}: mail", 0)),
@@ -254,6 +277,9 @@ def delivery_settings(settings: Settings) -> DeliverySettings:
     options = {}
     for spec in settings.recipients_spec:
         if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            if not isinstance(spec.get("attach", True), bool):
+                raise ConfigError(f"{where}: recipient {spec['name'].strip()!r}: attach must be "
+                                  "true or false")
             options[spec["name"].strip()] = spec
     return DeliverySettings(smtp=smtp, pgp=pgp, mail=mail, spool=settings.paths.data / "mail",
                             recipient_options=options)
