@@ -288,11 +288,12 @@ def parse_s3_options(table: Any, where: str) -> S3Options:
 
 def parse_event_store(value: Any, base: Path, s3: S3Options, where: str) -> EventStore:
     """The :class:`EventStore` of ``[paths] events``: a local folder (relative to ``base``, or
-    ``file:///abs/path``) or ``s3://bucket[/prefix]``.
+    ``file:///abs/path``) or ``s3://bucket[/prefix]`` (``s3a://``, the Hadoop S3A connector's
+    scheme that Spark users write, names the same objects and is stored as ``s3://``).
 
     Raises:
-        ConfigError: not a string, a URI scheme other than ``s3`` and ``file`` (``s3a``, ``hdfs``
-            and others are not supported), or an S3 URI without a valid bucket name.
+        ConfigError: not a string, a URI scheme other than ``s3``, ``s3a`` and ``file``
+            (``hdfs`` and others are not supported), or an S3 URI without a valid bucket name.
     """
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: paths.events must be a non-empty string")
@@ -305,7 +306,7 @@ def parse_event_store(value: Any, base: Path, s3: S3Options, where: str) -> Even
             raise ConfigError(f"{where}: paths.events {value!r}: a file:// URI needs an absolute "
                               f"path (file:///...)")
         return EventStore(str(Path(rest).resolve()), s3)
-    if scheme != "s3":
+    if scheme not in ("s3", "s3a"):  # s3a: Hadoop's (and Spark's) name for the same store
         raise ConfigError(f"{where}: paths.events {value!r}: the scheme {scheme!r} is not "
                           f"supported; use a local path or s3://bucket/prefix")
     bucket, _, prefix = rest.partition("/")

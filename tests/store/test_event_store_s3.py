@@ -23,7 +23,7 @@ from herald.schema import default_registry
 from herald.store import ingest as ingest_mod
 from herald.store import ledger
 from herald.store.dedup import duckdb_connection, first_occurrences, stored_rows
-from herald.store.location import EventStore, S3Options
+from herald.store.location import EventStore, S3Options, parse_event_store
 
 DAY = "2026-11-30"
 REG = default_registry()
@@ -189,7 +189,8 @@ def test_purge_deletes_expired_day_prefixes_on_s3(repo_root, tmp_path, s3):
 
 @pytest.mark.parametrize("value, words", [
     ("hdfs://namenode/events", ["paths.events", "'hdfs' is not supported"]),
-    ("s3a://bucket/events", ["paths.events", "'s3a' is not supported"]),
+    ("gs://bucket/events", ["paths.events", "'gs' is not supported"]),
+    ("s3a://Bad_Bucket/x", ["paths.events", "not a valid S3 bucket"]),
     ("s3:///events", ["paths.events", "not a valid S3 bucket"]),
     ("s3://Bad_Bucket/x", ["paths.events", "not a valid S3 bucket"]),
     ("s3://bucket/a/../b", ["paths.events", "'..'"]),
@@ -200,6 +201,16 @@ def test_bad_event_store_uris_are_config_errors(repo_root, tmp_path, value, word
         _settings(repo_root, tmp_path, events=value)
     for w in words:
         assert w in str(err.value)
+
+
+@pytest.mark.parametrize("value, uri", [
+    ("s3a://bucket/events", "s3://bucket/events"),
+    ("S3A://bucket//a/b/", "s3://bucket/a/b"),
+    ("s3://bucket", "s3://bucket"),
+])
+def test_s3a_uris_name_the_same_s3_store(value, uri):
+    store = parse_event_store(value, Path("/nonexistent"), S3Options(), "herald.toml")
+    assert store.root == uri and not store.is_local
 
 
 def test_credentials_in_the_file_are_refused_without_repeating_them(repo_root, tmp_path):
