@@ -56,3 +56,14 @@ def test_a_command_imports_only_its_own_module():
             "'sqlalchemy', 'jinja2', 'herald.deliver', 'herald.store.db')))))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["herald.commands.parse"]
+
+
+def test_the_console_script_returns_mains_status_and_freezes_the_objects_left():
+    code = ("import gc, sys\n"
+            "from herald.cli import entry\n"
+            "sys.argv = ['herald', 'parse', '/nonexistent/x.csv']\n"
+            "rc = entry()\n"
+            "print(rc, gc.get_freeze_count() > 1000)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["1", "True"], out.stderr  # parse: 1, a file failed
+    assert "/nonexistent/x.csv" in out.stderr
