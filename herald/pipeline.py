@@ -127,7 +127,7 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
                                   f"{settings.path or 'the configuration'})")
             found = find_inputs(paths.inbox, day)
             hashes = [(str(p), h) for p, h in zip(found, files_sha256(found))]
-            previous = ledger.last_run(db, day, reports=False)
+            previous = ledger.last_run(db, day, reports=False, summary=not force)
             crashed = previous is not None and previous.status == "running"
             if previous is not None and previous.status == "done" and not force:
                 before = {(i.path, i.sha256) for i in previous.inputs}

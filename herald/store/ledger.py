@@ -16,7 +16,7 @@ from typing import Any, Iterable, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from herald.errors import StoreError
 from herald.names import slugify
@@ -111,7 +111,8 @@ def _day(value: date | str) -> date:
         raise StoreError(f"{value!r} is not a day (YYYY-MM-DD)") from None
 
 
-def _info(s: Session, run: RunRow, full: bool, reports_too: bool = True) -> RunInfo:
+def _info(s: Session, run: RunRow, full: bool, reports_too: bool = True,
+          summary: bool = True) -> RunInfo:
     inputs: tuple[RunInput, ...] = ()
     reports: tuple[ReportInfo, ...] = ()
     if full:
@@ -123,7 +124,8 @@ def _info(s: Session, run: RunRow, full: bool, reports_too: bool = True) -> RunI
             for r, name in s.execute(sa.select(ReportRow, RecipientRow.name).join(RecipientRow)
                                      .where(ReportRow.run_id == run.id).order_by(ReportRow.id)))
     return RunInfo(run.id, run.day, run.status, run.started_at, run.finished_at, run.forced,
-                   run.error, run.counts, run.summary, inputs, reports)
+                   run.error, run.counts if summary else None, run.summary if summary else None,
+                   inputs, reports)
 
 
 def start_run(db: Database, day: date | str, inputs: Iterable[tuple[str, str, int]],
@@ -152,7 +154,9 @@ def start_run(db: Database, day: date | str, inputs: Iterable[tuple[str, str, in
         raise StoreError(f"{day}: an input path is listed twice")
     try:
         with db.session() as s:
+            # Without their summaries (JSON documents of every report: megabytes per run).
             previous = s.scalars(sa.select(RunRow).where(RunRow.day == day)
+                                 .options(defer(RunRow.summary), defer(RunRow.counts))
                                  .order_by(RunRow.id.desc())).all()
             running = next((r for r in previous if r.status == "running"), None)
             # The day is done when its newest finished run is done: a later run that failed
@@ -293,15 +297,19 @@ def record_report(db: Database, run_id: int, recipient: int | str | ReportRecipi
         return row.id
 
 
-def last_run(db: Database, day: date | str, reports: bool = True) -> RunInfo | None:
+def last_run(db: Database, day: date | str, reports: bool = True,
+             summary: bool = True) -> RunInfo | None:
     """The newest run of ``day`` (any status), with its inputs and (unless ``reports`` is false:
     the daily run's check of what is done reads a day's tens of thousands of reports otherwise)
-    its reports, or ``None``."""
+    its reports, or ``None``.  ``summary=False``: without its summary and counts (``None`` in the
+    :class:`RunInfo`; the summary is a JSON document of every report, megabytes on a large day)."""
     day = _day(day)
+    stmt = sa.select(RunRow).where(RunRow.day == day).order_by(RunRow.id.desc()).limit(1)
+    if not summary:
+        stmt = stmt.options(defer(RunRow.summary), defer(RunRow.counts))
     with db.session() as s:
-        run = s.scalars(sa.select(RunRow).where(RunRow.day == day)
-                        .order_by(RunRow.id.desc()).limit(1)).first()
-        return _info(s, run, True, reports) if run else None
+        run = s.scalars(stmt).first()
+        return _info(s, run, True, reports, summary) if run else None
 
 
 def get_run(db: Database, run_id: int) -> RunInfo:

@@ -141,3 +141,17 @@ def test_a_failed_run_after_a_done_one_leaves_the_day_open(db):
     ledger.finish_run(db, again, {})
     with pytest.raises(ledger.AlreadyDone):
         ledger.start_run(db, DAY, INPUTS)
+
+
+def test_last_run_without_its_summary(db):
+    run_id = ledger.start_run(db, "2026-11-30", [("/in/a.csv", "ab" * 32, 3)])
+    ledger.finish_run(db, run_id, {"reports": [{"path": "/r/x.csv"}]}, counts={"rows_in": 3})
+    full = ledger.last_run(db, "2026-11-30", reports=False)
+    bare = ledger.last_run(db, "2026-11-30", reports=False, summary=False)
+    assert full.summary == {"reports": [{"path": "/r/x.csv"}]} and full.counts == {"rows_in": 3}
+    assert bare.summary is None and bare.counts is None
+    assert (bare.id, bare.status, bare.inputs) == (full.id, full.status, full.inputs)
+    # start_run reads earlier runs without their summaries and still refuses a done day
+    with pytest.raises(ledger.AlreadyDone):
+        ledger.start_run(db, "2026-11-30", [("/in/a.csv", "ab" * 32, 3)])
+    assert ledger.start_run(db, "2026-11-30", [("/in/a.csv", "ab" * 32, 3)], force=True) > run_id
