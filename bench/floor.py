@@ -1,7 +1,7 @@
 """The floor ratio: ``herald run`` as a user runs it, against the least work that gives its output.
 
     .venv/bin/python bench/floor.py [--events 100000] [--recipients 2000] [--cidrs 340000]
-        [--root var/bench] [--repeats 1] [--json FILE]
+        [--root var/bench] [--repeats 1] [--json FILE] [--no-attach]
 
 On a generated day (``bench/generate.py``; made once under ``ROOT/floor-<events>-<recipients>``
 when missing), in one invocation:
@@ -53,15 +53,24 @@ def ensure_day(root: Path, events: int, recipients: int, cidrs: int) -> Path:
     return d
 
 
-def herald_run(d: Path, force: bool) -> float:
-    """Wall seconds of ``herald run`` on ``d`` (raises CalledProcessError when it fails)."""
+def herald_run(d: Path, force: bool, config: str = "herald.toml") -> float:
+    """Wall seconds of ``herald run`` on ``d`` with ``d/config`` (raises CalledProcessError when
+    it fails)."""
     exe = Path(sys.executable).parent / "herald"
-    cmd = [str(exe), "run", "--config", str(d / "herald.toml"), "--date", DAY]
+    cmd = [str(exe), "run", "--config", str(d / config), "--date", DAY]
     if force:
         cmd.append("--force")
     t = time.monotonic()
     subprocess.run(cmd, check=True, cwd=d, stdout=subprocess.DEVNULL)
     return time.monotonic() - t
+
+
+def no_attach_config(d: Path) -> str:
+    """``herald-noattach.toml`` beside ``d/herald.toml``: the same with ``[mail] attach = false``
+    (reports named in their messages, not attached).  Returns its file name."""
+    text = (d / "herald.toml").read_text()
+    (d / "herald-noattach.toml").write_text("[mail]\nattach = false\n\n" + text)
+    return "herald-noattach.toml"
 
 
 def fresh(d: Path) -> None:
@@ -158,15 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=ROOT / "var/bench")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--no-attach", action="store_true",
+                    help="run with [mail] attach = false (messages name their reports)")
     args = ap.parse_args(argv)
     d = ensure_day(args.root, args.events, args.recipients, args.cidrs)
+    config = no_attach_config(d) if args.no_attach else "herald.toml"
     manifest = json.loads((d / "manifest.json").read_text())
     m = {"first": [], "steady": [], "read": [], "write": []}
     files: list[Path] = []
     for _ in range(args.repeats):
         fresh(d)
-        m["first"].append(herald_run(d, force=False))
-        m["steady"].append(herald_run(d, force=True))
+        m["first"].append(herald_run(d, force=False, config=config))
+        m["steady"].append(herald_run(d, force=True, config=config))
         files = output_files(d)
         t, rows = floor_read(d)
         m["read"].append(t)
@@ -176,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "day": {"events": manifest["events"], "input_bytes": manifest["bytes"],
                 "recipients": manifest["recipients"], "cidrs": manifest["cidrs"], "rows_read": rows},
+        "config": config,
         "seconds": {k: round(v, 2) for k, v in med.items()} | {"floor": round(floor, 2)},
         "runs": {k: [round(x, 2) for x in v] for k, v in m.items()},
         "output_files": len(files), "output_bytes": sum(p.stat().st_size for p in files),
