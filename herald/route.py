@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from herald.constituency.networks import Networks
 from herald.constituency.recipients import Recipient
 from herald.ipaddr import parse_ips, v6_keys
+from herald.packsort import sort_with_positions
 from herald.schema.registry import SEVERITY_LEVELS, ReportType, severity_rank
 
 
@@ -142,12 +143,7 @@ class _Segments:
         if len(self.bounds) == 0 or k == 0:
             out.fill(-1)
             return out
-        packed = addr.astype(np.uint64)
-        packed <<= np.uint64(32)
-        packed |= np.arange(k, dtype=np.uint64)
-        packed.sort()
-        pos = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
-        packed >>= np.uint64(32)
+        packed, pos = sort_with_positions(addr)
         out[pos] = self.segment_of(packed)
         return out
 

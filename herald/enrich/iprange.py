@@ -37,6 +37,7 @@ from herald.enrich.ranges import (
     U64_MAX, V4_MAX, add1, as_u64, flatten_ranges, from_s16_keys, less128, parse_prefixes, s16_keys, sub1,
 )
 from herald.ipaddr import ParsedIPs
+from herald.packsort import sort_with_positions
 
 #: Rows per chunk above which IPv4 lookups are split over threads.
 THREAD_CHUNK = 1 << 20
@@ -60,12 +61,7 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(values)
     n = len(values)
     if n and n <= 1 << 32 and values.dtype.kind in "iu" and values.min() >= 0 and values.max() < 1 << 32:
-        packed = values.astype(np.uint64)
-        packed <<= np.uint64(32)
-        packed |= np.arange(n, dtype=np.uint64)
-        packed.sort()
-        pos = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
-        packed >>= np.uint64(32)
+        packed, pos = sort_with_positions(values)
         new = np.empty(n, dtype=bool)
         new[0] = True
         np.not_equal(packed[1:], packed[:-1], out=new[1:])
