@@ -8,7 +8,7 @@ The file (see ``examples/herald.toml``)::
     reports = "var/reports"
     outbox = "var/outbox"
     events = "s3://bucket/prefix"  # optional: the event store (default "<data>/events");
-                                   # see herald.store.location ([s3] options, credentials)
+                                   # see herald.eventstore ([s3] options, credentials)
 
     [report]
     tlp = "AMBER"        # TLP 2.0 label put on every report (FIRST TLP 2.0)
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from herald.errors import ConfigError
-from herald.store.location import EventStore, parse_event_store, parse_s3_options
+from herald.eventstore import EventStore, parse_event_store, parse_s3_options
 
 #: Top-level tables of the configuration file; anything else is a typo and an error.
 KNOWN_SECTIONS = frozenset({"paths", "report", "enrich", "database", "recipients", "operations",
@@ -95,7 +95,7 @@ class Settings:
         workers: ``[run] workers``: processes of the run's CPU-bound stages, ``None`` for one per
             usable core (:mod:`herald.parallel`).
         report_formats: ``[report] formats``: report file formats (``csv``, ``intelmq``).
-        events: ``[paths] events`` with ``[s3]`` (:class:`herald.store.location.EventStore`), or
+        events: ``[paths] events`` with ``[s3]`` (:class:`herald.eventstore.EventStore`), or
             ``None`` for the default ``<data>/events``; read it through :attr:`event_store`.
         raw: the whole parsed TOML document; other modules read their sections through
             :meth:`section`, :attr:`recipients_spec`, :attr:`operations_spec`, never directly.

@@ -104,7 +104,7 @@ def run_day(settings: Settings, day: str, *, registry: Registry | None = None,
 
     Raises:
         ConfigError: invalid configuration or recipients; an S3 event store without credentials
-            or bucket (:meth:`herald.store.location.EventStore.check`).
+            or bucket (:meth:`herald.eventstore.EventStore.check`).
         RunInProgress: another process is running the same day.
         HeraldError: the day string is not ``YYYY-MM-DD``.
     """

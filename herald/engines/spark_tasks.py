@@ -63,7 +63,7 @@ def load_ipdata(path: str | None):
 def ingest_task(item: tuple[str, str], *, day: str, data_dir: str, registry,
                 ipdata_path: str | None, overwrite: bool, store=None):
     """Ingest one input ``(path, sha256)`` (:func:`herald.store.ingest.ingest_input`) into
-    ``store`` (:class:`herald.store.location.EventStore`, ``None``: ``<data_dir>/events``; an S3
+    ``store`` (:class:`herald.eventstore.EventStore`, ``None``: ``<data_dir>/events``; an S3
     store reads its credentials from the executor's environment)."""
     from herald.store.ingest import ingest_input
 
@@ -157,7 +157,7 @@ def row_hashes(batches: Iterator[pa.RecordBatch], columns: list[list[str]], stor
     The expression is the one of :func:`herald.store.dedup.first_occurrences` (``hash`` of the
     type's columns in schema order and in reverse, a column the file lacks is ``NULL``), run by
     DuckDB on the file; the unsigned hashes are reinterpreted as ``int64`` for Spark.  With a
-    non-local ``store`` (:class:`herald.store.location.EventStore`) pyarrow reads the file through
+    non-local ``store`` (:class:`herald.eventstore.EventStore`) pyarrow reads the file through
     the store's file system and DuckDB hashes its batches
     (:func:`herald.store.dedup.arrow_row_source`, as the local de-duplication does then).
     """

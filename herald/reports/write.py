@@ -22,7 +22,7 @@ from herald.reports.render import ReportSpool, csv_header, render_lines, report_
 from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
 from herald.store.dedup import distinct_batches, stored_rows
-from herald.store.location import EventStore
+from herald.eventstore import EventStore
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def route_and_write(con: duckdb.DuckDBPyConnection, reports_dir: Path, day: str,
             (every shard de-duplicates and routes the whole type; its counts are the type's).
             :func:`merge_shards` joins the ``n`` shards' results into the type's.  Only with an
             inert policy (a policy creates recipients while routing).
-        store: the event store ``files`` are in (:class:`herald.store.location.EventStore`);
+        store: the event store ``files`` are in (:class:`herald.eventstore.EventStore`);
             ``None``: local paths.
 
     Returns:

@@ -5,7 +5,7 @@ each event's first occurrence with one DuckDB aggregate over two 64-bit row hash
 disk beyond :data:`DUCKDB_MEMORY_LIMIT`); :func:`distinct_batches` then streams the kept rows from
 the Parquet files in bounded Arrow tables, so memory does not grow with the day.
 
-With a non-local event store (S3, :mod:`herald.store.location`) DuckDB cannot ``read_parquet`` the
+With a non-local event store (S3, :mod:`herald.eventstore`) DuckDB cannot ``read_parquet`` the
 files (that needs its ``httpfs`` extension): pyarrow reads them through the store's file system and
 DuckDB hashes the Arrow batches (:func:`arrow_row_source`), with the same expression and an
 explicit row number, so the first-occurrence masks are the same.
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from herald.schema.registry import ReportType
-from herald.store.location import EventStore
+from herald.eventstore import EventStore
 
 
 #: At most this many distinct events per batch of the route/report stage.

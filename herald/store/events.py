@@ -11,8 +11,8 @@ written to a hidden temporary name in the same directory and renamed
 statistics and the Reports API.
 
 The store may also live on S3 (``[paths] events = "s3://bucket/prefix"``,
-:mod:`herald.store.location`): the functions that take a ``store``
-(:class:`~herald.store.location.EventStore`) then write through :class:`pyarrow.fs.S3FileSystem`
+:mod:`herald.eventstore`): the functions that take a ``store``
+(:class:`~herald.eventstore.EventStore`) then write through :class:`pyarrow.fs.S3FileSystem`
 (one object per file, visible only once complete, so no temporary name is needed).  The listing
 functions below (:func:`event_days`, :func:`event_types`, :func:`event_files`) and their readers
 (dashboard, ``herald operations``) read a local store only.
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from herald.fsutil import atomic_path
-from herald.store.location import EventStore
+from herald.eventstore import EventStore
 
 
 def events_root(data_dir: Path) -> Path:

@@ -6,7 +6,7 @@ event store, the day's quarantine folder and the input's marker file, so it can 
 process.  A marker (``<data>/events/date=D/_inputs/<sha[:32]>.json``) records a stored input, so a
 resumed run does not parse it again.
 
-With an S3 event store (:mod:`herald.store.location`) the Parquet files and the markers are
+With an S3 event store (:mod:`herald.eventstore`) the Parquet files and the markers are
 objects under the store's prefix (``<root>/date=D/...``); the quarantine stays in the local
 ``<data>/quarantine/`` folder.
 """
@@ -31,7 +31,7 @@ from herald.schema.registry import Registry
 from herald.sources.inputs import open_input
 from herald.sources.shadowserver_csv import Quarantine
 from herald.store.events import day_dir, write_events
-from herald.store.location import EventStore
+from herald.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def ingest_input(path: Path, sha256: str, *, day: str, data_dir: Path, registry:
     into ``<data>/events/date=<day>/type=<type>/<sha[:32]>.parquet``.  Unreadable rows are written
     to ``<data>/quarantine/<day>/<name[:120]>.<sha[:12]>.quarantine.csv``.  Then the input's marker
     is written (see :func:`resumed_input`).  ``store``: the event store
-    (:class:`~herald.store.location.EventStore`); ``None``: the local ``<data_dir>/events``.
+    (:class:`~herald.eventstore.EventStore`); ``None``: the local ``<data_dir>/events``.
 
     Returns:
         the :class:`StoredInput`; an input that cannot be read at all has ``error`` set (the

@@ -15,7 +15,7 @@ Directories are first renamed to a hidden ``.purge-*`` name (one atomic step, so
 ``date=*`` never see half a partition), then the database rows are deleted and the purge recorded
 in the audit log in one transaction, and only then are the renamed directories removed.
 
-An event store on S3 (``[paths] events = "s3://..."``, :mod:`herald.store.location`) has no
+An event store on S3 (``[paths] events = "s3://..."``, :mod:`herald.eventstore`) has no
 atomic rename: its expired ``date=D`` prefixes are listed the same way and deleted (every object
 under the prefix) only after the transaction, so a failed transaction leaves them all in place.
 """
@@ -38,7 +38,7 @@ from herald.store.db import (
     AUDIT_MIN_RETENTION_DAYS, AuditRow, Database, OutboxRow, RunRow, utcnow,
 )
 from herald.store.events import events_root
-from herald.store.location import EventStore
+from herald.eventstore import EventStore
 from herald.store.ledger import running_days
 
 _DAY_DIR = re.compile(r"^(?:date=)?(\d{4}-\d{2}-\d{2})$")

@@ -1,4 +1,4 @@
-"""The event store on S3 (``[paths] events = "s3://bucket/prefix"``, herald.store.location), against
+"""The event store on S3 (``[paths] events = "s3://bucket/prefix"``, herald.eventstore), against
 moto's S3 server (the ``s3`` fixture of tests/s3_support.py): the run's reports and counts are
 those of a local store, markers make a resumed run skip stored inputs, de-duplication keeps the
 same rows, purge deletes expired prefixes, and configuration mistakes are clear ConfigErrors that
@@ -23,7 +23,7 @@ from herald.schema import default_registry
 from herald.store import ingest as ingest_mod
 from herald.store import ledger
 from herald.store.dedup import duckdb_connection, first_occurrences, stored_rows
-from herald.store.location import EventStore, S3Options, parse_event_store
+from herald.eventstore import EventStore, S3Options, parse_event_store
 
 DAY = "2026-11-30"
 REG = default_registry()
