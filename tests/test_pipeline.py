@@ -441,3 +441,17 @@ def test_the_summary_json_is_the_summary_one_report_per_line():
     assert [ln.split(":")[0] for ln in lines if ln.startswith('  "')] == \
         ['  "day"', '  "inputs"', '  "reports"', '  "run_id"', '  "stages_seconds"']
     assert summary_json(dict(reversed(list(data.items())))) == text
+
+
+def test_a_misspelled_recipient_key_names_the_file_and_the_table(repo_root, tmp_path, capsys):
+    text = (repo_root / "examples" / "herald.toml").read_text()
+    name = tomllib.loads(text)["recipients"][1]["name"]
+    marker = f'name = "{name}"\n'
+    assert marker in text
+    cfg = tmp_path / "herald.toml"
+    cfg.write_text(text.replace(marker, marker + "atach = true\n", 1).replace('"../var/', '"var/'))
+    shutil.copytree(repo_root / "examples" / "inbox", tmp_path / "inbox")
+    assert main(["run", "--config", str(cfg), "--date", "2026-11-30"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: recipients[1] {name!r}: unknown key(s) atach" in err
+    assert "Traceback" not in err

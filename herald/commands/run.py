@@ -14,7 +14,10 @@ from herald.summary import summary_json
 
 def register(sub) -> None:
     """Add ``herald run``."""
-    p = sub.add_parser("run", help="run the daily job: ingest, enrich, store, route, write reports")
+    p = sub.add_parser("run", help="run the daily job: ingest, enrich, store, route, write reports",
+                       epilog="exit status: 0 all went well; 1 an input failed or the counts do "
+                              "not reconcile (the other inputs are still processed); 2 a usage "
+                              "or configuration error")
     p.add_argument("--config", default="herald.toml", help="configuration file (default: herald.toml)")
     p.add_argument("--date", dest="day", default=None,
                    help="report day YYYY-MM-DD (default: today, UTC)")

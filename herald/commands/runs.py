@@ -10,7 +10,7 @@ from herald.store import ledger
 
 def register(sub) -> None:
     """Add ``herald runs list`` and ``herald runs show``."""
-    p = sub.add_parser("runs", help="the run ledger: which days were processed, how")
+    p = sub.add_parser("runs", help="the run ledger: which days were processed, when, with which inputs and result")
     rsub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = add_action(rsub, "list", run_list, help="newest runs first")
     ls.add_argument("--date", dest="day", help="only runs of this day (YYYY-MM-DD)")

@@ -166,7 +166,7 @@ def _digest(wanted: list[_Wanted]) -> str:
 
 
 def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
-                      actor: str = "config") -> ImportResult:
+                      actor: str = "config", where: str = "recipients") -> ImportResult:
     """Bring the database in line with ``[[recipients]]`` tables; idempotent.
 
     For each table (matched to a stored recipient by file slug): the recipient is created, or its
@@ -187,11 +187,14 @@ def import_recipients(db: Database, specs: Iterable[dict[str, Any]],
     Cost: a few statements whatever the number of filters; a million CIDRs take seconds (see
     ``bench/import_constituency.py``).
 
+    ``where`` begins every error message (``"<file>: recipients"`` from the daily run: the error
+    then names the file, ``recipients[i]`` counted from 0 as in the TOML array, and the key).
+
     Raises:
         ConfigError: an invalid table or duplicate names/slugs (nothing is imported).
     """
     specs = list(specs)
-    parsed = recipients_from_specs(specs, where="recipients")
+    parsed = recipients_from_specs(specs, where=where)
     wanted = _wanted_all(parsed, specs)
     result = ImportResult(digest=_digest(wanted))
     now = utcnow()

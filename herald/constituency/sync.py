@@ -71,7 +71,8 @@ def sync_config(db: Database, settings: Settings, actor: str = "config") -> dict
             raise ConfigError(f"{where}: recipients[{i}] {spec.get('name')!r}: "
                               f"{', '.join(sorted(bad))} belong in an [[operations]] table "
                               f"(partners = [{{recipient = ..., countries = [...]}}])")
-    result = import_recipients(db, settings.recipients_spec, actor=actor)
+    result = import_recipients(db, settings.recipients_spec, actor=actor,
+                               where=f"{where}: recipients")
     added = []
     for i, spec in enumerate(settings.operations_spec):
         label = f"{where}: operations[{i}]"

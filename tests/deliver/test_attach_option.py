@@ -63,6 +63,10 @@ def test_attach_false_names_each_report_and_writes_the_same_reports(repo_root, t
             continue
         assert msg.get_content_type() == "text/plain"
         assert list(msg.iter_attachments()) == []
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        assert (" not attached: your reports are downloaded, not sent by e-mail.  Download it from "
+                "the\n") in text
+        assert f"Size:    {len(data)} bytes\n" in text  # no "(0.0 MiB)" for a small report
         assert "not attached: your reports are downloaded, not sent by e-mail" in flat
         assert "too large" not in flat and "attached is" not in flat
         assert f"File: {Path(rep['path']).name}" in flat
