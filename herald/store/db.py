@@ -106,6 +106,8 @@ def plain_rows(session: Session, stmt: sa.Select) -> list[tuple]:
     rows load in 0.15 s instead of 0.5 s through ``Session.execute`` (SQLAlchemy 2.1 with its
     compiled extension, SQLite, the 1M-event benchmark constituency).  Columns whose values need
     SQLAlchemy's result processing (JSON, dates on SQLite) must not be selected: they come back raw.
+    The parameters are rendered into the SQL text, so use it only for statements whose values are
+    Herald's own constants (``state == "verified"``), never for values a client sent.
 
     Returns:
         ``[(value, ...)]`` in the statement's order.
