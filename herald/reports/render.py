@@ -206,18 +206,17 @@ def render_lines(table: pa.Table, rtype: ReportType) -> pa.Array:
                                                                      quoting_style="needed"))
     data = buf.getbuffer()
     raw = np.frombuffer(data, dtype=np.uint8)
-    multiline = False
-    for col in formatted.columns:
-        if pa.types.is_string(col.type) and pc.any(pc.match_substring(col, "\n")).as_py():
-            multiline = True
-            break
     nl = raw == 0x0A
-    if multiline:
-        # A newline inside a quoted value does not end a record (RFC 4180 2.6); inner quotes are
-        # doubled, so the parity of the quotes before a byte tells whether it is inside a value.
+    ends = np.flatnonzero(nl)
+    if len(ends) != n:
+        # More newlines than records: some are inside quoted values, where they do not end a
+        # record (RFC 4180 2.6).  Inner quotes are doubled, so the parity of the quotes before a
+        # byte tells whether it is inside a value.  Every record ends with one newline, so with
+        # exactly ``n`` of them no value holds one.  (This count replaced a ``match_substring``
+        # per text column: 0.63 s -> 0.48 s for 300k event4_sinkhole_http rows.)
         inside = np.bitwise_xor.accumulate((raw == 0x22).astype(np.uint8)).astype(bool)
         nl &= ~inside
-    ends = np.flatnonzero(nl)
+        ends = np.flatnonzero(nl)
     if len(ends) != n:  # pragma: no cover - the writer's record separator is always "\n"
         raise AssertionError(f"render_lines: {len(ends)} records for {n} rows")
     offsets = np.empty(n + 1, dtype=np.int64)

@@ -10,7 +10,7 @@ import io
 from datetime import datetime, timezone
 
 import pyarrow as pa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from herald.reports.cells import escape_formula, escape_formulas, unescape_formula, unescape_formulas
@@ -104,3 +104,20 @@ def test_xarf_documents_carry_the_exact_values_not_the_escaped_ones():
     docs = reports_for_csv(RTYPE, data, recipient_slug="x", reporter_org="Herald", contact="a@b.example",
                            day="2026-11-30")
     assert docs[0]["malware_family"] == "=cmd|x"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), UTF8), st.one_of(st.none(), UTF8)), min_size=1,
+                max_size=12))
+@example([("a\nb", None), ("c", 'say "\n"\n')])  # the derandomized draws may hold no newline
+def test_each_rendered_line_is_exactly_one_record(pairs):
+    # Values with newlines and quotes: render_lines must cut records at record ends only.
+    rows = [{"timestamp": TS, "src_ip": "192.0.2.1", "src_port": 80, "http_agent": a,
+             "http_url": b} for a, b in pairs]
+    table = _table(rows)
+    lines = [x.as_py() for x in render_lines(table, RTYPE)]
+    whole = list(csv.reader(io.StringIO(render_csv(table, RTYPE).decode(), newline="")))[1:]
+    assert len(lines) == len(whole) == len(rows)
+    for line, expected in zip(lines, whole):
+        assert line.endswith(b"\n")
+        assert list(csv.reader(io.StringIO(line.decode(), newline=""))) == [expected]
