@@ -99,7 +99,7 @@ def entry() -> int:
     """The ``herald`` console script: :func:`main`, then :func:`gc.freeze` of every object left,
     since the process ends now.  The interpreter's final garbage collections would otherwise
     traverse them all: 0.3-0.45 s of the end of a 1M-event ``herald run`` (bench/README.md,
-    "Process exit").  Only the console script does this; :func:`main`, called in-process (tests),
+    "Third round").  Only the console script does this; :func:`main`, called in-process (tests),
     leaves the collector alone."""
     status = main()
     gc.freeze()

@@ -35,8 +35,8 @@
     reporter_org = "Herald"         # X-ARF reporter organisation
 
 Per recipient (``[[recipients]]`` table): ``xarf = true``, ``digest = true|false``,
-``language = "de"``, ``attach = true|false``.  Secrets never live in the TOML file: the SMTP password and the PGP passphrase
-come from an environment variable or a file (:func:`read_secret`).
+``language = "de"``, ``attach = true|false``.  Secrets never live in the TOML file: the SMTP
+password and the PGP passphrase come from an environment variable or a file (:func:`read_secret`).
 """
 
 from __future__ import annotations
