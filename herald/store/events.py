@@ -180,3 +180,34 @@ def event_files(data_dir: Path, day: str | date, report_type: str) -> list[Path]
     being written (hidden: ``.<name>...tmp``) are not listed."""
     d = type_dir(data_dir, day, report_type)
     return sorted(d.glob("[!.]*.parquet")) if d.is_dir() else []
+
+
+def store_days(store: EventStore) -> list[date]:
+    """:func:`event_days` of any event store (a local folder or S3: listed through
+    :meth:`EventStore.list_dir`)."""
+    days = []
+    for name, is_dir in store.list_dir(store.root):
+        if not is_dir or not name.startswith("date="):
+            continue
+        try:
+            day = date.fromisoformat(name.removeprefix("date="))
+        except ValueError:
+            continue
+        if name == f"date={day.isoformat()}":
+            days.append(day)
+    return sorted(days)
+
+
+def store_types(store: EventStore, day: str | date) -> list[str]:
+    """:func:`event_types` of any event store."""
+    return sorted(name.removeprefix("type=") for name, is_dir in
+                  store.list_dir(store.path(f"date={day}")) if is_dir and name.startswith("type="))
+
+
+def store_files(store: EventStore, day: str | date, report_type: str) -> list[str]:
+    """:func:`event_files` of any event store: locations (local paths or ``s3://`` URIs) of the
+    Parquet files of one day and type, sorted by name, without hidden temporary files."""
+    where = partition(store, str(day), report_type)
+    return [store.path(f"date={day}", f"type={report_type}", name)
+            for name, is_dir in store.list_dir(where)
+            if not is_dir and name.endswith(".parquet") and not name.startswith(".")]

@@ -19,7 +19,9 @@ countries; any other ``geo`` value (an address, markup, ``ZZ``) is counted as an
 which the country table omits.
 
 The numbers are computed with DuckDB straight from the Parquet partitions
-``<data>/events/date=D/type=T/*.parquet`` and cached per process for :data:`CACHE_SECONDS`.
+``date=D/type=T/*.parquet`` of the event store (``[paths] events``: ``<data>/events`` by default,
+another folder, or an S3 prefix, :mod:`herald.eventstore`) and cached per process for
+:data:`CACHE_SECONDS`.
 The enrichment data's attribution (CC BY 4.0) is shown on the page, as its licence requires.
 """
 
@@ -32,13 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from iso3166 import countries_by_alpha2
 
+from herald.eventstore import EventStore
 from herald.schema import default_registry
-from herald.store.events import event_days, event_files, event_types
+from herald.store.events import store_days, store_files, store_types
 from herald.web.state import TEMPLATES_DIR, WebState
 
 router = APIRouter(include_in_schema=False)
@@ -72,28 +76,56 @@ def _published(n: int, withheld: bool) -> int | str:
     return f"<{MIN_COUNT}" if n == 0 and withheld else n
 
 
-def _base_cells(data_dir: Path, start: date, today: date) -> list[tuple[str, str, str | None, int]]:
+def _remote_rows(store: EventStore, files: list[str], addr: str, geo: str | None
+                 ) -> pa.RecordBatchReader:
+    """The ``addr`` and ``geo`` columns (as strings; a column a file lacks is null) of ``files``
+    of a non-local store, read by pyarrow through its file system one batch at a time (DuckDB's
+    ``read_parquet`` would need its ``httpfs`` extension for S3)."""
+    names = [addr] + ([geo] if geo else [])
+    schema = pa.schema([pa.field(c, pa.string()) for c in names])
+
+    def batches():
+        for f in files:
+            pf = store.parquet_file(f)
+            present = [c for c in names if c in pf.schema_arrow.names]
+            for b in pf.iter_batches(batch_size=131_072, columns=present):
+                yield pa.RecordBatch.from_arrays(
+                    [b.column(c).cast(pa.string()) if c in present else pa.nulls(b.num_rows, pa.string())
+                     for c in names], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _base_cells(store: EventStore, start: date, today: date) -> list[tuple[str, str, str | None, int]]:
     """``[(day, type, country or None, distinct addresses)]`` of the window (invalid geo: None)."""
     reg = default_registry()
     cells: dict[tuple[str, str, str | None], int] = {}
     con = duckdb.connect()
     try:
-        for day in event_days(data_dir):
+        for day in store_days(store):
             if not start <= day <= today:
                 continue
-            for name in event_types(data_dir, day):
+            for name in store_types(store, day):
                 if name not in reg:
                     continue
                 rtype = reg.get(name)
-                files = [str(p) for p in event_files(data_dir, day, name)]
+                files = store_files(store, day, name)
                 if not files or not rtype.address_column:
                     continue
                 addr, geo = rtype.address_column, rtype.geo_column
-                src = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
                 geo_expr = f'CAST("{geo}" AS VARCHAR)' if geo else "NULL"
-                rows = con.sql(f'SELECT {geo_expr} AS cc, count(DISTINCT "{addr}") AS n '
-                               f'FROM read_parquet({src}, union_by_name=true) '
-                               f'WHERE "{addr}" IS NOT NULL GROUP BY 1').fetchall()
+                if store.is_local:
+                    src = ("read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                           + "], union_by_name=true)")
+                else:
+                    con.register("_herald_dashboard_rows", _remote_rows(store, files, addr, geo))
+                    src = "_herald_dashboard_rows"
+                try:
+                    rows = con.sql(f'SELECT {geo_expr} AS cc, count(DISTINCT "{addr}") AS n '
+                                   f'FROM {src} WHERE "{addr}" IS NOT NULL GROUP BY 1').fetchall()
+                finally:
+                    if not store.is_local:
+                        con.unregister("_herald_dashboard_rows")
                 for raw, n in rows:
                     cc = valid_country(raw.strip().upper() if isinstance(raw, str) else None)
                     key = (day.isoformat(), name, cc)
@@ -103,9 +135,12 @@ def _base_cells(data_dir: Path, start: date, today: date) -> list[tuple[str, str
     return [(d, t, cc, n) for (d, t, cc), n in sorted(cells.items(), key=lambda x: str(x[0]))]
 
 
-def compute(data_dir: Path, today: date) -> dict[str, Any]:
+def compute(events: Path | EventStore, today: date) -> dict[str, Any]:
     """Aggregates of the :data:`DAYS` days ending ``today`` (a UTC date), under the suppression
     rule of the module docstring.
+
+    Args:
+        events: the event store, or a data folder (its default store ``<data>/events``).
 
     Returns:
         ``{"days": [{"day", "type", "victims", "partial"}], "countries": [{"country", "victims"}],
@@ -117,7 +152,8 @@ def compute(data_dir: Path, today: date) -> dict[str, Any]:
     rows: dict[tuple[str, str], list] = {}
     by_cc: dict[str, int] = {}
     total = 0
-    for day, name, cc, n in _base_cells(data_dir, start, today):
+    store = events if isinstance(events, EventStore) else EventStore.local(events)
+    for day, name, cc, n in _base_cells(store, start, today):
         keep = n >= MIN_COUNT
         row = rows.setdefault((day, name), [0, False])
         row[0] += n if keep else 0
@@ -143,11 +179,12 @@ def clear_cache() -> None:
 
 def _cached(state: WebState) -> dict:
     today = state.clock().astimezone(timezone.utc).date()
-    key = (str(state.settings.paths.data), today.isoformat())
+    store = state.settings.events or EventStore.local(state.settings.paths.data)
+    key = (store.root, today.isoformat())
     hit = _cache.get(key)
     if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
-    value = compute(state.settings.paths.data, today)
+    value = compute(store, today)
     if len(_cache) > 16:  # one entry per data directory and day: keep memory bounded
         _cache.clear()
     _cache[key] = (time.monotonic(), value)

@@ -1,0 +1,61 @@
+"""The public dashboard reads the configured event store (``[paths] events``): another local
+folder, or S3 (a moto server, tests/s3_support.py), with the figures of the default store."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from herald.config import settings_from_dict
+from herald.pipeline import run_day
+from herald.web import dashboard
+from herald.web.app import create_app
+
+DAY = "2026-11-30"
+TODAY = date(2026, 12, 1)
+
+
+def _settings(repo_root: Path, root: Path, events: str | None = None, s3: dict | None = None):
+    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
+    raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(root / "data"),
+                    "reports": str(root / "reports"), "outbox": str(root / "outbox")}
+    if events is not None:
+        raw["paths"]["events"] = events
+    if s3 is not None:
+        raw["s3"] = s3
+    return settings_from_dict(raw, base=root)
+
+
+def _page(settings) -> tuple[dict, str]:
+    dashboard.clear_cache()
+    client = TestClient(create_app(settings, clock=lambda: datetime(2026, 12, 1, 9,
+                                                                    tzinfo=timezone.utc)))
+    page = client.get("/stats")
+    stats = client.get("/stats.json")
+    assert page.status_code == stats.status_code == 200
+    return stats.json(), page.text
+
+
+def test_the_dashboard_of_an_s3_store_and_of_another_folder_equals_the_default(
+        repo_root, tmp_path, s3, monkeypatch):
+    monkeypatch.setenv("HERALD_SECRET_KEY", "00" * 32)
+    default = _settings(repo_root, tmp_path / "default")
+    assert run_day(default, DAY).ok
+    expected = dashboard.compute(default.paths.data, TODAY)
+    assert expected["days"] and expected["countries"] and expected["totals"]["victims"] > 0
+
+    folder = _settings(repo_root, tmp_path / "folder", events=str(tmp_path / "elsewhere"))
+    remote = _settings(repo_root, tmp_path / "s3", events=f"s3://{s3.bucket}/events",
+                       s3=s3.s3_section())
+    for settings in (folder, remote):
+        assert run_day(settings, DAY).ok
+        assert not (settings.paths.data / "events").exists()  # nothing in <data>/events
+        assert dashboard.compute(settings.events, TODAY) == expected
+        stats, html = _page(settings)
+        assert stats == expected
+        assert not re.search(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", html + json.dumps(stats))
