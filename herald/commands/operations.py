@@ -98,13 +98,7 @@ def run_show(args) -> int:
 def run_stats(args) -> int:
     """Victim counts from the event store: totals, by country, by ASN."""
     settings, db = open_from_args(args)
-    if settings.events is not None:
-        from herald.errors import ConfigError
-
-        # operation_stats reads <data>/events with DuckDB's read_parquet (a local store only).
-        raise ConfigError(f"herald operations stats reads the default local event store "
-                          f"(<data>/events) only, not paths.events = {settings.events.root!r}")
-    s = ops.operation_stats(db, settings.paths.data, args.name, args.day)
+    s = ops.operation_stats(db, settings.paths.data, args.name, args.day, store=settings.events)
     print(f"operation {s.operation} on {s.day}: {s.total} victim(s) in {s.files} event file(s)")
     top = None if args.top == 0 else args.top
     print("by country:")

@@ -32,7 +32,8 @@ from herald.store import audit
 from herald.store.db import (
     Database, NotFound, OperationPartnerRow, OperationRow, RecipientRow,
 )
-from herald.store.events import day_dir, event_files, event_types
+from herald.eventstore import EventStore
+from herald.store.events import store_column_names, store_columns, store_files, store_types
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")
 
@@ -258,6 +259,10 @@ class OperationStats:
     files: int
 
 
+#: The columns :func:`operation_stats` may read.
+_STATS_COLUMNS = ("src_ip", "ip", "src_geo", "geo", "src_asn", "asn", "family", "infection", "tag")
+
+
 def _pick(columns: set[str], *names: str) -> str | None:
     present = [f'"{n}"' for n in names if n in columns]
     if not present:
@@ -266,10 +271,12 @@ def _pick(columns: set[str], *names: str) -> str | None:
 
 
 def operation_stats(db: Database, data_dir: str | Path, operation: str | int,
-                    day: date | str) -> OperationStats:
+                    day: date | str, store: EventStore | None = None) -> OperationStats:
     """Count the operation's victims on ``day`` by country and ASN, from the event store.
 
-    Reads ``<data_dir>/events/date=<day>/type=*/*.parquet`` with DuckDB.  An event belongs to the
+    Reads ``date=<day>/type=*/*.parquet`` of ``store`` (``None``: ``<data_dir>/events``) with
+    DuckDB (``read_parquet`` for a local store; for S3 the columns it needs, read by pyarrow,
+    :func:`herald.store.events.store_columns`).  An event belongs to the
     operation when its ``family`` or ``infection`` is one of the operation's families, or its
     ``tag`` (a ``;`` / ``,`` separated list in Shadowserver data) contains one of its tags; an
     operation with neither matches every event.  A victim is a distinct ``src_ip`` (or ``ip``).
@@ -279,17 +286,27 @@ def operation_stats(db: Database, data_dir: str | Path, operation: str | int,
         StoreError: the event files cannot be read.
     """
     import duckdb
+    import pyarrow as pa
 
     info = get_operation(db, operation)
     day = _date(day, "day")
-    base = day_dir(data_dir, day)
-    files = sorted(str(p) for t in event_types(data_dir, day) for p in event_files(data_dir, day, t))
+    store = store or EventStore.local(data_dir)
+    base = store.path(f"date={day}")
+    files = [f for t in store_types(store, day) for f in store_files(store, day, t)]
     if not files:
         return OperationStats(info.name, day, 0, [], [], 0)
     con = duckdb.connect()
     try:
-        scan = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
-        columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}", [files]).fetchall()}
+        if store.is_local:
+            scan = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+            scan_params: list = [files]
+            columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}",
+                                                 [files]).fetchall()}
+        else:
+            columns = store_column_names(store, files) & set(_STATS_COLUMNS)
+            con.register("_herald_event_rows",
+                         store_columns(store, files, [c for c in _STATS_COLUMNS if c in columns]))
+            scan, scan_params = "_herald_event_rows", []
         ip = _pick(columns, "src_ip", "ip")
         if ip is None:
             raise StoreError(f"{base}: no src_ip or ip column in the event files")
@@ -311,13 +328,13 @@ def operation_stats(db: Database, data_dir: str | Path, operation: str | int,
         # A temporary table, not a view: the addresses stay inside this DuckDB connection.
         con.execute(f"CREATE TEMP TABLE victims AS SELECT {ip} AS ip, CAST({geo} AS VARCHAR) AS geo,"
                     f" TRY_CAST({asn} AS BIGINT) AS asn FROM {scan} WHERE ({where}) AND {ip} IS NOT NULL",
-                    [files, *params])
+                    [*scan_params, *params])
         total = con.execute("SELECT count(DISTINCT ip) FROM victims").fetchone()[0]
         by_cc = con.execute("SELECT coalesce(geo, ''), count(DISTINCT ip) AS n FROM victims "
                             "GROUP BY 1 ORDER BY n DESC, 1").fetchall()
         by_asn = con.execute("SELECT asn, count(DISTINCT ip) AS n FROM victims "
                              "GROUP BY 1 ORDER BY n DESC, 1 NULLS LAST").fetchall()
-    except duckdb.Error as exc:
+    except (duckdb.Error, OSError, pa.ArrowException) as exc:
         raise StoreError(f"{base}: cannot read events: {exc}") from None
     finally:
         con.close()

@@ -211,3 +211,30 @@ def store_files(store: EventStore, day: str | date, report_type: str) -> list[st
     return [store.path(f"date={day}", f"type={report_type}", name)
             for name, is_dir in store.list_dir(where)
             if not is_dir and name.endswith(".parquet") and not name.startswith(".")]
+
+
+def store_columns(store: EventStore, files: list[str], columns: list[str],
+                  batch_rows: int = 131_072) -> pa.RecordBatchReader:
+    """The ``columns`` of ``files`` (locations in ``store``) as one stream of ``string`` columns
+    (a column a file lacks is null), read by pyarrow through the store's file system one batch
+    of at most ``batch_rows`` rows at a time: what DuckDB scans for a store its ``read_parquet``
+    cannot reach (S3 would need DuckDB's ``httpfs`` extension).  Memory: one batch.  The stream
+    can be read once."""
+    schema = pa.schema([pa.field(c, pa.string()) for c in columns])
+
+    def batches():
+        for f in files:
+            pf = store.parquet_file(f)
+            present = [c for c in columns if c in pf.schema_arrow.names]
+            for b in pf.iter_batches(batch_size=batch_rows, columns=present):
+                yield pa.RecordBatch.from_arrays(
+                    [b.column(c).cast(pa.string()) if c in present
+                     else pa.nulls(b.num_rows, pa.string()) for c in columns], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def store_column_names(store: EventStore, files: list[str]) -> set[str]:
+    """The union of the column names of ``files`` (locations in ``store``; read from their
+    footers)."""
+    return {n for f in files for n in store.parquet_file(f).schema_arrow.names}

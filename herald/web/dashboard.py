@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
@@ -42,7 +41,7 @@ from iso3166 import countries_by_alpha2
 
 from herald.eventstore import EventStore
 from herald.schema import default_registry
-from herald.store.events import store_days, store_files, store_types
+from herald.store.events import store_columns, store_days, store_files, store_types
 from herald.web.state import TEMPLATES_DIR, WebState
 
 router = APIRouter(include_in_schema=False)
@@ -76,26 +75,6 @@ def _published(n: int, withheld: bool) -> int | str:
     return f"<{MIN_COUNT}" if n == 0 and withheld else n
 
 
-def _remote_rows(store: EventStore, files: list[str], addr: str, geo: str | None
-                 ) -> pa.RecordBatchReader:
-    """The ``addr`` and ``geo`` columns (as strings; a column a file lacks is null) of ``files``
-    of a non-local store, read by pyarrow through its file system one batch at a time (DuckDB's
-    ``read_parquet`` would need its ``httpfs`` extension for S3)."""
-    names = [addr] + ([geo] if geo else [])
-    schema = pa.schema([pa.field(c, pa.string()) for c in names])
-
-    def batches():
-        for f in files:
-            pf = store.parquet_file(f)
-            present = [c for c in names if c in pf.schema_arrow.names]
-            for b in pf.iter_batches(batch_size=131_072, columns=present):
-                yield pa.RecordBatch.from_arrays(
-                    [b.column(c).cast(pa.string()) if c in present else pa.nulls(b.num_rows, pa.string())
-                     for c in names], schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
 def _base_cells(store: EventStore, start: date, today: date) -> list[tuple[str, str, str | None, int]]:
     """``[(day, type, country or None, distinct addresses)]`` of the window (invalid geo: None)."""
     reg = default_registry()
@@ -118,7 +97,8 @@ def _base_cells(store: EventStore, start: date, today: date) -> list[tuple[str, 
                     src = ("read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files)
                            + "], union_by_name=true)")
                 else:
-                    con.register("_herald_dashboard_rows", _remote_rows(store, files, addr, geo))
+                    con.register("_herald_dashboard_rows",
+                                 store_columns(store, files, [addr] + ([geo] if geo else [])))
                     src = "_herald_dashboard_rows"
                 try:
                     rows = con.sql(f'SELECT {geo_expr} AS cc, count(DISTINCT "{addr}") AS n '

@@ -11,6 +11,7 @@ import pytest
 from herald.constituency import operations as ops
 from herald.constituency import repository as repo
 from herald.errors import ConfigError
+from herald.eventstore import EventStore, S3Options
 from herald.store import audit
 from herald.store.db import NotFound
 
@@ -98,29 +99,51 @@ def _write(path, table):
     pq.write_table(table, path)
 
 
-def test_operation_stats_counts_victims_without_addresses(op_db, tmp_path):
-    data = tmp_path / "data"
-    day = data / "events" / "date=2026-11-29"
-    _write(day / "type=botnet_drone" / "a.parquet", pa.table({
-        "src_ip": ["192.0.2.1", "192.0.2.1", "192.0.2.2", "198.51.100.9", "203.0.113.5"],
-        "src_asn": [64496, 64496, 64496, 64500, 64501],
-        "src_geo": ["DE", "DE", "DE", "NL", "FR"],
-        "infection": ["emotet", "Emotet", "qakbot", "emotet", "mirai"],
-        "tag": ["", "", "", "", "endgame;other"],
-    }))
-    _write(day / "type=sinkhole_http_drone" / "b.parquet", pa.table({
-        "ip": ["203.0.113.77", "203.0.113.78"], "asn": [64501, 64501], "geo": ["FR", "FR"],
-        "family": ["QAKBOT", "unrelated"],
-    }))
-    # Another day must not be counted.
-    _write(data / "events" / "date=2026-11-28" / "type=botnet_drone" / "c.parquet",
-           pa.table({"src_ip": ["192.0.2.99"], "src_asn": [1], "src_geo": ["DE"],
-                     "infection": ["emotet"], "tag": [""]}))
-    stats = ops.operation_stats(op_db, data, "Endgame", "2026-11-29")
+def _endgame_events() -> list[tuple[str, pa.Table]]:
+    """(path under the event store, table) of two days of events for the Endgame statistics."""
+    day = "date=2026-11-29"
+    return [
+        (f"{day}/type=botnet_drone/a.parquet", pa.table({
+            "src_ip": ["192.0.2.1", "192.0.2.1", "192.0.2.2", "198.51.100.9", "203.0.113.5"],
+            "src_asn": [64496, 64496, 64496, 64500, 64501],
+            "src_geo": ["DE", "DE", "DE", "NL", "FR"],
+            "infection": ["emotet", "Emotet", "qakbot", "emotet", "mirai"],
+            "tag": ["", "", "", "", "endgame;other"],
+        })),
+        (f"{day}/type=sinkhole_http_drone/b.parquet", pa.table({
+            "ip": ["203.0.113.77", "203.0.113.78"], "asn": [64501, 64501], "geo": ["FR", "FR"],
+            "family": ["QAKBOT", "unrelated"],
+        })),
+        # Another day must not be counted.
+        ("date=2026-11-28/type=botnet_drone/c.parquet",
+         pa.table({"src_ip": ["192.0.2.99"], "src_asn": [1], "src_geo": ["DE"],
+                   "infection": ["emotet"], "tag": [""]})),
+    ]
+
+
+def _check_endgame(stats, empty) -> None:
     assert stats.files == 2
     assert stats.total == 5  # 192.0.2.1 (twice), .2, 198.51.100.9, 203.0.113.5 (tag), .77
     assert stats.by_country == [("DE", 2), ("FR", 2), ("NL", 1)]
     assert stats.by_asn == [(64496, 2), (64501, 2), (64500, 1)]
     assert "192.0.2" not in repr(stats)
-    empty = ops.operation_stats(op_db, data, "Endgame", "2026-01-01")
     assert (empty.total, empty.files) == (0, 0)
+
+
+def test_operation_stats_counts_victims_without_addresses(op_db, tmp_path):
+    data = tmp_path / "data"
+    for rel, table in _endgame_events():
+        _write(data / "events" / rel, table)
+    _check_endgame(ops.operation_stats(op_db, data, "Endgame", "2026-11-29"),
+                   ops.operation_stats(op_db, data, "Endgame", "2026-01-01"))
+
+
+def test_operation_stats_of_an_s3_event_store(op_db, tmp_path, s3):
+    fs = s3.filesystem()
+    for rel, table in _endgame_events():
+        pq.write_table(table, f"{s3.bucket}/events/{rel}", filesystem=fs)
+    store = EventStore(f"s3://{s3.bucket}/events",
+                       S3Options(endpoint_override=s3.endpoint, scheme="http", region="us-east-1"))
+    # nothing local: the figures come from the bucket
+    _check_endgame(ops.operation_stats(op_db, tmp_path / "data", "Endgame", "2026-11-29", store),
+                   ops.operation_stats(op_db, tmp_path / "data", "Endgame", "2026-01-01", store))
