@@ -2,15 +2,20 @@
 
 Fixtures (a pytest plugin of tests/conftest.py): ``s3_server`` starts the server once per session;
 ``s3`` sets fake credentials in the environment and creates a fresh bucket per test.
+:func:`example_settings` configures the example day with an event store of the test's choice.
 """
 
 from __future__ import annotations
 
 import socket
+import tomllib
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from herald.config import Settings, settings_from_dict
 
 
 @dataclass(frozen=True)
@@ -74,3 +79,19 @@ def s3(s3_server, monkeypatch) -> S3Service:
     svc = S3Service(s3_server, f"herald-{uuid.uuid4().hex[:12]}")
     svc.filesystem().create_dir(svc.bucket)
     return svc
+
+
+def example_settings(repo_root: Path, root: Path, *, events: str | None = None,
+                     s3: dict | None = None, workers: int = 1) -> Settings:
+    """The example configuration (``examples/herald.toml`` and its inbox) with data, reports and
+    outbox under ``root``, ``[paths] events`` set to ``events`` when given (a folder or an
+    ``s3://`` URI), the ``[s3]`` table ``s3`` and ``[run] workers``."""
+    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
+    raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(root / "data"),
+                    "reports": str(root / "reports"), "outbox": str(root / "outbox")}
+    if events is not None:
+        raw["paths"]["events"] = events
+    if s3 is not None:
+        raw["s3"] = s3
+    raw["run"] = {"workers": workers}
+    return settings_from_dict(raw, base=repo_root / "examples")

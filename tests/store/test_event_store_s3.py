@@ -6,7 +6,6 @@ name the setting and never show a credential."""
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date
 from pathlib import Path
 
@@ -16,32 +15,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from herald import faults
-from herald.config import settings_from_dict
 from herald.errors import ConfigError
+from herald.eventstore import EventStore, S3Options, parse_event_store
 from herald.pipeline import run_day
 from herald.schema import default_registry
 from herald.store import ingest as ingest_mod
 from herald.store import ledger
 from herald.store.dedup import duckdb_connection, first_occurrences, stored_rows
-from herald.eventstore import EventStore, S3Options, parse_event_store
+from tests.s3_support import example_settings
 
 DAY = "2026-11-30"
 REG = default_registry()
 COUNT_KEYS = ("rows_in", "rows_stored", "rows_quarantined", "rows_failed", "rows_reported",
               "rows_unrouted", "rows_duplicate", "rows_inhibited", "rows_renotify_suppressed")
-
-
-def _settings(repo_root: Path, root: Path, *, events: str | None = None, s3: dict | None = None,
-              workers: int = 1):
-    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
-    raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(root / "data"),
-                    "reports": str(root / "reports"), "outbox": str(root / "outbox")}
-    if events is not None:
-        raw["paths"]["events"] = events
-    if s3 is not None:
-        raw["s3"] = s3
-    raw["run"] = {"workers": workers}
-    return settings_from_dict(raw, base=repo_root / "examples")
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -63,8 +49,8 @@ def _keys(s3, prefix: str) -> list[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_run_on_s3_writes_the_reports_and_counts_of_a_local_store(repo_root, tmp_path, s3, workers):
-    local = run_day(_settings(repo_root, tmp_path / "local", workers=workers), DAY)
-    remote_settings = _settings(repo_root, tmp_path / "s3", events=f"s3://{s3.bucket}/events/prod",
+    local = run_day(example_settings(repo_root, tmp_path / "local", workers=workers), DAY)
+    remote_settings = example_settings(repo_root, tmp_path / "s3", events=f"s3://{s3.bucket}/events/prod",
                                 s3=s3.s3_section(), workers=workers)
     remote = run_day(remote_settings, DAY)
     assert not remote.errors and not local.errors
@@ -84,7 +70,7 @@ def test_run_on_s3_writes_the_reports_and_counts_of_a_local_store(repo_root, tmp
 
 
 def test_forced_rerun_and_resumed_run_on_s3(repo_root, tmp_path, s3, monkeypatch):
-    settings = _settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
+    settings = example_settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
     reports = tmp_path / "reports"
 
     # A run killed after its third input is stored: the ledger entry stays "running".
@@ -128,7 +114,7 @@ def test_forced_rerun_and_resumed_run_on_s3(repo_root, tmp_path, s3, monkeypatch
     assert len(parsed) == 2 * n_inputs - 3  # a forced run parses every input again
     assert _files(reports) == first_files
     assert _counts(forced) == _counts(resumed)
-    local = run_day(_settings(repo_root, tmp_path / "local"), DAY)
+    local = run_day(example_settings(repo_root, tmp_path / "local"), DAY)
     assert _counts(local) == _counts(forced)
     assert _files(tmp_path / "local" / "reports") == first_files
 
@@ -169,7 +155,7 @@ def test_purge_deletes_expired_day_prefixes_on_s3(repo_root, tmp_path, s3):
     from herald.store.db import open_db
     from herald.store.purge import purge
 
-    settings = _settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
+    settings = example_settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
     store = settings.event_store
     for day in ("2026-10-01", "2026-11-29"):
         store.write_bytes(store.path(f"date={day}", "type=scan_http", "a.parquet"), b"x")
@@ -198,7 +184,7 @@ def test_purge_deletes_expired_day_prefixes_on_s3(repo_root, tmp_path, s3):
 ])
 def test_bad_event_store_uris_are_config_errors(repo_root, tmp_path, value, words):
     with pytest.raises(ConfigError) as err:
-        _settings(repo_root, tmp_path, events=value)
+        example_settings(repo_root, tmp_path, events=value)
     for w in words:
         assert w in str(err.value)
 
@@ -215,18 +201,18 @@ def test_s3a_uris_name_the_same_s3_store(value, uri):
 
 def test_credentials_in_the_file_are_refused_without_repeating_them(repo_root, tmp_path):
     with pytest.raises(ConfigError) as err:
-        _settings(repo_root, tmp_path, events="s3://bucket/x",
+        example_settings(repo_root, tmp_path, events="s3://bucket/x",
                   s3={"secret_key": "SUPERSECRET123", "region": "x"})
     assert "AWS_SECRET_ACCESS_KEY" in str(err.value) and "SUPERSECRET123" not in str(err.value)
     with pytest.raises(ConfigError, match="s3.scheme"):
-        _settings(repo_root, tmp_path, events="s3://bucket/x", s3={"scheme": "ftp"})
+        example_settings(repo_root, tmp_path, events="s3://bucket/x", s3={"scheme": "ftp"})
     with pytest.raises(ConfigError, match="unknown key"):
-        _settings(repo_root, tmp_path, events="s3://bucket/x", s3={"endpoint": "x"})
+        example_settings(repo_root, tmp_path, events="s3://bucket/x", s3={"endpoint": "x"})
 
 
 def test_missing_bucket_and_missing_credentials_are_config_errors(repo_root, tmp_path, s3,
                                                                    monkeypatch):
-    settings = _settings(repo_root, tmp_path, events="s3://no-such-bucket-here/ev",
+    settings = example_settings(repo_root, tmp_path, events="s3://no-such-bucket-here/ev",
                          s3=s3.s3_section())
     with pytest.raises(ConfigError) as err:
         run_day(settings, DAY)
@@ -235,20 +221,20 @@ def test_missing_bucket_and_missing_credentials_are_config_errors(repo_root, tmp
     assert "testing-secret" not in msg
     assert not (tmp_path / "data").exists()  # nothing started
 
-    good = _settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
+    good = example_settings(repo_root, tmp_path, events=f"s3://{s3.bucket}/ev", s3=s3.s3_section())
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError) as err:
         run_day(good, DAY)
     assert "AWS_ACCESS_KEY_ID" in str(err.value) and "AWS_SECRET_ACCESS_KEY" in str(err.value)
 
 
-def test_default_and_local_event_store_settings(repo_root, tmp_path):
-    default = _settings(repo_root, tmp_path)
+def test_default_and_local_event_storeexample_settings(repo_root, tmp_path):
+    default = example_settings(repo_root, tmp_path)
     assert default.events is None
     assert default.event_store == EventStore(str(tmp_path / "data" / "events"))
-    other = _settings(repo_root, tmp_path, events=str(tmp_path / "elsewhere"))
+    other = example_settings(repo_root, tmp_path, events=str(tmp_path / "elsewhere"))
     assert other.event_store.is_local and other.event_store.root == str(tmp_path / "elsewhere")
-    s3 = _settings(repo_root, tmp_path, events="s3://bucket/a//b/", s3={"region": "eu-west-1"})
+    s3 = example_settings(repo_root, tmp_path, events="s3://bucket/a//b/", s3={"region": "eu-west-1"})
     assert s3.event_store == EventStore("s3://bucket/a/b", S3Options(region="eu-west-1"))
     assert "events" not in s3.paths.__dict__  # the summary's paths are unchanged
 
@@ -273,8 +259,8 @@ def test_a_failed_write_leaves_no_object(s3):
 
 
 def test_a_local_event_store_elsewhere_gives_the_same_run(repo_root, tmp_path):
-    default = run_day(_settings(repo_root, tmp_path / "a"), DAY)
-    moved = run_day(_settings(repo_root, tmp_path / "b", events=str(tmp_path / "ev")), DAY)
+    default = run_day(example_settings(repo_root, tmp_path / "a"), DAY)
+    moved = run_day(example_settings(repo_root, tmp_path / "b", events=str(tmp_path / "ev")), DAY)
     assert _counts(moved) == _counts(default)
     assert _files(tmp_path / "b" / "reports") == _files(tmp_path / "a" / "reports")
     parquet = {k: v for k, v in _files(tmp_path / "ev").items() if k.endswith(".parquet")}
@@ -289,7 +275,7 @@ def test_an_unreachable_s3_service_is_a_config_error(repo_root, tmp_path, monkey
 
     for k, v in FAKE_ENV.items():
         monkeypatch.setenv(k, v)
-    settings = _settings(repo_root, tmp_path, events="s3://bucket-x/ev",
+    settings = example_settings(repo_root, tmp_path, events="s3://bucket-x/ev",
                          s3={"endpoint_override": f"127.0.0.1:{free_port()}", "scheme": "http",
                              "region": "us-east-1"})
     with pytest.raises(ConfigError) as err:

@@ -4,32 +4,19 @@ folder, or S3 (a moto server, tests/s3_support.py), with the figures of the defa
 from __future__ import annotations
 
 import json
-import socket
 import re
-import tomllib
+import socket
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from herald.config import settings_from_dict
 from herald.pipeline import run_day
 from herald.web import dashboard
 from herald.web.app import create_app
+from tests.s3_support import example_settings
 
 DAY = "2026-11-30"
 TODAY = date(2026, 12, 1)
-
-
-def _settings(repo_root: Path, root: Path, events: str | None = None, s3: dict | None = None):
-    raw = tomllib.loads((repo_root / "examples/herald.toml").read_text())
-    raw["paths"] = {"inbox": str(repo_root / "examples/inbox"), "data": str(root / "data"),
-                    "reports": str(root / "reports"), "outbox": str(root / "outbox")}
-    if events is not None:
-        raw["paths"]["events"] = events
-    if s3 is not None:
-        raw["s3"] = s3
-    return settings_from_dict(raw, base=root)
 
 
 def _page(settings) -> tuple[dict, str]:
@@ -45,13 +32,13 @@ def _page(settings) -> tuple[dict, str]:
 def test_the_dashboard_of_an_s3_store_and_of_another_folder_equals_the_default(
         repo_root, tmp_path, s3, monkeypatch):
     monkeypatch.setenv("HERALD_SECRET_KEY", "00" * 32)
-    default = _settings(repo_root, tmp_path / "default")
+    default = example_settings(repo_root, tmp_path / "default")
     assert run_day(default, DAY).ok
     expected = dashboard.compute(default.paths.data, TODAY)
     assert expected["days"] and expected["countries"] and expected["totals"]["victims"] > 0
 
-    folder = _settings(repo_root, tmp_path / "folder", events=str(tmp_path / "elsewhere"))
-    remote = _settings(repo_root, tmp_path / "s3", events=f"s3://{s3.bucket}/events",
+    folder = example_settings(repo_root, tmp_path / "folder", events=str(tmp_path / "elsewhere"))
+    remote = example_settings(repo_root, tmp_path / "s3", events=f"s3://{s3.bucket}/events",
                        s3=s3.s3_section())
     for settings in (folder, remote):
         assert run_day(settings, DAY).ok
@@ -71,7 +58,7 @@ def test_an_unreachable_s3_store_gives_a_bare_500(repo_root, tmp_path, monkeypat
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = _settings(repo_root, tmp_path, events="s3://herald-hidden-bucket/events",
+    settings = example_settings(repo_root, tmp_path, events="s3://herald-hidden-bucket/events",
                          s3={"endpoint_override": f"127.0.0.1:{port}", "scheme": "http",
                              "region": "us-east-1"})
     dashboard.clear_cache()
