@@ -28,11 +28,11 @@ from herald.constituency.repository import (
     RecipientRef, find_recipient_row, normalize_filter, to_recipient,
 )
 from herald.errors import ConfigError, StoreError
+from herald.eventstore import EventStore
 from herald.store import audit
 from herald.store.db import (
     Database, NotFound, OperationPartnerRow, OperationRow, RecipientRow,
 )
-from herald.eventstore import EventStore
 from herald.store.events import store_column_names, store_columns, store_files, store_types
 
 _CC_RE = re.compile(r"^[A-Z]{2}$")

@@ -17,12 +17,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from herald.eventstore import EventStore
 from herald.reports.policy import RoutingPolicy, TypeContact
 from herald.reports.render import ReportSpool, csv_header, render_lines, report_filename
 from herald.route import Assignment, Router
 from herald.schema.registry import ReportType
 from herald.store.dedup import distinct_batches, stored_rows
-from herald.eventstore import EventStore
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from herald.schema.registry import ReportType
 from herald.eventstore import EventStore
+from herald.schema.registry import ReportType
 
 
 #: At most this many distinct events per batch of the route/report stage.

@@ -14,8 +14,10 @@ The store may also live on S3 (``[paths] events = "s3://bucket/prefix"``,
 :mod:`herald.eventstore`): the functions that take a ``store``
 (:class:`~herald.eventstore.EventStore`) then write through :class:`pyarrow.fs.S3FileSystem`
 (one object per file, visible only once complete, so no temporary name is needed).  The listing
-functions below (:func:`event_days`, :func:`event_types`, :func:`event_files`) and their readers
-(dashboard, ``herald operations``) read a local store only.
+functions (:func:`store_days`, :func:`store_types`, :func:`store_files`) and
+:func:`store_columns` read any store (the dashboard and ``herald operations stats`` use them);
+:func:`event_days`, :func:`event_types` and :func:`event_files` are the same for the default
+local store ``<data>/events``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from herald.fsutil import atomic_path
 from herald.eventstore import EventStore
+from herald.fsutil import atomic_path
 
 
 def events_root(data_dir: Path) -> Path:
@@ -151,40 +153,9 @@ def _write_overlapped(writer: pq.ParquetWriter, batches) -> int:
     return rows
 
 
-def event_days(data_dir: Path) -> list[date]:
-    """The days that have a partition directory in the store (``date=YYYY-MM-DD``), sorted;
-    other names are ignored."""
-    root = events_root(data_dir)
-    days = []
-    for d in sorted(root.glob("date=*")) if root.is_dir() else []:
-        try:
-            day = date.fromisoformat(d.name.removeprefix("date="))
-        except ValueError:
-            continue
-        if d.name == f"date={day.isoformat()}":
-            days.append(day)
-    return days
-
-
-def event_types(data_dir: Path, day: str | date) -> list[str]:
-    """The report types that have a partition on ``day`` (``type=<name>``), sorted; a partition
-    may still be empty (see :func:`event_files`)."""
-    d = day_dir(data_dir, day)
-    if not d.is_dir():
-        return []
-    return sorted(p.name.removeprefix("type=") for p in d.iterdir() if p.name.startswith("type="))
-
-
-def event_files(data_dir: Path, day: str | date, report_type: str) -> list[Path]:
-    """The Parquet files of one day and type, sorted by name (deterministic); temporary files
-    being written (hidden: ``.<name>...tmp``) are not listed."""
-    d = type_dir(data_dir, day, report_type)
-    return sorted(d.glob("[!.]*.parquet")) if d.is_dir() else []
-
-
 def store_days(store: EventStore) -> list[date]:
-    """:func:`event_days` of any event store (a local folder or S3: listed through
-    :meth:`EventStore.list_dir`)."""
+    """The days that have a partition folder in ``store`` (``date=YYYY-MM-DD``; a local folder or
+    S3, listed through :meth:`EventStore.list_dir`), sorted; other names are ignored."""
     days = []
     for name, is_dir in store.list_dir(store.root):
         if not is_dir or not name.startswith("date="):
@@ -199,18 +170,35 @@ def store_days(store: EventStore) -> list[date]:
 
 
 def store_types(store: EventStore, day: str | date) -> list[str]:
-    """:func:`event_types` of any event store."""
+    """The report types that have a partition on ``day`` (``type=<name>``) in ``store``, sorted;
+    a partition may still be empty (see :func:`store_files`)."""
     return sorted(name.removeprefix("type=") for name, is_dir in
                   store.list_dir(store.path(f"date={day}")) if is_dir and name.startswith("type="))
 
 
 def store_files(store: EventStore, day: str | date, report_type: str) -> list[str]:
-    """:func:`event_files` of any event store: locations (local paths or ``s3://`` URIs) of the
-    Parquet files of one day and type, sorted by name, without hidden temporary files."""
+    """The locations (local paths or ``s3://`` URIs) of the Parquet files of one day and type in
+    ``store``, sorted by name (deterministic); temporary files being written (hidden:
+    ``.<name>...tmp``) are not listed."""
     where = partition(store, str(day), report_type)
     return [store.path(f"date={day}", f"type={report_type}", name)
             for name, is_dir in store.list_dir(where)
             if not is_dir and name.endswith(".parquet") and not name.startswith(".")]
+
+
+def event_days(data_dir: Path) -> list[date]:
+    """:func:`store_days` of the default store ``<data_dir>/events``."""
+    return store_days(EventStore.local(data_dir))
+
+
+def event_types(data_dir: Path, day: str | date) -> list[str]:
+    """:func:`store_types` of the default store ``<data_dir>/events``."""
+    return store_types(EventStore.local(data_dir), day)
+
+
+def event_files(data_dir: Path, day: str | date, report_type: str) -> list[Path]:
+    """:func:`store_files` of the default store ``<data_dir>/events``, as paths."""
+    return [Path(p) for p in store_files(EventStore.local(data_dir), day, report_type)]
 
 
 def store_columns(store: EventStore, files: list[str], columns: list[str],

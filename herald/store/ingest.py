@@ -26,12 +26,12 @@ import pyarrow.csv as pacsv
 from herald.enrich import enrich
 from herald.enrich.ipdata import IPData
 from herald.errors import InputError
+from herald.eventstore import EventStore
 from herald.fsutil import atomic_write
 from herald.schema.registry import Registry
 from herald.sources.inputs import open_input
 from herald.sources.shadowserver_csv import Quarantine
 from herald.store.events import day_dir, write_events
-from herald.eventstore import EventStore
 
 log = logging.getLogger(__name__)
 

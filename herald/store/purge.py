@@ -37,8 +37,7 @@ from herald.store import audit
 from herald.store.db import (
     AUDIT_MIN_RETENTION_DAYS, AuditRow, Database, OutboxRow, RunRow, utcnow,
 )
-from herald.store.events import events_root
-from herald.eventstore import EventStore
+from herald.store.events import store_days
 from herald.store.ledger import running_days
 
 _DAY_DIR = re.compile(r"^(?:date=)?(\d{4}-\d{2}-\d{2})$")
@@ -116,20 +115,6 @@ def _day_dirs(parent: Path) -> list[tuple[date, Path]]:
     return sorted(out)
 
 
-def _remote_day_dirs(store: EventStore) -> list[tuple[date, str]]:
-    """:func:`_day_dirs` of a non-local event store: ``(day, location)`` of its ``date=D``
-    prefixes, sorted."""
-    out = []
-    for name, is_dir in store.list_dir(store.root):
-        m = _DAY_DIR.match(name)
-        if m and is_dir:
-            try:
-                out.append((date.fromisoformat(m.group(1)), store.path(name)))
-            except ValueError:
-                continue
-    return sorted(out)
-
-
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
@@ -165,12 +150,12 @@ def purge(db: Database, settings: Settings, today: date, keep_days: int | None =
     doomed: list[Path] = []
     remote: list[str] = []  # expired day prefixes of a non-local event store
     store = settings.event_store
-    events = [(events_root(settings.paths.data) if settings.events is None else Path(store.root),
-               result.event_days)] if store.is_local else [(None, result.event_days)]
-    for parent, bucket in (*events,
+    # A local store is purged like the reports folder (rename, then remove); S3 by prefix (None).
+    for parent, bucket in ((Path(store.root) if store.is_local else None, result.event_days),
                            (settings.paths.reports, result.report_days),
                            (settings.paths.outbox, result.outbox_days)):
-        listed = _remote_day_dirs(store) if parent is None else _day_dirs(parent)
+        listed = ([(d, store.path(f"date={d}")) for d in store_days(store)] if parent is None
+                  else _day_dirs(parent))
         for day, path in listed:
             if day >= cutoff or day >= today:
                 continue

@@ -159,7 +159,7 @@ def clear_cache() -> None:
 
 def _cached(state: WebState) -> dict:
     today = state.clock().astimezone(timezone.utc).date()
-    store = state.settings.events or EventStore.local(state.settings.paths.data)
+    store = state.settings.event_store
     key = (store.root, today.isoformat())
     hit = _cache.get(key)
     if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
