@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from herald import tomlfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herald import tomlfile
 from herald.errors import ConfigError
 from herald.eventstore import EventStore, parse_event_store, parse_s3_options
 
