@@ -48,6 +48,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from herald import faults
@@ -183,8 +184,13 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     ipdata = IPData.from_specs(settings.ipdata)
     if ipdata.info().get("warning"):
         warnings.append(f"IP data: {ipdata.info()['warning']}")
-    router = Router(recipients)
-    policy, policy_warnings = policy_for_run(settings, day, router, db)
+    # The IP data's lookup table is built beside the router (both mostly NumPy sorts, which run
+    # without the GIL), before any worker is forked: the workers inherit it.
+    with ThreadPoolExecutor(1, thread_name_prefix="ipdata") as ex:
+        prepared = ex.submit(ipdata.prepare)
+        router = Router(recipients)
+        policy, policy_warnings = policy_for_run(settings, day, router, db)
+        prepared.result()
     warnings += policy_warnings
     from herald.engines.spark import engine_for
 

@@ -479,6 +479,17 @@ class IPData:
                            if len(self.ccs) else pa.nulls(len(ci), pa.string()))
         return pa.RecordBatch.from_arrays(out, schema=schema)
 
+    def prepare(self) -> "IPData":
+        """Build the joined lookup table now instead of at the first :meth:`lookup`; returns self.
+
+        A run calls it before forking its workers, in a thread beside the router's build, so that
+        each worker inherits the table instead of building its own (the bundled data: 0.15 s of
+        CPU per process on the bench machine, see ``bench/README.md``).  Thread-safe: the table
+        is a ``cached_property`` (built once under its lock on Python 3.11).
+        """
+        self._joined  # noqa: B018 - the property builds and caches the table
+        return self
+
     @cached_property
     def _joined(self) -> tuple[RangeTable, np.ndarray, np.ndarray, np.ndarray]:
         """ASN and country tables joined (built on first lookup), so one sort serves both.
@@ -488,6 +499,7 @@ class IPData:
         into :attr:`ccs` (-1 for none); each array has one extra trailing -1 for payload -1.
         """
         joined, asn_of, cc_of = join_tables(self.asn_ranges, self.cc_ranges)
+        joined.index_blocks()
         asn = np.where(asn_of >= 0, self._asn_out[np.maximum(asn_of, 0)], -1) if len(self.asns) \
             else np.full(len(asn_of), -1, np.int64)
         ai = np.where(asn >= 0, asn_of, -1)

@@ -1,0 +1,108 @@
+"""herald.blocktable: block lookups agree with a plain searchsorted; router and IP data use it."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from herald import blocktable
+from herald.blocktable import SPLIT, BlockTable
+from herald.enrich.iprange import RangeTable
+from herald.route import _Segments
+
+ADDR = st.integers(0, 2**32 - 1)
+
+
+def _reference(bounds: np.ndarray, values: np.ndarray, addresses: np.ndarray) -> np.ndarray:
+    return values[np.searchsorted(bounds, addresses.astype(np.uint64), side="right")]
+
+
+def _fallback_counting(bounds, values, calls):
+    def fallback(addresses):
+        calls.append(len(addresses))
+        return _reference(bounds, values, addresses)
+    return fallback
+
+
+@given(st.sets(st.integers(0, 2**32), max_size=60), st.lists(ADDR, max_size=200))
+@example({0, 256, 2**32}, [0, 255, 256, 2**32 - 1])             # bounds on block starts, the /0 end
+@example({1, 2**32 - 1}, [0, 1, 2, 2**32 - 2, 2**32 - 1])       # bounds inside the first/last block
+@example(set(), [0, 12345, 2**32 - 1])                          # no bound: one value everywhere
+@example({2**31, 2**31 + 5}, [0, 2**31 - 1, 2**31, 2**31 + 5])  # addresses below the first bound
+def test_lookup_equals_searchsorted(bounds, addresses):
+    b = np.array(sorted(bounds), dtype=np.uint64)
+    values = np.arange(len(b) + 1, dtype=np.int64) * 7 - 3
+    table = BlockTable(b, values)
+    a = np.array(addresses, dtype=np.uint32)
+    calls: list[int] = []
+    got = table.lookup(a, _fallback_counting(b, values, calls))
+    assert got.dtype == np.int64
+    assert got.tolist() == _reference(b, values, a).tolist()
+    # Only addresses in a block that holds a bound strictly inside it reach the fallback.
+    assert sum(calls) == int(np.count_nonzero(table.table[a >> (32 - table.bits)] == SPLIT))
+
+
+def test_addresses_in_whole_blocks_never_take_the_sorted_path(monkeypatch):
+    monkeypatch.setattr(blocktable, "MAX_BITS", 24)
+    # 10.0.0.0/8 and 192.168.1.0/24: every bound is the first address of a /24 block.
+    b = np.array([10 << 24, 11 << 24, (192 << 24) | (168 << 16) | (1 << 8),
+                  (192 << 24) | (168 << 16) | (2 << 8)], dtype=np.uint64)
+    values = np.array([-1, 0, -1, 1, -1])
+    table = BlockTable(b, values)
+    assert table.bits == 8  # 4 bounds * 64 blocks = 2**8 blocks: /8 networks
+    # A million more bounds (16 apart in 200.0.0.0/8) take the table to /24 blocks.
+    table = BlockTable(np.concatenate([b, np.arange(2**20, dtype=np.uint64) * 16 + (200 << 24)]),
+                       np.arange(-1, len(b) + 2**20, dtype=np.int64))
+    assert table.bits == 24 and table.nbytes == 4 << 24
+    a = np.array([10 << 24, (10 << 24) + 12345, (192 << 24) | (168 << 16) | (1 << 8) | 77], np.uint32)
+
+    def never(addresses):
+        raise AssertionError(f"sorted path taken for {addresses}")
+    assert table.lookup(a, never).tolist() == [0, 0, 2]
+
+
+def test_values_must_fit_an_int32_above_the_split_marker():
+    with pytest.raises(ValueError, match="one longer"):
+        BlockTable(np.array([5], np.uint64), np.array([0]))
+    with pytest.raises(ValueError, match="int32"):
+        BlockTable(np.array([5], np.uint64), np.array([0, 2**31]))
+    with pytest.raises(ValueError, match="int32"):
+        BlockTable(np.array([5], np.uint64), np.array([int(SPLIT), 0]))
+
+
+@given(st.lists(st.tuples(ADDR, st.integers(0, 32)), min_size=1, max_size=40), st.lists(ADDR, max_size=150))
+@example([(0, 0)], [0, 2**32 - 1])
+@example([(167772160, 8), (167772416, 24), (167772417, 32)], [167772160, 167772416, 167772417, 167772418])
+def test_router_segments_agree_with_and_without_blocks(cidrs, addresses):
+    starts = np.array([(a >> (32 - p) << (32 - p)) if p else 0 for a, p in cidrs], dtype=np.uint64)
+    ends = starts + (np.uint64(1) << (np.uint64(32) - np.array([p for _, p in cidrs], np.uint64)))
+    seg = _Segments(starts, ends, np.arange(len(cidrs), dtype=np.int32))
+    a = np.array(addresses, dtype=np.uint32)
+    assert seg.lookup_v4(a).tolist() == seg.lookup_v4_sorted(a).tolist()
+    # A pickled router (a Spark broadcast) carries no block table and builds it again.
+    seg.blocks  # noqa: B018
+    copy = pickle.loads(pickle.dumps(seg))
+    assert "_blocks" not in copy.__dict__
+    assert copy.lookup_v4(a).tolist() == seg.lookup_v4_sorted(a).tolist()
+
+
+@given(st.lists(st.tuples(ADDR, st.integers(0, 2**16)), max_size=40), st.lists(ADDR, max_size=150))
+@example([(0, 255), (2**32 - 256, 255)], [0, 255, 256, 2**32 - 257, 2**32 - 256, 2**32 - 1])
+def test_range_table_agrees_with_and_without_blocks(ranges, addresses):
+    ranges = sorted((s, min(s + span, 2**32 - 1)) for s, span in ranges)
+    kept, last = [], -1
+    for s, e in ranges:  # non-overlapping, as a RangeTable holds them
+        if s > last:
+            kept.append((s, e))
+            last = e
+    starts = [s for s, _ in kept]
+    ends = [e for _, e in kept]
+    plain = RangeTable(starts, ends, list(range(len(kept))))
+    indexed = RangeTable(starts, ends, list(range(len(kept)))).index_blocks()
+    a = np.array(addresses, dtype=np.uint32)
+    assert indexed.lookup_v4(a, threads=1).tolist() == plain.lookup_v4(a, threads=1).tolist()
+    assert pickle.loads(pickle.dumps(indexed))._blocks is None
