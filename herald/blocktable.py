@@ -1,21 +1,22 @@
-"""A dense table over the IPv4 address space in equal blocks, for step functions of the address.
+"""Tables of the IPv4 address space by /16 and /24 block, for step functions of the address.
 
 The router's CIDR segments (:mod:`herald.route`) and the IP data's ranges
 (:mod:`herald.enrich.iprange`) are both *step functions* of an IPv4 address: sorted bounds
 ``b[0] < b[1] < ...``, and a value that changes only at a bound.  Looking one up takes a sort of
-the addresses and a ``searchsorted``.  A :class:`BlockTable` cuts the address space into ``2**bits``
-equal blocks and stores, per block, the value of the whole block when no bound falls inside it:
-most addresses are then found with one shift and one gather, without any sort, and only those in
-a block with a bound inside take the sorted path.
+the addresses and a ``searchsorted``.  A :class:`BlockTable` stores, per /16 block, the value of the
+whole block when no bound falls inside it, and for the /16 blocks that hold a bound, the value of
+each of their /24 blocks likewise: most addresses are then found with shifts and gathers, without
+any sort, and only those in a /24 block with a bound inside take the sorted path.
 
 Measured on the benchmark machine (bench/README.md, "Fourth round"): the 1M addresses of the
-bench day against the router's 171k merged bounds, 35 ms -> 8 ms of CPU (2 % take the sorted
-path); against the bundled IP data's 472k bounds, 41 ms -> 8 ms.  Hand-written for that speed.
+bench day against the router's 171k merged bounds, 36 ms -> 12 ms of CPU (2 % take the sorted
+path); against the bundled IP data's 472k bounds, 42 ms -> 12 ms.  Hand-written for that speed.
+A flat table of every /24 block (64 MiB) took 8 ms; the rows below keep most of that for a
+quarter of the memory.
 
-Size: the smallest ``bits`` (at most 24, /24 blocks) that gives at least 64 blocks per bound, so
-that at most one block in 64 holds a bound; an ``int32`` per block: 64 MiB at 24 bits, 32 KiB for a
-hundred bounds.  Built in one ``np.repeat`` of the runs between the blocks that hold a bound
-(13-33 ms for the tables above).
+Size: 256 KiB for the /16 level, plus a row of 1 KiB per /16 block that holds a bound and one per
+distinct value of the others (the bench router: 10,162 + 4,988 rows, 15 MiB, built in 29 ms; the
+bundled IP data: 18,277 + 2,798 rows, 21 MiB, 50 ms; at most 65,536 rows, 64 MiB).
 """
 
 from __future__ import annotations
@@ -24,18 +25,18 @@ from typing import Callable
 
 import numpy as np
 
-#: The table value of a block that holds a bound (its addresses take the sorted path).
+#: The table value of a block that holds a bound (its addresses look further).
 SPLIT = np.int32(np.iinfo(np.int32).min)
-
-#: The most blocks: /24 blocks, 2**24 ``int32`` (64 MiB).
-MAX_BITS = 24
-
-#: Blocks per bound that the table aims for (see the module docstring).
-BLOCKS_PER_BOUND = 64
 
 
 class BlockTable:
-    """The value of every IPv4 address, block by block, where a block holds no bound.
+    """The value of every IPv4 address by /24 block, where a block holds no bound after its first
+    address, stored as rows of 256 /24 blocks shared between the /16 blocks that can share them.
+
+    A /16 block that holds a bound after its first address gets a row of its own; every other
+    /16 block has one value throughout and shares the row of that value (all 256 entries alike).
+    A lookup is then one gather into the small :attr:`row_of` and one into :attr:`rows`, for every
+    address, without branches.
 
     Args:
         bounds: ``uint64[B]``, sorted, distinct: the addresses where the value changes (bounds
@@ -44,8 +45,9 @@ class BlockTable:
             bounds at or below it.  Each must fit an ``int32`` and differ from :data:`SPLIT`.
 
     Attributes:
-        bits: ``log2`` of the number of blocks; a block is a ``/bits`` network.
-        table: ``int32[2**bits]``: the value of each block, or :data:`SPLIT`.
+        row_of: ``uint32[2**16]``: the row of :attr:`rows` of each /16 block.
+        rows: ``int32[R, 256]``: the value of each /24 block of the row, or :data:`SPLIT` for a
+            block with a bound inside (its addresses take the sorted path).
 
     Raises:
         ValueError: ``values`` is not one longer than ``bounds``, or a value does not fit.
@@ -56,26 +58,35 @@ class BlockTable:
         values = np.asarray(values)
         if len(values) != len(bounds) + 1:
             raise ValueError("BlockTable: values must be one longer than bounds")
-        if len(values) and (values.max() > np.iinfo(np.int32).max or values.min() <= SPLIT):
+        if values.max() > np.iinfo(np.int32).max or values.min() <= SPLIT:
             raise ValueError("BlockTable: values must fit an int32 above SPLIT")
+        values = values.astype(np.int32)
         b = bounds[bounds <= np.uint64(0xFFFFFFFF)]
-        bits = max(int(len(b) * BLOCKS_PER_BOUND - 1).bit_length(), 1)
-        self.bits = min(bits, MAX_BITS)
-        self._shift = 32 - self.bits
-        self.table = _build(b, values.astype(np.int32), self.bits)
+        top = _whole_blocks(b, values, 16)
+        split = np.flatnonzero(top == SPLIT)
+        whole = np.flatnonzero(top != SPLIT)
+        shared, which = np.unique(top[whole], return_inverse=True)
+        self.row_of = np.empty(1 << 16, dtype=np.uint32)
+        self.row_of[split] = np.arange(len(split), dtype=np.uint32)
+        self.row_of[whole] = len(split) + which.astype(np.uint32)
+        self.rows = np.concatenate([_leaves(b, values, split), np.repeat(shared[:, None], 256, axis=1)])
 
     def lookup(self, addresses: np.ndarray, fallback: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """The value of each address.
 
         Args:
             addresses: ``uint32[N]`` IPv4 addresses, any order.
-            fallback: called with the addresses (``uint32[K]``) that fall in a block holding a
+            fallback: called with the addresses (``uint32[K]``) that fall in a /24 block holding a
                 bound; returns their values (``int[K]``, in the same order).
 
         Returns:
             ``int64[N]``.
         """
-        out = self.table[np.right_shift(addresses, self._shift, dtype=np.uint32)].astype(np.int64)
+        addresses = np.asarray(addresses, dtype=np.uint32)
+        at = self.row_of[np.right_shift(addresses, 16)]
+        at <<= np.uint32(8)
+        at |= np.right_shift(addresses, 8) & np.uint32(0xFF)
+        out = self.rows.reshape(-1)[at].astype(np.int64)
         split = np.flatnonzero(out == SPLIT)
         if len(split):
             out[split] = fallback(addresses[split])
@@ -83,30 +94,28 @@ class BlockTable:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the table."""
-        return self.table.nbytes
+        """Bytes held by the tables."""
+        return self.row_of.nbytes + self.rows.nbytes
 
 
-def _build(b: np.ndarray, values: np.ndarray, bits: int) -> np.ndarray:
-    """``int32[2**bits]``: per block, ``values[j]`` for the ``j`` bounds at or below the block's
-    first address when no bound lies inside it (after its first address), else :data:`SPLIT`.
+def _whole_blocks(b: np.ndarray, values: np.ndarray, bits: int) -> np.ndarray:
+    """``int32[2**bits]``: per ``/bits`` block, ``values[j]`` for the ``j`` bounds at or below the
+    block's first address when no bound lies inside it (after its first address), else
+    :data:`SPLIT`.
 
     Between two blocks that hold a bound, every block has the value after the lower one's bounds:
-    the table is laid out as runs (``np.repeat``), two per such block, so nothing of the size of
-    the table is built but the table itself.
+    the table is laid out as runs (``np.repeat``), two per such block.
     """
     n_blocks = 1 << bits
     if len(b) == 0:
         return np.full(n_blocks, values[0], dtype=np.int32)
-    shift = np.uint64(32 - bits)
-    blk = (b >> shift).astype(np.int64)
+    blk = (b >> np.uint64(32 - bits)).astype(np.int64)
     first = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
     held = blk[first]                       # the blocks that hold a bound, ascending
     count = np.diff(np.append(first, len(blk)))
-    upto = first + count                    # bounds at or below the end of each such block
     # A block whose only bound is its first address has one value throughout.
     whole = (count == 1) & ((b[first] & np.uint64((1 << (32 - bits)) - 1)) == 0)
-    after = values[upto]
+    after = values[first + count]           # the value after the block's bounds
     run_value = np.empty(2 * len(held) + 1, dtype=np.int32)
     run_len = np.empty(2 * len(held) + 1, dtype=np.int64)
     run_value[0], run_len[0] = values[0], held[0]
@@ -114,3 +123,31 @@ def _build(b: np.ndarray, values: np.ndarray, bits: int) -> np.ndarray:
     run_value[2::2] = after
     run_len[2::2] = np.append(held[1:], n_blocks) - held - 1
     return np.repeat(run_value, run_len)
+
+
+def _leaves(b: np.ndarray, values: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """``int32[len(split), 256]``: the /24 blocks of the /16 blocks ``split`` (ascending), each the
+    value of its first address when no bound lies inside it, else :data:`SPLIT`.
+
+    The value of /24 block ``x`` is ``values[j]`` for the ``j`` bounds at or below ``x << 8``: the
+    bounds up to the /16 block's first address, plus the count of the bounds inside the /16 block
+    up to ``x << 8`` (a cumulative sum over the 256 blocks).
+    """
+    leaves = np.empty((len(split), 256), dtype=np.int32)
+    if len(split) == 0:
+        return leaves
+    starts = split.astype(np.uint64) << np.uint64(16)
+    base = np.searchsorted(b, starts, side="right")          # bounds at or below each start
+    row_of = np.full(1 << 16, -1, dtype=np.int64)
+    row_of[split] = np.arange(len(split))
+    row = row_of[(b >> np.uint64(16)).astype(np.intp)]
+    inside = (row >= 0) & ((b & np.uint64(0xFFFF)) != 0)
+    row, off = row[inside], (b[inside] & np.uint64(0xFFFF)).astype(np.int64)
+    # A bound at offset o counts for the /24 blocks from ceil(o / 256) on; inside a block (o not a
+    # multiple of 256) it splits that block.
+    step = np.bincount(row * 257 + ((off + 255) >> 8), minlength=len(split) * 257).reshape(-1, 257)
+    j = base[:, None] + np.cumsum(step[:, :256], axis=1)
+    leaves[:] = values[j]
+    cut = (off & 255) != 0
+    leaves[row[cut], off[cut] >> 8] = SPLIT
+    return leaves

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from herald import blocktable
 from herald.blocktable import SPLIT, BlockTable
 from herald.enrich.iprange import RangeTable
 from herald.route import _Segments
@@ -43,26 +42,35 @@ def test_lookup_equals_searchsorted(bounds, addresses):
     assert got.dtype == np.int64
     assert got.tolist() == _reference(b, values, a).tolist()
     # Only addresses in a block that holds a bound strictly inside it reach the fallback.
-    assert sum(calls) == int(np.count_nonzero(table.table[a >> (32 - table.bits)] == SPLIT))
+    # Only addresses in a /24 block with a bound inside it (after its first address) take the
+    # sorted path.
+    first = (a.astype(np.uint64) >> np.uint64(8)) << np.uint64(8)
+    split = np.searchsorted(b, first + np.uint64(255), "right") > np.searchsorted(b, first, "right")
+    assert sum(calls) == int(np.count_nonzero(split))
 
 
-def test_addresses_in_whole_blocks_never_take_the_sorted_path(monkeypatch):
-    monkeypatch.setattr(blocktable, "MAX_BITS", 24)
-    # 10.0.0.0/8 and 192.168.1.0/24: every bound is the first address of a /24 block.
+def test_addresses_in_whole_blocks_never_take_the_sorted_path():
+    # 10.0.0.0/8 and 192.168.1.0/24: every bound is the first address of a /24 block; a million
+    # more bounds, 16 apart in 200.0.0.0/8, split all of that /8's /24 blocks.
     b = np.array([10 << 24, 11 << 24, (192 << 24) | (168 << 16) | (1 << 8),
                   (192 << 24) | (168 << 16) | (2 << 8)], dtype=np.uint64)
-    values = np.array([-1, 0, -1, 1, -1])
-    table = BlockTable(b, values)
-    assert table.bits == 8  # 4 bounds * 64 blocks = 2**8 blocks: /8 networks
-    # A million more bounds (16 apart in 200.0.0.0/8) take the table to /24 blocks.
-    table = BlockTable(np.concatenate([b, np.arange(2**20, dtype=np.uint64) * 16 + (200 << 24)]),
-                       np.arange(-1, len(b) + 2**20, dtype=np.int64))
-    assert table.bits == 24 and table.nbytes == 4 << 24
-    a = np.array([10 << 24, (10 << 24) + 12345, (192 << 24) | (168 << 16) | (1 << 8) | 77], np.uint32)
+    b = np.concatenate([b, np.arange(2**20, dtype=np.uint64) * 16 + (200 << 24)])
+    table = BlockTable(b, np.arange(-1, len(b), dtype=np.int64))
+    # The /16 level, plus a 1 KiB row per /16 block with a bound inside: 192.168/16, 200.0-255/16.
+    # Rows: those 257 /16 blocks, and one per value of the others: -1 (below 10/8), 0 (10/8),
+    # 1 (from 11/8), 3 (from 192.169/16) and the last value (from 201/8).
+    assert table.rows.shape == (257 + 5, 256)
+    assert table.nbytes == 4 * 2**16 + (257 + 5) * 1024
+    a = np.array([10 << 24, (10 << 24) + 12345, (192 << 24) | (168 << 16) | (1 << 8) | 77,
+                  (192 << 24) | (168 << 16) | 77, 0, 2**32 - 1], np.uint32)
 
     def never(addresses):
         raise AssertionError(f"sorted path taken for {addresses}")
-    assert table.lookup(a, never).tolist() == [0, 0, 2]
+    assert table.lookup(a, never).tolist() == [0, 0, 2, 1, -1, len(b) - 1]
+    calls: list[int] = []
+    inside = np.array([(200 << 24) + 5, (200 << 24) + 16, (201 << 24) - 1], np.uint32)
+    got = table.lookup(inside, _fallback_counting(b, np.arange(-1, len(b)), calls))
+    assert got.tolist() == [4, 5, len(b) - 1] and calls == [3]
 
 
 def test_values_must_fit_an_int32_above_the_split_marker():
@@ -106,3 +114,19 @@ def test_range_table_agrees_with_and_without_blocks(ranges, addresses):
     a = np.array(addresses, dtype=np.uint32)
     assert indexed.lookup_v4(a, threads=1).tolist() == plain.lookup_v4(a, threads=1).tolist()
     assert pickle.loads(pickle.dumps(indexed))._blocks is None
+
+
+def test_bundled_ip_data_answers_alike_with_and_without_blocks():
+    from herald.enrich.ipdata import IPData
+
+    data = IPData.default()
+    assert data.prepare() is data
+    joined = data._joined[0]
+    assert joined._blocks is not None and joined._blocks.nbytes < 64 << 20
+    # Every bound of the real table, the address before it and one in the middle of each range.
+    bounds = (joined._v4_bounds >> np.uint64(32)).astype(np.int64)
+    probe = np.unique(np.concatenate([bounds, bounds - 1, (bounds[:-1] + bounds[1:]) // 2]))
+    probe = probe[(probe >= 0) & (probe < 2**32)].astype(np.uint32)
+    got = joined.lookup_v4(probe, threads=1)
+    assert got.tolist() == joined._lookup_v4_sorted(probe).tolist()
+    assert (got >= 0).mean() > 0.5

@@ -308,7 +308,7 @@ class RangeTable:
 
     def index_blocks(self) -> "RangeTable":
         """Build a :class:`~herald.blocktable.BlockTable` of the IPv4 ranges, which IPv4 lookups
-        use from then on (a gather per address instead of a sort; up to 64 MiB: see
+        use from then on (gathers instead of a sort; the bundled data's: 21 MiB, see
         :mod:`herald.blocktable`).  Returns self.  Payloads above ``2**31 - 1`` keep the sorted
         lookup.  The table is not pickled (:meth:`__getstate__`)."""
         if self._blocks is None and self.n_v4 and int(self._v4_values.max()) < 1 << 31:
