@@ -28,6 +28,9 @@ import numpy as np
 #: The table value of a block that holds a bound (its addresses look further).
 SPLIT = np.int32(np.iinfo(np.int32).min)
 
+#: Rows built at a time (2 MiB of counts).
+_SLICE = 1024
+
 
 class BlockTable:
     """The value of every IPv4 address by /24 block, where a block holds no bound after its first
@@ -144,10 +147,17 @@ def _leaves(b: np.ndarray, values: np.ndarray, split: np.ndarray) -> np.ndarray:
     inside = (row >= 0) & ((b & np.uint64(0xFFFF)) != 0)
     row, off = row[inside], (b[inside] & np.uint64(0xFFFF)).astype(np.int64)
     # A bound at offset o counts for the /24 blocks from ceil(o / 256) on; inside a block (o not a
-    # multiple of 256) it splits that block.
-    step = np.bincount(row * 257 + ((off + 255) >> 8), minlength=len(split) * 257).reshape(-1, 257)
-    j = base[:, None] + np.cumsum(step[:, :256], axis=1)
-    leaves[:] = values[j]
+    # multiple of 256) it splits that block.  In slices of _SLICE rows, so that the counts
+    # (int64) never take more than a few MiB beside the table.
+    first = (off + 255) >> 8
+    edges = np.searchsorted(row, np.arange(0, len(split) + _SLICE, _SLICE))
+    for lo in range(0, len(split), _SLICE):
+        hi = min(lo + _SLICE, len(split))
+        a, z = edges[lo // _SLICE], edges[lo // _SLICE + 1]
+        step = np.bincount((row[a:z] - lo) * 257 + first[a:z], minlength=(hi - lo) * 257)
+        j = np.cumsum(step.reshape(-1, 257)[:, :256], axis=1)
+        j += base[lo:hi, None]
+        leaves[lo:hi] = values[j]
     cut = (off & 255) != 0
     leaves[row[cut], off[cut] >> 8] = SPLIT
     return leaves
