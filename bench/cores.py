@@ -64,7 +64,7 @@ def _child(d: Path, workers: int, work: Path) -> dict:
         shutil.rmtree(work / sub, ignore_errors=True)
     settings.paths.data, settings.paths.reports = work / "data", work / "reports"
     registry = default_registry()
-    router = Router(recipients_from_specs(settings.recipients_spec))
+    router = Router(recipients_from_specs(settings.recipients_spec)).prepare()
     ipdata = IPData.from_specs(settings.ipdata)
     jobs = [(str(p), file_sha256(p)) for p in find_inputs(settings.paths.inbox, DAY)]
     out: dict = {"workers": workers, "cpus": sorted(os.sched_getaffinity(0))}

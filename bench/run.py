@@ -72,7 +72,7 @@ def _child(mode: str, d: Path) -> dict:
         reg = default_registry()
         ipdata = IPData.default()
         t = time.monotonic()
-        router = Router(recipients)
+        router = Router(recipients).prepare()
         t_router = time.monotonic() - t
         # The run builds the IP data's joined table before it forks its workers (beside the
         # router, herald.pipeline): it is set-up, timed apart like the router's build.

@@ -184,11 +184,11 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     ipdata = IPData.from_specs(settings.ipdata)
     if ipdata.info().get("warning"):
         warnings.append(f"IP data: {ipdata.info()['warning']}")
-    # The IP data's lookup table is built beside the router (both mostly NumPy sorts, which run
-    # without the GIL), before any worker is forked: the workers inherit it.
+    # The IP data's lookup tables are built beside the router's (both mostly NumPy sorts, which
+    # run without the GIL), before any worker is forked: the workers inherit them.
     with ThreadPoolExecutor(1, thread_name_prefix="ipdata") as ex:
         prepared = ex.submit(ipdata.prepare)
-        router = Router(recipients)
+        router = Router(recipients).prepare()
         policy, policy_warnings = policy_for_run(settings, day, router, db)
         prepared.result()
     warnings += policy_warnings

@@ -67,6 +67,10 @@ class Assignment:
     routed: np.ndarray
 
 
+#: The fewest addresses of one lookup for which a router builds its IPv4 block table.
+BLOCKS_FROM = 1 << 16
+
+
 class _Lists:
     """Recipient lists in CSR layout (entry ``i``: ``members[offsets[i]:offsets[i + 1]]``), with
     per-entry start and length arrays that have one more, empty, entry for index -1.
@@ -146,11 +150,15 @@ class _Segments:
     def lookup_v4(self, addr: np.ndarray) -> np.ndarray:
         """``int64[K]``: the segment (-1 for none) of each IPv4 address (``uint32[K]``, any order).
 
-        Through :attr:`blocks`; the addresses in a block that holds a bound take
-        :meth:`lookup_v4_sorted`.
+        Through :attr:`blocks` when it is built or ``addr`` has :data:`BLOCKS_FROM` addresses or
+        more (the addresses in a /24 block that holds a bound take :meth:`lookup_v4_sorted`);
+        a small lookup without the table (a Reports API query's one recipient) takes
+        :meth:`lookup_v4_sorted` alone instead of building it (3 ms).
         """
         if len(self.bounds) == 0 or len(addr) == 0:
             return np.full(len(addr), -1, dtype=np.int64)
+        if len(addr) < BLOCKS_FROM and self.__dict__.get("_blocks") is None:
+            return self.lookup_v4_sorted(addr)
         return self.blocks.lookup(addr, self.lookup_v4_sorted)
 
     def lookup_v4_sorted(self, addr: np.ndarray) -> np.ndarray:
@@ -355,7 +363,6 @@ class Router:
         e4 = s4 + (np.uint64(1) << (np.uint64(32) - l4))  # exclusive end
         v6e = [first + (1 << (128 - plen)) for first, plen in zip(v6s, v6l)]
         self._v4 = _Segments(s4, e4, v4r)
-        self._v4.blocks  # noqa: B018 - built here, before a run forks its workers, which share it
         self._v6 = _Segments(_ints_to_s17(v6s), _ints_to_s17(v6e), np.array(v6r, dtype=np.int32))
         self._asn = _KeyIndex(np.array(asn_k, dtype=np.int64), np.array(asn_r, dtype=np.int32))
         self._cc = _KeyIndex(np.array(cc_k, dtype=np.int32), np.array(cc_r, dtype=np.int32))
@@ -364,6 +371,13 @@ class Router:
         self._scoped = [rid for rid, r in enumerate(self.recipients) if r.families or r.tags]
         self._type_masks: dict[str, np.ndarray] = {}
         self._type_thr: dict[str, np.ndarray] = {}
+
+    def prepare(self) -> "Router":
+        """Build the IPv4 block table now (:mod:`herald.blocktable`) rather than at the first
+        lookup of :data:`BLOCKS_FROM` addresses or more; returns self.  A run calls it before it
+        forks its workers, which then share the table."""
+        self._v4.blocks  # noqa: B018 - the property builds and keeps the table
+        return self
 
     def _domain_part(self, column: pa.ChunkedArray | pa.Array) -> _Part:
         """Recipients per row of a host-name column (``N`` rows), matching per distinct value."""

@@ -90,12 +90,33 @@ def test_router_segments_agree_with_and_without_blocks(cidrs, addresses):
     ends = starts + (np.uint64(1) << (np.uint64(32) - np.array([p for _, p in cidrs], np.uint64)))
     seg = _Segments(starts, ends, np.arange(len(cidrs), dtype=np.int32))
     a = np.array(addresses, dtype=np.uint32)
-    assert seg.lookup_v4(a).tolist() == seg.lookup_v4_sorted(a).tolist()
-    # A pickled router (a Spark broadcast) carries no block table and builds it again.
-    seg.blocks  # noqa: B018
+    want = seg.lookup_v4_sorted(a).tolist()
+    assert seg.blocks.lookup(a, seg.lookup_v4_sorted).tolist() == want
+    assert seg.lookup_v4(a).tolist() == want  # through the table, now built
+    # A pickled router (a Spark broadcast) carries no block table.
     copy = pickle.loads(pickle.dumps(seg))
     assert "_blocks" not in copy.__dict__
-    assert copy.lookup_v4(a).tolist() == seg.lookup_v4_sorted(a).tolist()
+    assert copy.lookup_v4(a).tolist() == want
+
+
+def test_a_router_builds_its_block_table_for_large_lookups_or_when_prepared():
+    import ipaddress
+
+    from herald.constituency.recipients import Recipient
+    from herald.route import BLOCKS_FROM, Router
+
+    one = Recipient(name="x", email="x@example.org",
+                    cidrs=[ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("10.1.0.0/17")])
+    small = np.array([0xC0000201, 0x0A010203, 0x0A018000], dtype=np.uint32)
+    router = Router([one])
+    seg = router._v4.lookup_v4(small)
+    # The segments of 192.0.2.1 and 10.1.2.3 list the recipient; that of 10.1.128.0 lists none.
+    assert [router._v4.lists.part(seg)[1][i] for i in range(3)] == [1, 1, 0]
+    assert "_blocks" not in router._v4.__dict__  # a Reports API query's router builds no table
+    large = np.resize(small, BLOCKS_FROM)
+    assert router._v4.lookup_v4(large).tolist() == np.resize(seg, BLOCKS_FROM).tolist()
+    assert "_blocks" in router._v4.__dict__
+    assert "_blocks" in Router([one]).prepare()._v4.__dict__
 
 
 @given(st.lists(st.tuples(ADDR, st.integers(0, 2**16)), max_size=40), st.lists(ADDR, max_size=150))

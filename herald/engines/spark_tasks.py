@@ -222,7 +222,7 @@ def _router(recipients_bc, token: str):
     run: ``token`` names the run's broadcast)."""
     from herald.route import Router
 
-    return _cached(("router", token), lambda: Router(recipients_bc.value))
+    return _cached(("router", token), lambda: Router(recipients_bc.value).prepare())
 
 
 def route_chunk(table: pa.Table, *, files: list[str], file_type: list[int], rtypes: list,
