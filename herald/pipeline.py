@@ -48,7 +48,6 @@ from __future__ import annotations
 import re
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from herald import faults
@@ -184,13 +183,12 @@ def _plan(settings: Settings, day: str, registry: Registry, recipients: list[Rec
     ipdata = IPData.from_specs(settings.ipdata)
     if ipdata.info().get("warning"):
         warnings.append(f"IP data: {ipdata.info()['warning']}")
-    # The IP data's lookup tables are built beside the router's (both mostly NumPy sorts, which
-    # run without the GIL), before any worker is forked: the workers inherit them.
-    with ThreadPoolExecutor(1, thread_name_prefix="ipdata") as ex:
-        prepared = ex.submit(ipdata.prepare)
-        router = Router(recipients).prepare()
-        policy, policy_warnings = policy_for_run(settings, day, router, db)
-        prepared.result()
+    # The IP data's and the router's lookup tables are built before any worker is forked: the
+    # workers inherit them instead of each building its own.  One after the other: built side by
+    # side (threads), their temporary arrays raised the process's peak by 70 MB (bench/README.md).
+    router = Router(recipients).prepare()
+    ipdata.prepare()
+    policy, policy_warnings = policy_for_run(settings, day, router, db)
     warnings += policy_warnings
     from herald.engines.spark import engine_for
 
