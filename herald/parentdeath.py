@@ -72,6 +72,25 @@ def check_parent() -> None:
         os._exit(1)
 
 
+def release_free_heap() -> bool:
+    """Give the C heap's free memory back to the system: glibc's ``malloc_trim(0)``
+    (malloc_trim(3)).  Memory the process freed stays resident otherwise, and a child forked
+    then carries it in its own resident set.  Measured on the bench's 983k-CIDR configuration:
+    after loading it, 125 of the 211 MB it added were free but resident (``bench/README.md``).
+
+    Returns:
+        ``True`` when memory was released; ``False`` when there was none to release, or the C
+        library has no ``malloc_trim`` (not glibc, not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def forked_executor(workers: int) -> ProcessPoolExecutor:
     """A :class:`~concurrent.futures.ProcessPoolExecutor` of ``workers`` processes started with
     ``fork`` whose workers die with this process (:func:`exit_with_parent` as initializer): a
@@ -93,8 +112,9 @@ class ForkedPool:
     """Worker processes of :func:`forked_executor` that inherit ``ctx`` by the fork (the run's
     IP data, router, recipients: large, and never pickled); a job reads it with :func:`inherited`.
 
-    The workers are forked at the first :meth:`submit_all`.  Around it the parent collects garbage
-    and freezes its objects (:func:`gc.freeze`): a forked child's garbage collector then never
+    The workers are forked at the first :meth:`submit_all`.  Around it the parent collects garbage,
+    gives its free heap back to the system (:func:`release_free_heap`: the children do not carry
+    it) and freezes its objects (:func:`gc.freeze`): a forked child's garbage collector then never
     frees an object of the parent, which may hold native state of the parent's threads (Arrow,
     DuckDB) that does not exist in the child (freeing one there crashed a worker).  The ``fork``
     executor forks all its workers at that first submit and none later.  A worker that dies makes
@@ -120,6 +140,7 @@ class ForkedPool:
             _inherited = self.ctx
             self.pool = forked_executor(self.workers)
             gc.collect()
+            release_free_heap()
             gc.freeze()
         try:
             return [self.pool.submit(fn, job) for job in jobs]
