@@ -74,8 +74,8 @@ def _child(mode: str, d: Path) -> dict:
         t = time.monotonic()
         router = Router(recipients).prepare()
         t_router = time.monotonic() - t
-        # The run builds the IP data's joined table before it forks its workers (beside the
-        # router, herald.pipeline): it is set-up, timed apart like the router's build.
+        # The run builds the IP data's joined table before it forks its workers, after the
+        # router (herald.pipeline): it is set-up, timed apart like the router's build.
         t = time.monotonic()
         ipdata.prepare()
         t_ipdata = time.monotonic() - t
@@ -95,7 +95,8 @@ def _child(mode: str, d: Path) -> dict:
                 rows += table.num_rows
                 pairs += len(a.event)
         return {"seconds": t_enrich + t_route, "enrich": t_enrich, "route": t_route,
-                "router_build": t_router, "ipdata_prepare": t_ipdata, "events": rows, "pairs": pairs, "bytes_in": bytes_in}
+                "router_build": t_router, "ipdata_prepare": t_ipdata, "events": rows, "pairs": pairs,
+                "bytes_in": bytes_in}
 
     from herald.pipeline import run_day
     for sub in ("data", "reports", "outbox"):

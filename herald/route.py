@@ -106,6 +106,7 @@ class _Segments:
     """
 
     def __init__(self, starts: np.ndarray, ends_excl: np.ndarray, rids: np.ndarray) -> None:
+        self._blocks: BlockTable | None = None
         if len(starts) == 0:
             self.bounds = starts[:0]
             self.offsets = np.zeros(1, dtype=np.int64)
@@ -133,10 +134,9 @@ class _Segments:
     def blocks(self) -> BlockTable:
         """The :class:`~herald.blocktable.BlockTable` of the IPv4 segments (``uint64`` bounds),
         built on first use; not pickled (a Spark broadcast of the router stays small)."""
-        blocks = self.__dict__.get("_blocks")
-        if blocks is None:
-            blocks = self._blocks = BlockTable(self.bounds, np.arange(-1, len(self.bounds), dtype=np.int64))
-        return blocks
+        if self._blocks is None:
+            self._blocks = BlockTable(self.bounds, np.arange(-1, len(self.bounds), dtype=np.int64))
+        return self._blocks
 
     def __getstate__(self) -> dict:
         """Pickled without the block table (:attr:`blocks` builds it again)."""
@@ -155,9 +155,7 @@ class _Segments:
         a small lookup without the table (a Reports API query's one recipient) takes
         :meth:`lookup_v4_sorted` alone instead of building it (3 ms).
         """
-        if len(self.bounds) == 0 or len(addr) == 0:
-            return np.full(len(addr), -1, dtype=np.int64)
-        if len(addr) < BLOCKS_FROM and self.__dict__.get("_blocks") is None:
+        if len(self.bounds) == 0 or (len(addr) < BLOCKS_FROM and self._blocks is None):
             return self.lookup_v4_sorted(addr)
         return self.blocks.lookup(addr, self.lookup_v4_sorted)
 

@@ -320,11 +320,14 @@ class RangeTable:
         return {**self.__dict__, "_blocks": None}
 
     def _lookup_v4_chunk(self, keys: np.ndarray, out: np.ndarray) -> None:
-        out[:] = self._blocks.lookup(keys, self._lookup_v4_sorted) if self._blocks is not None \
-            else self._lookup_v4_sorted(keys)
+        if self._blocks is not None:
+            out[:] = self._blocks.lookup(keys, self._lookup_v4_sorted)
+        else:
+            self._lookup_v4_sorted(keys, out)
 
-    def _lookup_v4_sorted(self, keys: np.ndarray) -> np.ndarray:
-        """Payloads (``int64[N]``) of ``uint32[N]`` keys in any order, through one sort."""
+    def _lookup_v4_sorted(self, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Payloads (``int64[N]``) of ``uint32[N]`` keys in any order, through one sort; written
+        into ``out`` when given, and returned."""
         n = len(keys)
         packed = keys.astype(np.uint64)
         packed <<= np.uint64(32)
@@ -332,7 +335,8 @@ class RangeTable:
         packed.sort()
         values = _sorted_lookup(packed, self._v4_bounds, self._v4_values)
         packed &= np.uint64(0xFFFFFFFF)
-        out = np.empty(n, dtype=np.int64)
+        if out is None:
+            out = np.empty(n, dtype=np.int64)
         out[packed.astype(np.intp)] = values
         return out
 
